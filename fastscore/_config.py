@@ -1,0 +1,24 @@
+"""What was built: version, OpenMP, SIMD level, compiler flags."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from . import _core
+
+
+def build_info() -> dict:
+    """The build and runtime facts show_config() prints, as a dict."""
+    from . import __version__
+
+    info = {"fastscore": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
+    info.update(_core.build_info())
+    return info
+
+
+def show_config() -> None:
+    """Print fastscore's version, whether OpenMP was compiled in, the thread
+    count OpenMP allows now, the SIMD level in use and the compiler flags."""
+    for key, value in build_info().items():
+        print(f"{key:>12}: {value}")

@@ -1,0 +1,657 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, embedsignature=True
+"""Compiled core of fastscore: the one-pass softmax score kernel.
+
+Layers (design.md, section 5):
+
+* ``_score`` is the only ``def`` entry point of the computation.  It accepts
+  arguments already in canonical form (NumPy arrays of the kernel's dtypes,
+  an ``int`` action), validates them with C-level checks and allocates the
+  result.  Anything that needs coercion makes it return ``NotImplemented``,
+  and ``fastscore._api`` coerces and calls it again.
+* ``run_batch`` drives the threads; it holds no Python objects.
+* ``partial_*`` and ``state_score`` are ``noexcept nogil`` helpers working on
+  one state, or one chunk of rows of one state.
+
+A state's work is held in a ``Partial``: the running maximum logit ``m``, the
+normaliser ``l = sum_k exp(z_k - m)`` and ``g = sum_k exp(z_k - m) (phi_a -
+phi_k)``.  Partials over disjoint rows merge associatively; the score is
+``g / (l * tau)``.  Companions of the same pass (log pi(a), entropy) add fields
+to ``Partial`` and a ``partial_finish_*`` of their own.
+"""
+
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY, exp, isfinite
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+cimport numpy as cnp
+import numpy as np
+
+cnp.import_array()
+
+
+cdef extern from "fastscore_simd.h" nogil:
+    ctypedef struct fs_theta:
+        const double *val
+        const double *hi
+        const double *lo
+    Py_ssize_t fs_padded(Py_ssize_t d)
+    void fs_split(double x, double *hi, double *lo)
+    double fs_dot_f64(const double *x, const fs_theta *t, Py_ssize_t n)
+    double fs_dot_f32(const float *x, const fs_theta *t, Py_ssize_t n)
+    void fs_acc_diff_f64(double *g, double w, const double *xa, const double *xk, Py_ssize_t n)
+    void fs_acc_diff_f32(double *g, double w, const float *xa, const float *xk, Py_ssize_t n)
+    double fs_sum_f64(const double *x, Py_ssize_t n)
+    const char *fs_simd_level()
+
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define FS_OPENMP 1
+    static int fs_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define FS_OPENMP 0
+    static int fs_omp_max_threads(void) { return 1; }
+    #endif
+    #ifndef FASTSCORE_CFLAGS
+    #define FASTSCORE_CFLAGS "unknown"
+    #endif
+    """
+    const int FS_OPENMP
+    const char *FASTSCORE_CFLAGS
+    int fs_omp_max_threads() nogil
+
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef enum:
+    # Rows whose logits are computed before the running max is updated once.
+    BLOCK_ROWS = 32
+    # Rows of one partial state.  States with more rows are split into chunks
+    # of exactly this size and the partials merged left to right, whatever the
+    # thread count, so the result does not depend on it.
+    CHUNK_ROWS = 1024
+    # Elements of phi below which a call runs on the calling thread: a
+    # fork/join costs microseconds, a small call's whole budget.
+    PARALLEL_MIN_WORK = 1 << 16
+    # Elements of phi below which the GIL is kept (releasing it costs more).
+    NOGIL_MIN_WORK = 1 << 12
+    # theta up to this length is prepared in a stack buffer.
+    STACK_D = 256
+
+cdef enum Status:
+    OK = 0
+    NONFINITE_LOGIT = 1
+    NONFINITE_RESULT = 2
+    NO_MEMORY = 3
+
+
+cdef struct Problem:
+    # Everything shared by the states of one call; strides are in bytes.
+    const char *phi
+    Py_ssize_t phi_sb, phi_sn
+    Py_ssize_t n_actions, d
+    fs_theta theta
+    double tau
+    const char *act
+    Py_ssize_t act_s
+    const char *mask          # NULL: every action legal
+    Py_ssize_t mask_sb, mask_sn
+    char *out
+    Py_ssize_t out_sb, out_sd
+    bint out_f32
+
+
+cdef struct Partial:
+    double m      # running maximum logit (-inf while empty)
+    double l      # sum_k exp(z_k - m)
+    double *g     # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
+
+
+# ---------------------------------------------------------------------------
+# Helpers: one row, one chunk of rows, one state.
+
+cdef inline double row_logit(const real_t *row, const Problem *pr) noexcept nogil:
+    if real_t is double:
+        return fs_dot_f64(row, &pr.theta, pr.d) / pr.tau
+    else:
+        return fs_dot_f32(row, &pr.theta, pr.d) / pr.tau
+
+
+cdef inline void row_accumulate(double *g, double w, const real_t *row_a, const real_t *row_k,
+                                Py_ssize_t d) noexcept nogil:
+    if real_t is double:
+        fs_acc_diff_f64(g, w, row_a, row_k, d)
+    else:
+        fs_acc_diff_f32(g, w, row_a, row_k, d)
+
+
+cdef inline void partial_clear(Partial *p, Py_ssize_t d) noexcept nogil:
+    p.m = -INFINITY
+    p.l = 0.0
+    memset(p.g, 0, d * sizeof(double))
+
+
+cdef void partial_raise_max(Partial *p, double m_new, Py_ssize_t d) noexcept nogil:
+    """Re-express p relative to a larger maximum m_new."""
+    cdef double c
+    cdef Py_ssize_t i
+    if p.l != 0.0:
+        c = exp(p.m - m_new)
+        p.l *= c
+        for i in range(d):
+            p.g[i] *= c
+    p.m = m_new
+
+
+cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
+                             const char *mask_b, Py_ssize_t a,
+                             Py_ssize_t k0, Py_ssize_t k1) noexcept nogil:
+    """Add rows [k0, k1) of one state to p, reading each row of phi once."""
+    cdef double z[BLOCK_ROWS]
+    cdef double zk, w, block_max
+    cdef Py_ssize_t kb, ke, k
+    cdef const real_t *row_a = <const real_t *>(<const char *>phi_b + a * pr.phi_sn)
+    cdef const real_t *row_k
+    kb = k0
+    while kb < k1:
+        ke = min(kb + BLOCK_ROWS, k1)
+        block_max = -INFINITY
+        for k in range(kb, ke):
+            if mask_b != NULL and not mask_b[k * pr.mask_sn]:
+                z[k - kb] = -INFINITY
+                continue
+            zk = row_logit(<const real_t *>(<const char *>phi_b + k * pr.phi_sn), pr)
+            if not isfinite(zk):
+                return NONFINITE_LOGIT
+            z[k - kb] = zk
+            if zk > block_max:
+                block_max = zk
+        if block_max > p.m:
+            partial_raise_max(p, block_max, pr.d)
+        for k in range(kb, ke):
+            if z[k - kb] == -INFINITY:
+                continue
+            w = exp(z[k - kb] - p.m)
+            p.l += w
+            if k != a:
+                row_k = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
+                row_accumulate(p.g, w, row_a, row_k, pr.d)
+        kb = ke
+    return OK
+
+
+cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept nogil:
+    """dst += src.  Merging into an empty partial copies src exactly."""
+    cdef double c
+    cdef Py_ssize_t i
+    if src.l == 0.0:
+        return
+    if src.m > dst.m:
+        partial_raise_max(dst, src.m, d)
+    c = exp(src.m - dst.m)
+    dst.l += c * src.l
+    for i in range(d):
+        dst.g[i] += c * src.g[i]
+
+
+cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t b) noexcept nogil:
+    """Write score = g / (l * tau) to row b of the result."""
+    cdef double denom = p.l * pr.tau
+    cdef double v
+    cdef Py_ssize_t i
+    cdef char *o = pr.out + b * pr.out_sb
+    for i in range(pr.d):
+        v = p.g[i] / denom
+        if pr.out_f32:
+            (<float *>(o + i * pr.out_sd))[0] = <float>v
+            v = (<float *>(o + i * pr.out_sd))[0]
+        else:
+            (<double *>(o + i * pr.out_sd))[0] = v
+        if not isfinite(v):
+            return NONFINITE_RESULT
+    return OK
+
+
+cdef inline Py_ssize_t n_chunks_of(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
+
+
+cdef inline Py_ssize_t state_action(const Problem *pr, Py_ssize_t b) noexcept nogil:
+    return (<const Py_ssize_t *>(pr.act + b * pr.act_s))[0]
+
+
+cdef Status state_chunk(Partial *p, const Problem *pr, const real_t *phi, Py_ssize_t b,
+                        Py_ssize_t c) noexcept nogil:
+    """Partial of chunk c of state b."""
+    cdef const char *mask_b = NULL
+    if pr.mask != NULL:
+        mask_b = pr.mask + b * pr.mask_sb
+    partial_clear(p, pr.d)
+    return partial_add_rows(p, pr, <const real_t *>(<const char *>phi + b * pr.phi_sb), mask_b,
+                            state_action(pr, b), c * CHUNK_ROWS,
+                            min((c + 1) * CHUNK_ROWS, pr.n_actions))
+
+
+cdef Status state_score(const Problem *pr, const real_t *phi, Py_ssize_t b,
+                        double *scratch) noexcept nogil:
+    """Score of state b on the calling thread; scratch holds 2 d doubles."""
+    cdef Py_ssize_t c, n_chunks = n_chunks_of(pr.n_actions)
+    cdef Partial acc, tmp
+    acc.g = scratch
+    tmp.g = scratch + pr.d
+    cdef Status st = state_chunk(&acc, pr, phi, b, 0)
+    for c in range(1, n_chunks):
+        if st != OK:
+            return st
+        st = state_chunk(&tmp, pr, phi, b, c)
+        partial_merge(&acc, &tmp, pr.d)
+    if st != OK:
+        return st
+    return partial_finish_score(&acc, pr, b)
+
+
+# ---------------------------------------------------------------------------
+# Thread drivers.
+
+cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
+                       int n_threads, bint threaded, Py_ssize_t *bad) noexcept nogil:
+    """Threads over the batch: each state done serially by one thread."""
+    cdef Py_ssize_t b, d = pr.d
+    cdef double *buf
+    cdef Status st
+    cdef Status first[1]
+    first[0] = OK
+    bad[0] = n_states
+    with parallel(num_threads=n_threads, use_threads_if=threaded):
+        buf = <double *>malloc((2 * d + 1) * sizeof(double))
+        for b in prange(n_states, schedule='static'):
+            if buf == NULL:
+                st = NO_MEMORY
+            else:
+                st = state_score(pr, phi, b, buf)
+            if st != OK:
+                with gil:
+                    # Rare path, serialised by the GIL: keep the first failing
+                    # state whatever the thread count.
+                    if b < bad[0]:
+                        bad[0] = b
+                        first[0] = st
+        free(buf)
+    return first[0]
+
+
+cdef Status run_chunks(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
+                       int n_threads, bint threaded, Py_ssize_t *bad) noexcept nogil:
+    """Threads over the chunks of each state in turn, for few large states."""
+    cdef Py_ssize_t b, c, d = pr.d, n_chunks = n_chunks_of(pr.n_actions)
+    cdef Partial *parts = <Partial *>malloc(n_chunks * sizeof(Partial))
+    cdef double *slab = <double *>malloc(((n_chunks + 1) * d + 1) * sizeof(double))
+    cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status))
+    cdef Partial acc
+    cdef Status st = OK
+    bad[0] = 0
+    if parts == NULL or slab == NULL or status == NULL:
+        free(parts)
+        free(slab)
+        free(status)
+        return NO_MEMORY
+    for c in range(n_chunks):
+        parts[c].g = slab + c * d
+    acc.g = slab + n_chunks * d
+    for b in range(n_states):
+        for c in prange(n_chunks, schedule='static', num_threads=n_threads,
+                        use_threads_if=threaded):
+            status[c] = state_chunk(&parts[c], pr, phi, b, c)
+        partial_clear(&acc, d)
+        for c in range(n_chunks):
+            if status[c] != OK:
+                st = status[c]
+                break
+            partial_merge(&acc, &parts[c], d)
+        if st == OK:
+            st = partial_finish_score(&acc, pr, b)
+        if st != OK:
+            bad[0] = b
+            break
+    free(parts)
+    free(slab)
+    free(status)
+    return st
+
+
+cdef Status run_batch(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
+                      int n_threads, Py_ssize_t *bad) noexcept nogil:
+    """Pick how to spread the work.  Both ways give bitwise the same result."""
+    cdef Py_ssize_t n_chunks = n_chunks_of(pr.n_actions)
+    cdef double work = <double>n_states * pr.n_actions * (pr.d + 1)
+    cdef bint threaded = FS_OPENMP and n_threads > 1 and work >= PARALLEL_MIN_WORK
+    if threaded and n_chunks >= n_threads and n_states < 4 * n_threads:
+        return run_chunks(pr, phi, n_states, n_threads, threaded, bad)
+    threaded = threaded and n_states > 1
+    return run_states(pr, phi, n_states, n_threads, threaded, bad)
+
+
+cdef Status run(const Problem *pr, bint phi_f64, Py_ssize_t n_states, int n_threads,
+               Py_ssize_t *bad) noexcept nogil:
+    if phi_f64:
+        return run_batch(pr, <const double *>pr.phi, n_states, n_threads, bad)
+    return run_batch(pr, <const float *>pr.phi, n_states, n_threads, bad)
+
+
+# ---------------------------------------------------------------------------
+# The def entry point.
+
+cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:
+    return cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
+
+
+cdef inline bint is_real_kernel_array(object x) noexcept:
+    """A NumPy array of float32 or float64 the kernel reads as it is."""
+    if not cnp.PyArray_Check(x):
+        return False
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    return (t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT) and is_native_aligned(<cnp.ndarray>x)
+
+
+cdef void byte_extent(cnp.ndarray arr, char **lo, char **hi) noexcept:
+    """[lo, hi) bounds the bytes of arr."""
+    cdef char *start = <char *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i, step, low = 0, high = cnp.PyArray_ITEMSIZE(arr)
+    if cnp.PyArray_SIZE(arr) == 0:
+        lo[0] = hi[0] = start
+        return
+    for i in range(cnp.PyArray_NDIM(arr)):
+        step = cnp.PyArray_STRIDES(arr)[i] * (cnp.PyArray_DIMS(arr)[i] - 1)
+        if step < 0:
+            low += step
+        else:
+            high += step
+    lo[0] = start + low
+    hi[0] = start + high
+
+
+cdef bint overlaps(cnp.ndarray x, object y) noexcept:
+    cdef char *xlo
+    cdef char *xhi
+    cdef char *ylo
+    cdef char *yhi
+    if y is None:
+        return False
+    byte_extent(x, &xlo, &xhi)
+    byte_extent(<cnp.ndarray>y, &ylo, &yhi)
+    return xlo < yhi and ylo < xhi
+
+
+cdef double as_temperature(object temperature) except? -1.0:
+    cdef double tau
+    if PyFloat_CheckExact(temperature):
+        tau = PyFloat_AS_DOUBLE(temperature)
+    elif isinstance(temperature, (bool, np.bool_)):
+        raise TypeError("temperature must be a real number, got bool")
+    else:
+        try:
+            tau = float(temperature)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"temperature must be a real number, got {type(temperature).__name__}") from None
+    if not (tau > 0.0 and isfinite(tau)):
+        raise ValueError(f"temperature must be finite and > 0, got {tau!r}")
+    return tau
+
+
+cdef int as_thread_count(object n_threads) except -1:
+    cdef Py_ssize_t n
+    if n_threads is None:
+        return fs_omp_max_threads()
+    if isinstance(n_threads, (bool, np.bool_)):
+        raise TypeError("n_threads must be an integer or None, got bool")
+    try:
+        n = n_threads.__index__()
+    except AttributeError:
+        raise TypeError(
+            f"n_threads must be an integer or None, got {type(n_threads).__name__}") from None
+    if n < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n}")
+    return <int>min(n, 1 << 16)
+
+
+cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_theta *t) noexcept:
+    """Copy theta into buf as double with its Dekker split.  Returns the index of
+    the first non-finite entry, or -1."""
+    cdef Py_ssize_t i, dp = fs_padded(d)
+    cdef const char *src = <const char *>cnp.PyArray_DATA(theta)
+    cdef Py_ssize_t s = cnp.PyArray_STRIDES(theta)[0]
+    cdef bint f32 = cnp.PyArray_TYPE(theta) == cnp.NPY_FLOAT
+    cdef double *val = buf
+    cdef double *hi = buf + dp
+    cdef double *lo = buf + 2 * dp
+    cdef double v
+    memset(buf, 0, 3 * dp * sizeof(double))
+    for i in range(d):
+        if f32:
+            v = (<const float *>(src + i * s))[0]
+        else:
+            v = (<const double *>(src + i * s))[0]
+        if not isfinite(v):
+            return i
+        val[i] = v
+        fs_split(v, &hi[i], &lo[i])
+    t.val = val
+    t.hi = hi
+    t.lo = lo
+    return -1
+
+
+cdef object check_actions(const Problem *pr, Py_ssize_t n_states, bint batch):
+    """IndexError or ValueError for the first bad action; the taken action
+    must be legal."""
+    cdef Py_ssize_t b, k, a, n = pr.n_actions
+    cdef const char *mask_b
+    cdef str where
+    for b in range(n_states):
+        a = state_action(pr, b)
+        where = f"a[{b}]" if batch else "a"
+        if a < 0 or a >= n:
+            raise IndexError(f"{where} = {a} is out of range for N = {n} actions")
+        if pr.mask != NULL:
+            mask_b = pr.mask + b * pr.mask_sb
+            if not mask_b[a * pr.mask_sn]:
+                state = f" of state {b}" if batch else ""
+                for k in range(n):
+                    if mask_b[k * pr.mask_sn]:
+                        raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
+                raise ValueError(f"every action{state} is masked; at least one must be legal")
+    return None
+
+
+def _score(object phi, object theta, object a, object mask, object temperature,
+           object out, object n_threads):
+    """Score of canonical inputs; NotImplemented when an argument needs coercion.
+
+    Canonical: phi a float32/float64 array (native byte order, aligned) whose
+    last axis is contiguous; theta a float32/float64 array; a an int (one
+    state) or an intp array (batch); mask None or a bool array.
+    """
+    if not is_real_kernel_array(phi):
+        return NotImplemented
+    cdef cnp.ndarray phi_arr = <cnp.ndarray>phi
+    cdef int ndim = cnp.PyArray_NDIM(phi_arr)
+    cdef bint batch = ndim == 3
+    if ndim != 2 and ndim != 3:
+        raise ValueError(
+            f"phi must be 2-D (N, d) for one state or 3-D (B, N, d) for a batch, "
+            f"got a {ndim}-D array")
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(phi_arr)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(phi_arr)
+    cdef Py_ssize_t n_states = dims[0] if batch else 1
+    cdef Problem pr
+    pr.n_actions = dims[ndim - 2]
+    pr.d = dims[ndim - 1]
+    pr.phi = <const char *>cnp.PyArray_DATA(phi_arr)
+    pr.phi_sb = strides[0] if batch else 0
+    pr.phi_sn = strides[ndim - 2]
+    if pr.d > 1 and strides[ndim - 1] != cnp.PyArray_ITEMSIZE(phi_arr):
+        return NotImplemented
+
+    if not is_real_kernel_array(theta):
+        return NotImplemented
+    cdef cnp.ndarray theta_arr = <cnp.ndarray>theta
+    if cnp.PyArray_NDIM(theta_arr) != 1 or cnp.PyArray_DIMS(theta_arr)[0] != pr.d:
+        raise ValueError(
+            f"theta must have shape ({pr.d},) to match phi's last axis, got {np.shape(theta)}")
+
+    cdef Py_ssize_t a_single
+    cdef cnp.ndarray a_arr = None
+    if not batch:
+        if not PyLong_CheckExact(a):
+            return NotImplemented
+        try:
+            a_single = PyLong_AsSsize_t(a)
+        except OverflowError:
+            raise IndexError(f"a = {a} is out of range for N = {pr.n_actions} actions") from None
+        pr.act = <const char *>&a_single
+        pr.act_s = 0
+    else:
+        if not (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
+                and is_native_aligned(<cnp.ndarray>a)):
+            return NotImplemented
+        a_arr = <cnp.ndarray>a
+        if cnp.PyArray_NDIM(a_arr) != 1 or cnp.PyArray_DIMS(a_arr)[0] != n_states:
+            raise ValueError(
+                f"a must have shape ({n_states},), one action per state, got {np.shape(a)}")
+        pr.act = <const char *>cnp.PyArray_DATA(a_arr)
+        pr.act_s = cnp.PyArray_STRIDES(a_arr)[0]
+
+    cdef cnp.ndarray mask_arr = None
+    pr.mask = NULL
+    if mask is not None:
+        if not (cnp.PyArray_Check(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+            return NotImplemented
+        mask_arr = <cnp.ndarray>mask
+        if cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == pr.n_actions:
+            pr.mask_sb = 0
+            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
+        elif (batch and cnp.PyArray_NDIM(mask_arr) == 2
+              and cnp.PyArray_DIMS(mask_arr)[0] == n_states
+              and cnp.PyArray_DIMS(mask_arr)[1] == pr.n_actions):
+            pr.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
+            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
+        else:
+            expected = f"({pr.n_actions},) or ({n_states}, {pr.n_actions})" if batch \
+                else f"({pr.n_actions},)"
+            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
+        pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
+
+    pr.tau = as_temperature(temperature)
+    cdef int n_threads_ = as_thread_count(n_threads)
+
+    cdef int out_type = cnp.NPY_DOUBLE
+    if cnp.PyArray_TYPE(phi_arr) == cnp.NPY_FLOAT and cnp.PyArray_TYPE(theta_arr) == cnp.NPY_FLOAT:
+        out_type = cnp.NPY_FLOAT
+    cdef cnp.npy_intp out_dims[2]
+    out_dims[0] = n_states
+    out_dims[1] = pr.d
+    cdef cnp.ndarray out_arr
+    if out is None:
+        out_arr = cnp.PyArray_EMPTY(ndim - 1, &out_dims[2 - (ndim - 1)], out_type, 0)
+    else:
+        if not cnp.PyArray_Check(out):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        out_arr = <cnp.ndarray>out
+        if cnp.PyArray_TYPE(out_arr) != out_type or not cnp.PyArray_ISNOTSWAPPED(out_arr):
+            raise TypeError(
+                f"out must have dtype {'float32' if out_type == cnp.NPY_FLOAT else 'float64'} "
+                f"(native byte order) for these inputs, got {out.dtype}")
+        if (cnp.PyArray_NDIM(out_arr) != ndim - 1
+                or cnp.PyArray_DIMS(out_arr)[ndim - 2] != pr.d
+                or (batch and cnp.PyArray_DIMS(out_arr)[0] != n_states)):
+            expected = f"({n_states}, {pr.d})" if batch else f"({pr.d},)"
+            raise ValueError(f"out must have shape {expected}, got {np.shape(out)}")
+        if not cnp.PyArray_ISWRITEABLE(out_arr) or not cnp.PyArray_ISALIGNED(out_arr):
+            raise ValueError("out must be a writeable, aligned array")
+        if (overlaps(out_arr, phi_arr) or overlaps(out_arr, theta_arr)
+                or overlaps(out_arr, a_arr) or overlaps(out_arr, mask_arr)):
+            raise ValueError("out must not share memory with phi, theta, a or mask")
+    pr.out = <char *>cnp.PyArray_DATA(out_arr)
+    pr.out_sb = cnp.PyArray_STRIDES(out_arr)[0] if batch else 0
+    pr.out_sd = cnp.PyArray_STRIDES(out_arr)[ndim - 2]
+    pr.out_f32 = out_type == cnp.NPY_FLOAT
+
+    if pr.n_actions == 0:
+        raise ValueError("phi has no actions (N = 0); a state needs at least one")
+    check_actions(&pr, n_states, batch)
+
+    cdef double theta_stack[3 * STACK_D]
+    cdef double *theta_buf = theta_stack
+    if pr.d > STACK_D:
+        theta_buf = <double *>malloc(3 * fs_padded(pr.d) * sizeof(double))
+        if theta_buf == NULL:
+            raise MemoryError()
+    cdef Py_ssize_t bad_theta = prepare_theta(theta_arr, pr.d, theta_buf, &pr.theta)
+    cdef Py_ssize_t bad_state = 0
+    cdef Status st = OK
+    cdef bint phi_f64 = cnp.PyArray_TYPE(phi_arr) == cnp.NPY_DOUBLE
+    cdef bint release = <double>n_states * pr.n_actions * (pr.d + 1) >= NOGIL_MIN_WORK
+    if bad_theta < 0 and n_states > 0:
+        if release:
+            with nogil:
+                st = run(&pr, phi_f64, n_states, n_threads_, &bad_state)
+        else:
+            st = run(&pr, phi_f64, n_states, n_threads_, &bad_state)
+    if theta_buf != theta_stack:
+        free(theta_buf)
+
+    if bad_theta >= 0:
+        raise ValueError(f"theta contains NaN or inf (theta[{bad_theta}])")
+    if st != OK:
+        raise_status(st, bad_state, batch)
+    return out_arr
+
+
+cdef raise_status(Status st, Py_ssize_t b, bint batch):
+    cdef str state = f"state {b}" if batch else "the state"
+    if st == NO_MEMORY:
+        raise MemoryError("fastscore: could not allocate per-thread scratch")
+    if st == NONFINITE_LOGIT:
+        raise ValueError(
+            f"non-finite logit in {state}: phi has NaN or inf in an unmasked row, "
+            f"or phi @ theta / temperature overflows")
+    raise ValueError(f"the score of {state} overflows (it is not finite in the output dtype)")
+
+
+def build_info():
+    """What this build of the kernel has: a dict for fastscore.show_config()."""
+    return {
+        "openmp": bool(FS_OPENMP),
+        "max_threads": fs_omp_max_threads(),
+        "simd": fs_simd_level().decode(),
+        "cflags": FASTSCORE_CFLAGS.decode(),
+    }
+
+
+def read_pass(const double[::1] x, int n_threads):
+    """Sum x with n_threads threads: a read-only pass at memory speed.
+
+    The benchmark times it over as many bytes as phi holds to measure this
+    machine's read bandwidth, the roofline of the score kernel.
+    """
+    cdef Py_ssize_t n = x.shape[0], block = 1 << 15
+    cdef Py_ssize_t n_blocks = (n + block - 1) // block, i
+    cdef double total = 0.0
+    cdef int nt = max(n_threads, 1)
+    cdef bint threaded = FS_OPENMP and nt > 1
+    if n == 0:
+        return 0.0
+    with nogil:
+        for i in prange(n_blocks, schedule='static', num_threads=nt, use_threads_if=threaded):
+            total += fs_sum_f64(&x[i * block], min(block, n - i * block))
+    return total

@@ -1,0 +1,218 @@
+/*
+ * Row primitives of the fastscore kernel: one logit (a dot product of a row
+ * of phi with theta) and one weighted row difference accumulated into g.
+ *
+ * They are written with GCC/Clang vector extensions on 8 doubles.  On x86-64
+ * with GCC each function is compiled three times (x86-64-v4 = AVX-512,
+ * x86-64-v3 = AVX2, baseline SSE2) and the loader picks the widest one the
+ * CPU has (target_clones, resolved once through an ifunc).  None of the
+ * clones uses FMA and the module is compiled with -ffp-contract=off, so every
+ * clone performs the same IEEE operations in the same order: results are
+ * bitwise identical on every x86-64, whichever clone runs.
+ *
+ * float64 logits use a compensated dot product (Ogita, Rump and Oishi's
+ * Dot2: TwoProduct by Dekker's splitting, TwoSum accumulation).  The logit
+ * is then as accurate as if it were computed in twice the working precision
+ * and rounded once, which is what keeps the score accurate when logits are
+ * in the thousands.  float32 rows are widened to double; products of a
+ * float32 and a double carry a relative error of 2**-53 at most, far below
+ * what a float32 result can show, so a plain double sum suffices.
+ */
+#ifndef FASTSCORE_SIMD_H
+#define FASTSCORE_SIMD_H
+
+#include <stddef.h>
+#include <string.h>
+
+/* Vectors only live inside always-inlined helpers, so the ABI note does not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+#define FS_LANES 8
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(FASTSCORE_NO_CLONES)
+#define FS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FS_HAVE_CLONES 1
+#else
+#define FS_CLONES
+#define FS_HAVE_CLONES 0
+#endif
+
+#define FS_INLINE static inline __attribute__((always_inline))
+
+typedef double fs_vd __attribute__((vector_size(FS_LANES * sizeof(double))));
+typedef float fs_vf __attribute__((vector_size(FS_LANES * sizeof(float))));
+
+FS_INLINE fs_vd fs_load_d(const double *p) {
+    fs_vd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+FS_INLINE fs_vd fs_load_f(const float *p) {
+    fs_vf v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, fs_vd);
+}
+
+/* The last n < FS_LANES elements, zero-padded. */
+FS_INLINE fs_vd fs_load_tail_d(const double *p, ptrdiff_t n) {
+    double buf[FS_LANES] = {0};
+    memcpy(buf, p, (size_t)n * sizeof(double));
+    return fs_load_d(buf);
+}
+
+FS_INLINE fs_vd fs_load_tail_f(const float *p, ptrdiff_t n) {
+    float buf[FS_LANES] = {0};
+    memcpy(buf, p, (size_t)n * sizeof(float));
+    return fs_load_f(buf);
+}
+
+/*
+ * theta, prepared once per call: its values and Dekker's split
+ * theta = hi + lo (hi holds the upper 26 bits), each zero-padded to a
+ * multiple of FS_LANES.  `buf` must hold 3 * fs_padded(d) doubles.
+ */
+static inline ptrdiff_t fs_padded(ptrdiff_t d) {
+    return (d + FS_LANES - 1) / FS_LANES * FS_LANES;
+}
+
+typedef struct {
+    const double *val;
+    const double *hi;
+    const double *lo;
+} fs_theta;
+
+static const double FS_SPLITTER = 134217729.0; /* 2**27 + 1 */
+
+static inline void fs_split(double x, double *hi, double *lo) {
+    double c = FS_SPLITTER * x;
+    *hi = c - (c - x);
+    *lo = x - *hi;
+}
+
+/* Error-free products and sums on lanes (Dekker's TwoProduct, Knuth's TwoSum). */
+FS_INLINE void fs_two_prod(fs_vd x, fs_vd y, fs_vd yh, fs_vd yl, fs_vd *p, fs_vd *e) {
+    fs_vd c = FS_SPLITTER * x;
+    fs_vd xh = c - (c - x);
+    fs_vd xl = x - xh;
+    *p = x * y;
+    *e = ((xh * yh - *p) + xh * yl + xl * yh) + xl * yl;
+}
+
+FS_INLINE void fs_two_sum_acc(fs_vd *hi, fs_vd *lo, fs_vd p, fs_vd e) {
+    fs_vd s = *hi + p;
+    fs_vd b = s - *hi;
+    fs_vd q = (*hi - (s - b)) + (p - b);
+    *hi = s;
+    *lo += q + e;
+}
+
+/* Sum of lanes of (hi, lo) pairs: a TwoSum tree, then one rounding. */
+FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo) {
+    double h[FS_LANES], l[FS_LANES];
+    memcpy(h, &hi, sizeof h);
+    memcpy(l, &lo, sizeof l);
+    for (int w = FS_LANES / 2; w >= 1; w /= 2) {
+        for (int j = 0; j < w; j++) {
+            double s = h[j] + h[j + w];
+            double b = s - h[j];
+            double q = (h[j] - (s - b)) + (h[j + w] - b);
+            h[j] = s;
+            l[j] = (l[j] + l[j + w]) + q;
+        }
+    }
+    return h[0] + l[0];
+}
+
+FS_INLINE double fs_reduce(fs_vd v) {
+    double h[FS_LANES];
+    memcpy(h, &v, sizeof h);
+    for (int w = FS_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) h[j] += h[j + w];
+    return h[0];
+}
+
+/* Compensated dot product of a float64 row with theta. */
+static FS_CLONES double fs_dot_f64(const double *x, const fs_theta *t, ptrdiff_t n) {
+    fs_vd hi = {0}, lo = {0}, p, e;
+    ptrdiff_t i = 0;
+    for (; i + FS_LANES <= n; i += FS_LANES) {
+        fs_two_prod(fs_load_d(x + i), fs_load_d(t->val + i), fs_load_d(t->hi + i),
+                    fs_load_d(t->lo + i), &p, &e);
+        fs_two_sum_acc(&hi, &lo, p, e);
+    }
+    if (i < n) {
+        fs_two_prod(fs_load_tail_d(x + i, n - i), fs_load_d(t->val + i), fs_load_d(t->hi + i),
+                    fs_load_d(t->lo + i), &p, &e);
+        fs_two_sum_acc(&hi, &lo, p, e);
+    }
+    return fs_reduce2(hi, lo);
+}
+
+/* Dot product of a float32 row with theta, in double. */
+static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t n) {
+    fs_vd acc0 = {0}, acc1 = {0};
+    ptrdiff_t i = 0;
+    for (; i + 2 * FS_LANES <= n; i += 2 * FS_LANES) {
+        acc0 += fs_load_f(x + i) * fs_load_d(t->val + i);
+        acc1 += fs_load_f(x + i + FS_LANES) * fs_load_d(t->val + i + FS_LANES);
+    }
+    for (; i + FS_LANES <= n; i += FS_LANES)
+        acc0 += fs_load_f(x + i) * fs_load_d(t->val + i);
+    if (i < n)
+        acc1 += fs_load_tail_f(x + i, n - i) * fs_load_d(t->val + i);
+    return fs_reduce(acc0 + acc1);
+}
+
+/* g += w * (xa - xk), in double. */
+static FS_CLONES void fs_acc_diff_f64(double *g, double w, const double *xa, const double *xk,
+                                      ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + FS_LANES <= n; i += FS_LANES) {
+        fs_vd v = fs_load_d(g + i) + w * (fs_load_d(xa + i) - fs_load_d(xk + i));
+        memcpy(g + i, &v, sizeof v);
+    }
+    for (; i < n; i++) g[i] += w * (xa[i] - xk[i]);
+}
+
+static FS_CLONES void fs_acc_diff_f32(double *g, double w, const float *xa, const float *xk,
+                                      ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + FS_LANES <= n; i += FS_LANES) {
+        fs_vd v = fs_load_d(g + i) + w * (fs_load_f(xa + i) - fs_load_f(xk + i));
+        memcpy(g + i, &v, sizeof v);
+    }
+    for (; i < n; i++) g[i] += w * ((double)xa[i] - (double)xk[i]);
+}
+
+/* Sum of n doubles: the read-only pass that measures memory bandwidth. */
+static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {
+    fs_vd acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    ptrdiff_t i = 0;
+    for (; i + 4 * FS_LANES <= n; i += 4 * FS_LANES) {
+        acc0 += fs_load_d(x + i);
+        acc1 += fs_load_d(x + i + FS_LANES);
+        acc2 += fs_load_d(x + i + 2 * FS_LANES);
+        acc3 += fs_load_d(x + i + 3 * FS_LANES);
+    }
+    double s = fs_reduce((acc0 + acc1) + (acc2 + acc3));
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+/* Which clone the loader picks on this CPU, for show_config(). */
+static inline const char *fs_simd_level(void) {
+#if FS_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
+    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2)";
+    return "x86-64 baseline (SSE2)";
+#else
+    return "portable C vectors (no runtime dispatch)";
+#endif
+}
+
+#endif /* FASTSCORE_SIMD_H */
