@@ -9,8 +9,8 @@ For features ``phi`` (N, d), parameters ``theta`` (d,) and a taken action
 that reads ``phi`` once; ``fastscore.reference.score`` is the plain NumPy
 version of the same function.
 """
-from ._api import score
 from ._config import show_config
+from ._core import score
 
 __version__ = "0.1.0"
 

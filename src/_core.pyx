@@ -1,14 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, nonecheck=False, embedsignature=True
+# cython: initializedcheck=False, nonecheck=False, binding=True
 """Compiled core of fastscore: the one-pass softmax score kernel.
 
 Layers (design.md, section 5):
 
-* ``_score`` is the only ``def`` entry point of the computation.  It accepts
-  arguments already in canonical form (NumPy arrays of the kernel's dtypes,
-  an ``int`` action), validates them with C-level checks and allocates the
-  result.  Anything that needs coercion makes it return ``NotImplemented``,
-  and ``fastscore._api`` coerces and calls it again.
+* ``score`` is the public entry point (``fastscore.score``).  Arguments
+  already in canonical form (NumPy arrays of the kernel's dtypes, an ``int``
+  action) are validated by C-level checks in ``score_canonical``, which also
+  allocates the result; anything else is first converted by
+  ``fastscore._coerce.coerce`` (Python), so the common call pays nothing for
+  rare input types.
 * ``run_batch`` drives the threads; it holds no Python objects.
 * ``partial_*`` and ``state_score`` are ``noexcept nogil`` helpers working on
   one state, or one chunk of rows of one state.
@@ -29,6 +30,8 @@ from libc.string cimport memset
 
 cimport numpy as cnp
 import numpy as np
+
+from fastscore._coerce import coerce
 
 cnp.import_array()
 
@@ -209,16 +212,19 @@ cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t
     cdef double v
     cdef Py_ssize_t i
     cdef char *o = pr.out + b * pr.out_sb
-    for i in range(pr.d):
-        v = p.g[i] / denom
-        if pr.out_f32:
-            (<float *>(o + i * pr.out_sd))[0] = <float>v
-            v = (<float *>(o + i * pr.out_sd))[0]
-        else:
+    cdef float v32
+    cdef bint finite = True
+    if pr.out_f32:
+        for i in range(pr.d):
+            v32 = <float>(p.g[i] / denom)
+            (<float *>(o + i * pr.out_sd))[0] = v32
+            finite &= isfinite(v32)
+    else:
+        for i in range(pr.d):
+            v = p.g[i] / denom
             (<double *>(o + i * pr.out_sd))[0] = v
-        if not isfinite(v):
-            return NONFINITE_RESULT
-    return OK
+            finite &= isfinite(v)
+    return OK if finite else NONFINITE_RESULT
 
 
 cdef inline Py_ssize_t n_chunks_of(Py_ssize_t n) noexcept nogil:
@@ -262,8 +268,30 @@ cdef Status state_score(const Problem *pr, const real_t *phi, Py_ssize_t b,
 # ---------------------------------------------------------------------------
 # Thread drivers.
 
+cdef Status run_serial(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
+                       Py_ssize_t *bad) noexcept nogil:
+    """All states on the calling thread, no OpenMP region."""
+    cdef double stack[2 * STACK_D]
+    cdef double *scratch = stack
+    cdef Py_ssize_t b
+    cdef Status st = OK
+    if pr.d > STACK_D:
+        scratch = <double *>malloc(2 * pr.d * sizeof(double))
+        if scratch == NULL:
+            bad[0] = 0
+            return NO_MEMORY
+    for b in range(n_states):
+        st = state_score(pr, phi, b, scratch)
+        if st != OK:
+            bad[0] = b
+            break
+    if scratch != stack:
+        free(scratch)
+    return st
+
+
 cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
-                       int n_threads, bint threaded, Py_ssize_t *bad) noexcept nogil:
+                       int n_threads, Py_ssize_t *bad) noexcept nogil:
     """Threads over the batch: each state done serially by one thread."""
     cdef Py_ssize_t b, d = pr.d
     cdef double *buf
@@ -271,7 +299,7 @@ cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states
     cdef Status first[1]
     first[0] = OK
     bad[0] = n_states
-    with parallel(num_threads=n_threads, use_threads_if=threaded):
+    with parallel(num_threads=n_threads):
         buf = <double *>malloc((2 * d + 1) * sizeof(double))
         for b in prange(n_states, schedule='static'):
             if buf == NULL:
@@ -336,8 +364,9 @@ cdef Status run_batch(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
     cdef bint threaded = FS_OPENMP and n_threads > 1 and work >= PARALLEL_MIN_WORK
     if threaded and n_chunks >= n_threads and n_states < 4 * n_threads:
         return run_chunks(pr, phi, n_states, n_threads, threaded, bad)
-    threaded = threaded and n_states > 1
-    return run_states(pr, phi, n_states, n_threads, threaded, bad)
+    if threaded and n_states > 1:
+        return run_states(pr, phi, n_states, n_threads, bad)
+    return run_serial(pr, phi, n_states, bad)
 
 
 cdef Status run(const Problem *pr, bint phi_f64, Py_ssize_t n_states, int n_threads,
@@ -451,30 +480,33 @@ cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_t
     return -1
 
 
-cdef object check_actions(const Problem *pr, Py_ssize_t n_states, bint batch):
-    """IndexError or ValueError for the first bad action; the taken action
-    must be legal."""
-    cdef Py_ssize_t b, k, a, n = pr.n_actions
-    cdef const char *mask_b
-    cdef str where
+cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
+    """The first state whose action is out of range or masked, or -1."""
+    cdef Py_ssize_t b, a
     for b in range(n_states):
         a = state_action(pr, b)
-        where = f"a[{b}]" if batch else "a"
-        if a < 0 or a >= n:
-            raise IndexError(f"{where} = {a} is out of range for N = {n} actions")
-        if pr.mask != NULL:
-            mask_b = pr.mask + b * pr.mask_sb
-            if not mask_b[a * pr.mask_sn]:
-                state = f" of state {b}" if batch else ""
-                for k in range(n):
-                    if mask_b[k * pr.mask_sn]:
-                        raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
-                raise ValueError(f"every action{state} is masked; at least one must be legal")
-    return None
+        if a < 0 or a >= pr.n_actions:
+            return b
+        if pr.mask != NULL and not pr.mask[b * pr.mask_sb + a * pr.mask_sn]:
+            return b
+    return -1
 
 
-def _score(object phi, object theta, object a, object mask, object temperature,
-           object out, object n_threads):
+cdef raise_bad_action(const Problem *pr, Py_ssize_t b, bint batch):
+    cdef Py_ssize_t k, a = state_action(pr, b), n = pr.n_actions
+    cdef const char *mask_b = pr.mask + b * pr.mask_sb
+    where = f"a[{b}]" if batch else "a"
+    if a < 0 or a >= n:
+        raise IndexError(f"{where} = {a} is out of range for N = {n} actions")
+    for k in range(n):
+        if mask_b[k * pr.mask_sn]:
+            raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
+    state = f" of state {b}" if batch else ""
+    raise ValueError(f"every action{state} is masked; at least one must be legal")
+
+
+cdef object score_canonical(object phi, object theta, object a, object mask, object temperature,
+                            object out, object n_threads):
     """Score of canonical inputs; NotImplemented when an argument needs coercion.
 
     Canonical: phi a float32/float64 array (native byte order, aligned) whose
@@ -588,7 +620,9 @@ def _score(object phi, object theta, object a, object mask, object temperature,
 
     if pr.n_actions == 0:
         raise ValueError("phi has no actions (N = 0); a state needs at least one")
-    check_actions(&pr, n_states, batch)
+    cdef Py_ssize_t bad_action = first_bad_action(&pr, n_states)
+    if bad_action >= 0:
+        raise_bad_action(&pr, bad_action, batch)
 
     cdef double theta_stack[3 * STACK_D]
     cdef double *theta_buf = theta_stack
@@ -615,6 +649,82 @@ def _score(object phi, object theta, object a, object mask, object temperature,
     if st != OK:
         raise_status(st, bad_state, batch)
     return out_arr
+
+
+def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None):
+    r"""Score function of a linear softmax policy: :math:`\nabla_\theta \log \pi(a)`.
+
+    With logits :math:`z_k = \phi_k \cdot \theta / \tau` over the legal
+    actions and :math:`\pi = \mathrm{softmax}(z)`,
+
+    .. math::
+
+        \nabla_\theta \log \pi(a)
+        = \frac{1}{\tau}\Big(\phi_a - \sum_k \pi_k \phi_k\Big)
+        = \frac{1}{\tau} \sum_k \pi_k (\phi_a - \phi_k).
+
+    The kernel evaluates the last form in one pass over ``phi`` with an
+    online softmax, accumulating in double precision, so the result keeps
+    full relative accuracy even when the policy is nearly deterministic.
+
+    Parameters
+    ----------
+    phi : array_like, shape (N, d) or (B, N, d)
+        Features of the N actions of one state, or of a batch of B states.
+        Real numeric; float32 and float64 are used as they are, anything
+        else is converted to float64.
+    theta : array_like, shape (d,)
+        Policy parameters, shared by the batch.
+    a : int or array_like of int, shape (B,)
+        The taken action: an integer for one state, one per state for a batch.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions.  Masked actions get probability exactly 0 and their
+        rows of ``phi`` are never read (they may hold anything, NaN included).
+        The taken action must be legal.
+    temperature : float, default 1.0
+        Softmax temperature ``tau > 0``.  The result is the true gradient,
+        factor ``1 / tau`` included.
+    out : ndarray, shape (d,) or (B, d), optional
+        Where to write the result.  Its dtype must be the result dtype:
+        float32 when ``phi`` and ``theta`` are both float32, else float64.
+    n_threads : int, optional
+        OpenMP threads.  ``None`` uses what OpenMP allows now, so
+        ``OMP_NUM_THREADS`` and ``threadpoolctl`` apply.  Small work always
+        runs on the calling thread.  The result does not depend on it.
+
+    Returns
+    -------
+    ndarray, shape (d,) or (B, d)
+        The score; ``out`` if it was given.
+
+    Raises
+    ------
+    IndexError
+        An action outside ``[0, N)``.
+    TypeError
+        Non-real (complex, string, object) arrays, a non-integer action, or
+        ``out`` of the wrong dtype.
+    ValueError
+        Wrong shapes; N = 0; the taken action masked; NaN or inf in
+        ``theta`` or in a legal row of ``phi`` (or logits that overflow);
+        ``temperature`` not finite and positive; ``n_threads < 1``.
+
+    See Also
+    --------
+    fastscore.reference.score : the same function in plain NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> phi = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> fastscore.score(phi, np.zeros(2), 0)
+    array([ 0.5, -0.5])
+    """
+    result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
+    if result is NotImplemented:
+        phi, theta, a, mask = coerce(phi, theta, a, mask)
+        result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
+    return result
 
 
 cdef raise_status(Status st, Py_ssize_t b, bint batch):
