@@ -34,6 +34,7 @@ import numpy as np
 from fastscore._coerce import coerce
 
 cnp.import_array()
+fs_init()
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -49,6 +50,8 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_acc_diff_f32(double *g, double w, const float *xa, const float *xk, Py_ssize_t n)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     const char *fs_simd_level()
+    const char *fs_dot_f64_level
+    void fs_init()
 
 
 cdef extern from *:
@@ -744,6 +747,7 @@ def build_info():
         "openmp": bool(FS_OPENMP),
         "max_threads": fs_omp_max_threads(),
         "simd": fs_simd_level().decode(),
+        "float64_logits": f"compensated dot product, TwoProduct by {fs_dot_f64_level.decode()}",
         "cflags": FASTSCORE_CFLAGS.decode(),
     }
 

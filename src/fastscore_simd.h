@@ -110,21 +110,33 @@ FS_INLINE void fs_two_sum_acc(fs_vd *hi, fs_vd *lo, fs_vd p, fs_vd e) {
     *lo += q + e;
 }
 
-/* Sum of lanes of (hi, lo) pairs: a TwoSum tree, then one rounding. */
+/* Sum of lanes of (hi, lo) pairs: a TwoSum tree folding halves of the
+ * vector (8 -> 4 -> 2 -> 1 lanes), then one rounding. */
+typedef double fs_vd4 __attribute__((vector_size(4 * sizeof(double))));
+typedef double fs_vd2 __attribute__((vector_size(2 * sizeof(double))));
+
+#define FS_TWO_SUM_FOLD(H, L, HA, HB, LA, LB)                 \
+    do {                                                      \
+        __typeof__(HA) s_ = (HA) + (HB);                      \
+        __typeof__(HA) b_ = s_ - (HA);                        \
+        __typeof__(HA) q_ = ((HA) - (s_ - b_)) + ((HB) - b_); \
+        (H) = s_;                                             \
+        (L) = ((LA) + (LB)) + q_;                             \
+    } while (0)
+
 FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo) {
-    double h[FS_LANES], l[FS_LANES];
-    memcpy(h, &hi, sizeof h);
-    memcpy(l, &lo, sizeof l);
-    for (int w = FS_LANES / 2; w >= 1; w /= 2) {
-        for (int j = 0; j < w; j++) {
-            double s = h[j] + h[j + w];
-            double b = s - h[j];
-            double q = (h[j] - (s - b)) + (h[j + w] - b);
-            h[j] = s;
-            l[j] = (l[j] + l[j + w]) + q;
-        }
-    }
-    return h[0] + l[0];
+    fs_vd4 h4, l4;
+    fs_vd2 h2, l2;
+    double h1, l1;
+    FS_TWO_SUM_FOLD(h4, l4, __builtin_shufflevector(hi, hi, 0, 1, 2, 3),
+                    __builtin_shufflevector(hi, hi, 4, 5, 6, 7),
+                    __builtin_shufflevector(lo, lo, 0, 1, 2, 3),
+                    __builtin_shufflevector(lo, lo, 4, 5, 6, 7));
+    FS_TWO_SUM_FOLD(h2, l2, __builtin_shufflevector(h4, h4, 0, 1),
+                    __builtin_shufflevector(h4, h4, 2, 3), __builtin_shufflevector(l4, l4, 0, 1),
+                    __builtin_shufflevector(l4, l4, 2, 3));
+    FS_TWO_SUM_FOLD(h1, l1, h2[0], h2[1], l2[0], l2[1]);
+    return h1 + l1;
 }
 
 FS_INLINE double fs_reduce(fs_vd v) {
@@ -135,21 +147,94 @@ FS_INLINE double fs_reduce(fs_vd v) {
     return h[0];
 }
 
-/* Compensated dot product of a float64 row with theta. */
-static FS_CLONES double fs_dot_f64(const double *x, const fs_theta *t, ptrdiff_t n) {
-    fs_vd hi = {0}, lo = {0}, p, e;
-    ptrdiff_t i = 0;
-    for (; i + FS_LANES <= n; i += FS_LANES) {
-        fs_two_prod(fs_load_d(x + i), fs_load_d(t->val + i), fs_load_d(t->hi + i),
-                    fs_load_d(t->lo + i), &p, &e);
-        fs_two_sum_acc(&hi, &lo, p, e);
+/*
+ * Compensated dot product of a float64 row with theta (Dot2).  The body is
+ * shared; only TwoProduct differs: an FMA (x*y - p in one rounding) where the
+ * CPU has one, Dekker's splitting elsewhere.  Both give the exact error of
+ * the product, so every variant returns the same bits.
+ */
+#define FS_DEFINE_DOT2(NAME, ATTRS, TWO_PROD)                                        \
+    ATTRS static double NAME(const double *x, const fs_theta *t, ptrdiff_t n) {     \
+        fs_vd hi = {0}, lo = {0}, p, e;                                              \
+        ptrdiff_t i = 0;                                                             \
+        for (; i + FS_LANES <= n; i += FS_LANES) {                                   \
+            TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
+            fs_two_sum_acc(&hi, &lo, p, e);                                          \
+        }                                                                            \
+        if (i < n) {                                                                 \
+            TWO_PROD(fs_load_tail_d(x + i, n - i), t, i, &p, &e);                    \
+            fs_two_sum_acc(&hi, &lo, p, e);                                          \
+        }                                                                            \
+        return fs_reduce2(hi, lo);                                                   \
     }
-    if (i < n) {
-        fs_two_prod(fs_load_tail_d(x + i, n - i), fs_load_d(t->val + i), fs_load_d(t->hi + i),
-                    fs_load_d(t->lo + i), &p, &e);
-        fs_two_sum_acc(&hi, &lo, p, e);
+
+FS_INLINE void fs_two_prod_dekker(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd *p, fs_vd *e) {
+    fs_two_prod(x, fs_load_d(t->val + i), fs_load_d(t->hi + i), fs_load_d(t->lo + i), p, e);
+}
+
+FS_DEFINE_DOT2(fs_dot_f64_dekker, FS_CLONES, fs_two_prod_dekker)
+
+typedef double (*fs_dot_f64_fn)(const double *, const fs_theta *, ptrdiff_t);
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTSCORE_NO_CLONES)
+#include <immintrin.h>
+#define FS_HAVE_FMA_DISPATCH 1
+
+#define FS_AVX512 __attribute__((target("avx512f,avx512dq")))
+#define FS_AVX2 __attribute__((target("avx2,fma")))
+
+FS_AVX512 FS_INLINE void fs_two_prod_avx512(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd *p,
+                                            fs_vd *e) {
+    fs_vd y = fs_load_d(t->val + i);
+    *p = x * y;
+    *e = (fs_vd)_mm512_fmsub_pd((__m512d)x, (__m512d)y, (__m512d)*p);
+}
+
+FS_AVX2 FS_INLINE void fs_two_prod_avx2(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd *p,
+                                        fs_vd *e) {
+    __m256d xv[2], yv[2], pv[2], ev[2];
+    fs_vd y = fs_load_d(t->val + i);
+    *p = x * y;
+    memcpy(xv, &x, sizeof xv);
+    memcpy(yv, &y, sizeof yv);
+    memcpy(pv, p, sizeof pv);
+    ev[0] = _mm256_fmsub_pd(xv[0], yv[0], pv[0]);
+    ev[1] = _mm256_fmsub_pd(xv[1], yv[1], pv[1]);
+    memcpy(e, ev, sizeof ev);
+}
+
+FS_DEFINE_DOT2(fs_dot_f64_avx512, FS_AVX512, fs_two_prod_avx512)
+FS_DEFINE_DOT2(fs_dot_f64_avx2, FS_AVX2, fs_two_prod_avx2)
+
+static fs_dot_f64_fn fs_pick_dot_f64(const char **level) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
+        *level = "AVX-512 + FMA";
+        return fs_dot_f64_avx512;
     }
-    return fs_reduce2(hi, lo);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *level = "AVX2 + FMA";
+        return fs_dot_f64_avx2;
+    }
+    *level = "Dekker split (no FMA)";
+    return fs_dot_f64_dekker;
+}
+#else
+#define FS_HAVE_FMA_DISPATCH 0
+static fs_dot_f64_fn fs_pick_dot_f64(const char **level) {
+    *level = "Dekker split (no FMA dispatch)";
+    return fs_dot_f64_dekker;
+}
+#endif
+
+/* Chosen once by fs_init() when the module loads. */
+static fs_dot_f64_fn fs_dot_f64_impl = fs_dot_f64_dekker;
+static const char *fs_dot_f64_level = "Dekker split (no FMA)";
+
+static inline void fs_init(void) { fs_dot_f64_impl = fs_pick_dot_f64(&fs_dot_f64_level); }
+
+static inline double fs_dot_f64(const double *x, const fs_theta *t, ptrdiff_t n) {
+    return fs_dot_f64_impl(x, t, n);
 }
 
 /* Dot product of a float32 row with theta, in double. */
