@@ -46,8 +46,10 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_split(double x, double *hi, double *lo)
     double fs_dot_f64(const double *x, const fs_theta *t, Py_ssize_t n)
     double fs_dot_f32(const float *x, const fs_theta *t, Py_ssize_t n)
-    void fs_acc_diff_f64(double *g, double w, const double *xa, const double *xk, Py_ssize_t n)
-    void fs_acc_diff_f32(double *g, double w, const float *xa, const float *xk, Py_ssize_t n)
+    void fs_block_acc_f64(double *g, const double *xa, const double **rows, const double *w,
+                          int nr, Py_ssize_t d)
+    void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
+                          int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     const char *fs_simd_level()
     const char *fs_dot_f64_level
@@ -132,12 +134,12 @@ cdef inline double row_logit(const real_t *row, const Problem *pr) noexcept nogi
         return fs_dot_f32(row, &pr.theta, pr.d) / pr.tau
 
 
-cdef inline void row_accumulate(double *g, double w, const real_t *row_a, const real_t *row_k,
-                                Py_ssize_t d) noexcept nogil:
+cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
+                                  const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
     if real_t is double:
-        fs_acc_diff_f64(g, w, row_a, row_k, d)
+        fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
-        fs_acc_diff_f32(g, w, row_a, row_k, d)
+        fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
 
 
 cdef inline void partial_clear(Partial *p, Py_ssize_t d) noexcept nogil:
@@ -163,10 +165,12 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
                              Py_ssize_t k0, Py_ssize_t k1) noexcept nogil:
     """Add rows [k0, k1) of one state to p, reading each row of phi once."""
     cdef double z[BLOCK_ROWS]
+    cdef double weights[BLOCK_ROWS]
+    cdef const real_t *rows[BLOCK_ROWS]
     cdef double zk, w, block_max
     cdef Py_ssize_t kb, ke, k
+    cdef int n_rows
     cdef const real_t *row_a = <const real_t *>(<const char *>phi_b + a * pr.phi_sn)
-    cdef const real_t *row_k
     kb = k0
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
@@ -183,14 +187,17 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
                 block_max = zk
         if block_max > p.m:
             partial_raise_max(p, block_max, pr.d)
+        n_rows = 0
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
             w = exp(z[k - kb] - p.m)
             p.l += w
             if k != a:
-                row_k = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
-                row_accumulate(p.g, w, row_a, row_k, pr.d)
+                rows[n_rows] = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
+                weights[n_rows] = w
+                n_rows += 1
+        block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
         kb = ke
     return OK
 

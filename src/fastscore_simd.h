@@ -155,16 +155,24 @@ FS_INLINE double fs_reduce(fs_vd v) {
  */
 #define FS_DEFINE_DOT2(NAME, ATTRS, TWO_PROD)                                        \
     ATTRS static double NAME(const double *x, const fs_theta *t, ptrdiff_t n) {     \
-        fs_vd hi = {0}, lo = {0}, p, e;                                              \
+        fs_vd hi = {0}, lo = {0}, hi1 = {0}, lo1 = {0}, p, e, p1, e1;                \
         ptrdiff_t i = 0;                                                             \
-        for (; i + FS_LANES <= n; i += FS_LANES) {                                   \
+        for (; i + 2 * FS_LANES <= n; i += 2 * FS_LANES) {                           \
+            TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
+            TWO_PROD(fs_load_d(x + i + FS_LANES), t, i + FS_LANES, &p1, &e1);        \
+            fs_two_sum_acc(&hi, &lo, p, e);                                          \
+            fs_two_sum_acc(&hi1, &lo1, p1, e1);                                      \
+        }                                                                            \
+        if (i + FS_LANES <= n) {                                                     \
             TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
             fs_two_sum_acc(&hi, &lo, p, e);                                          \
+            i += FS_LANES;                                                           \
         }                                                                            \
         if (i < n) {                                                                 \
             TWO_PROD(fs_load_tail_d(x + i, n - i), t, i, &p, &e);                    \
-            fs_two_sum_acc(&hi, &lo, p, e);                                          \
+            fs_two_sum_acc(&hi1, &lo1, p, e);                                        \
         }                                                                            \
+        fs_two_sum_acc(&hi, &lo, hi1, lo1);                                          \
         return fs_reduce2(hi, lo);                                                   \
     }
 
@@ -252,26 +260,41 @@ static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t 
     return fs_reduce(acc0 + acc1);
 }
 
-/* g += w * (xa - xk), in double. */
-static FS_CLONES void fs_acc_diff_f64(double *g, double w, const double *xa, const double *xk,
-                                      ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i + FS_LANES <= n; i += FS_LANES) {
-        fs_vd v = fs_load_d(g + i) + w * (fs_load_d(xa + i) - fs_load_d(xk + i));
-        memcpy(g + i, &v, sizeof v);
-    }
-    for (; i < n; i++) g[i] += w * (xa[i] - xk[i]);
-}
+/*
+ * g += sum_r w[r] * (xa - rows[r]) over a block of rows, in double.  The
+ * columns are taken in tiles held in registers across the rows, so g and xa
+ * are loaded and stored once per block rather than once per row.  Each
+ * element still adds the rows in order r = 0, 1, ..., as a row-by-row loop
+ * would.
+ */
+#define FS_TILE 4 /* vectors per column tile */
 
-static FS_CLONES void fs_acc_diff_f32(double *g, double w, const float *xa, const float *xk,
-                                      ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i + FS_LANES <= n; i += FS_LANES) {
-        fs_vd v = fs_load_d(g + i) + w * (fs_load_f(xa + i) - fs_load_f(xk + i));
-        memcpy(g + i, &v, sizeof v);
+#define FS_DEFINE_BLOCK_ACC(NAME, T, LOAD)                                            \
+    static FS_CLONES void NAME(double *g, const T *xa, const T *const *rows,          \
+                               const double *w, int nr, ptrdiff_t d) {                \
+        ptrdiff_t c = 0;                                                              \
+        for (; c + FS_TILE * FS_LANES <= d; c += FS_TILE * FS_LANES) {                \
+            fs_vd acc[FS_TILE], xav[FS_TILE];                                         \
+            for (int v = 0; v < FS_TILE; v++) {                                       \
+                acc[v] = fs_load_d(g + c + v * FS_LANES);                             \
+                xav[v] = LOAD(xa + c + v * FS_LANES);                                 \
+            }                                                                         \
+            for (int r = 0; r < nr; r++)                                              \
+                for (int v = 0; v < FS_TILE; v++)                                     \
+                    acc[v] += w[r] * (xav[v] - LOAD(rows[r] + c + v * FS_LANES));     \
+            memcpy(g + c, acc, sizeof acc);                                           \
+        }                                                                             \
+        for (; c + FS_LANES <= d; c += FS_LANES) {                                    \
+            fs_vd acc = fs_load_d(g + c), xav = LOAD(xa + c);                         \
+            for (int r = 0; r < nr; r++) acc += w[r] * (xav - LOAD(rows[r] + c));     \
+            memcpy(g + c, &acc, sizeof acc);                                          \
+        }                                                                             \
+        for (; c < d; c++)                                                            \
+            for (int r = 0; r < nr; r++) g[c] += w[r] * ((double)xa[c] - (double)rows[r][c]); \
     }
-    for (; i < n; i++) g[i] += w * ((double)xa[i] - (double)xk[i]);
-}
+
+FS_DEFINE_BLOCK_ACC(fs_block_acc_f64, double, fs_load_d)
+FS_DEFINE_BLOCK_ACC(fs_block_acc_f32, float, fs_load_f)
 
 /* Sum of n doubles: the read-only pass that measures memory bandwidth. */
 static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {
