@@ -155,24 +155,16 @@ FS_INLINE double fs_reduce(fs_vd v) {
  */
 #define FS_DEFINE_DOT2(NAME, ATTRS, TWO_PROD)                                        \
     ATTRS static double NAME(const double *x, const fs_theta *t, ptrdiff_t n) {     \
-        fs_vd hi = {0}, lo = {0}, hi1 = {0}, lo1 = {0}, p, e, p1, e1;                \
+        fs_vd hi = {0}, lo = {0}, p, e;                                              \
         ptrdiff_t i = 0;                                                             \
-        for (; i + 2 * FS_LANES <= n; i += 2 * FS_LANES) {                           \
-            TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
-            TWO_PROD(fs_load_d(x + i + FS_LANES), t, i + FS_LANES, &p1, &e1);        \
-            fs_two_sum_acc(&hi, &lo, p, e);                                          \
-            fs_two_sum_acc(&hi1, &lo1, p1, e1);                                      \
-        }                                                                            \
-        if (i + FS_LANES <= n) {                                                     \
+        for (; i + FS_LANES <= n; i += FS_LANES) {                                   \
             TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
             fs_two_sum_acc(&hi, &lo, p, e);                                          \
-            i += FS_LANES;                                                           \
         }                                                                            \
         if (i < n) {                                                                 \
             TWO_PROD(fs_load_tail_d(x + i, n - i), t, i, &p, &e);                    \
-            fs_two_sum_acc(&hi1, &lo1, p, e);                                        \
+            fs_two_sum_acc(&hi, &lo, p, e);                                          \
         }                                                                            \
-        fs_two_sum_acc(&hi, &lo, hi1, lo1);                                          \
         return fs_reduce2(hi, lo);                                                   \
     }
 
