@@ -1,0 +1,217 @@
+"""Extended-precision oracle for the fastscore tests.
+
+Everything here is computed in ``np.longdouble``, which on x86-64 Linux is the
+80-bit x87 format: a 64-bit significand, unit roundoff 2**-64 ~ 5.4e-20.
+Inputs are first turned into float64 (exact for float32, float16, ints up to
+2**53 and bools), so the oracle works "from the same values" the kernel sees.
+
+Error budget of the oracle itself (what makes it fit to check 1e-12):
+
+* logits ``z_k = sum_j phi_kj theta_j / tau`` for a float64 theta: every
+  product of two doubles is split exactly into two doubles (Dekker's
+  TwoProduct), ``math.fsum`` sums the 2 d parts with one correct rounding and
+  a second ``fsum`` gives the exact residual, so ``s + r`` is the dot product
+  to ~2**-106 relative; it is then rounded to longdouble and divided by tau:
+  ``|dz_k| <= 2 eps_ld |z_k|``.  :func:`logit_error_bound` returns this bound;
+  the accuracy tests assert it is far below the tolerance they check, and
+  ``test_accuracy.py::test_oracle_logits_are_exact`` checks it against exact
+  rational arithmetic.
+* for a longdouble theta (finite differences) the products are rounded to 64
+  bits and summed pairwise: ``|dz_k| <= (log2 d + 3) eps_ld sum_j |phi_kj theta_j|``.
+* ``exp``, the normaliser and the weighted sum ``sum_k pi_k (phi_a - phi_k)``
+  add a relative error of a few ``N eps_ld`` of ``sum_k pi_k |phi_a - phi_k|``.
+
+The score is formed as ``sum_k pi_k (phi_a - phi_k)``, never as
+``phi_a - E[phi]``: the latter cancels catastrophically when ``pi(a) -> 1``.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+LD = np.longdouble
+EPS_LD = float(np.finfo(LD).eps)
+#: True when longdouble really has more precision than double (x86-64 Linux).
+EXTENDED = EPS_LD < 1e-18
+
+#: Largest relative error seen per accuracy case; printed at the end of the run
+#: by conftest.pytest_terminal_summary.
+MEASURED: dict[str, float] = defaultdict(float)
+
+
+def record(case: str, err: float) -> None:
+    MEASURED[case] = max(MEASURED[case], float(err))
+
+
+def _f64(x) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(arr.dtype)
+    return arr.astype(np.float64)
+
+
+def _legal(mask, n_states: int, n: int) -> np.ndarray:
+    if mask is None:
+        return np.ones((n_states, n), dtype=bool)
+    return np.broadcast_to(np.asarray(mask, dtype=bool), (n_states, n))
+
+
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+
+def _split(x):
+    c = _SPLITTER * x
+    hi = c - (c - x)
+    return hi, x - hi
+
+
+def _dot_double_double(rows: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """rows @ theta (float64 inputs) to ~2**-106 relative, as longdouble.
+
+    Exact while no product over- or underflows (|x| < 1e290 and no subnormal
+    products), which holds for every input the tests give the oracle.
+    """
+    if rows.shape[-1] == 0:
+        return np.zeros(rows.shape[:-1], dtype=LD)
+    with np.errstate(over="raise", invalid="raise"):
+        p = rows * theta
+        rh, rl = _split(rows)
+        th, tl = _split(theta)
+        e = ((rh * th - p) + rh * tl + rl * th) + rl * tl
+    parts = np.concatenate([p, e], axis=-1).reshape(-1, 2 * rows.shape[-1]).tolist()
+    z = np.empty(len(parts), dtype=LD)
+    for k, terms in enumerate(parts):
+        s = math.fsum(terms)
+        terms.append(-s)
+        r = math.fsum(terms)
+        z[k] = LD(s) + LD(r)
+    return z.reshape(rows.shape[:-1])
+
+
+def logits(phi_rows, theta, temperature=1.0) -> np.ndarray:
+    """z = phi_rows @ theta / tau in longdouble.
+
+    float64 theta: double-double dot product (error 2 eps_ld |z|).  longdouble
+    theta (finite differences): products and pairwise sum in longdouble.
+    """
+    theta = np.asarray(theta)
+    if theta.dtype == LD and LD is not np.float64:
+        p = np.asarray(phi_rows, dtype=LD)
+        return (p * theta).sum(axis=-1) / LD(temperature)
+    rows = np.asarray(phi_rows, dtype=np.float64)
+    return _dot_double_double(rows, np.asarray(theta, dtype=np.float64)) / LD(temperature)
+
+
+def _state(phi, theta, a, legal, tau):
+    rows = np.flatnonzero(legal)
+    z = logits(phi[rows], theta, tau)
+    w = np.exp(z - z.max())
+    pi = w / w.sum()
+    diff = phi[a].astype(LD) - phi[rows].astype(LD)
+    return (pi[:, None] * diff).sum(axis=0) / LD(tau), rows, pi, diff
+
+
+def score(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
+    """The score in longdouble: (1/tau) sum_k pi_k (phi_a - phi_k)."""
+    phi = _f64(phi)
+    theta = _f64(theta)
+    batch = phi.ndim == 3
+    phis = phi if batch else phi[None]
+    acts = np.asarray(a).reshape(-1)
+    legal = _legal(mask, phis.shape[0], phis.shape[1])
+    out = np.empty((phis.shape[0], phis.shape[2]), dtype=LD)
+    for b in range(phis.shape[0]):
+        out[b] = _state(phis[b], theta, int(acts[b]), legal[b], temperature)[0]
+    return out if batch else out[0]
+
+
+def score_all_actions(phi, theta, *, mask=None, temperature=1.0) -> np.ndarray:
+    """(N, d): the score of every action a of one state (rows of masked actions
+    are left NaN)."""
+    phi = _f64(phi)
+    legal = _legal(mask, 1, phi.shape[0])[0]
+    rows = np.flatnonzero(legal)
+    z = logits(phi[rows], _f64(theta), temperature)
+    w = np.exp(z - z.max())
+    pi = w / w.sum()
+    p = phi[rows].astype(LD)
+    out = np.full(phi.shape, np.nan, dtype=LD)
+    for i, a in enumerate(rows):
+        out[a] = (pi[:, None] * (p[i] - p)).sum(axis=0) / LD(temperature)
+    return out
+
+
+def condition_scale(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
+    """S_i = (1/tau) sum_k pi_k |phi_ai - phi_ki|, componentwise (longdouble).
+
+    A backward-stable evaluation of the score has componentwise error of order
+    (unit roundoff) x (N + |z|max) x S_i; S_i >= |score_i|, with equality when
+    there is no cancellation.
+    """
+    phi = _f64(phi)
+    theta = _f64(theta)
+    batch = phi.ndim == 3
+    phis = phi if batch else phi[None]
+    acts = np.asarray(a).reshape(-1)
+    legal = _legal(mask, phis.shape[0], phis.shape[1])
+    out = np.empty((phis.shape[0], phis.shape[2]), dtype=LD)
+    for b in range(phis.shape[0]):
+        _, _, pi, diff = _state(phis[b], theta, int(acts[b]), legal[b], temperature)
+        out[b] = (pi[:, None] * np.abs(diff)).sum(axis=0) / LD(temperature)
+    return out if batch else out[0]
+
+
+def probabilities(phi, theta, *, mask=None, temperature=1.0) -> np.ndarray:
+    """pi over the N actions of one state (0 for masked ones), longdouble."""
+    phi = _f64(phi)
+    legal = _legal(mask, 1, phi.shape[0])[0]
+    rows = np.flatnonzero(legal)
+    z = logits(phi[rows], _f64(theta), temperature)
+    w = np.exp(z - z.max())
+    pi = np.zeros(phi.shape[0], dtype=LD)
+    pi[rows] = w / w.sum()
+    return pi
+
+
+def prob_not_a(phi, theta, a, *, mask=None, temperature=1.0):
+    """1 - pi(a), computed as sum_{k != a} pi_k so that it keeps its digits."""
+    pi = probabilities(phi, theta, mask=mask, temperature=temperature)
+    return np.delete(pi, a).sum()
+
+
+def log_pi(phi, theta_ld, a, *, mask=None, temperature=1.0):
+    """log pi(a) of one state for a longdouble theta: z_a - logsumexp(z)."""
+    phi = _f64(phi)
+    legal = _legal(mask, 1, phi.shape[0])[0]
+    rows = np.flatnonzero(legal)
+    z = logits(phi[rows], theta_ld, temperature)
+    m = z.max()
+    za = z[np.searchsorted(rows, a)]
+    return (za - m) - np.log(np.exp(z - m).sum())
+
+
+def logit_error_bound(phi, theta, *, mask=None, temperature=1.0) -> float:
+    """Bound on the oracle's absolute logit error for a float64 theta:
+    2 eps_ld max_k |z_k| (see the module docstring)."""
+    phi = _f64(phi)
+    if phi.size == 0:
+        return 0.0
+    z = np.abs(np.asarray(phi @ _f64(theta), dtype=np.float64)) / temperature
+    if mask is not None:
+        z = np.where(np.broadcast_to(np.asarray(mask, dtype=bool), z.shape), z, 0.0)
+    return float(2.01 * EPS_LD * z.max())
+
+
+def rel_err(got, want) -> float:
+    """||got - want||_2 / ||want||_2 in longdouble; for a batch, the max over states."""
+    got = np.asarray(got).astype(LD)
+    want = np.asarray(want, dtype=LD)
+    if want.ndim == 1:
+        got, want = got[None], want[None]
+    num = np.sqrt((np.square(got - want)).sum(axis=-1))
+    den = np.sqrt(np.square(want).sum(axis=-1))
+    if np.any(den == 0):
+        raise ValueError("relative error of a zero vector: pick another test case")
+    return float((num / den).max())
