@@ -36,9 +36,9 @@ def _as_kernel_array(x, name: str) -> np.ndarray:
     if arr.dtype not in _KERNEL_DTYPES:  # ints, bools, float16, longdouble, byte-swapped
         dtype = arr.dtype.newbyteorder("=")
         arr = arr.astype(dtype if dtype in _KERNEL_DTYPES else np.float64)
-    if not arr.flags.aligned or (
-        arr.ndim and arr.shape[-1] > 1 and arr.strides[-1] != arr.itemsize
-    ):
+    if not arr.flags.aligned:
+        arr = arr.copy()
+    if arr.size and arr.ndim and arr.shape[-1] > 1 and arr.strides[-1] != arr.itemsize:
         arr = np.ascontiguousarray(arr)
     return arr
 
@@ -55,11 +55,18 @@ def _as_actions(a, batch: bool):
                 f"a must be an integer action index for one state, got {type(a).__name__}"
             ) from None
     arr = np.asarray(a)
+    if arr.dtype.kind == "O" and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        for v in arr.flat
+    ):
+        # Python ints too large for any integer dtype.
+        raise IndexError(f"a holds {max(arr.flat, key=abs)}, out of range for any number of actions")
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
         raise TypeError(f"a must be an array of integer action indices, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.intp).max:
         raise IndexError(f"a holds {arr.max()}, out of range for any number of actions")
-    return arr.astype(np.intp, copy=False)
+    arr = arr.astype(np.intp, copy=False)
+    return arr if arr.flags.aligned else arr.copy()
 
 
 def _as_mask(mask) -> np.ndarray:

@@ -24,17 +24,20 @@ to ``Partial`` and a ``partial_finish_*`` of their own.
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, isfinite
+from libc.math cimport INFINITY, exp, fabs, isfinite
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 cimport numpy as cnp
+import operator
+import os
+
 import numpy as np
 
 from fastscore._coerce import coerce
 
 cnp.import_array()
-fs_init()
+fs_init(os.environ.get("FASTSCORE_NO_FMA", "") not in ("", "0"))
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -42,7 +45,9 @@ cdef extern from "fastscore_simd.h" nogil:
         const double *val
         const double *hi
         const double *lo
+        int huge
     Py_ssize_t fs_padded(Py_ssize_t d)
+    const double FS_SPLIT_MAX
     void fs_split(double x, double *hi, double *lo)
     double fs_dot_f64(const double *x, const fs_theta *t, Py_ssize_t n)
     double fs_dot_f32(const float *x, const fs_theta *t, Py_ssize_t n)
@@ -53,7 +58,7 @@ cdef extern from "fastscore_simd.h" nogil:
     double fs_sum_f64(const double *x, Py_ssize_t n)
     const char *fs_simd_level()
     const char *fs_dot_f64_level
-    void fs_init()
+    void fs_init(int force_split)
 
 
 cdef extern from *:
@@ -62,9 +67,11 @@ cdef extern from *:
     #include <omp.h>
     #define FS_OPENMP 1
     static int fs_omp_max_threads(void) { return omp_get_max_threads(); }
+    static int fs_omp_num_procs(void) { return omp_get_num_procs(); }
     #else
     #define FS_OPENMP 0
     static int fs_omp_max_threads(void) { return 1; }
+    static int fs_omp_num_procs(void) { return 1; }
     #endif
     #ifndef FASTSCORE_CFLAGS
     #define FASTSCORE_CFLAGS "unknown"
@@ -73,6 +80,7 @@ cdef extern from *:
     const int FS_OPENMP
     const char *FASTSCORE_CFLAGS
     int fs_omp_max_threads() nogil
+    int fs_omp_num_procs() nogil
 
 
 ctypedef fused real_t:
@@ -418,24 +426,27 @@ cdef void byte_extent(cnp.ndarray arr, char **lo, char **hi) noexcept:
     hi[0] = start + high
 
 
-cdef bint overlaps(cnp.ndarray x, object y) noexcept:
-    cdef char *xlo
-    cdef char *xhi
-    cdef char *ylo
-    cdef char *yhi
-    if y is None:
-        return False
-    byte_extent(x, &xlo, &xhi)
-    byte_extent(<cnp.ndarray>y, &ylo, &yhi)
-    return xlo < yhi and ylo < xhi
+cdef check_out_disjoint(cnp.ndarray out, tuple inputs):
+    """ValueError if the bytes of out may overlap those of an input array."""
+    cdef char *out_lo
+    cdef char *out_hi
+    cdef char *lo
+    cdef char *hi
+    byte_extent(out, &out_lo, &out_hi)
+    for x in inputs:
+        if cnp.PyArray_Check(x):
+            byte_extent(<cnp.ndarray>x, &lo, &hi)
+            if out_lo < hi and lo < out_hi:
+                raise ValueError("out must not share memory with phi, theta, a or mask")
 
 
 cdef double as_temperature(object temperature) except? -1.0:
     cdef double tau
     if PyFloat_CheckExact(temperature):
         tau = PyFloat_AS_DOUBLE(temperature)
-    elif isinstance(temperature, (bool, np.bool_)):
-        raise TypeError("temperature must be a real number, got bool")
+    elif isinstance(temperature, (bool, np.bool_, str, bytes)):
+        raise TypeError(
+            f"temperature must be a real number, got {type(temperature).__name__}")
     else:
         try:
             tau = float(temperature)
@@ -448,19 +459,20 @@ cdef double as_temperature(object temperature) except? -1.0:
 
 
 cdef int as_thread_count(object n_threads) except -1:
-    cdef Py_ssize_t n
     if n_threads is None:
         return fs_omp_max_threads()
     if isinstance(n_threads, (bool, np.bool_)):
         raise TypeError("n_threads must be an integer or None, got bool")
     try:
-        n = n_threads.__index__()
-    except AttributeError:
+        n_obj = operator.index(n_threads)
+    except TypeError:
         raise TypeError(
             f"n_threads must be an integer or None, got {type(n_threads).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n}")
-    return <int>min(n, 1 << 16)
+    if n_obj < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_obj}")
+    # More threads than this only cost thread creation (or exhaust it): the
+    # result is the same for every count.
+    return <int>min(n_obj, max(8, 4 * fs_omp_num_procs()))
 
 
 cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_theta *t) noexcept:
@@ -475,6 +487,7 @@ cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_t
     cdef double *lo = buf + 2 * dp
     cdef double v
     memset(buf, 0, 3 * dp * sizeof(double))
+    t.huge = 0
     for i in range(d):
         if f32:
             v = (<const float *>(src + i * s))[0]
@@ -484,6 +497,8 @@ cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_t
             return i
         val[i] = v
         fs_split(v, &hi[i], &lo[i])
+        if fabs(v) > FS_SPLIT_MAX:
+            t.huge = 1
     t.val = val
     t.hi = hi
     t.lo = lo
@@ -541,7 +556,8 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
     pr.phi = <const char *>cnp.PyArray_DATA(phi_arr)
     pr.phi_sb = strides[0] if batch else 0
     pr.phi_sn = strides[ndim - 2]
-    if pr.d > 1 and strides[ndim - 1] != cnp.PyArray_ITEMSIZE(phi_arr):
+    if (pr.d > 1 and strides[ndim - 1] != cnp.PyArray_ITEMSIZE(phi_arr)
+            and cnp.PyArray_SIZE(phi_arr) > 0):
         return NotImplemented
 
     if not is_real_kernel_array(theta):
@@ -620,9 +636,7 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
             raise ValueError(f"out must have shape {expected}, got {np.shape(out)}")
         if not cnp.PyArray_ISWRITEABLE(out_arr) or not cnp.PyArray_ISALIGNED(out_arr):
             raise ValueError("out must be a writeable, aligned array")
-        if (overlaps(out_arr, phi_arr) or overlaps(out_arr, theta_arr)
-                or overlaps(out_arr, a_arr) or overlaps(out_arr, mask_arr)):
-            raise ValueError("out must not share memory with phi, theta, a or mask")
+        check_out_disjoint(out_arr, (phi_arr, theta_arr, a_arr, mask_arr))
     pr.out = <char *>cnp.PyArray_DATA(out_arr)
     pr.out_sb = cnp.PyArray_STRIDES(out_arr)[0] if batch else 0
     pr.out_sd = cnp.PyArray_STRIDES(out_arr)[ndim - 2]
@@ -731,9 +745,15 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None
     array([ 0.5, -0.5])
     """
     result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
+    if result is not NotImplemented:
+        return result
+    if cnp.PyArray_Check(out):
+        # The kernel sees coerced copies: check out against what the caller passed.
+        check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask))
+    phi, theta, a, mask = coerce(phi, theta, a, mask)
+    result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
     if result is NotImplemented:
-        phi, theta, a, mask = coerce(phi, theta, a, mask)
-        result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
+        raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     return result
 
 

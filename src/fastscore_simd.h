@@ -21,6 +21,7 @@
 #ifndef FASTSCORE_SIMD_H
 #define FASTSCORE_SIMD_H
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -83,9 +84,13 @@ typedef struct {
     const double *val;
     const double *hi;
     const double *lo;
+    int huge; /* some |theta_i| > FS_SPLIT_MAX: no Dekker split */
 } fs_theta;
 
 static const double FS_SPLITTER = 134217729.0; /* 2**27 + 1 */
+
+/* Beyond this magnitude FS_SPLITTER * x overflows and the split fails. */
+#define FS_SPLIT_MAX 0x1p995
 
 static inline void fs_split(double x, double *hi, double *lo) {
     double c = FS_SPLITTER * x;
@@ -168,8 +173,27 @@ FS_INLINE double fs_reduce(fs_vd v) {
         return fs_reduce2(hi, lo);                                                   \
     }
 
+typedef long long fs_vl __attribute__((vector_size(FS_LANES * sizeof(long long))));
+
+/* Dekker's TwoProduct, or, for the rare lanes beyond FS_SPLIT_MAX where the
+ * split overflows, the C library's fma (exact on every CPU, slow without
+ * hardware FMA). */
 FS_INLINE void fs_two_prod_dekker(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd *p, fs_vd *e) {
-    fs_two_prod(x, fs_load_d(t->val + i), fs_load_d(t->hi + i), fs_load_d(t->lo + i), p, e);
+    fs_vd y = fs_load_d(t->val + i);
+    fs_vl huge = (x > FS_SPLIT_MAX) | (x < -FS_SPLIT_MAX);
+    long long any_huge = t->huge;
+    for (int j = 0; j < FS_LANES; j++) any_huge |= huge[j];
+    if (any_huge) {
+        double xs[FS_LANES], ys[FS_LANES], ps[FS_LANES], es[FS_LANES];
+        *p = x * y;
+        memcpy(xs, &x, sizeof xs);
+        memcpy(ys, &y, sizeof ys);
+        memcpy(ps, p, sizeof ps);
+        for (int j = 0; j < FS_LANES; j++) es[j] = fma(xs[j], ys[j], -ps[j]);
+        memcpy(e, es, sizeof es);
+        return;
+    }
+    fs_two_prod(x, y, fs_load_d(t->hi + i), fs_load_d(t->lo + i), p, e);
 }
 
 FS_DEFINE_DOT2(fs_dot_f64_dekker, FS_CLONES, fs_two_prod_dekker, fs_two_sum_acc)
@@ -252,7 +276,14 @@ static fs_dot_f64_fn fs_pick_dot_f64(const char **level) {
 static fs_dot_f64_fn fs_dot_f64_impl = fs_dot_f64_dekker;
 static const char *fs_dot_f64_level = "Dekker split (no FMA)";
 
-static inline void fs_init(void) { fs_dot_f64_impl = fs_pick_dot_f64(&fs_dot_f64_level); }
+/* force_split: use Dekker's split even where FMA exists (for tests). */
+static inline void fs_init(int force_split) {
+    fs_dot_f64_impl = fs_pick_dot_f64(&fs_dot_f64_level);
+    if (force_split) {
+        fs_dot_f64_impl = fs_dot_f64_dekker;
+        fs_dot_f64_level = "Dekker split (forced by FASTSCORE_NO_FMA)";
+    }
+}
 
 static inline double fs_dot_f64(const double *x, const fs_theta *t, ptrdiff_t n) {
     return fs_dot_f64_impl(x, t, n);
