@@ -24,7 +24,7 @@ to ``Partial`` and a ``partial_finish_*`` of their own.
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, fabs, isfinite
+from libc.math cimport INFINITY, exp, fabs, fma, isfinite
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -49,7 +49,8 @@ cdef extern from "fastscore_simd.h" nogil:
     Py_ssize_t fs_padded(Py_ssize_t d)
     const double FS_SPLIT_MAX
     void fs_split(double x, double *hi, double *lo)
-    double fs_dot_f64(const double *x, const fs_theta *t, Py_ssize_t n)
+    double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
+    double fs_dot2_f32(const float *x, const fs_theta *t, Py_ssize_t n, double *rest)
     double fs_dot_f32(const float *x, const fs_theta *t, Py_ssize_t n)
     void fs_block_acc_f64(double *g, const double *xa, const double **rows, const double *w,
                           int nr, Py_ssize_t d)
@@ -57,7 +58,9 @@ cdef extern from "fastscore_simd.h" nogil:
                           int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     const char *fs_simd_level()
-    const char *fs_dot_f64_level
+    struct fs_dot2_choice:
+        const char *level
+    fs_dot2_choice fs_dot2
     void fs_init(int force_split)
 
 
@@ -127,7 +130,8 @@ cdef struct Problem:
 
 
 cdef struct Partial:
-    double m      # running maximum logit (-inf while empty)
+    double m      # running maximum logit (-inf while empty) ...
+    double m_lo   # ... as the unevaluated sum m + m_lo
     double l      # sum_k exp(z_k - m)
     double *g     # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
 
@@ -135,11 +139,27 @@ cdef struct Partial:
 # ---------------------------------------------------------------------------
 # Helpers: one row, one chunk of rows, one state.
 
-cdef inline double row_logit(const real_t *row, const Problem *pr) noexcept nogil:
-    if real_t is double:
-        return fs_dot_f64(row, &pr.theta, pr.d) / pr.tau
+cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo) noexcept nogil:
+    """Logit phi_k . theta / tau of one row as an unevaluated sum z + z_lo.
+
+    float64 results keep the logit to about twice the working precision, so
+    exp(z_k - m) is accurate even for logits in the thousands; float32
+    results need no more than a double (z_lo = 0).
+    """
+    cdef double s, s_lo, z
+    if real_t is float:
+        if pr.out_f32:
+            z_lo[0] = 0.0
+            return fs_dot_f32(row, &pr.theta, pr.d) / pr.tau
+        s = fs_dot2_f32(row, &pr.theta, pr.d, &s_lo)
     else:
-        return fs_dot_f32(row, &pr.theta, pr.d) / pr.tau
+        s = fs_dot2_f64(row, &pr.theta, pr.d, &s_lo)
+    if pr.tau == 1.0:
+        z_lo[0] = s_lo
+        return s
+    z = s / pr.tau
+    z_lo[0] = (fma(-z, pr.tau, s) + s_lo) / pr.tau  # fma: s - z tau, exactly
+    return z
 
 
 cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
@@ -152,20 +172,27 @@ cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t *
 
 cdef inline void partial_clear(Partial *p, Py_ssize_t d) noexcept nogil:
     p.m = -INFINITY
+    p.m_lo = 0.0
     p.l = 0.0
     memset(p.g, 0, d * sizeof(double))
 
 
-cdef void partial_raise_max(Partial *p, double m_new, Py_ssize_t d) noexcept nogil:
-    """Re-express p relative to a larger maximum m_new."""
+cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
+    """exp((x + x_lo) - (y + y_lo)) for x <= y."""
+    return exp((x - y) + (x_lo - y_lo))
+
+
+cdef void partial_raise_max(Partial *p, double m_new, double m_new_lo, Py_ssize_t d) noexcept nogil:
+    """Re-express p relative to a larger maximum m_new + m_new_lo."""
     cdef double c
     cdef Py_ssize_t i
     if p.l != 0.0:
-        c = exp(p.m - m_new)
+        c = exp_diff(p.m, p.m_lo, m_new, m_new_lo)
         p.l *= c
         for i in range(d):
             p.g[i] *= c
     p.m = m_new
+    p.m_lo = m_new_lo
 
 
 cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
@@ -173,9 +200,10 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
                              Py_ssize_t k0, Py_ssize_t k1) noexcept nogil:
     """Add rows [k0, k1) of one state to p, reading each row of phi once."""
     cdef double z[BLOCK_ROWS]
+    cdef double z_lo[BLOCK_ROWS]
     cdef double weights[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
-    cdef double zk, w, block_max
+    cdef double zk, w, block_max, block_max_lo
     cdef Py_ssize_t kb, ke, k
     cdef int n_rows
     cdef const real_t *row_a = <const real_t *>(<const char *>phi_b + a * pr.phi_sn)
@@ -183,23 +211,26 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
         block_max = -INFINITY
+        block_max_lo = 0.0
         for k in range(kb, ke):
             if mask_b != NULL and not mask_b[k * pr.mask_sn]:
                 z[k - kb] = -INFINITY
                 continue
-            zk = row_logit(<const real_t *>(<const char *>phi_b + k * pr.phi_sn), pr)
-            if not isfinite(zk):
+            zk = row_logit(<const real_t *>(<const char *>phi_b + k * pr.phi_sn), pr,
+                           &z_lo[k - kb])
+            if not (isfinite(zk) and isfinite(z_lo[k - kb])):
                 return NONFINITE_LOGIT
             z[k - kb] = zk
             if zk > block_max:
                 block_max = zk
+                block_max_lo = z_lo[k - kb]
         if block_max > p.m:
-            partial_raise_max(p, block_max, pr.d)
+            partial_raise_max(p, block_max, block_max_lo, pr.d)
         n_rows = 0
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
-            w = exp(z[k - kb] - p.m)
+            w = exp_diff(z[k - kb], z_lo[k - kb], p.m, p.m_lo)
             p.l += w
             if k != a:
                 rows[n_rows] = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
@@ -217,8 +248,8 @@ cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept
     if src.l == 0.0:
         return
     if src.m > dst.m:
-        partial_raise_max(dst, src.m, d)
-    c = exp(src.m - dst.m)
+        partial_raise_max(dst, src.m, src.m_lo, d)
+    c = exp_diff(src.m, src.m_lo, dst.m, dst.m_lo)
     dst.l += c * src.l
     for i in range(d):
         dst.g[i] += c * src.g[i]
@@ -774,7 +805,7 @@ def build_info():
         "openmp": bool(FS_OPENMP),
         "max_threads": fs_omp_max_threads(),
         "simd": fs_simd_level().decode(),
-        "float64_logits": f"compensated dot product, TwoProduct by {fs_dot_f64_level.decode()}",
+        "float64_logits": f"compensated dot product, TwoProduct by {fs_dot2.level.decode()}",
         "cflags": FASTSCORE_CFLAGS.decode(),
     }
 

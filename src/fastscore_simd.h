@@ -116,7 +116,7 @@ FS_INLINE void fs_two_sum_acc(fs_vd *hi, fs_vd *lo, fs_vd p, fs_vd e) {
 }
 
 /* Sum of lanes of (hi, lo) pairs: a TwoSum tree folding halves of the
- * vector (8 -> 4 -> 2 -> 1 lanes), then one rounding. */
+ * vector (8 -> 4 -> 2 -> 1 lanes), returned as an unevaluated sum. */
 typedef double fs_vd4 __attribute__((vector_size(4 * sizeof(double))));
 typedef double fs_vd2 __attribute__((vector_size(2 * sizeof(double))));
 
@@ -129,7 +129,7 @@ typedef double fs_vd2 __attribute__((vector_size(2 * sizeof(double))));
         (L) = ((LA) + (LB)) + q_;                             \
     } while (0)
 
-FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo) {
+FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo, double *rest) {
     fs_vd4 h4, l4;
     fs_vd2 h2, l2;
     double h1, l1;
@@ -141,7 +141,11 @@ FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo) {
                     __builtin_shufflevector(h4, h4, 2, 3), __builtin_shufflevector(l4, l4, 0, 1),
                     __builtin_shufflevector(l4, l4, 2, 3));
     FS_TWO_SUM_FOLD(h1, l1, h2[0], h2[1], l2[0], l2[1]);
-    return h1 + l1;
+    /* FastTwoSum: (sum, *rest) carries the value to about twice the working
+     * precision; the caller may keep or drop *rest. */
+    double sum = h1 + l1;
+    *rest = l1 - (sum - h1);
+    return sum;
 }
 
 FS_INLINE double fs_reduce(fs_vd v) {
@@ -153,25 +157,33 @@ FS_INLINE double fs_reduce(fs_vd v) {
 }
 
 /*
- * Compensated dot product of a float64 row with theta (Dot2).  The body is
- * shared; only TwoProduct differs: an FMA (x*y - p in one rounding) where the
- * CPU has one, Dekker's splitting elsewhere.  Both give the exact error of
- * the product, so every variant returns the same bits.
+ * Compensated dot product of a row with theta (Dot2), returned as an
+ * unevaluated sum hi + rest.  The body is shared; only TwoProduct differs: an
+ * FMA (x*y - p in one rounding) where the CPU has one, Dekker's splitting
+ * elsewhere.  Both give the exact error of the product, so every variant
+ * returns the same bits.
  */
-#define FS_DEFINE_DOT2(NAME, ATTRS, TWO_PROD, TWO_SUM)                                  \
-    ATTRS static double NAME(const double *x, const fs_theta *t, ptrdiff_t n) {     \
+#define FS_DEFINE_DOT2(NAME, T, LOAD, LOAD_TAIL, ATTRS, TWO_PROD, TWO_SUM)          \
+    ATTRS static double NAME(const T *x, const fs_theta *t, ptrdiff_t n, double *rest) { \
         fs_vd hi = {0}, lo = {0}, p, e;                                              \
         ptrdiff_t i = 0;                                                             \
         for (; i + FS_LANES <= n; i += FS_LANES) {                                   \
-            TWO_PROD(fs_load_d(x + i), t, i, &p, &e);                                \
-            TWO_SUM(       &hi, &lo, p, e);                                          \
+            TWO_PROD(LOAD(x + i), t, i, &p, &e);                                     \
+            TWO_SUM(&hi, &lo, p, e);                                                 \
         }                                                                            \
         if (i < n) {                                                                 \
-            TWO_PROD(fs_load_tail_d(x + i, n - i), t, i, &p, &e);                    \
-            TWO_SUM(       &hi, &lo, p, e);                                          \
+            TWO_PROD(LOAD_TAIL(x + i, n - i), t, i, &p, &e);                         \
+            TWO_SUM(&hi, &lo, p, e);                                                 \
         }                                                                            \
-        return fs_reduce2(hi, lo);                                                   \
+        return fs_reduce2(hi, lo, rest);                                             \
     }
+
+/* Both row types, one TwoProduct: float32 rows are widened exactly first. */
+#define FS_DEFINE_DOT2_PAIR(SUFFIX, ATTRS, TWO_PROD, TWO_SUM)                              \
+    FS_DEFINE_DOT2(fs_dot2_f64_##SUFFIX, double, fs_load_d, fs_load_tail_d, ATTRS, TWO_PROD, \
+                   TWO_SUM)                                                                \
+    FS_DEFINE_DOT2(fs_dot2_f32_##SUFFIX, float, fs_load_f, fs_load_tail_f, ATTRS, TWO_PROD,  \
+                   TWO_SUM)
 
 typedef long long fs_vl __attribute__((vector_size(FS_LANES * sizeof(long long))));
 
@@ -196,9 +208,24 @@ FS_INLINE void fs_two_prod_dekker(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd
     fs_two_prod(x, y, fs_load_d(t->hi + i), fs_load_d(t->lo + i), p, e);
 }
 
-FS_DEFINE_DOT2(fs_dot_f64_dekker, FS_CLONES, fs_two_prod_dekker, fs_two_sum_acc)
+FS_DEFINE_DOT2_PAIR(dekker, FS_CLONES, fs_two_prod_dekker, fs_two_sum_acc)
 
-typedef double (*fs_dot_f64_fn)(const double *, const fs_theta *, ptrdiff_t);
+typedef double (*fs_dot2_f64_fn)(const double *, const fs_theta *, ptrdiff_t, double *);
+typedef double (*fs_dot2_f32_fn)(const float *, const fs_theta *, ptrdiff_t, double *);
+
+/* The compensated dot products chosen once by fs_init() when the module loads. */
+static struct {
+    fs_dot2_f64_fn f64;
+    fs_dot2_f32_fn f32;
+    const char *level;
+} fs_dot2 = {fs_dot2_f64_dekker, fs_dot2_f32_dekker, "Dekker split (no FMA)"};
+
+#define FS_USE_DOT2(SUFFIX, LEVEL)        \
+    do {                                  \
+        fs_dot2.f64 = fs_dot2_f64_##SUFFIX; \
+        fs_dot2.f32 = fs_dot2_f32_##SUFFIX; \
+        fs_dot2.level = LEVEL;            \
+    } while (0)
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTSCORE_NO_CLONES)
 #include <immintrin.h>
@@ -248,45 +275,35 @@ FS_AVX512 FS_INLINE void fs_two_sum_acc_avx512(fs_vd *hi, fs_vd *lo, fs_vd p, fs
     *lo = (fs_vd)_mm512_add_pd((__m512d)*lo, qe);
 }
 
-FS_DEFINE_DOT2(fs_dot_f64_avx512, FS_AVX512, fs_two_prod_avx512, fs_two_sum_acc_avx512)
-FS_DEFINE_DOT2(fs_dot_f64_avx2, FS_AVX2, fs_two_prod_avx2, fs_two_sum_acc)
+FS_DEFINE_DOT2_PAIR(avx512, FS_AVX512, fs_two_prod_avx512, fs_two_sum_acc_avx512)
+FS_DEFINE_DOT2_PAIR(avx2, FS_AVX2, fs_two_prod_avx2, fs_two_sum_acc)
 
-static fs_dot_f64_fn fs_pick_dot_f64(const char **level) {
+static void fs_pick_dot2(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
-        *level = "AVX-512 + FMA";
-        return fs_dot_f64_avx512;
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        *level = "AVX2 + FMA";
-        return fs_dot_f64_avx2;
-    }
-    *level = "Dekker split (no FMA)";
-    return fs_dot_f64_dekker;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+        FS_USE_DOT2(avx512, "AVX-512 + FMA");
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        FS_USE_DOT2(avx2, "AVX2 + FMA");
 }
 #else
 #define FS_HAVE_FMA_DISPATCH 0
-static fs_dot_f64_fn fs_pick_dot_f64(const char **level) {
-    *level = "Dekker split (no FMA dispatch)";
-    return fs_dot_f64_dekker;
-}
+static void fs_pick_dot2(void) {}
 #endif
-
-/* Chosen once by fs_init() when the module loads. */
-static fs_dot_f64_fn fs_dot_f64_impl = fs_dot_f64_dekker;
-static const char *fs_dot_f64_level = "Dekker split (no FMA)";
 
 /* force_split: use Dekker's split even where FMA exists (for tests). */
 static inline void fs_init(int force_split) {
-    fs_dot_f64_impl = fs_pick_dot_f64(&fs_dot_f64_level);
-    if (force_split) {
-        fs_dot_f64_impl = fs_dot_f64_dekker;
-        fs_dot_f64_level = "Dekker split (forced by FASTSCORE_NO_FMA)";
-    }
+    if (force_split)
+        FS_USE_DOT2(dekker, "Dekker split (forced by FASTSCORE_NO_FMA)");
+    else
+        fs_pick_dot2();
 }
 
-static inline double fs_dot_f64(const double *x, const fs_theta *t, ptrdiff_t n) {
-    return fs_dot_f64_impl(x, t, n);
+static inline double fs_dot2_f64(const double *x, const fs_theta *t, ptrdiff_t n, double *rest) {
+    return fs_dot2.f64(x, t, n, rest);
+}
+
+static inline double fs_dot2_f32(const float *x, const fs_theta *t, ptrdiff_t n, double *rest) {
+    return fs_dot2.f32(x, t, n, rest);
 }
 
 /* Dot product of a float32 row with theta, in double. */

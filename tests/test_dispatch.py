@@ -1,0 +1,50 @@
+"""The kernel's float64 logits have an FMA variant and a Dekker-split variant
+(for CPUs without FMA).  Both compute the exact error of every product, so
+they must return the same bits; FASTSCORE_NO_FMA=1 forces the split variant."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import fastscore
+
+SCRIPT = """
+import sys
+import numpy as np
+import fastscore
+rng = np.random.default_rng(7)
+out = []
+for shape, scale in [((3, 40, 37), 1.0), ((2, 300, 64), 300.0), ((1, 2000, 5), 1e3)]:
+    phi = rng.standard_normal(shape) * scale
+    theta = rng.standard_normal(shape[-1])
+    a = rng.integers(0, shape[1], size=shape[0])
+    out.append(fastscore.score(phi, theta, a, temperature=0.7))
+    out.append(fastscore.score(phi.astype(np.float32), theta, a))
+print(fastscore._core.build_info()["float64_logits"], file=sys.stderr)
+sys.stdout.buffer.write(b"".join(x.tobytes() for x in out))
+"""
+
+
+def run(no_fma: str) -> tuple[bytes, str]:
+    env = dict(os.environ, FASTSCORE_NO_FMA=no_fma)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, check=True
+    )
+    return proc.stdout, proc.stderr.decode()
+
+
+def test_split_and_fma_variants_give_identical_bits():
+    fma_bytes, fma_level = run("0")
+    split_bytes, split_level = run("1")
+    assert "forced by FASTSCORE_NO_FMA" in split_level
+    assert "forced" not in fma_level
+    assert len(fma_bytes) > 0
+    assert fma_bytes == split_bytes
+
+
+def test_show_config_reports_the_variant(capsys):
+    fastscore.show_config()
+    printed = capsys.readouterr().out
+    assert "compensated dot product" in printed
+    assert np.isfinite(fastscore.score(np.eye(3), np.zeros(3), 0)).all()
