@@ -72,6 +72,19 @@ FS_INLINE fs_vd fs_load_tail_f(const float *p, ptrdiff_t n) {
 }
 
 /*
+ * Software prefetch FS_PREFETCH_BYTES ahead of the row being read (into the
+ * next rows).  The hardware prefetcher alone left DRAM idle while a block of
+ * rows was re-read from cache: measured on the 64 x 1000 x 1000 batch, one
+ * thread, 19 -> 25 GB/s (distances of 2, 4 and 8 KiB tried; 8 KiB best).
+ * A prefetch never faults, so reading past the array's end is harmless.
+ */
+#define FS_PREFETCH_BYTES 8192
+
+FS_INLINE void fs_prefetch(const void *p) {
+    __builtin_prefetch((const char *)p + FS_PREFETCH_BYTES);
+}
+
+/*
  * theta, prepared once per call: its values and Dekker's split
  * theta = hi + lo (hi holds the upper 26 bits), each zero-padded to a
  * multiple of FS_LANES.  `buf` must hold 3 * fs_padded(d) doubles.
@@ -168,6 +181,7 @@ FS_INLINE double fs_reduce(fs_vd v) {
         fs_vd hi = {0}, lo = {0}, p, e;                                              \
         ptrdiff_t i = 0;                                                             \
         for (; i + FS_LANES <= n; i += FS_LANES) {                                   \
+            fs_prefetch(x + i);                                                      \
             TWO_PROD(LOAD(x + i), t, i, &p, &e);                                     \
             TWO_SUM(&hi, &lo, p, e);                                                 \
         }                                                                            \
@@ -311,6 +325,7 @@ static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t 
     fs_vd acc0 = {0}, acc1 = {0};
     ptrdiff_t i = 0;
     for (; i + 2 * FS_LANES <= n; i += 2 * FS_LANES) {
+        fs_prefetch(x + i);
         acc0 += fs_load_f(x + i) * fs_load_d(t->val + i);
         acc1 += fs_load_f(x + i + FS_LANES) * fs_load_d(t->val + i + FS_LANES);
     }
