@@ -133,6 +133,6 @@ class Speedup:
         best = {name: float("inf") for name in IMPLEMENTATIONS}
         for _ in range(self.repeats):
             for name, func in IMPLEMENTATIONS.items():
-                seconds = best_time(functools.partial(func, phi, theta, a, n_threads=self.n_threads))
-                best[name] = min(best[name], seconds)
+                call = functools.partial(func, phi, theta, a, n_threads=self.n_threads)
+                best[name] = min(best[name], best_time(call))
         return best["numpy"] / best["fastscore"]
