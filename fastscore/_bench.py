@@ -5,7 +5,9 @@ interleaved over several repeats, and the best time of each counts: on a
 shared, noisy machine a ratio measured that way is what survives.  Next to
 the times the table shows the bandwidth fastscore achieves reading ``phi``
 and the fraction it is of this machine's read bandwidth, measured by
-``fastscore._core.read_pass`` over as many bytes with the same thread count.
+``fastscore._core.read_pass`` over as many bytes with the same thread count
+(or one thread, if that is faster: it is for a few kilobytes, where the
+kernel does not start threads either).
 
 The asv suite in ``benchmarks/`` runs the same workloads.
 """
@@ -43,19 +45,23 @@ class Workload:
 
     name: str
     shape: tuple[int, ...]  # (N, d) for one state, (B, N, d) for a batch
-    quick_shape: tuple[int, ...]  # the shape under --quick
     masked: bool = False  # about half of the actions illegal
     temperature: float = 1.0
+    quick_shape: Optional[tuple[int, ...]] = None  # a smaller shape for --quick
+
+    def shape_for(self, quick: bool) -> tuple[int, ...]:
+        """The shape of ``phi`` in this mode."""
+        return self.quick_shape if quick and self.quick_shape else self.shape
 
 
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("small", (8, 32), (8, 32)),  # one state: the call in a training loop
-    Workload("small batch", (4096, 8, 32), (4096, 8, 32)),
-    Workload("medium", (1024, 16, 256), (1024, 16, 256)),
-    Workload("medium masked", (1024, 16, 256), (1024, 16, 256), masked=True),
-    Workload("medium tau=0.1", (1024, 16, 256), (1024, 16, 256), temperature=0.1),
-    Workload("large", (64, 1000, 1000), (16, 1000, 1000)),  # 512 MB in float64
-    Workload("huge", (262144, 64), (262144, 64)),  # one state, many actions
+    Workload("small", (8, 32)),  # one state: the call in a training loop
+    Workload("small batch", (4096, 8, 32)),
+    Workload("medium", (1024, 16, 256)),
+    Workload("medium masked", (1024, 16, 256), masked=True),
+    Workload("medium tau=0.1", (1024, 16, 256), temperature=0.1),
+    Workload("large", (64, 1000, 1000), quick_shape=(16, 1000, 1000)),  # 512 MB in float64
+    Workload("huge", (262144, 64)),  # one state, many actions
 )
 
 
@@ -194,15 +200,52 @@ def best_times(funcs: dict[str, Callable[[], Any]], settings: Settings) -> dict[
     return best
 
 
-def read_bandwidth_call(nbytes: int, n_threads: int) -> Callable[[], Any]:
-    """A read-only pass over ``nbytes`` with ``n_threads``: the roofline of a kernel
-    that reads as much.
+def read_pass_calls(nbytes: int, n_threads: int) -> dict[str, Callable[[], Any]]:
+    """Read-only passes over ``nbytes``, the roofline of a kernel that reads as
+    much: with ``n_threads`` ("read_pass") and, if that is more than one, with
+    one thread ("read_pass_1"); the faster of the two is the bandwidth.
 
     The buffer is written (``np.full``): an untouched ``np.zeros`` maps every
     page to the kernel's single zero page, which is read from cache.
     """
     buf = np.full(max(nbytes // 8, 1), 1.0)
-    return functools.partial(_core.read_pass, buf, n_threads)
+    calls = {"read_pass": functools.partial(_core.read_pass, buf, n_threads)}
+    if n_threads > 1:
+        calls["read_pass_1"] = functools.partial(_core.read_pass, buf, 1)
+    return calls
+
+
+class OtherLoad:
+    """The share of this machine's CPU time that other processes take from now on.
+
+    It flags the timings that contention spoilt: a threaded call waits for
+    its slowest thread, so one busy core can make it many times slower.
+    Reads /proc/stat (Linux); elsewhere ``share()`` is None.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> Optional[tuple[float, float, float]]:
+        """(wall seconds, busy CPU seconds of the machine, CPU seconds of this process)."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal: steal is CPU time
+        # another virtual machine took, also not ours.
+        busy = sum(fields[:8]) - fields[3] - fields[4]
+        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
+
+    def share(self) -> Optional[float]:
+        """Other processes' CPU time since creation over all CPUs' wall time."""
+        end = self._snapshot()
+        if self._start is None or end is None:
+            return None
+        wall, busy, own = (e - s for e, s in zip(end, self._start))
+        return max(busy - own, 0.0) / (wall * (os.cpu_count() or 1))
 
 
 # ---------------------------------------------------------------------------
@@ -218,9 +261,10 @@ class Row:
     masked: bool
     temperature: float
     phi_bytes: int
-    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass
+    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass[, read_pass_1]
     rel_error: dict[str, float]  # against the reference: fastscore, [torch]
     rtol: float
+    other_load: Optional[float]  # OtherLoad.share() while the row was timed
 
     @property
     def ok(self) -> bool:
@@ -240,7 +284,8 @@ class Row:
     @property
     def read_gbps(self) -> float:
         """This machine's read bandwidth over as many bytes, in GB/s."""
-        return self.phi_bytes / self.seconds["read_pass"] / 1e9
+        read = min(self.seconds["read_pass"], self.seconds.get("read_pass_1", float("inf")))
+        return self.phi_bytes / read / 1e9
 
 
 def default_threads() -> int:
@@ -282,16 +327,17 @@ def thread_limits(n_threads: int, torch: Any) -> Iterator[str]:
 def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, torch: Any,
                  settings: Settings) -> Row:
     """Check and time every implementation on one workload."""
-    shape = workload.quick_shape if quick else workload.shape
+    shape = workload.shape_for(quick)
     inputs = make_inputs(shape, dtype, workload.masked, workload.temperature)
     calls = implementations(inputs, n_threads, torch)
     want = calls["numpy"]()
     errors = {name: relative_error(call(), want)
               for name, call in calls.items() if name != "numpy"}
-    calls["read_pass"] = read_bandwidth_call(inputs.phi.nbytes, n_threads)
+    calls.update(read_pass_calls(inputs.phi.nbytes, n_threads))
+    load = OtherLoad()
     seconds = best_times(calls, settings)
     return Row(workload.name, tuple(shape), dtype, workload.masked, workload.temperature,
-               inputs.phi.nbytes, seconds, errors, RTOL[dtype])
+               inputs.phi.nbytes, seconds, errors, RTOL[dtype], load.share())
 
 
 def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
@@ -301,7 +347,7 @@ def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
     cases = [(w, dtype) for w in WORKLOADS for dtype in dtypes]
     rows = []
     for i, (workload, dtype) in enumerate(cases, 1):
-        shape = workload.quick_shape if quick else workload.shape
+        shape = workload.shape_for(quick)
         print(f"[{i:2d}/{len(cases)}] {workload.name} {_shape_str(shape)} {dtype}",
               file=progress, flush=True)
         rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings))
@@ -322,9 +368,9 @@ def cpu_name() -> str:
 
 
 def environment(n_threads: int, quick: bool, torch: Any, blas_note: str) -> dict[str, Any]:
-    """What the numbers depend on: versions, threads, CPU, BLAS settings, load."""
+    """What the numbers depend on: versions, threads, CPU, BLAS settings."""
     info = _core.build_info()
-    env = {
+    return {
         "fastscore": __version__,
         "numpy": np.__version__,
         "torch": None if torch is None else torch.__version__,
@@ -338,13 +384,15 @@ def environment(n_threads: int, quick: bool, torch: Any, blas_note: str) -> dict
         "blas_env": {name: os.environ[name] for name in BLAS_ENV_VARS if name in os.environ},
         "quick": quick,
     }
-    if hasattr(os, "getloadavg"):
-        env["load_average"] = os.getloadavg()[0]
-    return env
 
 
 def _shape_str(shape: Sequence[int]) -> str:
     return "x".join(str(n) for n in shape)
+
+
+def _label(row: Row) -> str:
+    """A row's workload and shape on two lines, for the chart."""
+    return f"{row.workload}\n{_shape_str(row.shape)}"
 
 
 def format_time(seconds: float) -> str:
@@ -369,13 +417,15 @@ def header(env: dict[str, Any]) -> list[str]:
         lines.append(f"set: {settings} (they change NumPy's BLAS kernels)")
     else:
         lines.append(f"not set: {', '.join(BLAS_ENV_VARS)}")
-    if "load_average" in env:
-        lines.append(f"load average {env['load_average']:.2f} at start: work already running "
-                     f"on this machine slows the threaded timings")
-    lines.append(
-        "times per call, best of interleaved repeats" + (" (--quick)" if env["quick"] else "")
-        + "; speedup = other time / fastscore time; GB/s = bytes of phi / fastscore time;"
-        " % read = of a read-only pass over as many bytes (same threads)")
+    repeat = Settings.for_mode(env["quick"]).repeat
+    lines += [
+        f"times: per call, best of {repeat} interleaved repeats"
+        + (" (--quick)" if env["quick"] else "") + "; vs X = X time / fastscore time",
+        "GB/s: bytes of phi / fastscore time; read GB/s: a read-only pass over as many bytes"
+        " (same threads, or 1 if faster); % read = GB/s / read GB/s",
+        "busy: CPU share other processes took while the row was timed; above a few %"
+        " the threaded times suffer (a parallel call waits for its slowest thread)",
+    ]
     return lines
 
 
@@ -384,7 +434,7 @@ def table(rows: Sequence[Row]) -> list[str]:
     with_torch = any("torch" in row.seconds for row in rows)
     head = ["workload", "shape", "dtype", "numpy"] + (["torch"] if with_torch else [])
     head += ["fastscore", "vs numpy"] + (["vs torch"] if with_torch else [])
-    head += ["GB/s", "read GB/s", "% read", "check"]
+    head += ["GB/s", "read GB/s", "% read", "busy", "check"]
     body = []
     for row in rows:
         cells = [row.workload, _shape_str(row.shape), row.dtype, format_time(row.seconds["numpy"])]
@@ -395,7 +445,9 @@ def table(rows: Sequence[Row]) -> list[str]:
             vs_torch = row.speedup("torch")
             cells.append("-" if vs_torch is None else f"{vs_torch:.2f}x")
         cells += [f"{row.gbps:.1f}", f"{row.read_gbps:.1f}",
-                  f"{100 * row.gbps / row.read_gbps:.0f}%", "ok" if row.ok else "MISMATCH"]
+                  f"{100 * row.gbps / row.read_gbps:.0f}%",
+                  "?" if row.other_load is None else f"{100 * row.other_load:.0f}%",
+                  "ok" if row.ok else "MISMATCH"]
         body.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
     left = {0, 1, 2}
@@ -427,6 +479,7 @@ def to_json(env: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
                 "fraction_of_read_bandwidth": row.gbps / row.read_gbps,
                 "rel_error": row.rel_error,
                 "rtol": row.rtol,
+                "other_load": row.other_load,
                 "ok": row.ok,
             }
             for row in rows
@@ -435,6 +488,7 @@ def to_json(env: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
 
 
 def write_json(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
+    """Write ``to_json`` to ``path``."""
     path.write_text(json.dumps(to_json(env, rows), indent=2) + "\n")
 
 
@@ -456,8 +510,7 @@ def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
     import matplotlib.pyplot as plt
 
     others = ["numpy"] + (["torch"] if any("torch" in r.seconds for r in rows) else [])
-    names = list(dict.fromkeys(
-        f"{r.workload}\n{_shape_str(r.shape)}" for r in rows))
+    names = list(dict.fromkeys(_label(r) for r in rows))
     dtypes = list(dict.fromkeys(r.dtype for r in rows))
     fig, axes = plt.subplots(1, len(others), figsize=(5.5 * len(others), 0.9 + 0.55 * len(names)),
                              sharey=True, squeeze=False)
@@ -465,8 +518,7 @@ def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
     y = np.arange(len(names))
     for ax, other in zip(axes[0], others):
         for j, dtype in enumerate(dtypes):
-            speedups = {f"{r.workload}\n{_shape_str(r.shape)}": r.speedup(other)
-                        for r in rows if r.dtype == dtype}
+            speedups = {_label(r): r.speedup(other) for r in rows if r.dtype == dtype}
             values = [speedups.get(name) or np.nan for name in names]
             pos = y - 0.4 + height * (j + 0.5)
             bars = ax.barh(pos, values, height, label=dtype, color=f"C{j}")
