@@ -508,6 +508,7 @@ def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     others = ["numpy"] + (["torch"] if any("torch" in r.seconds for r in rows) else [])
     names = list(dict.fromkeys(_label(r) for r in rows))
@@ -525,14 +526,18 @@ def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
             ax.bar_label(bars, labels=[f"{v:.2g}x" for v in values], padding=2, fontsize=8)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"speedup ({other} time / fastscore time)")
         ax.set_title(f"fastscore vs {'NumPy' if other == 'numpy' else 'PyTorch'}")
         ax.margins(x=0.15)
     axes[0][0].set_yticks(y, names)
     axes[0][0].invert_yaxis()
     axes[0][0].legend(loc="lower right")
-    fig.suptitle(f"fastscore {env['fastscore']}, {env['threads']} thread(s), {env['cpu']}",
-                 fontsize=10)
+    versions = f"NumPy {env['numpy']}" + (f", PyTorch {env['torch']}" if env["torch"] else "")
+    fig.suptitle(f"python -m fastscore bench: fastscore {env['fastscore']} ({versions}),"
+                 f" {env['threads']} thread(s), {env['cpu']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
