@@ -38,6 +38,11 @@ THREADS: list[Union[int, str]] = [1, "all"]
 #: Temperature of the temperature variant: a sharper policy than tau = 1.
 TEMPERATURE = 0.1
 
+#: Seconds to wait after timing NumPy before timing fastscore in the same
+#: process: OpenBLAS's worker threads spin for about 0.1 s after a call and
+#: take a core from fastscore's threads meanwhile.
+BLAS_SETTLE = 0.15
+
 
 class Inputs(NamedTuple):
     phi: np.ndarray

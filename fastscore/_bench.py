@@ -38,6 +38,12 @@ BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 #: less accurate one.
 RTOL = {"float32": 1e-3, "float64": 1e-6}
 
+#: Seconds to wait after timing NumPy before timing anything else.  OpenBLAS's
+#: worker threads spin for about 2**28 cycles (~0.1 s) after a call; on a
+#: machine with few cores they take a core from whatever runs next, and a
+#: threaded call then loses a scheduler tick every few milliseconds.
+BLAS_SETTLE = 0.15
+
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
@@ -191,12 +197,15 @@ def best_times(funcs: dict[str, Callable[[], Any]], settings: Settings) -> dict[
     The samples are interleaved (every function once per repeat), so all of
     them see the same machine; each sample batches enough calls to last
     ``settings.min_time``, so a microsecond call is timed as well as a long one.
+    After a sample of "numpy", wait ``BLAS_SETTLE``.
     """
     numbers = {name: calls_per_sample(f, settings.min_time) for name, f in funcs.items()}
     best = {name: float("inf") for name in funcs}
     for _ in range(settings.repeat):
         for name, func in funcs.items():
             best[name] = min(best[name], _sample(func, numbers[name]) / numbers[name])
+            if name == "numpy":
+                time.sleep(BLAS_SETTLE)
     return best
 
 
