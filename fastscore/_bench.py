@@ -257,6 +257,21 @@ class OtherLoad:
         return max(busy - own, 0.0) / (wall * (os.cpu_count() or 1))
 
 
+def warm_allocator() -> None:
+    """Free a 16 MiB block, as any long-running process has done.
+
+    glibc's malloc maps blocks above a threshold (128 KiB at first) straight
+    from the OS and gives them back when freed, so each call of the NumPy
+    reference would pay page faults on its temporaries.  Freeing such a
+    mapped block raises the threshold to its size (up to 32 MiB); a fresh
+    process has not done it and its NumPy times come out up to twice as slow
+    (importing PyTorch happens to do it).  The block is never touched, so it
+    costs no memory; elsewhere than glibc this does nothing useful or harmful.
+    """
+    block = np.empty(16 << 20, dtype=np.uint8)
+    del block
+
+
 # ---------------------------------------------------------------------------
 # Running the workloads.
 
@@ -352,6 +367,7 @@ def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, to
 def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
         progress: TextIO = sys.stderr) -> list[Row]:
     """Every workload in every dtype, with progress lines on ``progress``."""
+    warm_allocator()
     settings = Settings.for_mode(quick)
     cases = [(w, dtype) for w in WORKLOADS for dtype in dtypes]
     rows = []
