@@ -1,8 +1,9 @@
-"""Command line: ``python -m fastscore info`` and ``python -m fastscore example``."""
+"""Command line: ``python -m fastscore bench``, ``info`` and ``example``."""
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,9 +29,75 @@ def _example(args) -> int:
     return 0 if err < 1e-10 else 1
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _output_path(text: str) -> Path:
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def _bench_command(args) -> int:
+    from . import _bench
+
+    if args.plot is not None:
+        try:
+            _bench.require_matplotlib()
+        except ImportError as exc:
+            print(f"fastscore bench: {exc}", file=sys.stderr)
+            return 2
+    n_threads = args.threads or _bench.default_threads()
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    torch = _bench.import_torch()
+    with _bench.thread_limits(n_threads, torch) as blas_note:
+        env = _bench.environment(n_threads, args.quick, torch, blas_note)
+        rows = _bench.run(dtypes, args.quick, n_threads, torch)
+    print("\n".join(_bench.header(env) + [""] + _bench.table(rows)))
+    if args.json is not None:
+        _bench.write_json(args.json, env, rows)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot is not None:
+        _bench.plot(args.plot, env, rows)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    bad = [f"{row.workload} {row.dtype}" for row in rows if not row.ok]
+    if bad:
+        print(f"fastscore bench: results differ from the NumPy reference: {', '.join(bad)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastscore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser(
+        "bench",
+        help="time fastscore against NumPy (and PyTorch) on the benchmark workloads",
+        description="Time fastscore.score against the NumPy reference (and PyTorch, if "
+        "installed) on the benchmark workloads, check every result against the reference "
+        "and print a table.  Progress goes to stderr.  Exit status 1 if a result differs "
+        "from the reference.",
+    )
+    bench.add_argument("--quick", action="store_true",
+                       help="fewer repeats and a smaller large batch (well under 30 s)")
+    bench.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="threads for fastscore, the read pass, NumPy's BLAS and PyTorch "
+                       "(default: what OpenMP allows, see OMP_NUM_THREADS)")
+    bench.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    bench.add_argument("--json", type=_output_path, metavar="FILE",
+                       help="also write the numbers to FILE")
+    bench.add_argument("--plot", type=_output_path, metavar="FILE.png",
+                       help="also draw a speedup chart (needs matplotlib: fastscore[plot])")
+    bench.set_defaults(func=_bench_command)
     sub.add_parser("info", help="version, OpenMP, SIMD level, compiler flags").set_defaults(
         func=_info
     )

@@ -1,0 +1,568 @@
+"""``python -m fastscore bench``: fastscore against NumPy (and PyTorch) per workload.
+
+Each workload is timed for every implementation side by side in one process,
+interleaved over several repeats, and the best time of each counts: on a
+shared, noisy machine a ratio measured that way is what survives.  Next to
+the times the table shows the bandwidth fastscore achieves reading ``phi``
+and the fraction it is of this machine's read bandwidth, measured by
+``fastscore._core.read_pass`` over as many bytes with the same thread count
+(or one thread, if that is faster: it is for a few kilobytes, where the
+kernel does not start threads either).
+
+The asv suite in ``benchmarks/`` runs the same workloads.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
+
+import numpy as np
+
+from . import __version__, _core, reference
+from ._api import score
+
+#: Environment variables that change which BLAS kernels NumPy runs.
+BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+#: Tolerated relative error against the NumPy reference, in the 2-norm of the
+#: whole result.  The reference computes in the input precision and is the
+#: less accurate one.
+RTOL = {"float32": 1e-3, "float64": 1e-6}
+
+#: Seconds to wait after timing NumPy before timing anything else.  OpenBLAS's
+#: worker threads spin for about 2**28 cycles (~0.1 s) after a call; on a
+#: machine with few cores they take a core from whatever runs next, and a
+#: threaded call then loses a scheduler tick every few milliseconds.
+BLAS_SETTLE = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One benchmark case: the shape of ``phi`` and the call's options."""
+
+    name: str
+    shape: tuple[int, ...]  # (N, d) for one state, (B, N, d) for a batch
+    masked: bool = False  # about half of the actions illegal
+    temperature: float = 1.0
+    quick_shape: Optional[tuple[int, ...]] = None  # a smaller shape for --quick
+
+    def shape_for(self, quick: bool) -> tuple[int, ...]:
+        """The shape of ``phi`` in this mode."""
+        return self.quick_shape if quick and self.quick_shape else self.shape
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("small", (8, 32)),  # one state: the call in a training loop
+    Workload("small batch", (4096, 8, 32)),
+    Workload("medium", (1024, 16, 256)),
+    Workload("medium masked", (1024, 16, 256), masked=True),
+    Workload("medium tau=0.1", (1024, 16, 256), temperature=0.1),
+    Workload("large", (64, 1000, 1000), quick_shape=(16, 1000, 1000)),  # 512 MB in float64
+    Workload("huge", (262144, 64)),  # one state, many actions
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How long to measure: repeats per implementation, seconds per sample."""
+
+    repeat: int
+    min_time: float
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> "Settings":
+        return cls(repeat=3, min_time=0.01) if quick else cls(repeat=7, min_time=0.05)
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The arguments of one ``score`` call."""
+
+    phi: np.ndarray
+    theta: np.ndarray
+    a: Any  # int for one state, intp array for a batch
+    mask: Optional[np.ndarray]
+    temperature: float
+
+
+def make_inputs(shape: Sequence[int], dtype: str, masked: bool, temperature: float,
+                seed: int = 0) -> Inputs:
+    """Random inputs with logits of order 1 (before the temperature).
+
+    With ``masked``, about half of the actions are illegal, never the taken one.
+    """
+    rng = np.random.default_rng(seed)
+    phi = rng.standard_normal(tuple(shape), dtype=np.dtype(dtype).type)
+    n, d = shape[-2], shape[-1]
+    theta = (rng.standard_normal(d) / np.sqrt(d)).astype(dtype)
+    batch = len(shape) == 3
+    a = rng.integers(0, n, size=shape[0]) if batch else int(rng.integers(n))
+    mask = None
+    if masked:
+        mask = rng.random(tuple(shape[:-1])) < 0.5
+        if batch:
+            mask[np.arange(shape[0]), a] = True
+        else:
+            mask[a] = True
+    return Inputs(phi, theta, a, mask, temperature)
+
+
+# ---------------------------------------------------------------------------
+# Implementations: fastscore, the NumPy reference, PyTorch.
+
+def torch_score(torch: Any, phi: Any, theta: Any, a: Any, mask: Any, temperature: float) -> Any:
+    """The score in PyTorch ops, as the NumPy reference computes it.
+
+    ``phi`` (N, d) or (B, N, d), ``theta`` (d,), ``a`` an int or a (B,) long
+    tensor, ``mask`` None or a bool tensor of phi's leading shape.
+    """
+    logits = phi @ theta / temperature
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+        phi = phi.masked_fill(~mask.unsqueeze(-1), 0)  # masked rows may hold NaN
+    pi = torch.softmax(logits, dim=-1)
+    if phi.ndim == 2:
+        return (phi[a] - pi @ phi) / temperature
+    mean = torch.bmm(pi.unsqueeze(1), phi).squeeze(1)
+    return (phi[torch.arange(phi.shape[0]), a] - mean) / temperature
+
+
+def implementations(inputs: Inputs, n_threads: int, torch: Any) -> dict[str, Callable[[], Any]]:
+    """Zero-argument calls of each implementation on ``inputs``, by name."""
+    phi, theta, a, mask, tau = (inputs.phi, inputs.theta, inputs.a, inputs.mask,
+                                inputs.temperature)
+    calls: dict[str, Callable[[], Any]] = {
+        "numpy": functools.partial(reference.score, phi, theta, a, mask=mask, temperature=tau),
+    }
+    if torch is not None:
+        t_a = a if isinstance(a, int) else torch.from_numpy(a)
+        t_mask = None if mask is None else torch.from_numpy(mask)
+        calls["torch"] = functools.partial(
+            torch_score, torch, torch.from_numpy(phi), torch.from_numpy(theta), t_a, t_mask, tau)
+    calls["fastscore"] = functools.partial(
+        score, phi, theta, a, mask=mask, temperature=tau, n_threads=n_threads)
+    return calls
+
+
+def relative_error(got: Any, want: np.ndarray) -> float:
+    """``|got - want| / |want|``, 2-norms over the whole result.
+
+    Not per state: where a policy is nearly deterministic a state's score is
+    tiny and the reference's own error in it can reach 100 %.
+    """
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), np.finfo(np.float64).tiny))
+
+
+# ---------------------------------------------------------------------------
+# Timing.
+
+def _sample(func: Callable[[], Any], number: int) -> float:
+    """Seconds for ``number`` calls, garbage collection off (as timeit does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            func()
+        return time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def calls_per_sample(func: Callable[[], Any], min_time: float) -> int:
+    """How many calls of ``func`` last at least ``min_time`` (also a warm-up)."""
+    number = 1
+    while True:
+        elapsed = _sample(func, number)
+        if elapsed >= min_time:
+            return number
+        number = max(number + 1, int(number * min(10.0, 1.2 * min_time / max(elapsed, 1e-9))))
+
+
+def best_times(funcs: dict[str, Callable[[], Any]], settings: Settings) -> dict[str, float]:
+    """Seconds per call of each function: the best of ``settings.repeat`` samples.
+
+    The samples are interleaved (every function once per repeat), so all of
+    them see the same machine; each sample batches enough calls to last
+    ``settings.min_time``, so a microsecond call is timed as well as a long one.
+    After a sample of "numpy", wait ``BLAS_SETTLE``.
+    """
+    numbers = {name: calls_per_sample(f, settings.min_time) for name, f in funcs.items()}
+    best = {name: float("inf") for name in funcs}
+    for _ in range(settings.repeat):
+        for name, func in funcs.items():
+            best[name] = min(best[name], _sample(func, numbers[name]) / numbers[name])
+            if name == "numpy":
+                time.sleep(BLAS_SETTLE)
+    return best
+
+
+def read_pass_calls(nbytes: int, n_threads: int) -> dict[str, Callable[[], Any]]:
+    """Read-only passes over ``nbytes``, the roofline of a kernel that reads as
+    much: with ``n_threads`` ("read_pass") and, if that is more than one, with
+    one thread ("read_pass_1"); the faster of the two is the bandwidth.
+
+    The buffer is written (``np.full``): an untouched ``np.zeros`` maps every
+    page to the kernel's single zero page, which is read from cache.
+    """
+    buf = np.full(max(nbytes // 8, 1), 1.0)
+    calls = {"read_pass": functools.partial(_core.read_pass, buf, n_threads)}
+    if n_threads > 1:
+        calls["read_pass_1"] = functools.partial(_core.read_pass, buf, 1)
+    return calls
+
+
+class OtherLoad:
+    """The share of this machine's CPU time that other processes take from now on.
+
+    It flags the timings that contention spoilt: a threaded call waits for
+    its slowest thread, so one busy core can make it many times slower.
+    Reads /proc/stat (Linux); elsewhere ``share()`` is None.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> Optional[tuple[float, float, float]]:
+        """(wall seconds, busy CPU seconds of the machine, CPU seconds of this process)."""
+        try:
+            with open("/proc/stat") as f:
+                fields = [float(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal: steal is CPU time
+        # another virtual machine took, also not ours.
+        busy = sum(fields[:8]) - fields[3] - fields[4]
+        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
+
+    def share(self) -> Optional[float]:
+        """Other processes' CPU time since creation over all CPUs' wall time."""
+        end = self._snapshot()
+        if self._start is None or end is None:
+            return None
+        wall, busy, own = (e - s for e, s in zip(end, self._start))
+        return max(busy - own, 0.0) / (wall * (os.cpu_count() or 1))
+
+
+def warm_allocator() -> None:
+    """Free a 16 MiB block, as any long-running process has done.
+
+    glibc's malloc maps blocks above a threshold (128 KiB at first) straight
+    from the OS and gives them back when freed, so each call of the NumPy
+    reference would pay page faults on its temporaries.  Freeing such a
+    mapped block raises the threshold to its size (up to 32 MiB); a fresh
+    process has not done it and its NumPy times come out up to twice as slow
+    (importing PyTorch happens to do it).  The block is never touched, so it
+    costs no memory; elsewhere than glibc this does nothing useful or harmful.
+    """
+    block = np.empty(16 << 20, dtype=np.uint8)
+    del block
+
+
+# ---------------------------------------------------------------------------
+# Running the workloads.
+
+@dataclasses.dataclass
+class Row:
+    """The measurements of one workload in one dtype."""
+
+    workload: str
+    shape: tuple[int, ...]
+    dtype: str
+    masked: bool
+    temperature: float
+    phi_bytes: int
+    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass[, read_pass_1]
+    rel_error: dict[str, float]  # against the reference: fastscore, [torch]
+    rtol: float
+    other_load: Optional[float]  # OtherLoad.share() while the row was timed
+
+    @property
+    def ok(self) -> bool:
+        return all(err <= self.rtol for err in self.rel_error.values())
+
+    def speedup(self, other: str) -> Optional[float]:
+        """``other``'s time over fastscore's, None if ``other`` was not run."""
+        if other not in self.seconds:
+            return None
+        return self.seconds[other] / self.seconds["fastscore"]
+
+    @property
+    def gbps(self) -> float:
+        """Bytes of phi that fastscore reads per second, in GB/s."""
+        return self.phi_bytes / self.seconds["fastscore"] / 1e9
+
+    @property
+    def read_gbps(self) -> float:
+        """This machine's read bandwidth over as many bytes, in GB/s."""
+        read = min(self.seconds["read_pass"], self.seconds.get("read_pass_1", float("inf")))
+        return self.phi_bytes / read / 1e9
+
+
+def default_threads() -> int:
+    """The threads fastscore uses when ``n_threads`` is None: what OpenMP allows."""
+    return int(_core.build_info()["max_threads"])
+
+
+def import_torch() -> Any:
+    """PyTorch if it is installed, else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+@contextlib.contextmanager
+def thread_limits(n_threads: int, torch: Any) -> Iterator[str]:
+    """Run NumPy's BLAS and PyTorch with ``n_threads``; yields how NumPy is limited.
+
+    The BLAS is limited with threadpoolctl when it is installed; otherwise
+    NumPy keeps its own default, and the returned note says so.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            note = "BLAS threads not limited (threadpoolctl is not installed)"
+        else:
+            stack.enter_context(threadpool_limits(limits=n_threads, user_api="blas"))
+            note = f"BLAS limited to {n_threads} threads"
+        if torch is not None:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+            stack.callback(torch.set_num_threads, previous)
+        yield note
+
+
+def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, torch: Any,
+                 settings: Settings) -> Row:
+    """Check and time every implementation on one workload."""
+    shape = workload.shape_for(quick)
+    inputs = make_inputs(shape, dtype, workload.masked, workload.temperature)
+    calls = implementations(inputs, n_threads, torch)
+    want = calls["numpy"]()
+    errors = {name: relative_error(call(), want)
+              for name, call in calls.items() if name != "numpy"}
+    calls.update(read_pass_calls(inputs.phi.nbytes, n_threads))
+    load = OtherLoad()
+    seconds = best_times(calls, settings)
+    return Row(workload.name, tuple(shape), dtype, workload.masked, workload.temperature,
+               inputs.phi.nbytes, seconds, errors, RTOL[dtype], load.share())
+
+
+def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
+        progress: TextIO = sys.stderr) -> list[Row]:
+    """Every workload in every dtype, with progress lines on ``progress``."""
+    warm_allocator()
+    settings = Settings.for_mode(quick)
+    cases = [(w, dtype) for w in WORKLOADS for dtype in dtypes]
+    rows = []
+    for i, (workload, dtype) in enumerate(cases, 1):
+        shape = workload.shape_for(quick)
+        print(f"[{i:2d}/{len(cases)}] {workload.name} {_shape_str(shape)} {dtype}",
+              file=progress, flush=True)
+        rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Reporting: environment, table, JSON, plot.
+
+def cpu_name() -> str:
+    """The CPU model, from /proc/cpuinfo where there is one."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(n_threads: int, quick: bool, torch: Any, blas_note: str) -> dict[str, Any]:
+    """What the numbers depend on: versions, threads, CPU, BLAS settings."""
+    info = _core.build_info()
+    return {
+        "fastscore": __version__,
+        "numpy": np.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "threads": n_threads,
+        "openmp": info["openmp"],
+        "simd": info["simd"],
+        "numpy_blas_threads": blas_note,
+        "blas_env": {name: os.environ[name] for name in BLAS_ENV_VARS if name in os.environ},
+        "quick": quick,
+    }
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+def _label(row: Row) -> str:
+    """A row's workload and shape on two lines, for the chart."""
+    return f"{row.workload}\n{_shape_str(row.shape)}"
+
+
+def format_time(seconds: float) -> str:
+    """``seconds`` in ns, us, ms or s, three significant digits."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def header(env: dict[str, Any]) -> list[str]:
+    """The lines above the table: what was measured, and on what."""
+    lines = [
+        f"fastscore {env['fastscore']} bench: {env['threads']} thread(s) on {env['cpus']} CPUs"
+        f" ({env['cpu']}), SIMD {env['simd']}, OpenMP {'on' if env['openmp'] else 'off'}",
+        f"numpy {env['numpy']} ({env['numpy_blas_threads']})"
+        + (f", torch {env['torch']} ({env['threads']} threads)" if env["torch"] else
+           ", torch not installed"),
+    ]
+    if env["blas_env"]:
+        settings = ", ".join(f"{k}={v}" for k, v in env["blas_env"].items())
+        lines.append(f"set: {settings} (they change NumPy's BLAS kernels)")
+    else:
+        lines.append(f"not set: {', '.join(BLAS_ENV_VARS)}")
+    repeat = Settings.for_mode(env["quick"]).repeat
+    lines += [
+        f"times: per call, best of {repeat} interleaved repeats"
+        + (" (--quick)" if env["quick"] else "") + "; vs X = X time / fastscore time",
+        "GB/s: bytes of phi / fastscore time; read GB/s: a read-only pass over as many bytes"
+        " (same threads, or 1 if faster); % read = GB/s / read GB/s",
+        "busy: CPU share other processes took while the row was timed; above a few %"
+        " the threaded times suffer (a parallel call waits for its slowest thread)",
+    ]
+    return lines
+
+
+def table(rows: Sequence[Row]) -> list[str]:
+    """The rows as an aligned text table."""
+    with_torch = any("torch" in row.seconds for row in rows)
+    head = ["workload", "shape", "dtype", "numpy"] + (["torch"] if with_torch else [])
+    head += ["fastscore", "vs numpy"] + (["vs torch"] if with_torch else [])
+    head += ["GB/s", "read GB/s", "% read", "busy", "check"]
+    body = []
+    for row in rows:
+        cells = [row.workload, _shape_str(row.shape), row.dtype, format_time(row.seconds["numpy"])]
+        if with_torch:
+            cells.append(format_time(row.seconds["torch"]) if "torch" in row.seconds else "-")
+        cells += [format_time(row.seconds["fastscore"]), f"{row.speedup('numpy'):.2f}x"]
+        if with_torch:
+            vs_torch = row.speedup("torch")
+            cells.append("-" if vs_torch is None else f"{vs_torch:.2f}x")
+        cells += [f"{row.gbps:.1f}", f"{row.read_gbps:.1f}",
+                  f"{100 * row.gbps / row.read_gbps:.0f}%",
+                  "?" if row.other_load is None else f"{100 * row.other_load:.0f}%",
+                  "ok" if row.ok else "MISMATCH"]
+        body.append(cells)
+    widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
+    left = {0, 1, 2}
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(cells) for cells in body]
+
+
+def to_json(env: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
+    """The environment and every measurement, times in seconds per call."""
+    return {
+        "environment": env,
+        "results": [
+            {
+                "workload": row.workload,
+                "shape": list(row.shape),
+                "dtype": row.dtype,
+                "masked": row.masked,
+                "temperature": row.temperature,
+                "phi_bytes": row.phi_bytes,
+                "seconds": row.seconds,
+                "speedup_vs_numpy": row.speedup("numpy"),
+                "speedup_vs_torch": row.speedup("torch"),
+                "gbps": row.gbps,
+                "read_gbps": row.read_gbps,
+                "fraction_of_read_bandwidth": row.gbps / row.read_gbps,
+                "rel_error": row.rel_error,
+                "rtol": row.rtol,
+                "other_load": row.other_load,
+                "ok": row.ok,
+            }
+            for row in rows
+        ],
+    }
+
+
+def write_json(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
+    """Write ``to_json`` to ``path``."""
+    path.write_text(json.dumps(to_json(env, rows), indent=2) + "\n")
+
+
+def require_matplotlib() -> None:
+    """Raise ImportError with the install command if matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "--plot needs matplotlib: pip install 'fastscore[plot]' "
+            "(or pip install matplotlib)") from None
+
+
+def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
+    """A bar chart of fastscore's speedup over NumPy (and PyTorch) per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    others = ["numpy"] + (["torch"] if any("torch" in r.seconds for r in rows) else [])
+    names = list(dict.fromkeys(_label(r) for r in rows))
+    dtypes = list(dict.fromkeys(r.dtype for r in rows))
+    fig, axes = plt.subplots(1, len(others), figsize=(5.5 * len(others), 0.9 + 0.55 * len(names)),
+                             sharey=True, squeeze=False)
+    height = 0.8 / len(dtypes)
+    y = np.arange(len(names))
+    for ax, other in zip(axes[0], others):
+        for j, dtype in enumerate(dtypes):
+            speedups = {_label(r): r.speedup(other) for r in rows if r.dtype == dtype}
+            values = [speedups.get(name) or np.nan for name in names]
+            pos = y - 0.4 + height * (j + 0.5)
+            bars = ax.barh(pos, values, height, label=dtype, color=f"C{j}")
+            ax.bar_label(bars, labels=[f"{v:.2g}x" for v in values], padding=2, fontsize=8)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"speedup ({other} time / fastscore time)")
+        ax.set_title(f"fastscore vs {'NumPy' if other == 'numpy' else 'PyTorch'}")
+        ax.margins(x=0.15)
+    axes[0][0].set_yticks(y, names)
+    axes[0][0].invert_yaxis()
+    axes[0][0].legend(loc="lower right")
+    versions = f"NumPy {env['numpy']}" + (f", PyTorch {env['torch']}" if env["torch"] else "")
+    fig.suptitle(f"python -m fastscore bench: fastscore {env['fastscore']} ({versions}),"
+                 f" {env['threads']} thread(s), {env['cpu']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
