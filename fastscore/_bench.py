@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 import numpy as np
 
 from . import __version__, _core, reference
-from ._api import score
+from ._core import score
 
 #: Environment variables that change which BLAS kernels NumPy runs.
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

@@ -341,7 +341,12 @@ cdef Status run_serial(const Problem *pr, const real_t *phi, Py_ssize_t n_states
 
 cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
                        int n_threads, Py_ssize_t *bad) noexcept nogil:
-    """Threads over the batch: each state done serially by one thread."""
+    """Threads over the batch: each state done serially by one thread.
+
+    Guided scheduling: a thread that loses its core to another process does
+    not hold the others back.  Which thread does a state never changes its
+    result, so the schedule cannot change the bits.
+    """
     cdef Py_ssize_t b, d = pr.d
     cdef double *buf
     cdef Status st
@@ -350,7 +355,7 @@ cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states
     bad[0] = n_states
     with parallel(num_threads=n_threads):
         buf = <double *>malloc((2 * d + 1) * sizeof(double))
-        for b in prange(n_states, schedule='static'):
+        for b in prange(n_states, schedule='guided'):
             if buf == NULL:
                 st = NO_MEMORY
             else:
@@ -368,7 +373,11 @@ cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states
 
 cdef Status run_chunks(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
                        int n_threads, bint threaded, Py_ssize_t *bad) noexcept nogil:
-    """Threads over the chunks of each state in turn, for few large states."""
+    """Threads over the chunks of each state in turn, for few large states.
+
+    Every chunk's partial is kept and merged left to right afterwards, so
+    neither the thread count nor the (guided) schedule changes the result.
+    """
     cdef Py_ssize_t b, c, d = pr.d, n_chunks = n_chunks_of(pr.n_actions)
     cdef Partial *parts = <Partial *>malloc(n_chunks * sizeof(Partial))
     cdef double *slab = <double *>malloc(((n_chunks + 1) * d + 1) * sizeof(double))
@@ -385,7 +394,7 @@ cdef Status run_chunks(const Problem *pr, const real_t *phi, Py_ssize_t n_states
         parts[c].g = slab + c * d
     acc.g = slab + n_chunks * d
     for b in range(n_states):
-        for c in prange(n_chunks, schedule='static', num_threads=n_threads,
+        for c in prange(n_chunks, schedule='guided', num_threads=n_threads,
                         use_threads_if=threaded):
             status[c] = state_chunk(&parts[c], pr, phi, b, c)
         partial_clear(&acc, d)
