@@ -498,21 +498,31 @@ cdef double as_temperature(object temperature) except? -1.0:
     return tau
 
 
+# More threads than this only cost thread creation (or exhaust it): the result
+# is the same for every count.  Read once: omp_get_num_procs() is a system call.
+cdef int MAX_THREADS = max(8, 4 * fs_omp_num_procs())
+
+
 cdef int as_thread_count(object n_threads) except -1:
+    cdef Py_ssize_t n
     if n_threads is None:
         return fs_omp_max_threads()
-    if isinstance(n_threads, (bool, np.bool_)):
+    if PyLong_CheckExact(n_threads):
+        try:
+            n = PyLong_AsSsize_t(n_threads)
+        except OverflowError:
+            n = MAX_THREADS if n_threads > 0 else 0
+    elif isinstance(n_threads, (bool, np.bool_)):
         raise TypeError("n_threads must be an integer or None, got bool")
-    try:
-        n_obj = operator.index(n_threads)
-    except TypeError:
-        raise TypeError(
-            f"n_threads must be an integer or None, got {type(n_threads).__name__}") from None
-    if n_obj < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_obj}")
-    # More threads than this only cost thread creation (or exhaust it): the
-    # result is the same for every count.
-    return <int>min(n_obj, max(8, 4 * fs_omp_num_procs()))
+    else:
+        try:
+            return as_thread_count(operator.index(n_threads))
+        except TypeError:
+            raise TypeError(
+                f"n_threads must be an integer or None, got {type(n_threads).__name__}") from None
+    if n < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    return <int>min(n, MAX_THREADS)
 
 
 cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_theta *t) noexcept:
