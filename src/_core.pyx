@@ -57,6 +57,8 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                           int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
+    int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, Py_ssize_t n)
+    int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, Py_ssize_t n)
     const char *fs_simd_level()
     struct fs_dot2_choice:
         const char *level
@@ -257,22 +259,13 @@ cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept
 
 cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t b) noexcept nogil:
     """Write score = g / (l * tau) to row b of the result."""
-    cdef double denom = p.l * pr.tau
-    cdef double v
-    cdef Py_ssize_t i
+    cdef double scale = 1.0 / (p.l * pr.tau)
     cdef char *o = pr.out + b * pr.out_sb
-    cdef float v32
-    cdef bint finite = True
+    cdef int finite
     if pr.out_f32:
-        for i in range(pr.d):
-            v32 = <float>(p.g[i] / denom)
-            (<float *>(o + i * pr.out_sd))[0] = v32
-            finite &= isfinite(v32)
+        finite = fs_store_f32(o, pr.out_sd, p.g, scale, pr.d)
     else:
-        for i in range(pr.d):
-            v = p.g[i] / denom
-            (<double *>(o + i * pr.out_sd))[0] = v
-            finite &= isfinite(v)
+        finite = fs_store_f64(o, pr.out_sd, p.g, scale, pr.d)
     return OK if finite else NONFINITE_RESULT
 
 

@@ -322,18 +322,19 @@ static inline double fs_dot2_f32(const float *x, const fs_theta *t, ptrdiff_t n,
 
 /* Dot product of a float32 row with theta, in double. */
 static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t n) {
-    fs_vd acc0 = {0}, acc1 = {0};
+    /* Four accumulators: one would wait on the latency of its additions. */
+    fs_vd acc[4] = {{0}, {0}, {0}, {0}};
     ptrdiff_t i = 0;
-    for (; i + 2 * FS_LANES <= n; i += 2 * FS_LANES) {
+    for (; i + 4 * FS_LANES <= n; i += 4 * FS_LANES) {
         fs_prefetch(x + i);
-        acc0 += fs_load_f(x + i) * fs_load_d(t->val + i);
-        acc1 += fs_load_f(x + i + FS_LANES) * fs_load_d(t->val + i + FS_LANES);
+        for (int v = 0; v < 4; v++)
+            acc[v] += fs_load_f(x + i + v * FS_LANES) * fs_load_d(t->val + i + v * FS_LANES);
     }
     for (; i + FS_LANES <= n; i += FS_LANES)
-        acc0 += fs_load_f(x + i) * fs_load_d(t->val + i);
+        acc[0] += fs_load_f(x + i) * fs_load_d(t->val + i);
     if (i < n)
-        acc1 += fs_load_tail_f(x + i, n - i) * fs_load_d(t->val + i);
-    return fs_reduce(acc0 + acc1);
+        acc[1] += fs_load_tail_f(x + i, n - i) * fs_load_d(t->val + i);
+    return fs_reduce((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
 /*
@@ -371,6 +372,41 @@ static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t 
 
 FS_DEFINE_BLOCK_ACC(fs_block_acc_f64, double, fs_load_d)
 FS_DEFINE_BLOCK_ACC(fs_block_acc_f32, float, fs_load_f)
+
+/*
+ * out[i] = g[i] * scale, written to a float64 or float32 result row with
+ * element stride `stride` (bytes).  Returns 0 if any written value is not
+ * finite.  Contiguous rows take the vector loop: v - v is 0 for finite v and
+ * NaN otherwise, so one sum tells whether everything was finite.
+ */
+#define FS_DEFINE_STORE(NAME, T, TV, CONVERT)                                        \
+    static FS_CLONES int NAME(char *out, ptrdiff_t stride, const double *g,         \
+                              double scale, ptrdiff_t n) {                          \
+        ptrdiff_t i = 0;                                                           \
+        double bad = 0.0;                                                          \
+        if (stride == (ptrdiff_t)sizeof(T)) {                                      \
+            T *o = (T *)out;                                                       \
+            TV check = {0};                                                        \
+            for (; i + FS_LANES <= n; i += FS_LANES) {                             \
+                TV v = CONVERT(fs_load_d(g + i) * scale);                          \
+                memcpy(o + i, &v, sizeof v);                                       \
+                check += v - v;                                                    \
+            }                                                                      \
+            for (int j = 0; j < FS_LANES; j++) bad += check[j];                    \
+        }                                                                          \
+        for (; i < n; i++) {                                                       \
+            T v = (T)(g[i] * scale);                                               \
+            memcpy(out + i * stride, &v, sizeof v);                                \
+            bad += v - v;                                                          \
+        }                                                                          \
+        return bad == 0.0;                                                         \
+    }
+
+#define FS_AS_F64(v) (v)
+#define FS_AS_F32(v) __builtin_convertvector((v), fs_vf)
+
+FS_DEFINE_STORE(fs_store_f64, double, fs_vd, FS_AS_F64)
+FS_DEFINE_STORE(fs_store_f32, float, fs_vf, FS_AS_F32)
 
 /* Sum of n doubles: the read-only pass that measures memory bandwidth. */
 static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {

@@ -413,3 +413,16 @@ def test_huge_n_threads_does_not_kill_the_process(n_threads, tmp_path):
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert proc.stdout.strip() in ("ValueError", "same")
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e308), (np.float32, 3e38)])
+@pytest.mark.parametrize("contiguous_out", [True, False])
+def test_score_overflowing_the_result_dtype_raises(dtype, big, contiguous_out):
+    """Finite logits but a score beyond the result dtype's range (phi_a - E[phi]
+    with rows of opposite sign): a ValueError, never inf in the output, also
+    through a strided out."""
+    phi = np.zeros((3, 9), dtype=dtype)
+    phi[0, 4], phi[1, 4], phi[2, 4] = big, -big, -big
+    out = np.zeros((9, 2), dtype=dtype)[:, 0] if not contiguous_out else np.zeros(9, dtype)
+    with pytest.raises(ValueError, match="overflows"):
+        fastscore.score(phi, np.zeros(9, dtype=dtype), 0, out=out)
