@@ -113,8 +113,8 @@ def _state(phi, theta, a, legal, tau):
     return (pi[:, None] * diff).sum(axis=0) / LD(tau), rows, pi, diff
 
 
-def score(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
-    """The score in longdouble: (1/tau) sum_k pi_k (phi_a - phi_k)."""
+def _per_state(phi, theta, a, mask, temperature, reduce) -> np.ndarray:
+    """reduce(*_state(...)) for each state, stacked like the score."""
     phi = _f64(phi)
     theta = _f64(theta)
     batch = phi.ndim == 3
@@ -123,8 +123,13 @@ def score(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
     legal = _legal(mask, phis.shape[0], phis.shape[1])
     out = np.empty((phis.shape[0], phis.shape[2]), dtype=LD)
     for b in range(phis.shape[0]):
-        out[b] = _state(phis[b], theta, int(acts[b]), legal[b], temperature)[0]
+        out[b] = reduce(*_state(phis[b], theta, int(acts[b]), legal[b], temperature))
     return out if batch else out[0]
+
+
+def score(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
+    """The score in longdouble: (1/tau) sum_k pi_k (phi_a - phi_k)."""
+    return _per_state(phi, theta, a, mask, temperature, lambda g, rows, pi, diff: g)
 
 
 def score_all_actions(phi, theta, *, mask=None, temperature=1.0) -> np.ndarray:
@@ -150,17 +155,9 @@ def condition_scale(phi, theta, a, *, mask=None, temperature=1.0) -> np.ndarray:
     (unit roundoff) x (N + |z|max) x S_i; S_i >= |score_i|, with equality when
     there is no cancellation.
     """
-    phi = _f64(phi)
-    theta = _f64(theta)
-    batch = phi.ndim == 3
-    phis = phi if batch else phi[None]
-    acts = np.asarray(a).reshape(-1)
-    legal = _legal(mask, phis.shape[0], phis.shape[1])
-    out = np.empty((phis.shape[0], phis.shape[2]), dtype=LD)
-    for b in range(phis.shape[0]):
-        _, _, pi, diff = _state(phis[b], theta, int(acts[b]), legal[b], temperature)
-        out[b] = (pi[:, None] * np.abs(diff)).sum(axis=0) / LD(temperature)
-    return out if batch else out[0]
+    return _per_state(
+        phi, theta, a, mask, temperature,
+        lambda g, rows, pi, diff: (pi[:, None] * np.abs(diff)).sum(axis=0) / LD(temperature))
 
 
 def probabilities(phi, theta, *, mask=None, temperature=1.0) -> np.ndarray:
