@@ -32,39 +32,42 @@ def _env_flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _openmp_flags(compiler):
-    """(compile_args, link_args) that build and link an OpenMP program, or None."""
-    if compiler.compiler_type == "msvc":
-        candidates = [(["/openmp"], [])]
-    else:
-        candidates = [(["-fopenmp"], ["-fopenmp"])]
+def _openmp_flags(compiler, cflags):
+    """(compile_args, link_args) with which the compiler builds and links an
+    OpenMP shared object (as the extension will be), or (None, why)."""
+    flags = ["-fopenmp"]
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "probe.c")
         with open(src, "w") as f:
             f.write(OPENMP_PROBE)
-        for cflags, ldflags in candidates:
-            try:
-                objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-                compiler.link_executable(
-                    objs, os.path.join(tmp, "probe"), extra_postargs=ldflags
-                )
-            except Exception:
-                continue
-            return cflags, ldflags
-    return None
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags + flags)
+            compiler.link_shared_object(
+                objs, os.path.join(tmp, "probe.so"), extra_postargs=flags
+            )
+        except Exception as exc:  # CompileError, LinkError: the message says why
+            return None, str(exc)
+    return (flags, flags), ""
 
 
 class BuildExt(build_ext):
     def build_extensions(self):
-        unix = self.compiler.compiler_type != "msvc"
-        cflags = ["-O3", "-ffp-contract=off", "-fno-math-errno"] if unix else ["/O2", "/fp:precise"]
-        if unix and _env_flag("FASTSCORE_NATIVE"):
+        if self.compiler.compiler_type == "msvc":
+            sys.exit(
+                "fastscore: the kernel uses GCC/Clang vector extensions; "
+                "build with GCC or Clang (MSVC is not supported)."
+            )
+        # IEEE semantics are required: the error-free sums and the NaN checks
+        # must not be reassociated or folded away, whatever CFLAGS says.
+        cflags = ["-O3", "-fno-fast-math", "-ffp-contract=off", "-fno-math-errno"]
+        if _env_flag("FASTSCORE_NATIVE"):
             cflags.append("-march=native")
         ldflags = []
-        omp = _openmp_flags(self.compiler)
+        omp, why = _openmp_flags(self.compiler, cflags)
         if omp is None:
             msg = (
-                "fastscore: the C compiler does not support OpenMP; "
+                "fastscore: could not build and link an OpenMP program "
+                f"({why.strip() or 'no reason given'}); "
                 "building a serial extension (n_threads is then ignored)."
             )
             if _env_flag("FASTSCORE_REQUIRE_OPENMP"):
@@ -73,10 +76,11 @@ class BuildExt(build_ext):
         else:
             cflags += omp[0]
             ldflags += omp[1]
+        recorded = " ".join([os.environ.get("CFLAGS", "").strip()] + cflags).strip()
         for ext in self.extensions:
             ext.extra_compile_args = cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
-            ext.define_macros.append(("FASTSCORE_CFLAGS", '"%s"' % " ".join(cflags)))
+            ext.define_macros.append(("FASTSCORE_CFLAGS", '"%s"' % recorded.replace('"', "")))
         super().build_extensions()
 
 

@@ -25,8 +25,17 @@ def coerce(phi, theta, a, mask):
     return phi, theta, a, mask
 
 
+def _reject_masked(x, name: str) -> None:
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray, whose mask would be ignored; "
+            "pass plain arrays and the legal actions as mask="
+        )
+
+
 def _as_kernel_array(x, name: str) -> np.ndarray:
     """A float32/float64 array, native and aligned, last axis contiguous."""
+    _reject_masked(x, name)
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "c":
@@ -54,13 +63,10 @@ def _as_actions(a, batch: bool):
             raise TypeError(
                 f"a must be an integer action index for one state, got {type(a).__name__}"
             ) from None
+    _reject_masked(a, "a")
     arr = np.asarray(a)
-    if arr.dtype.kind == "O" and all(
-        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-        for v in arr.flat
-    ):
-        # Python ints too large for any integer dtype.
-        raise IndexError(f"a holds {max(arr.flat, key=abs)}, out of range for any number of actions")
+    if arr.dtype.kind == "O":
+        arr = _object_actions(arr)
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
         raise TypeError(f"a must be an array of integer action indices, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.intp).max:
@@ -69,7 +75,21 @@ def _as_actions(a, batch: bool):
     return arr if arr.flags.aligned else arr.copy()
 
 
+def _object_actions(arr: np.ndarray) -> np.ndarray:
+    """An object array of Python/NumPy integers as intp (bools rejected)."""
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in arr.flat):
+        raise TypeError("a must be an array of integer action indices, got dtype object")
+    try:
+        return arr.astype(np.intp)
+    except OverflowError:
+        raise IndexError(
+            f"a holds {max(arr.flat, key=abs)}, out of range for any number of actions"
+        ) from None
+
+
 def _as_mask(mask) -> np.ndarray:
+    _reject_masked(mask, "mask")
     arr = np.asarray(mask)
     if arr.dtype != np.bool_:
         raise TypeError(f"mask must be a boolean array, got dtype {arr.dtype}")

@@ -26,7 +26,7 @@ from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, fabs, fma, isfinite
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 import operator
@@ -37,7 +37,7 @@ import numpy as np
 from fastscore._coerce import coerce
 
 cnp.import_array()
-fs_init(os.environ.get("FASTSCORE_NO_FMA", "") not in ("", "0"))
+fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -57,8 +57,10 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                           int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
-    int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, Py_ssize_t n)
-    int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, Py_ssize_t n)
+    int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
+                     Py_ssize_t n)
+    int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
+                     Py_ssize_t n)
     const char *fs_simd_level()
     struct fs_dot2_choice:
         const char *level
@@ -78,6 +80,18 @@ cdef extern from *:
     static int fs_omp_max_threads(void) { return 1; }
     static int fs_omp_num_procs(void) { return 1; }
     #endif
+    /* Keep the first failing state (and its status) whatever the thread count. */
+    static void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
+    #ifdef _OPENMP
+    #pragma omp critical(fastscore_failure)
+    #endif
+        {
+            if (b < *bad) {
+                *bad = b;
+                *first = st;
+            }
+        }
+    }
     #ifndef FASTSCORE_CFLAGS
     #define FASTSCORE_CFLAGS "unknown"
     #endif
@@ -86,6 +100,7 @@ cdef extern from *:
     const char *FASTSCORE_CFLAGS
     int fs_omp_max_threads() nogil
     int fs_omp_num_procs() nogil
+    void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
 
 
 ctypedef fused real_t:
@@ -113,6 +128,7 @@ cdef enum Status:
     NONFINITE_LOGIT = 1
     NONFINITE_RESULT = 2
     NO_MEMORY = 3
+    ACTION_CHANGED = 4
 
 
 cdef struct Problem:
@@ -234,7 +250,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
                 continue
             w = exp_diff(z[k - kb], z_lo[k - kb], p.m, p.m_lo)
             p.l += w
-            if k != a:
+            if k != a and w != 0.0:
                 rows[n_rows] = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
                 weights[n_rows] = w
                 n_rows += 1
@@ -244,10 +260,18 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
 
 
 cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept nogil:
-    """dst += src.  Merging into an empty partial copies src exactly."""
+    """dst += src.  Merging into an empty partial copies src (signed zeros
+    included), so a state's first chunk gives the same bits whether it was
+    computed in place or merged."""
     cdef double c
     cdef Py_ssize_t i
     if src.l == 0.0:
+        return
+    if dst.l == 0.0:
+        dst.m = src.m
+        dst.m_lo = src.m_lo
+        dst.l = src.l
+        memcpy(dst.g, src.g, d * sizeof(double))
         return
     if src.m > dst.m:
         partial_raise_max(dst, src.m, src.m_lo, d)
@@ -258,14 +282,13 @@ cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept
 
 
 cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t b) noexcept nogil:
-    """Write score = g / (l * tau) to row b of the result."""
-    cdef double scale = 1.0 / (p.l * pr.tau)
+    """Write score = (g / l) / tau to row b of the result (l * tau may overflow)."""
     cdef char *o = pr.out + b * pr.out_sb
     cdef int finite
     if pr.out_f32:
-        finite = fs_store_f32(o, pr.out_sd, p.g, scale, pr.d)
+        finite = fs_store_f32(o, pr.out_sd, p.g, 1.0 / p.l, pr.tau, pr.d)
     else:
-        finite = fs_store_f64(o, pr.out_sd, p.g, scale, pr.d)
+        finite = fs_store_f64(o, pr.out_sd, p.g, 1.0 / p.l, pr.tau, pr.d)
     return OK if finite else NONFINITE_RESULT
 
 
@@ -281,12 +304,16 @@ cdef Status state_chunk(Partial *p, const Problem *pr, const real_t *phi, Py_ssi
                         Py_ssize_t c) noexcept nogil:
     """Partial of chunk c of state b."""
     cdef const char *mask_b = NULL
+    cdef Py_ssize_t a = state_action(pr, b)
     if pr.mask != NULL:
         mask_b = pr.mask + b * pr.mask_sb
     partial_clear(p, pr.d)
+    if a < 0 or a >= pr.n_actions:
+        # Checked before the pass; only another thread writing to `a` during
+        # the call gets here.  Never read a row through it.
+        return ACTION_CHANGED
     return partial_add_rows(p, pr, <const real_t *>(<const char *>phi + b * pr.phi_sb), mask_b,
-                            state_action(pr, b), c * CHUNK_ROWS,
-                            min((c + 1) * CHUNK_ROWS, pr.n_actions))
+                            a, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, pr.n_actions))
 
 
 cdef Status state_score(const Problem *pr, const real_t *phi, Py_ssize_t b,
@@ -343,8 +370,7 @@ cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states
     cdef Py_ssize_t b, d = pr.d
     cdef double *buf
     cdef Status st
-    cdef Status first[1]
-    first[0] = OK
+    cdef int first = OK
     bad[0] = n_states
     with parallel(num_threads=n_threads):
         buf = <double *>malloc((2 * d + 1) * sizeof(double))
@@ -354,14 +380,9 @@ cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states
             else:
                 st = state_score(pr, phi, b, buf)
             if st != OK:
-                with gil:
-                    # Rare path, serialised by the GIL: keep the first failing
-                    # state whatever the thread count.
-                    if b < bad[0]:
-                        bad[0] = b
-                        first[0] = st
+                fs_record_failure(b, st, bad, &first)
         free(buf)
-    return first[0]
+    return <Status>first
 
 
 cdef Status run_chunks(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
@@ -435,8 +456,9 @@ cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:
 
 
 cdef inline bint is_real_kernel_array(object x) noexcept:
-    """A NumPy array of float32 or float64 the kernel reads as it is."""
-    if not cnp.PyArray_Check(x):
+    """A base-class NumPy array of float32 or float64 the kernel reads as it is
+    (subclasses, such as masked arrays, go through coercion)."""
+    if not cnp.PyArray_CheckExact(x):
         return False
     cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
     return (t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT) and is_native_aligned(<cnp.ndarray>x)
@@ -562,10 +584,10 @@ cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcep
 
 cdef raise_bad_action(const Problem *pr, Py_ssize_t b, bint batch):
     cdef Py_ssize_t k, a = state_action(pr, b), n = pr.n_actions
-    cdef const char *mask_b = pr.mask + b * pr.mask_sb
     where = f"a[{b}]" if batch else "a"
-    if a < 0 or a >= n:
+    if a < 0 or a >= n or pr.mask == NULL:
         raise IndexError(f"{where} = {a} is out of range for N = {n} actions")
+    cdef const char *mask_b = pr.mask + b * pr.mask_sb
     for k in range(n):
         if mask_b[k * pr.mask_sn]:
             raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
@@ -622,7 +644,7 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
         pr.act = <const char *>&a_single
         pr.act_s = 0
     else:
-        if not (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
+        if not (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
                 and is_native_aligned(<cnp.ndarray>a)):
             return NotImplemented
         a_arr = <cnp.ndarray>a
@@ -635,7 +657,7 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
     cdef cnp.ndarray mask_arr = None
     pr.mask = NULL
     if mask is not None:
-        if not (cnp.PyArray_Check(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+        if not (cnp.PyArray_CheckExact(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
             return NotImplemented
         mask_arr = <cnp.ndarray>mask
         if cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == pr.n_actions:
@@ -679,6 +701,10 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
             raise ValueError(f"out must have shape {expected}, got {np.shape(out)}")
         if not cnp.PyArray_ISWRITEABLE(out_arr) or not cnp.PyArray_ISALIGNED(out_arr):
             raise ValueError("out must be a writeable, aligned array")
+        for i in range(cnp.PyArray_NDIM(out_arr)):
+            if (cnp.PyArray_STRIDES(out_arr)[i] == 0 and cnp.PyArray_DIMS(out_arr)[i] > 1
+                    and cnp.PyArray_SIZE(out_arr) > 0):
+                raise ValueError("out must not overlap itself (it has a zero stride)")
         check_out_disjoint(out_arr, (phi_arr, theta_arr, a_arr, mask_arr))
     pr.out = <char *>cnp.PyArray_DATA(out_arr)
     pr.out_sb = cnp.PyArray_STRIDES(out_arr)[0] if batch else 0
@@ -804,6 +830,8 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch):
     cdef str state = f"state {b}" if batch else "the state"
     if st == NO_MEMORY:
         raise MemoryError("fastscore: could not allocate per-thread scratch")
+    if st == ACTION_CHANGED:
+        raise RuntimeError(f"a changed during the call (another thread wrote to it) in {state}")
     if st == NONFINITE_LOGIT:
         raise ValueError(
             f"non-finite logit in {state}: phi has NaN or inf in an unmasked row, "

@@ -1,25 +1,33 @@
 /*
- * Row primitives of the fastscore kernel: one logit (a dot product of a row
- * of phi with theta) and one weighted row difference accumulated into g.
+ * Row primitives of the fastscore kernel: the logit of a row (a dot product
+ * with theta), a block of weighted row differences accumulated into g, and
+ * the store of a result row.
  *
  * They are written with GCC/Clang vector extensions on 8 doubles.  On x86-64
  * with GCC each function is compiled three times (x86-64-v4 = AVX-512,
  * x86-64-v3 = AVX2, baseline SSE2) and the loader picks the widest one the
- * CPU has (target_clones, resolved once through an ifunc).  None of the
- * clones uses FMA and the module is compiled with -ffp-contract=off, so every
- * clone performs the same IEEE operations in the same order: results are
- * bitwise identical on every x86-64, whichever clone runs.
+ * CPU has (target_clones, resolved once through an ifunc).  The module is
+ * compiled with -ffp-contract=off, so the clones perform the same IEEE
+ * operations in the same order.
  *
- * float64 logits use a compensated dot product (Ogita, Rump and Oishi's
- * Dot2: TwoProduct by Dekker's splitting, TwoSum accumulation).  The logit
- * is then as accurate as if it were computed in twice the working precision
- * and rounded once, which is what keeps the score accurate when logits are
- * in the thousands.  float32 rows are widened to double; products of a
- * float32 and a double carry a relative error of 2**-53 at most, far below
- * what a float32 result can show, so a plain double sum suffices.
+ * float64 logits (and float32 rows with a float64 result) use a compensated
+ * dot product (Ogita, Rump and Oishi's Dot2: an error-free TwoProduct, TwoSum
+ * accumulation), returned as an unevaluated double-double sum: the logit is
+ * as accurate as if computed in twice the working precision, which keeps the
+ * score accurate when logits are in the thousands.  TwoProduct is one FMA
+ * where the CPU has FMA (explicit AVX-512/AVX2 versions picked at import)
+ * and Dekker's splitting elsewhere; both give the exact product error, so
+ * they agree bit for bit except where partial products underflow (around
+ * 1e-300), where Dekker's error term is no longer exact.  float32 rows with a
+ * float32 result are widened to double and summed plainly: the products carry
+ * a relative error of 2**-53 at most, far below what float32 can show.
  */
 #ifndef FASTSCORE_SIMD_H
 #define FASTSCORE_SIMD_H
+
+#if defined(__FAST_MATH__) || defined(__FINITE_MATH_ONLY__) && __FINITE_MATH_ONLY__
+#error "fastscore needs IEEE semantics: -ffast-math breaks the error-free sums and NaN checks"
+#endif
 
 #include <math.h>
 #include <stddef.h>
@@ -143,16 +151,15 @@ typedef double fs_vd2 __attribute__((vector_size(2 * sizeof(double))));
     } while (0)
 
 FS_INLINE double fs_reduce2(fs_vd hi, fs_vd lo, double *rest) {
-    fs_vd4 h4, l4;
-    fs_vd2 h2, l2;
+    fs_vd4 h8[2], l8[2], h4, l4;
+    fs_vd2 h4s[2], l4s[2], h2, l2;
     double h1, l1;
-    FS_TWO_SUM_FOLD(h4, l4, __builtin_shufflevector(hi, hi, 0, 1, 2, 3),
-                    __builtin_shufflevector(hi, hi, 4, 5, 6, 7),
-                    __builtin_shufflevector(lo, lo, 0, 1, 2, 3),
-                    __builtin_shufflevector(lo, lo, 4, 5, 6, 7));
-    FS_TWO_SUM_FOLD(h2, l2, __builtin_shufflevector(h4, h4, 0, 1),
-                    __builtin_shufflevector(h4, h4, 2, 3), __builtin_shufflevector(l4, l4, 0, 1),
-                    __builtin_shufflevector(l4, l4, 2, 3));
+    memcpy(h8, &hi, sizeof h8); /* halves, as __builtin_shufflevector (GCC 12+) would */
+    memcpy(l8, &lo, sizeof l8);
+    FS_TWO_SUM_FOLD(h4, l4, h8[0], h8[1], l8[0], l8[1]);
+    memcpy(h4s, &h4, sizeof h4s);
+    memcpy(l4s, &l4, sizeof l4s);
+    FS_TWO_SUM_FOLD(h2, l2, h4s[0], h4s[1], l4s[0], l4s[1]);
     FS_TWO_SUM_FOLD(h1, l1, h2[0], h2[1], l2[0], l2[1]);
     /* FastTwoSum: (sum, *rest) carries the value to about twice the working
      * precision; the caller may keep or drop *rest. */
@@ -173,8 +180,8 @@ FS_INLINE double fs_reduce(fs_vd v) {
  * Compensated dot product of a row with theta (Dot2), returned as an
  * unevaluated sum hi + rest.  The body is shared; only TwoProduct differs: an
  * FMA (x*y - p in one rounding) where the CPU has one, Dekker's splitting
- * elsewhere.  Both give the exact error of the product, so every variant
- * returns the same bits.
+ * elsewhere.  Both give the exact error of the product (Dekker's barring
+ * underflow), so the variants return the same bits.
  */
 #define FS_DEFINE_DOT2(NAME, T, LOAD, LOAD_TAIL, ATTRS, TWO_PROD, TWO_SUM)          \
     ATTRS static double NAME(const T *x, const fs_theta *t, ptrdiff_t n, double *rest) { \
@@ -241,7 +248,8 @@ static struct {
         fs_dot2.level = LEVEL;            \
     } while (0)
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTSCORE_NO_CLONES)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(FASTSCORE_NO_CLONES)
 #include <immintrin.h>
 #define FS_HAVE_FMA_DISPATCH 1
 
@@ -374,28 +382,30 @@ FS_DEFINE_BLOCK_ACC(fs_block_acc_f64, double, fs_load_d)
 FS_DEFINE_BLOCK_ACC(fs_block_acc_f32, float, fs_load_f)
 
 /*
- * out[i] = g[i] * scale, written to a float64 or float32 result row with
+ * out[i] = g[i] * scale / tau, written to a float64 or float32 result row with
  * element stride `stride` (bytes).  Returns 0 if any written value is not
  * finite.  Contiguous rows take the vector loop: v - v is 0 for finite v and
  * NaN otherwise, so one sum tells whether everything was finite.
  */
 #define FS_DEFINE_STORE(NAME, T, TV, CONVERT)                                        \
     static FS_CLONES int NAME(char *out, ptrdiff_t stride, const double *g,         \
-                              double scale, ptrdiff_t n) {                          \
+                              double scale, double tau, ptrdiff_t n) {              \
         ptrdiff_t i = 0;                                                           \
         double bad = 0.0;                                                          \
         if (stride == (ptrdiff_t)sizeof(T)) {                                      \
             T *o = (T *)out;                                                       \
             TV check = {0};                                                        \
             for (; i + FS_LANES <= n; i += FS_LANES) {                             \
-                TV v = CONVERT(fs_load_d(g + i) * scale);                          \
+                fs_vd x = fs_load_d(g + i) * scale;                                \
+                if (tau != 1.0) x /= tau;                                          \
+                TV v = CONVERT(x);                                                 \
                 memcpy(o + i, &v, sizeof v);                                       \
                 check += v - v;                                                    \
             }                                                                      \
             for (int j = 0; j < FS_LANES; j++) bad += check[j];                    \
         }                                                                          \
         for (; i < n; i++) {                                                       \
-            T v = (T)(g[i] * scale);                                               \
+            T v = (T)(g[i] * scale / tau);                                         \
             memcpy(out + i * stride, &v, sizeof v);                                \
             bad += v - v;                                                          \
         }                                                                          \
@@ -427,8 +437,11 @@ static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {
 static inline const char *fs_simd_level(void) {
 #if FS_HAVE_CLONES
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4 (AVX-512)";
-    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2)";
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "x86-64-v4 (AVX-512)";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "x86-64-v3 (AVX2)";
     return "x86-64 baseline (SSE2)";
 #else
     return "portable C vectors (no runtime dispatch)";
