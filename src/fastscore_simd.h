@@ -4,9 +4,10 @@
  * the store of a result row.
  *
  * They are written with GCC/Clang vector extensions on 8 doubles.  On x86-64
- * with GCC each function is compiled three times (x86-64-v4 = AVX-512,
- * x86-64-v3 = AVX2, baseline SSE2) and the loader picks the widest one the
- * CPU has (target_clones, resolved once through an ifunc).  The module is
+ * with GCC each function is compiled three times (AVX-512F, AVX2, baseline
+ * SSE2) and the loader picks the widest one the CPU has (target_clones,
+ * resolved once through an ifunc; single-feature clones, which GCC 11 and
+ * newer dispatch, unlike arch=x86-64-vN).  The module is
  * compiled with -ffp-contract=off, so the clones perform the same IEEE
  * operations in the same order.
  *
@@ -42,7 +43,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__linux__) && !defined(FASTSCORE_NO_CLONES)
-#define FS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define FS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #define FS_HAVE_CLONES 1
 #else
 #define FS_CLONES
@@ -437,12 +438,9 @@ static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {
 static inline const char *fs_simd_level(void) {
 #if FS_HAVE_CLONES
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return "x86-64-v4 (AVX-512)";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return "x86-64-v3 (AVX2)";
-    return "x86-64 baseline (SSE2)";
+    if (__builtin_cpu_supports("avx512f")) return "AVX-512F";
+    if (__builtin_cpu_supports("avx2")) return "AVX2";
+    return "baseline x86-64 (SSE2)";
 #else
     return "portable C vectors (no runtime dispatch)";
 #endif
