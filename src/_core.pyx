@@ -802,6 +802,13 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None
         ``theta`` or in a legal row of ``phi`` (or logits that overflow);
         ``temperature`` not finite and positive; ``n_threads < 1``.
 
+    Notes
+    -----
+    Entries of ``phi`` must stay below half the largest float64 (about
+    9e307) in magnitude: the kernel forms ``phi_a - phi_k``, and a call whose
+    differences overflow raises rather than return a wrong number.  If a call
+    raises, the contents of ``out`` are unspecified.
+
     See Also
     --------
     fastscore.reference.score : the same function in plain NumPy.
