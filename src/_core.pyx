@@ -17,7 +17,7 @@ Layers (design.md, section 5):
 A state's work is held in a ``Partial``: the running maximum logit ``m``, the
 normaliser ``l = sum_k exp(z_k - m)`` and ``g = sum_k exp(z_k - m) (phi_a -
 phi_k)``.  Partials over disjoint rows merge associatively; the score is
-``g / (l * tau)``.  Companions of the same pass (log pi(a), entropy) add fields
+``(g / l) / tau``.  Companions of the same pass (log pi(a), entropy) add fields
 to ``Partial`` and a ``partial_finish_*`` of their own.
 """
 
@@ -292,6 +292,12 @@ cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t
     return OK if finite else NONFINITE_RESULT
 
 
+cdef inline double work_of(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
+    """Elements of phi a call reads (plus one per row): what decides whether
+    threads, and releasing the GIL, pay for themselves."""
+    return <double>n_states * pr.n_actions * (pr.d + 1)
+
+
 cdef inline Py_ssize_t n_chunks_of(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
 
@@ -432,8 +438,7 @@ cdef Status run_batch(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
                       int n_threads, Py_ssize_t *bad) noexcept nogil:
     """Pick how to spread the work.  Both ways give bitwise the same result."""
     cdef Py_ssize_t n_chunks = n_chunks_of(pr.n_actions)
-    cdef double work = <double>n_states * pr.n_actions * (pr.d + 1)
-    cdef bint threaded = FS_OPENMP and n_threads > 1 and work >= PARALLEL_MIN_WORK
+    cdef bint threaded = FS_OPENMP and n_threads > 1 and work_of(pr, n_states) >= PARALLEL_MIN_WORK
     if threaded and n_chunks >= n_threads and n_states < 4 * n_threads:
         return run_chunks(pr, phi, n_states, n_threads, threaded, bad)
     if threaded and n_states > 1:
@@ -727,7 +732,7 @@ cdef object score_canonical(object phi, object theta, object a, object mask, obj
     cdef Py_ssize_t bad_state = 0
     cdef Status st = OK
     cdef bint phi_f64 = cnp.PyArray_TYPE(phi_arr) == cnp.NPY_DOUBLE
-    cdef bint release = <double>n_states * pr.n_actions * (pr.d + 1) >= NOGIL_MIN_WORK
+    cdef bint release = work_of(&pr, n_states) >= NOGIL_MIN_WORK
     if bad_theta < 0 and n_states > 0:
         if release:
             with nogil:

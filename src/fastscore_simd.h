@@ -252,7 +252,6 @@ static struct {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(FASTSCORE_NO_CLONES)
 #include <immintrin.h>
-#define FS_HAVE_FMA_DISPATCH 1
 
 #define FS_AVX512 __attribute__((target("avx512f,avx512dq")))
 #define FS_AVX2 __attribute__((target("avx2,fma")))
@@ -309,7 +308,6 @@ static void fs_pick_dot2(void) {
         FS_USE_DOT2(avx2, "AVX2 + FMA");
 }
 #else
-#define FS_HAVE_FMA_DISPATCH 0
 static void fs_pick_dot2(void) {}
 #endif
 
