@@ -62,9 +62,9 @@ cdef extern from "fastscore_simd.h" nogil:
     int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
                      Py_ssize_t n)
     const char *fs_simd_level()
-    struct fs_dot2_choice:
+    struct fs_kernel_set:
         const char *level
-    fs_dot2_choice fs_dot2
+    fs_kernel_set fs_kern
     void fs_init(int force_split)
 
 
@@ -857,7 +857,7 @@ def build_info():
         "openmp": bool(FS_OPENMP),
         "max_threads": fs_omp_max_threads(),
         "simd": fs_simd_level().decode(),
-        "float64_logits": f"compensated dot product, TwoProduct by {fs_dot2.level.decode()}",
+        "float64_logits": f"compensated dot product, TwoProduct by {fs_kern.level.decode()}",
         "cflags": FASTSCORE_CFLAGS.decode(),
     }
 

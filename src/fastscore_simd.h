@@ -178,11 +178,28 @@ FS_INLINE double fs_reduce(fs_vd v) {
 }
 
 /*
+ * The row kernels.  Each is written once as a macro and instantiated for
+ * every instruction set below (FS_DEFINE_KERNELS); fs_init() picks one set
+ * when the module loads.  The sets differ only in their primitives:
+ *
+ *   LOAD_F     eight float32 values widened to double (one vcvtps2pd on
+ *              AVX-512: GCC 12 splits the generic conversion into halves,
+ *              which made the float32 kernels 1.7x slower);
+ *   TWO_PROD   the product and its exact error: an FMA where the CPU has
+ *              one, Dekker's splitting elsewhere;
+ *   TWO_SUM    the TwoSum accumulation of Dot2;
+ *   MADD       acc + x * y for the float32 dot product, as an FMA where the
+ *              CPU has one: x * y of two float32 values is exact in double,
+ *              so the FMA rounds exactly as the separate operations would.
+ *
+ * Every variant performs the same IEEE operations on the same values (an
+ * FMA only where it cannot change a rounding), so all return the same bits.
+ */
+
+/*
  * Compensated dot product of a row with theta (Dot2), returned as an
- * unevaluated sum hi + rest.  The body is shared; only TwoProduct differs: an
- * FMA (x*y - p in one rounding) where the CPU has one, Dekker's splitting
- * elsewhere.  Both give the exact error of the product (Dekker's barring
- * underflow), so the variants return the same bits.
+ * unevaluated sum hi + rest.  Both TwoProducts give the exact error of the
+ * product (Dekker's barring underflow), so the variants agree bit for bit.
  */
 #define FS_DEFINE_DOT2(NAME, T, LOAD, LOAD_TAIL, ATTRS, TWO_PROD, TWO_SUM)          \
     ATTRS static double NAME(const T *x, const fs_theta *t, ptrdiff_t n, double *rest) { \
@@ -200,12 +217,67 @@ FS_INLINE double fs_reduce(fs_vd v) {
         return fs_reduce2(hi, lo, rest);                                             \
     }
 
-/* Both row types, one TwoProduct: float32 rows are widened exactly first. */
-#define FS_DEFINE_DOT2_PAIR(SUFFIX, ATTRS, TWO_PROD, TWO_SUM)                              \
-    FS_DEFINE_DOT2(fs_dot2_f64_##SUFFIX, double, fs_load_d, fs_load_tail_d, ATTRS, TWO_PROD, \
-                   TWO_SUM)                                                                \
-    FS_DEFINE_DOT2(fs_dot2_f32_##SUFFIX, float, fs_load_f, fs_load_tail_f, ATTRS, TWO_PROD,  \
-                   TWO_SUM)
+/* Dot product of a float32 row with float32 theta (held in double), summed
+ * in double with four accumulators: one would wait on the latency of its
+ * additions. */
+#define FS_DEFINE_DOT_F32(NAME, LOAD, ATTRS, MADD)                                 \
+    ATTRS static double NAME(const float *x, const fs_theta *t, ptrdiff_t n) {    \
+        fs_vd acc[4] = {{0}, {0}, {0}, {0}};                                       \
+        ptrdiff_t i = 0;                                                          \
+        for (; i + 4 * FS_LANES <= n; i += 4 * FS_LANES) {                         \
+            fs_prefetch(x + i);                                                   \
+            for (int v = 0; v < 4; v++)                                           \
+                acc[v] = MADD(LOAD(x + i + v * FS_LANES),                          \
+                              fs_load_d(t->val + i + v * FS_LANES), acc[v]);       \
+        }                                                                         \
+        for (; i + FS_LANES <= n; i += FS_LANES)                                  \
+            acc[0] = MADD(LOAD(x + i), fs_load_d(t->val + i), acc[0]);             \
+        if (i < n)                                                                \
+            acc[1] = MADD(fs_load_tail_f(x + i, n - i), fs_load_d(t->val + i), acc[1]); \
+        return fs_reduce((acc[0] + acc[1]) + (acc[2] + acc[3]));                   \
+    }
+
+/*
+ * g += sum_r w[r] * (xa - rows[r]) over a block of rows, in double.  The
+ * columns are taken in tiles held in registers across the rows, so g and xa
+ * are loaded and stored once per block rather than once per row.  Each
+ * element still adds the rows in order r = 0, 1, ..., as a row-by-row loop
+ * would.
+ */
+#define FS_TILE 4 /* vectors per column tile */
+
+#define FS_DEFINE_BLOCK_ACC(NAME, T, LOAD, ATTRS)                                     \
+    ATTRS static void NAME(double *g, const T *xa, const T *const *rows,              \
+                           const double *w, int nr, ptrdiff_t d) {                    \
+        ptrdiff_t c = 0;                                                              \
+        for (; c + FS_TILE * FS_LANES <= d; c += FS_TILE * FS_LANES) {                \
+            fs_vd acc[FS_TILE], xav[FS_TILE];                                         \
+            for (int v = 0; v < FS_TILE; v++) {                                       \
+                acc[v] = fs_load_d(g + c + v * FS_LANES);                             \
+                xav[v] = LOAD(xa + c + v * FS_LANES);                                 \
+            }                                                                         \
+            for (int r = 0; r < nr; r++)                                              \
+                for (int v = 0; v < FS_TILE; v++)                                     \
+                    acc[v] += w[r] * (xav[v] - LOAD(rows[r] + c + v * FS_LANES));     \
+            memcpy(g + c, acc, sizeof acc);                                           \
+        }                                                                             \
+        for (; c + FS_LANES <= d; c += FS_LANES) {                                    \
+            fs_vd acc = fs_load_d(g + c), xav = LOAD(xa + c);                         \
+            for (int r = 0; r < nr; r++) acc += w[r] * (xav - LOAD(rows[r] + c));     \
+            memcpy(g + c, &acc, sizeof acc);                                          \
+        }                                                                             \
+        for (; c < d; c++)                                                            \
+            for (int r = 0; r < nr; r++) g[c] += w[r] * ((double)xa[c] - (double)rows[r][c]); \
+    }
+
+#define FS_DEFINE_KERNELS(SUFFIX, ATTRS, LOAD_F, TWO_PROD, TWO_SUM, MADD)                     \
+    FS_DEFINE_DOT2(fs_dot2_f64_##SUFFIX, double, fs_load_d, fs_load_tail_d, ATTRS, TWO_PROD,   \
+                   TWO_SUM)                                                                  \
+    FS_DEFINE_DOT2(fs_dot2_f32_##SUFFIX, float, LOAD_F, fs_load_tail_f, ATTRS, TWO_PROD,       \
+                   TWO_SUM)                                                                  \
+    FS_DEFINE_DOT_F32(fs_dot_f32_##SUFFIX, LOAD_F, ATTRS, MADD)                                \
+    FS_DEFINE_BLOCK_ACC(fs_block_acc_f64_##SUFFIX, double, fs_load_d, ATTRS)                  \
+    FS_DEFINE_BLOCK_ACC(fs_block_acc_f32_##SUFFIX, float, LOAD_F, ATTRS)
 
 typedef long long fs_vl __attribute__((vector_size(FS_LANES * sizeof(long long))));
 
@@ -230,23 +302,33 @@ FS_INLINE void fs_two_prod_dekker(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd
     fs_two_prod(x, y, fs_load_d(t->hi + i), fs_load_d(t->lo + i), p, e);
 }
 
-FS_DEFINE_DOT2_PAIR(dekker, FS_CLONES, fs_two_prod_dekker, fs_two_sum_acc)
+FS_INLINE fs_vd fs_madd(fs_vd x, fs_vd y, fs_vd acc) {
+    return acc + x * y;
+}
 
-typedef double (*fs_dot2_f64_fn)(const double *, const fs_theta *, ptrdiff_t, double *);
-typedef double (*fs_dot2_f32_fn)(const float *, const fs_theta *, ptrdiff_t, double *);
+FS_DEFINE_KERNELS(generic, FS_CLONES, fs_load_f, fs_two_prod_dekker, fs_two_sum_acc, fs_madd)
 
-/* The compensated dot products chosen once by fs_init() when the module loads. */
+/* The kernel set chosen once by fs_init() when the module loads. */
 static struct {
-    fs_dot2_f64_fn f64;
-    fs_dot2_f32_fn f32;
+    double (*dot2_f64)(const double *, const fs_theta *, ptrdiff_t, double *);
+    double (*dot2_f32)(const float *, const fs_theta *, ptrdiff_t, double *);
+    double (*dot_f32)(const float *, const fs_theta *, ptrdiff_t);
+    void (*acc_f64)(double *, const double *, const double *const *, const double *, int,
+                    ptrdiff_t);
+    void (*acc_f32)(double *, const float *, const float *const *, const double *, int,
+                    ptrdiff_t);
     const char *level;
-} fs_dot2 = {fs_dot2_f64_dekker, fs_dot2_f32_dekker, "Dekker split (no FMA)"};
+} fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
+             fs_block_acc_f64_generic, fs_block_acc_f32_generic, "Dekker split (no FMA)"};
 
-#define FS_USE_DOT2(SUFFIX, LEVEL)        \
-    do {                                  \
-        fs_dot2.f64 = fs_dot2_f64_##SUFFIX; \
-        fs_dot2.f32 = fs_dot2_f32_##SUFFIX; \
-        fs_dot2.level = LEVEL;            \
+#define FS_USE_KERNELS(SUFFIX, LEVEL)                  \
+    do {                                               \
+        fs_kern.dot2_f64 = fs_dot2_f64_##SUFFIX;       \
+        fs_kern.dot2_f32 = fs_dot2_f32_##SUFFIX;       \
+        fs_kern.dot_f32 = fs_dot_f32_##SUFFIX;         \
+        fs_kern.acc_f64 = fs_block_acc_f64_##SUFFIX;   \
+        fs_kern.acc_f32 = fs_block_acc_f32_##SUFFIX;   \
+        fs_kern.level = LEVEL;                         \
     } while (0)
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
@@ -255,6 +337,25 @@ static struct {
 
 #define FS_AVX512 __attribute__((target("avx512f,avx512dq")))
 #define FS_AVX2 __attribute__((target("avx2,fma")))
+
+FS_AVX512 FS_INLINE fs_vd fs_load_f_avx512(const float *p) {
+    return (fs_vd)_mm512_cvtps_pd(_mm256_loadu_ps(p));
+}
+
+FS_AVX512 FS_INLINE fs_vd fs_madd_avx512(fs_vd x, fs_vd y, fs_vd acc) {
+    return (fs_vd)_mm512_fmadd_pd((__m512d)x, (__m512d)y, (__m512d)acc);
+}
+
+FS_AVX2 FS_INLINE fs_vd fs_madd_avx2(fs_vd x, fs_vd y, fs_vd acc) {
+    __m256d xv[2], yv[2], av[2];
+    memcpy(xv, &x, sizeof xv);
+    memcpy(yv, &y, sizeof yv);
+    memcpy(av, &acc, sizeof av);
+    av[0] = _mm256_fmadd_pd(xv[0], yv[0], av[0]);
+    av[1] = _mm256_fmadd_pd(xv[1], yv[1], av[1]);
+    memcpy(&acc, av, sizeof av);
+    return acc;
+}
 
 FS_AVX512 FS_INLINE void fs_two_prod_avx512(fs_vd x, const fs_theta *t, ptrdiff_t i, fs_vd *p,
                                             fs_vd *e) {
@@ -297,88 +398,51 @@ FS_AVX512 FS_INLINE void fs_two_sum_acc_avx512(fs_vd *hi, fs_vd *lo, fs_vd p, fs
     *lo = (fs_vd)_mm512_add_pd((__m512d)*lo, qe);
 }
 
-FS_DEFINE_DOT2_PAIR(avx512, FS_AVX512, fs_two_prod_avx512, fs_two_sum_acc_avx512)
-FS_DEFINE_DOT2_PAIR(avx2, FS_AVX2, fs_two_prod_avx2, fs_two_sum_acc)
+FS_DEFINE_KERNELS(avx512, FS_AVX512, fs_load_f_avx512, fs_two_prod_avx512, fs_two_sum_acc_avx512,
+                  fs_madd_avx512)
+FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs_madd_avx2)
 
-static void fs_pick_dot2(void) {
+static void fs_pick_kernels(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
-        FS_USE_DOT2(avx512, "AVX-512 + FMA");
+        FS_USE_KERNELS(avx512, "AVX-512 + FMA");
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        FS_USE_DOT2(avx2, "AVX2 + FMA");
+        FS_USE_KERNELS(avx2, "AVX2 + FMA");
 }
 #else
-static void fs_pick_dot2(void) {}
+static void fs_pick_kernels(void) {}
 #endif
 
-/* force_split: use Dekker's split even where FMA exists (for tests). */
+/* force_split: use the generic kernels (Dekker's split, no FMA) even where
+ * the CPU has FMA, as a CPU without it would (for tests). */
 static inline void fs_init(int force_split) {
     if (force_split)
-        FS_USE_DOT2(dekker, "Dekker split (forced by FASTSCORE_NO_FMA)");
+        FS_USE_KERNELS(generic, "Dekker split (forced by FASTSCORE_NO_FMA)");
     else
-        fs_pick_dot2();
+        fs_pick_kernels();
 }
 
 static inline double fs_dot2_f64(const double *x, const fs_theta *t, ptrdiff_t n, double *rest) {
-    return fs_dot2.f64(x, t, n, rest);
+    return fs_kern.dot2_f64(x, t, n, rest);
 }
 
 static inline double fs_dot2_f32(const float *x, const fs_theta *t, ptrdiff_t n, double *rest) {
-    return fs_dot2.f32(x, t, n, rest);
+    return fs_kern.dot2_f32(x, t, n, rest);
 }
 
-/* Dot product of a float32 row with theta, in double. */
-static FS_CLONES double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t n) {
-    /* Four accumulators: one would wait on the latency of its additions. */
-    fs_vd acc[4] = {{0}, {0}, {0}, {0}};
-    ptrdiff_t i = 0;
-    for (; i + 4 * FS_LANES <= n; i += 4 * FS_LANES) {
-        fs_prefetch(x + i);
-        for (int v = 0; v < 4; v++)
-            acc[v] += fs_load_f(x + i + v * FS_LANES) * fs_load_d(t->val + i + v * FS_LANES);
-    }
-    for (; i + FS_LANES <= n; i += FS_LANES)
-        acc[0] += fs_load_f(x + i) * fs_load_d(t->val + i);
-    if (i < n)
-        acc[1] += fs_load_tail_f(x + i, n - i) * fs_load_d(t->val + i);
-    return fs_reduce((acc[0] + acc[1]) + (acc[2] + acc[3]));
+static inline double fs_dot_f32(const float *x, const fs_theta *t, ptrdiff_t n) {
+    return fs_kern.dot_f32(x, t, n);
 }
 
-/*
- * g += sum_r w[r] * (xa - rows[r]) over a block of rows, in double.  The
- * columns are taken in tiles held in registers across the rows, so g and xa
- * are loaded and stored once per block rather than once per row.  Each
- * element still adds the rows in order r = 0, 1, ..., as a row-by-row loop
- * would.
- */
-#define FS_TILE 4 /* vectors per column tile */
+static inline void fs_block_acc_f64(double *g, const double *xa, const double *const *rows,
+                                    const double *w, int nr, ptrdiff_t d) {
+    fs_kern.acc_f64(g, xa, rows, w, nr, d);
+}
 
-#define FS_DEFINE_BLOCK_ACC(NAME, T, LOAD)                                            \
-    static FS_CLONES void NAME(double *g, const T *xa, const T *const *rows,          \
-                               const double *w, int nr, ptrdiff_t d) {                \
-        ptrdiff_t c = 0;                                                              \
-        for (; c + FS_TILE * FS_LANES <= d; c += FS_TILE * FS_LANES) {                \
-            fs_vd acc[FS_TILE], xav[FS_TILE];                                         \
-            for (int v = 0; v < FS_TILE; v++) {                                       \
-                acc[v] = fs_load_d(g + c + v * FS_LANES);                             \
-                xav[v] = LOAD(xa + c + v * FS_LANES);                                 \
-            }                                                                         \
-            for (int r = 0; r < nr; r++)                                              \
-                for (int v = 0; v < FS_TILE; v++)                                     \
-                    acc[v] += w[r] * (xav[v] - LOAD(rows[r] + c + v * FS_LANES));     \
-            memcpy(g + c, acc, sizeof acc);                                           \
-        }                                                                             \
-        for (; c + FS_LANES <= d; c += FS_LANES) {                                    \
-            fs_vd acc = fs_load_d(g + c), xav = LOAD(xa + c);                         \
-            for (int r = 0; r < nr; r++) acc += w[r] * (xav - LOAD(rows[r] + c));     \
-            memcpy(g + c, &acc, sizeof acc);                                          \
-        }                                                                             \
-        for (; c < d; c++)                                                            \
-            for (int r = 0; r < nr; r++) g[c] += w[r] * ((double)xa[c] - (double)rows[r][c]); \
-    }
-
-FS_DEFINE_BLOCK_ACC(fs_block_acc_f64, double, fs_load_d)
-FS_DEFINE_BLOCK_ACC(fs_block_acc_f32, float, fs_load_f)
+static inline void fs_block_acc_f32(double *g, const float *xa, const float *const *rows,
+                                    const double *w, int nr, ptrdiff_t d) {
+    fs_kern.acc_f32(g, xa, rows, w, nr, d);
+}
 
 /*
  * out[i] = g[i] * scale / tau, written to a float64 or float32 result row with
