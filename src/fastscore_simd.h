@@ -4,12 +4,14 @@
  * the store of a result row.
  *
  * They are written with GCC/Clang vector extensions on 8 doubles.  On x86-64
- * with GCC each function is compiled three times (AVX-512F, AVX2, baseline
- * SSE2) and the loader picks the widest one the CPU has (target_clones,
- * resolved once through an ifunc; single-feature clones, which GCC 11 and
- * newer dispatch, unlike arch=x86-64-vN).  The module is
- * compiled with -ffp-contract=off, so the clones perform the same IEEE
- * operations in the same order.
+ * with GCC the row kernels (dot products and block accumulation) are
+ * instantiated three times, for AVX-512, AVX2 + FMA and a generic set, and
+ * fs_init() picks one set when the module loads; the generic set and the
+ * result store are compiled by target_clones for AVX-512F, AVX2 and baseline
+ * SSE2 (single-feature clones, which GCC 11 and newer dispatch, unlike
+ * arch=x86-64-vN).  The module is compiled with -ffp-contract=off, and an
+ * FMA is written only where it rounds as the separate operations would, so
+ * every variant performs the same IEEE operations in the same order.
  *
  * float64 logits (and float32 rows with a float64 result) use a compensated
  * dot product (Ogita, Rump and Oishi's Dot2: an error-free TwoProduct, TwoSum
@@ -20,8 +22,9 @@
  * and Dekker's splitting elsewhere; both give the exact product error, so
  * they agree bit for bit except where partial products underflow (around
  * 1e-300), where Dekker's error term is no longer exact.  float32 rows with a
- * float32 result are widened to double and summed plainly: the products carry
- * a relative error of 2**-53 at most, far below what float32 can show.
+ * float32 result are widened to double and summed plainly: the products are
+ * exact in double, and the rounding errors of the sum are far below what
+ * float32 can show.
  */
 #ifndef FASTSCORE_SIMD_H
 #define FASTSCORE_SIMD_H
