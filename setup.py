@@ -91,6 +91,10 @@ extensions = [
         include_dirs=[np.get_include(), "src"],
         depends=["src/fastscore_simd.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # Link libm by name, so that exp and fma are versioned references to
+        # the current symbols (unversioned, glibc bound exp to its oldest
+        # version, the compatibility wrapper with SVID error handling).
+        libraries=[] if sys.platform == "win32" else ["m"],
     )
 ]
 
