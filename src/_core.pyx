@@ -168,7 +168,8 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     if real_t is float:
         if pr.out_f32:
             z_lo[0] = 0.0
-            return fs_dot_f32(row, &pr.theta, pr.d) / pr.tau
+            s = fs_dot_f32(row, &pr.theta, pr.d)
+            return s if pr.tau == 1.0 else s / pr.tau
         s = fs_dot2_f32(row, &pr.theta, pr.d, &s_lo)
     else:
         s = fs_dot2_f64(row, &pr.theta, pr.d, &s_lo)
@@ -228,8 +229,6 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
     kb = k0
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
-        block_max = -INFINITY
-        block_max_lo = 0.0
         for k in range(kb, ke):
             if mask_b != NULL and not mask_b[k * pr.mask_sn]:
                 z[k - kb] = -INFINITY
@@ -239,9 +238,15 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
             if not (isfinite(zk) and isfinite(z_lo[k - kb])):
                 return NONFINITE_LOGIT
             z[k - kb] = zk
-            if zk > block_max:
-                block_max = zk
-                block_max_lo = z_lo[k - kb]
+        # The block's maximum in a loop of its own: a branch on a logit that
+        # mispredicts inside the loop above, where the logit arrives late,
+        # discards the next row's dot product already under way.
+        block_max = -INFINITY
+        block_max_lo = 0.0
+        for k in range(ke - kb):
+            if z[k] > block_max:
+                block_max = z[k]
+                block_max_lo = z_lo[k]
         if block_max > p.m:
             partial_raise_max(p, block_max, block_max_lo, pr.d)
         n_rows = 0
