@@ -1,14 +1,22 @@
 """Time, peak memory and speedup of ``score``: fastscore against NumPy.
 
-Every class takes the implementation as a parameter, so the ``fastscore``
-and ``numpy`` series sit side by side on each graph.  ``threads`` is 1 or
-"all": fastscore gets it as ``n_threads`` and NumPy's BLAS is limited to it.
+The time and memory classes take the implementation as a parameter, so the
+``fastscore`` and ``numpy`` series sit side by side on each graph.  The
+``track_`` classes return ratios of two measurements taken side by side in
+one process (speedup over NumPy, fraction of the read bandwidth, float32
+over float64 time), which a noisy machine disturbs less than absolute times.
+``threads`` is 1 or "all": fastscore gets it as ``n_threads`` and NumPy's
+BLAS is limited to it.
 """
 from __future__ import annotations
 
 import functools
 import time
 from typing import Union
+
+import numpy as np
+
+import fastscore
 
 from .common import (
     BLAS_SETTLE,
@@ -140,3 +148,60 @@ class Speedup:
                 if name == "numpy":
                     time.sleep(BLAS_SETTLE)
         return best["numpy"] / best["fastscore"]
+
+
+class ReadBandwidth:
+    """fastscore's bytes of phi per second as a fraction of the machine's read
+    bandwidth: ``fastscore._core.read_pass`` over as many bytes, with the same
+    threads (or one, if that is faster), timed side by side with the call.
+
+    The performance targets are stated this way (float64).  Commits older
+    than ``read_pass`` skip it.
+    """
+
+    params = [["medium", "large", "huge"], THREADS]
+    param_names = ["workload", "threads"]
+    unit = "fraction of read bandwidth"
+    timeout = 300
+    repeats = 5
+
+    def setup(self, workload: str, threads: Union[int, str]) -> None:
+        core = fastscore._core
+        if not (hasattr(core, "read_pass") and hasattr(core, "build_info")):
+            raise NotImplementedError("this commit has no read_pass")
+        self.inputs = make_inputs(workload, "float64")
+        self.n_threads = n_threads_arg(threads)
+        n_read = self.n_threads or core.build_info()["max_threads"]
+        buf = np.ones(self.inputs.phi.nbytes // 8)
+        self.reads = [functools.partial(core.read_pass, buf, n) for n in sorted({1, n_read})]
+
+    def track_read_fraction(self, workload: str, threads: Union[int, str]) -> float:
+        phi, theta, a, _ = self.inputs
+        call = functools.partial(fastscore.score, phi, theta, a, n_threads=self.n_threads)
+        t_score = t_read = float("inf")
+        for _ in range(self.repeats):
+            t_score = min(t_score, best_time(call))
+            t_read = min([t_read] + [best_time(read) for read in self.reads])
+        return t_read / t_score
+
+
+class Float32Time:
+    """float32 time / float64 time of the medium batch, timed side by side
+    (float32 reads half the bytes; the target is at most 0.6)."""
+
+    params = [THREADS]
+    param_names = ["threads"]
+    unit = "float32 time / float64 time"
+    repeats = 5
+
+    def setup(self, threads: Union[int, str]) -> None:
+        self.inputs = {dtype: make_inputs("medium", dtype) for dtype in DTYPES}
+        self.n_threads = n_threads_arg(threads)
+
+    def track_float32_ratio(self, threads: Union[int, str]) -> float:
+        best = {dtype: float("inf") for dtype in DTYPES}
+        for _ in range(self.repeats):
+            for dtype, (phi, theta, a, _) in self.inputs.items():
+                call = functools.partial(fastscore.score, phi, theta, a, n_threads=self.n_threads)
+                best[dtype] = min(best[dtype], best_time(call))
+        return best["float32"] / best["float64"]
