@@ -10,8 +10,9 @@
  * result store are compiled by target_clones for AVX-512F, AVX2 and baseline
  * SSE2 (single-feature clones, which GCC 11 and newer dispatch, unlike
  * arch=x86-64-vN).  The module is compiled with -ffp-contract=off, and an
- * FMA is written only where it rounds as the separate operations would, so
- * every variant performs the same IEEE operations in the same order.
+ * FMA is written only where it gives what the separate operations would (an
+ * exact product error, or a sum with an exact product), so every variant
+ * returns the same bits.
  *
  * float64 logits (and float32 rows with a float64 result) use a compensated
  * dot product (Ogita, Rump and Oishi's Dot2: an error-free TwoProduct, TwoSum
@@ -187,7 +188,7 @@ FS_INLINE double fs_reduce(fs_vd v) {
  *
  *   LOAD_F     eight float32 values widened to double (one vcvtps2pd on
  *              AVX-512: GCC 12 splits the generic conversion into halves,
- *              which made the float32 kernels 1.7x slower);
+ *              which made the float32 kernels 1.6-2x slower);
  *   TWO_PROD   the product and its exact error: an FMA where the CPU has
  *              one, Dekker's splitting elsewhere;
  *   TWO_SUM    the TwoSum accumulation of Dot2;
@@ -195,8 +196,8 @@ FS_INLINE double fs_reduce(fs_vd v) {
  *              CPU has one: x * y of two float32 values is exact in double,
  *              so the FMA rounds exactly as the separate operations would.
  *
- * Every variant performs the same IEEE operations on the same values (an
- * FMA only where it cannot change a rounding), so all return the same bits.
+ * An FMA appears only where it cannot change a rounding, so all sets return
+ * the same bits (tests/test_dispatch.py compares them on this machine).
  */
 
 /*
