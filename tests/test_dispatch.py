@@ -1,6 +1,8 @@
-"""The kernel's float64 logits have an FMA variant and a Dekker-split variant
-(for CPUs without FMA).  Both compute the exact error of every product, so
-they must return the same bits; FASTSCORE_NO_FMA=1 forces the split variant."""
+"""The kernel's row kernels come in sets per instruction set: AVX-512 and AVX2
+with FMA, and a generic set (Dekker's split, no FMA) for CPUs without it.
+Every set computes exact product errors and uses an FMA only where it cannot
+change a rounding, so all must return the same bits; FASTSCORE_NO_FMA=1
+forces the generic set."""
 import os
 import subprocess
 import sys
@@ -21,6 +23,8 @@ for shape, scale in [((3, 40, 37), 1.0), ((2, 300, 64), 300.0), ((1, 2000, 5), 1
     a = rng.integers(0, shape[1], size=shape[0])
     out.append(fastscore.score(phi, theta, a, temperature=0.7))
     out.append(fastscore.score(phi.astype(np.float32), theta, a))
+    out.append(fastscore.score(phi.astype(np.float32), theta.astype(np.float32), a,
+                               temperature=0.7))
 print(fastscore._core.build_info()["float64_logits"], file=sys.stderr)
 sys.stdout.buffer.write(b"".join(x.tobytes() for x in out))
 """
