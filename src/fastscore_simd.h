@@ -12,7 +12,7 @@
  * arch=x86-64-vN).  The module is compiled with -ffp-contract=off, and an
  * FMA is written only where it gives what the separate operations would (an
  * exact product error, or a sum with an exact product), so every variant
- * returns the same bits.
+ * returns the same bits (barring partial products that underflow, below).
  *
  * float64 logits (and float32 rows with a float64 result) use a compensated
  * dot product (Ogita, Rump and Oishi's Dot2: an error-free TwoProduct, TwoSum
@@ -197,7 +197,9 @@ FS_INLINE double fs_reduce(fs_vd v) {
  *              so the FMA rounds exactly as the separate operations would.
  *
  * An FMA appears only where it cannot change a rounding, so all sets return
- * the same bits (tests/test_dispatch.py compares them on this machine).
+ * the same bits, except where partial products underflow (around 1e-300),
+ * where Dekker's error term is no longer exact.  tests/test_dispatch.py
+ * compares the set this CPU picks with the generic one.
  */
 
 /*

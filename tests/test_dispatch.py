@@ -1,8 +1,9 @@
 """The kernel's row kernels come in sets per instruction set: AVX-512 and AVX2
 with FMA, and a generic set (Dekker's split, no FMA) for CPUs without it.
-Every set computes exact product errors and uses an FMA only where it cannot
-change a rounding, so all must return the same bits; FASTSCORE_NO_FMA=1
-forces the generic set."""
+Every set computes exact product errors (Dekker's barring underflow, which
+these inputs avoid) and uses an FMA only where it cannot change a rounding,
+so the set this CPU picks and the generic one must return the same bits;
+FASTSCORE_NO_FMA=1 forces the generic set."""
 import os
 import subprocess
 import sys
