@@ -155,8 +155,7 @@ class ReadBandwidth:
     bandwidth: ``fastscore._core.read_pass`` over as many bytes, with the same
     threads (or one, if that is faster), timed side by side with the call.
 
-    The performance targets are stated this way (float64).  Commits older
-    than ``read_pass`` skip it.
+    The performance targets are stated this way (float64).
     """
 
     params = [["medium", "large", "huge"], THREADS]
@@ -167,8 +166,6 @@ class ReadBandwidth:
 
     def setup(self, workload: str, threads: Union[int, str]) -> None:
         core = fastscore._core
-        if not (hasattr(core, "read_pass") and hasattr(core, "build_info")):
-            raise NotImplementedError("this commit has no read_pass")
         self.inputs = make_inputs(workload, "float64")
         self.n_threads = n_threads_arg(threads)
         n_read = self.n_threads or core.build_info()["max_threads"]
