@@ -20,11 +20,12 @@ A state's pass is held in a ``Partial``: the running maximum logit ``m``,
 the normaliser is ``l = 1 + r`` and ``log l = log1p(r)`` keeps its relative
 accuracy when one action dominates), and, as the requested outputs need them,
 the entropy sum ``S = sum_k exp(z_k - m) (m - z_k)``, the score sum
-``g = sum_k exp(z_k - m) (phi_a - phi_k)``, the second moment
-``C = sum_k exp(z_k - m) (phi_k - phi_a)(phi_k - phi_a)^T``, the taken (or
-sampled) action's logit and the Gumbel-max winner.  Partials over disjoint
-rows merge associatively.  Every output is one finishing step on the same
-partial (``finish_state``).
+``g = sum_k exp(z_k - m) (phi_a - phi_k)``, the taken (or sampled) action's
+logit and the Gumbel-max winner.  Partials over disjoint rows merge
+associatively.  Every output is one finishing step on the same partial
+(``finish_state``); ``probs`` and the Hessian also read the logits the pass
+kept, and the Hessian sweeps the state's rows once more, centred on the mean
+row the pass gives.
 """
 
 from cython.parallel cimport prange, threadid
@@ -67,9 +68,9 @@ cdef extern from "fastscore_simd.h" nogil:
                           int nr, Py_ssize_t d)
     void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                           int nr, Py_ssize_t d)
-    void fs_hess_acc_f64(double *C, Py_ssize_t dp, double *Y, const double *xa,
+    void fs_hess_acc_f64(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const double **rows, const double *w, int nr, Py_ssize_t d)
-    void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const float *xa,
+    void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const float **rows, const double *w, int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -159,8 +160,9 @@ cdef enum:
     RED_VALUE = 32
     RED_GRAD = 64
     RED_HESS = 128
-    # What the pass must carry for them.
+    # What the pass must keep for them.
     NEED_G = OUT_SCORE | RED_GRAD | RED_HESS
+    NEED_Z = OUT_PROBS | RED_HESS   # the logits kept for a sweep after the pass
     NEED_ZA = OUT_LOGP | RED_VALUE
     REDUCE = RED_VALUE | RED_GRAD | RED_HESS
 
@@ -215,18 +217,15 @@ cdef struct Partial:
     double best       # largest perturbed logit z_k + G_k           (sample)
     Py_ssize_t kbest  # its row
     double *g         # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
-    double *C         # (dp, dp), upper tiles: sum_k exp(z_k - m) y_k y_k^T
 
 
 cdef struct Work:
     # Per-thread scratch; NULL where the call does not need it.
-    double *g1        # a second partial's g and C, for merging chunks
-    double *C1
-    double *Y         # BLOCK_ROWS x dp row differences (Hessian)
-    double *z         # 2 per row of the widest state: z_k, z_lo_k (probs)
     double *g0        # the state's own partial
-    double *C0
-    double *gs        # d: the finished score (loglik)
+    double *g1        # a second partial's, for merging chunks
+    double *mu        # dp: the state's mean row E[phi] (Hessian)
+    double *Y         # BLOCK_ROWS x dp centred rows (Hessian)
+    double *z         # 2 per row of the widest state: z_k, z_lo_k (probs, Hessian)
 
 
 # ---------------------------------------------------------------------------
@@ -291,16 +290,12 @@ cdef inline void partial_clear(Partial *p, const Problem *pr) noexcept nogil:
     p.kbest = -1
     if pr.outputs & NEED_G:
         memset(p.g, 0, pr.d * sizeof(double))
-    if pr.outputs & RED_HESS:
-        memset(p.C, 0, pr.dp * pr.dp * sizeof(double))
 
 
 cdef void partial_rescale(Partial *p, const Problem *pr, double c) noexcept nogil:
     """Multiply the sums of p by c (a new, larger maximum)."""
     if pr.outputs & NEED_G:
         scale_vec(p.g, pr.d, c)
-    if pr.outputs & RED_HESS:
-        scale_vec(p.C, pr.dp * pr.dp, c)
 
 
 cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double m_new_lo,
@@ -324,15 +319,6 @@ cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t *
         fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
         fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
-
-
-cdef inline void hess_accumulate(double *C, Py_ssize_t dp, double *Y, const real_t *row_a,
-                                 const real_t **rows, const double *w, int n_rows,
-                                 Py_ssize_t d) noexcept nogil:
-    if real_t is double:
-        fs_hess_acc_f64(C, dp, Y, row_a, rows, w, n_rows, d)
-    else:
-        fs_hess_acc_f32(C, dp, Y, row_a, rows, w, n_rows, d)
 
 
 cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
@@ -367,7 +353,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
         if kb <= v.a < ke and outputs & NEED_ZA:
             p.za = z[v.a - kb]
             p.za_lo = z_lo[v.a - kb]
-        if outputs & OUT_PROBS:
+        if outputs & NEED_Z:
             for k in range(kb, ke):
                 wk.z[2 * k] = z[k - kb]
                 wk.z[2 * k + 1] = z_lo[k - kb]
@@ -399,8 +385,6 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
                 n_rows += 1
         if outputs & NEED_G:
             block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
-        if outputs & RED_HESS:
-            hess_accumulate(p.C, pr.dp, wk.Y, row_a, rows, weights, n_rows, pr.d)
         if outputs & OUT_SAMPLE:
             # Gumbel-max: the row with the largest z_k + G_k is a draw from
             # softmax(z); ties go to the first row, as in a merge.
@@ -422,7 +406,7 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
     copies src (signed zeros included), so a state's first chunk gives the
     same bits whether it was computed in place or merged."""
     cdef double c
-    cdef bint g = pr.outputs & NEED_G, h = pr.outputs & RED_HESS
+    cdef bint g = pr.outputs & NEED_G
     if src.m == -INFINITY:
         return
     if dst.m == -INFINITY:
@@ -437,8 +421,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         dst.kbest = src.kbest
         if g:
             memcpy(dst.g, src.g, pr.d * sizeof(double))
-        if h:
-            memcpy(dst.C, src.C, pr.dp * pr.dp * sizeof(double))
         return
     if src.m > dst.m:
         c = exp_diff(dst.m, dst.m_lo, src.m, src.m_lo)
@@ -447,8 +429,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         partial_rescale(dst, pr, c)
         if g:
             add_scaled(dst.g, src.g, pr.d, 1.0)
-        if h:
-            add_scaled(dst.C, src.C, pr.dp * pr.dp, 1.0)
         dst.m = src.m
         dst.m_lo = src.m_lo
         dst.kmax = src.kmax
@@ -458,8 +438,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         dst.r += c * (1.0 + src.r)
         if g:
             add_scaled(dst.g, src.g, pr.d, c)
-        if h:
-            add_scaled(dst.C, src.C, pr.dp * pr.dp, c)
     if pr.outputs & OUT_SAMPLE:
         if src.best > dst.best:
             dst.best = src.best
@@ -516,7 +494,6 @@ cdef Status state_partial(Partial *acc, const Problem *pr, const StateView *v, P
     cdef Partial tmp
     cdef Py_ssize_t c
     tmp.g = wk.g1
-    tmp.C = wk.C1
     cdef Status st = state_chunk(acc, pr, v, b, 0, wk)
     for c in range(1, n_chunks_of(v.n)):
         if st != OK:
@@ -588,15 +565,52 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
                     gi = gi / pr.tau
                 slot[1 + i] += wb * gi
         if o & RED_HESS:
-            # -w_b Cov(phi) / tau^2, Cov = E[y y^T] - E[y] E[y]^T, y = phi - phi_a.
-            coef = (-wb / pr.tau) / pr.tau
-            for i in range(d):
-                wk.gs[i] = p.g[i] * inv_l
-            for i in range(d):
-                for j in range(i, d):
-                    slot[1 + d + i * d + j] += coef * (p.C[i * pr.dp + j] * inv_l
-                                                       - wk.gs[i] * wk.gs[j])
+            if pr.phi_f64:
+                state_hessian(<const double *>NULL, pr, v, p, wk, wb, slot + 1 + d)
+            else:
+                state_hessian(<const float *>NULL, pr, v, p, wk, wb, slot + 1 + d)
     return OK
+
+
+cdef void state_hessian(const real_t *phi_type, const Problem *pr, const StateView *v,
+                        const Partial *p, Work *wk, double wb, double *H) noexcept nogil:
+    """H += -w_b Cov_pi(phi) / tau^2 (upper tiles of a dp x dp matrix).
+
+    A second sweep over the state's rows, after the pass: with the mean row
+    mu = phi_a - g / l known, the covariance is sum_k pi_k (phi_k - mu)(phi_k -
+    mu)^T, centred, so it keeps its accuracy however peaked the policy (the
+    one-pass form E[y y^T] - E[y] E[y]^T cancels when the policy peaks on an
+    action far from the shift).  The rows were just read, so a small state
+    is still in cache."""
+    cdef double rows_w[BLOCK_ROWS]
+    cdef const real_t *rows[BLOCK_ROWS]
+    cdef const real_t *row_a = <const real_t *>(v.phi + v.a * pr.phi_sn)
+    cdef double inv_l = 1.0 / (1.0 + p.r)
+    cdef double coef = ((-wb / pr.tau) / pr.tau) * inv_l
+    cdef Py_ssize_t i, k
+    cdef int n_rows = 0
+    for i in range(pr.d):
+        wk.mu[i] = <double>row_a[i] - p.g[i] * inv_l
+    for k in range(v.n):
+        if wk.z[2 * k] == -INFINITY:
+            continue
+        rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
+        rows_w[n_rows] = coef * exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo)
+        n_rows += 1
+        if n_rows == BLOCK_ROWS:
+            hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, rows_w, n_rows, pr.d)
+            n_rows = 0
+    if n_rows:
+        hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, rows_w, n_rows, pr.d)
+
+
+cdef inline void hess_accumulate(double *H, Py_ssize_t dp, double *Y, const double *mu,
+                                 const real_t **rows, const double *w, int n_rows,
+                                 Py_ssize_t d) noexcept nogil:
+    if real_t is double:
+        fs_hess_acc_f64(H, dp, Y, mu, rows, w, n_rows, d)
+    else:
+        fs_hess_acc_f32(H, dp, Y, mu, rows, w, n_rows, d)
 
 
 cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) noexcept nogil:
@@ -605,7 +619,6 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
     cdef Partial acc
     state_view(pr, b, &v)
     acc.g = wk.g0
-    acc.C = wk.C0
     cdef Status st = state_partial(&acc, pr, &v, b, wk)
     if st != OK:
         return st
@@ -625,27 +638,25 @@ cdef inline Py_ssize_t slot_size(const Problem *pr) noexcept nogil:
     """Doubles of one group's reduction: value, gradient, Hessian."""
     cdef Py_ssize_t n = 1 + pr.d
     if pr.outputs & RED_HESS:
-        n += pr.d * pr.d
+        n += pr.dp * pr.dp
     return n
 
 
 cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own) noexcept nogil:
     """Per-thread scratch in one block (NULL when out of memory).  With own
-    False the probs buffer is not allocated (a wide state shares one)."""
-    cdef Py_ssize_t d = pr.d, dp2 = pr.dp * pr.dp if pr.outputs & RED_HESS else 0
-    cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & OUT_PROBS and own) else 0
-    cdef Py_ssize_t total = 3 * d + 2 * dp2 + (BLOCK_ROWS * pr.dp if dp2 else 0) + zn + 1
-    cdef double *buf = <double *>malloc(total * sizeof(double))
+    False the logits buffer is not allocated (a wide state shares one)."""
+    cdef Py_ssize_t d = pr.d, hess = pr.outputs & RED_HESS
+    cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & NEED_Z and own) else 0
+    cdef Py_ssize_t hn = (BLOCK_ROWS + 1) * pr.dp if hess else 0
+    cdef double *buf = <double *>malloc((2 * d + hn + zn + 1) * sizeof(double))
     if buf == NULL:
         return NULL
     wk.g0 = buf
     wk.g1 = buf + d
-    wk.gs = buf + 2 * d
-    wk.C0 = buf + 3 * d
-    wk.C1 = wk.C0 + dp2
-    wk.Y = wk.C1 + dp2
+    wk.mu = buf + 2 * d
+    wk.Y = wk.mu + pr.dp if hess else NULL
     if own:
-        wk.z = wk.Y + (BLOCK_ROWS * pr.dp if dp2 else 0)
+        wk.z = buf + 2 * d + hn
     return buf
 
 
@@ -721,7 +732,6 @@ cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *pa
     for c in prange(n_chunks, schedule='guided', num_threads=n_threads, nogil=True):
         status[c] = state_chunk(&parts[c], pr, &v, b, c, &wks[threadid()])
     acc.g = wk.g0
-    acc.C = wk.C0
     partial_clear(&acc, pr)
     for c in range(n_chunks):
         if status[c] != OK:
@@ -777,7 +787,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
         return <Status>first
     # Wide states: a partial per chunk (g and C of each in one slab); the
     # threads share the state's probs buffer, each row written by one chunk.
-    part_doubles = pr.d + (pr.dp * pr.dp if pr.outputs & RED_HESS else 0)
+    part_doubles = pr.d
     parts = <Partial *>malloc(n_chunks * sizeof(Partial))
     status = <Status *>malloc(n_chunks * sizeof(Status))
     slab = <double *>malloc((n_chunks * part_doubles + 1) * sizeof(double))
@@ -794,7 +804,6 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
         wks[b].z = wk.z
     for b in range(n_chunks):
         parts[b].g = slab + b * part_doubles
-        parts[b].C = parts[b].g + pr.d
     for g in range(n_groups):
         if is_wide_group(pr, start, g) and start[g] < bad[0]:
             st = run_wide(pr, start[g], n_threads, parts, status, wk, wks,
@@ -1203,7 +1212,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
         pr.probs_sb = cnp.PyArray_STRIDES(res)[0] if (dm.batch and not dm.ragged) else 0
         pr.probs_sn = cnp.PyArray_STRIDES(res)[nd - 1]
     if outputs & REDUCE:
-        odims[0] = 1 + pr.d + (pr.d * pr.d if outputs & RED_HESS else 0)
+        odims[0] = slot_size(&pr)
         red = cnp.PyArray_ZEROS(1, odims, cnp.NPY_DOUBLE, 0)
         if weights is not None:
             w_arr = coerce_weights(weights, dm.n_states)
@@ -1242,7 +1251,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
             free(theta_buf)
 
     if outputs & REDUCE:
-        return finish_loglik(red, pr.d, outputs)
+        return finish_loglik(red, pr.d, pr.dp, outputs)
     if outputs & OUT_SAMPLE:
         if dm.batch:
             return res2, res
@@ -1252,7 +1261,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     return res
 
 
-cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, int outputs):
+cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, Py_ssize_t dp, int outputs):
     """(value[, gradient[, Hessian]]) from the summed slots; the Hessian's
     lower triangle mirrors the upper one."""
     if not np.isfinite(red).all():
@@ -1263,7 +1272,7 @@ cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, int outputs):
     grad = red[1:1 + d]
     if not outputs & RED_HESS:
         return value, grad
-    upper = red[1 + d:].reshape(d, d)
+    upper = red[1 + d:].reshape(dp, dp)[:d, :d]
     hess = np.triu(upper) + np.triu(upper, 1).T
     return value, grad, hess
 
