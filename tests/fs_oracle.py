@@ -212,3 +212,159 @@ def rel_err(got, want) -> float:
     if np.any(den == 0):
         raise ValueError("relative error of a zero vector: pick another test case")
     return float((num / den).max())
+
+
+# ---------------------------------------------------------------------------
+# The phi-form family (issue 8): log pi(a), entropy, probabilities, and the
+# weighted log-likelihood with its gradient and Hessian.
+#
+# Built like the score oracle, from the exact (double-double) logits, state
+# by state in longdouble, in forms that do not cancel:
+#
+# * m = max_k z_k held by row k*, w_k = exp(z_k - m) (w_k* = 1 exactly),
+#   r = sum_{k != k*} w_k, pi_k = w_k / (1 + r);
+# * log pi(a) = (z_a - m) - log1p(r): keeps its relative accuracy as
+#   pi(a) -> 1 (log pi(a) ~ -r);
+# * H = log1p(r) + sum_k pi_k (m - z_k): two non-negative terms;
+# * Cov_pi(phi) = sum_k pi_k (y_k - g)(y_k - g)^T with y_k = phi_k - phi_c and
+#   g = sum_k pi_k y_k, shifted by the row c of the most probable action: a
+#   sum of positive semidefinite terms (no cancellation between the terms),
+#   centred on a row whose own centred term is -g exactly, so a nearly
+#   one-hot policy (Cov ~ 1 - pi_c) keeps its relative accuracy.  The
+#   Hessian does not depend on the taken action; this oracle does not use it.
+#
+# None of it uses fastscore.reference.
+
+def iter_states(phi, mask=None, offsets=None):
+    """(rows (n, d) float64, legal (n,) bool) of each state; and whether the
+    layout is a batch (padded 3-D or ragged)."""
+    phi = _f64(phi)
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.intp)
+        legal_all = (np.ones(phi.shape[0], bool) if mask is None
+                     else np.asarray(mask, dtype=bool))
+        out = [(phi[offsets[b]:offsets[b + 1]], legal_all[offsets[b]:offsets[b + 1]])
+               for b in range(len(offsets) - 1)]
+        return out, True
+    batch = phi.ndim == 3
+    phis = phi if batch else phi[None]
+    legal = _legal(mask, phis.shape[0], phis.shape[1])
+    return [(phis[b], legal[b]) for b in range(phis.shape[0])], batch
+
+
+def _softmax_parts(rows, legal, theta, tau):
+    """(legal row indices, z, m, kmax position, w, r) of one state, longdouble."""
+    idx = np.flatnonzero(legal)
+    if idx.size == 0:
+        raise ValueError("every action masked")
+    z = logits(rows[idx], theta, tau)
+    j = int(np.argmax(z))
+    m = z[j]
+    w = np.exp(z - m)
+    r = np.delete(w, j).sum() if w.size > 1 else LD(0)  # w[j] == 1 kept apart
+    return idx, z, m, j, w, r
+
+
+def _log_prob_state(rows, legal, theta, a, tau):
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+    pos = int(np.searchsorted(idx, a))
+    assert idx[pos] == a, "the taken action is masked"
+    return (z[pos] - m) - np.log1p(r)
+
+
+def _entropy_state(rows, legal, theta, tau):
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+    pi = w / (LD(1) + r)
+    return np.log1p(r) + (pi * (m - z)).sum()
+
+
+def _probs_state(rows, legal, theta, tau):
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+    pi = np.zeros(rows.shape[0], dtype=LD)
+    pi[idx] = w / (LD(1) + r)
+    return pi
+
+
+def _cov_state(rows, legal, theta, tau):
+    """Cov_pi(phi) (d, d), longdouble, shifted by the most probable row."""
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+    pi = w / (LD(1) + r)
+    p = rows[idx].astype(LD)
+    y = p - p[j]
+    g = (pi[:, None] * y).sum(axis=0)
+    c = y - g
+    c[j] = -g
+    return np.einsum("k,ki,kj->ij", pi, c, c)
+
+
+def _score_state(rows, legal, theta, a, tau):
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+    pi = w / (LD(1) + r)
+    p = rows[idx].astype(LD)
+    return (pi[:, None] * (rows[a].astype(LD) - p)).sum(axis=0) / LD(tau)
+
+
+def family_log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None):
+    """log pi(a) per state (longdouble): a scalar for one state, else (B,)."""
+    states, batch = iter_states(phi, mask, offsets)
+    acts = np.asarray(a).reshape(-1)
+    theta = _f64(theta)
+    out = np.array([_log_prob_state(r, l, theta, int(acts[b]), temperature)
+                    for b, (r, l) in enumerate(states)], dtype=LD)
+    return out if batch else out[0]
+
+
+def family_entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None):
+    states, batch = iter_states(phi, mask, offsets)
+    theta = _f64(theta)
+    out = np.array([_entropy_state(r, l, theta, temperature) for r, l in states], dtype=LD)
+    return out if batch else out[0]
+
+
+def family_probs(phi, theta, *, mask=None, temperature=1.0, offsets=None):
+    """pi in the layout of fastscore.probs: (N,), (B, N) or (total rows,)."""
+    states, batch = iter_states(phi, mask, offsets)
+    theta = _f64(theta)
+    parts = [_probs_state(r, l, theta, temperature) for r, l in states]
+    if offsets is not None:
+        return np.concatenate(parts)
+    out = np.stack(parts)
+    return out if batch else out[0]
+
+
+def family_loglik(phi, theta, a, *, weights=None, mask=None, temperature=1.0, offsets=None):
+    """(value, gradient (d,), Hessian (d, d)) in longdouble:
+    sum_b w_b log pi_b(a_b), sum_b w_b score_b, -sum_b w_b Cov_b / tau^2."""
+    states, _ = iter_states(phi, mask, offsets)
+    acts = np.asarray(a).reshape(-1)
+    theta = _f64(theta)
+    w = (np.ones(len(states)) if weights is None else _f64(weights)).astype(LD)
+    d = theta.shape[0]
+    value, grad, hess = LD(0), np.zeros(d, LD), np.zeros((d, d), LD)
+    tau = LD(temperature)
+    for b, (rows, legal) in enumerate(states):
+        ab = int(acts[b])
+        value += w[b] * _log_prob_state(rows, legal, theta, ab, temperature)
+        grad += w[b] * _score_state(rows, legal, theta, ab, temperature)
+        hess -= w[b] * _cov_state(rows, legal, theta, temperature) / (tau * tau)
+    return value, grad, hess
+
+
+def rel_err_elementwise(got, want, floor=2.2250738585072014e-308) -> float:
+    """max_i |got_i - want_i| / |want_i| over the entries with |want_i| >= floor
+    (float64's normal range); 0 where both are exactly 0."""
+    got = np.asarray(got).astype(LD).reshape(-1)
+    want = np.asarray(want, dtype=LD).reshape(-1)
+    sel = np.abs(want) >= floor
+    if not sel.any():
+        return 0.0
+    return float((np.abs(got[sel] - want[sel]) / np.abs(want[sel])).max())
+
+
+def rel_err_frobenius(got, want) -> float:
+    got = np.asarray(got).astype(LD)
+    want = np.asarray(want, dtype=LD)
+    den = np.sqrt(np.square(want).sum())
+    if den == 0:
+        raise ValueError("relative error of a zero matrix: pick another test case")
+    return float(np.sqrt(np.square(got - want).sum()) / den)
