@@ -252,8 +252,16 @@ def iter_states(phi, mask=None, offsets=None):
     return [(phis[b], legal[b]) for b in range(phis.shape[0])], batch
 
 
-def _softmax_parts(rows, legal, theta, tau):
-    """(legal row indices, z, m, kmax position, w, r) of one state, longdouble."""
+def _softmax_parts(rows, legal, theta, tau, cache=None):
+    """(legal row indices, z, m, kmax position, w, r) of one state, longdouble.
+
+    With a cache dict, states that are the same memory (zero-stride batches
+    of copies) are computed once."""
+    key = None
+    if cache is not None:
+        key = (rows.__array_interface__["data"][0], rows.shape, rows.strides, legal.tobytes())
+        if key in cache:
+            return cache[key]
     idx = np.flatnonzero(legal)
     if idx.size == 0:
         raise ValueError("every action masked")
@@ -262,92 +270,95 @@ def _softmax_parts(rows, legal, theta, tau):
     m = z[j]
     w = np.exp(z - m)
     r = np.delete(w, j).sum() if w.size > 1 else LD(0)  # w[j] == 1 kept apart
-    return idx, z, m, j, w, r
+    parts = (idx, z, m, j, w, r)
+    if key is not None:
+        cache[key] = parts
+    return parts
 
 
-def _log_prob_state(rows, legal, theta, a, tau):
-    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
-    pos = int(np.searchsorted(idx, a))
-    assert idx[pos] == a, "the taken action is masked"
-    return (z[pos] - m) - np.log1p(r)
-
-
-def _entropy_state(rows, legal, theta, tau):
-    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
+def _state_results(rows, legal, theta, a, tau, cache):
+    """Every oracle quantity of one state: dict of log_prob (if a is not None),
+    entropy, probs (n,), score and cov (d, d) (if a is not None)."""
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau, cache)
     pi = w / (LD(1) + r)
-    return np.log1p(r) + (pi * (m - z)).sum()
+    res = {"entropy": np.log1p(r) + (pi * (m - z)).sum()}
+    probs = np.zeros(rows.shape[0], dtype=LD)
+    probs[idx] = pi
+    res["probs"] = probs
+    if a is not None:
+        pos = int(np.searchsorted(idx, a))
+        assert pos < idx.size and idx[pos] == a, "the taken action is masked"
+        res["log_prob"] = (z[pos] - m) - np.log1p(r)
+        p = rows[idx].astype(LD)
+        res["score"] = (pi[:, None] * (p[pos] - p)).sum(axis=0) / LD(tau)
+        # Cov, centred on the most probable row j (see above); it does not
+        # depend on a, so copies of one state share it
+        key = ("cov", rows.__array_interface__["data"][0], rows.shape, rows.strides,
+               legal.tobytes())
+        if key not in cache:
+            y = p - p[j]
+            g = (pi[:, None] * y).sum(axis=0)
+            c = y - g
+            c[j] = -g
+            cache[key] = (c * pi[:, None]).T @ c
+        res["cov"] = cache[key]
+    return res
 
 
-def _probs_state(rows, legal, theta, tau):
-    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
-    pi = np.zeros(rows.shape[0], dtype=LD)
-    pi[idx] = w / (LD(1) + r)
-    return pi
-
-
-def _cov_state(rows, legal, theta, tau):
-    """Cov_pi(phi) (d, d), longdouble, shifted by the most probable row."""
-    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
-    pi = w / (LD(1) + r)
-    p = rows[idx].astype(LD)
-    y = p - p[j]
-    g = (pi[:, None] * y).sum(axis=0)
-    c = y - g
-    c[j] = -g
-    return np.einsum("k,ki,kj->ij", pi, c, c)
-
-
-def _score_state(rows, legal, theta, a, tau):
-    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau)
-    pi = w / (LD(1) + r)
-    p = rows[idx].astype(LD)
-    return (pi[:, None] * (rows[a].astype(LD) - p)).sum(axis=0) / LD(tau)
+def family_all(phi, theta, a=None, *, weights=None, mask=None, temperature=1.0,
+               offsets=None) -> dict:
+    """All of the family at once (logits computed once per distinct state):
+    log_prob, entropy, probs in fastscore's layouts, and with a taken action
+    value, gradient and hessian of loglik -- longdouble."""
+    states, batch = iter_states(phi, mask, offsets)
+    theta = _f64(theta)
+    cache: dict = {}
+    acts = None if a is None else np.asarray(a).reshape(-1)
+    per = [_state_results(r, l, theta, None if acts is None else int(acts[b]), temperature,
+                          cache) for b, (r, l) in enumerate(states)]
+    out = {}
+    ent = np.array([p["entropy"] for p in per], dtype=LD)
+    out["entropy"] = ent if batch else ent[0]
+    if offsets is not None:
+        out["probs"] = np.concatenate([p["probs"] for p in per])
+    else:
+        pr = np.stack([p["probs"] for p in per])
+        out["probs"] = pr if batch else pr[0]
+    if acts is not None:
+        lp = np.array([p["log_prob"] for p in per], dtype=LD)
+        out["log_prob"] = lp if batch else lp[0]
+        w = (np.ones(len(per)) if weights is None else _f64(weights)).astype(LD)
+        tau = LD(temperature)
+        out["value"] = (w * lp).sum()
+        out["gradient"] = sum(w[b] * per[b]["score"] for b in range(len(per)))
+        out["hessian"] = -sum(w[b] * per[b]["cov"] for b in range(len(per))) / (tau * tau)
+    return out
 
 
 def family_log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None):
     """log pi(a) per state (longdouble): a scalar for one state, else (B,)."""
-    states, batch = iter_states(phi, mask, offsets)
-    acts = np.asarray(a).reshape(-1)
-    theta = _f64(theta)
-    out = np.array([_log_prob_state(r, l, theta, int(acts[b]), temperature)
-                    for b, (r, l) in enumerate(states)], dtype=LD)
-    return out if batch else out[0]
+    return family_all(phi, theta, a, mask=mask, temperature=temperature,
+                      offsets=offsets)["log_prob"]
 
 
 def family_entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None):
-    states, batch = iter_states(phi, mask, offsets)
-    theta = _f64(theta)
-    out = np.array([_entropy_state(r, l, theta, temperature) for r, l in states], dtype=LD)
-    return out if batch else out[0]
+    """H(pi) per state (longdouble): a scalar for one state, else (B,)."""
+    return family_all(phi, theta, mask=mask, temperature=temperature,
+                      offsets=offsets)["entropy"]
 
 
 def family_probs(phi, theta, *, mask=None, temperature=1.0, offsets=None):
     """pi in the layout of fastscore.probs: (N,), (B, N) or (total rows,)."""
-    states, batch = iter_states(phi, mask, offsets)
-    theta = _f64(theta)
-    parts = [_probs_state(r, l, theta, temperature) for r, l in states]
-    if offsets is not None:
-        return np.concatenate(parts)
-    out = np.stack(parts)
-    return out if batch else out[0]
+    return family_all(phi, theta, mask=mask, temperature=temperature,
+                      offsets=offsets)["probs"]
 
 
 def family_loglik(phi, theta, a, *, weights=None, mask=None, temperature=1.0, offsets=None):
     """(value, gradient (d,), Hessian (d, d)) in longdouble:
     sum_b w_b log pi_b(a_b), sum_b w_b score_b, -sum_b w_b Cov_b / tau^2."""
-    states, _ = iter_states(phi, mask, offsets)
-    acts = np.asarray(a).reshape(-1)
-    theta = _f64(theta)
-    w = (np.ones(len(states)) if weights is None else _f64(weights)).astype(LD)
-    d = theta.shape[0]
-    value, grad, hess = LD(0), np.zeros(d, LD), np.zeros((d, d), LD)
-    tau = LD(temperature)
-    for b, (rows, legal) in enumerate(states):
-        ab = int(acts[b])
-        value += w[b] * _log_prob_state(rows, legal, theta, ab, temperature)
-        grad += w[b] * _score_state(rows, legal, theta, ab, temperature)
-        hess -= w[b] * _cov_state(rows, legal, theta, temperature) / (tau * tau)
-    return value, grad, hess
+    r = family_all(phi, theta, a, weights=weights, mask=mask, temperature=temperature,
+                   offsets=offsets)
+    return r["value"], r["gradient"], r["hessian"]
 
 
 def rel_err_elementwise(got, want, floor=2.2250738585072014e-308) -> float:
