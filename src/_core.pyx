@@ -576,32 +576,42 @@ cdef void state_hessian(const real_t *phi_type, const Problem *pr, const StateVi
                         const Partial *p, Work *wk, double wb, double *H) noexcept nogil:
     """H += -w_b Cov_pi(phi) / tau^2 (upper tiles of a dp x dp matrix).
 
-    A second sweep over the state's rows, after the pass: with the mean row
-    mu = phi_a - g / l known, the covariance is sum_k pi_k (phi_k - mu)(phi_k -
-    mu)^T, centred, so it keeps its accuracy however peaked the policy (the
-    one-pass form E[y y^T] - E[y] E[y]^T cancels when the policy peaks on an
-    action far from the shift).  The rows were just read, so a small state
-    is still in cache."""
-    cdef double rows_w[BLOCK_ROWS]
+    Two sweeps over the state's rows after the pass (the rows were just
+    read, so a small state is still in cache), with the probabilities from
+    the logits the pass kept: first the mean row as mu = c + sum_k pi_k
+    (phi_k - c) around the most probable row c, then the centred
+    sum_k pi_k (phi_k - mu)(phi_k - mu)^T.  No term cancels another however
+    peaked the policy: the one-pass moment around a fixed row, E[y y^T] -
+    E[y] E[y]^T, loses every digit when the policy peaks away from that row."""
+    cdef double pis[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
-    cdef const real_t *row_a = <const real_t *>(v.phi + v.a * pr.phi_sn)
+    cdef const real_t *row_c = <const real_t *>(v.phi + p.kmax * pr.phi_sn)
     cdef double inv_l = 1.0 / (1.0 + p.r)
-    cdef double coef = ((-wb / pr.tau) / pr.tau) * inv_l
-    cdef Py_ssize_t i, k
-    cdef int n_rows = 0
-    for i in range(pr.d):
-        wk.mu[i] = <double>row_a[i] - p.g[i] * inv_l
-    for k in range(v.n):
-        if wk.z[2 * k] == -INFINITY:
-            continue
-        rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
-        rows_w[n_rows] = coef * exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo)
-        n_rows += 1
-        if n_rows == BLOCK_ROWS:
-            hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, rows_w, n_rows, pr.d)
+    cdef double coef = (-wb / pr.tau) / pr.tau
+    cdef Py_ssize_t i, k, k0
+    cdef int n_rows, sweep
+    memset(wk.mu, 0, pr.d * sizeof(double))
+    for sweep in range(2):
+        k0 = 0
+        while k0 < v.n:
             n_rows = 0
-    if n_rows:
-        hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, rows_w, n_rows, pr.d)
+            k = k0
+            while k < v.n and n_rows < BLOCK_ROWS:
+                if wk.z[2 * k] != -INFINITY:
+                    rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
+                    pis[n_rows] = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+                    if sweep == 1:
+                        pis[n_rows] = coef * pis[n_rows]
+                    n_rows += 1
+                k += 1
+            k0 = k
+            if sweep == 0:
+                block_accumulate(wk.mu, row_c, rows, pis, n_rows, pr.d)  # sum pi (c - phi)
+            else:
+                hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, pis, n_rows, pr.d)
+        if sweep == 0:
+            for i in range(pr.d):
+                wk.mu[i] = <double>row_c[i] - wk.mu[i]
 
 
 cdef inline void hess_accumulate(double *H, Py_ssize_t dp, double *Y, const double *mu,
