@@ -105,9 +105,44 @@ cdef extern from *:
     #ifndef FASTSCORE_CFLAGS
     #define FASTSCORE_CFLAGS "unknown"
     #endif
+
+    /* Threads must never make a call slower than one thread would.  After a
+     * threaded call that did not beat the single-thread estimate (another
+     * process, BLAS threads or the user's own threads held the other cores),
+     * the next calls run serially: 1, 2, 4, ... up to FS_BACKOFF_MAX calls
+     * after consecutive failures, back to 1 after a success.  Serial and
+     * threaded calls give the same bits, so this only changes speed.  Plain
+     * relaxed atomics: callers on several Python threads may race on the
+     * counters, which at worst costs a threaded or a serial call too many. */
+    #define FS_BACKOFF_MAX 1024
+    static int fs_backoff_skip = 0, fs_backoff_next = 1;
+    #ifdef _OPENMP
+    static double fs_now(void) { return omp_get_wtime(); }
+    #else
+    static double fs_now(void) { return 0.0; }
+    #endif
+    static int fs_threads_allowed(void) {
+        int skip = __atomic_load_n(&fs_backoff_skip, __ATOMIC_RELAXED);
+        if (skip <= 0) return 1;
+        __atomic_store_n(&fs_backoff_skip, skip - 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    static void fs_threads_report(int helped) {
+        int next = __atomic_load_n(&fs_backoff_next, __ATOMIC_RELAXED);
+        if (helped) {
+            __atomic_store_n(&fs_backoff_next, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_store_n(&fs_backoff_skip, next, __ATOMIC_RELAXED);
+            __atomic_store_n(&fs_backoff_next, next < FS_BACKOFF_MAX ? 2 * next : next,
+                             __ATOMIC_RELAXED);
+        }
+    }
     """
     const char *FASTSCORE_CFLAGS
     void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
+    double fs_now() nogil
+    int fs_threads_allowed() nogil
+    void fs_threads_report(int helped) nogil
 
 
 ctypedef fused real_t:
@@ -731,16 +766,27 @@ cdef void works_free(Work *wks, int n, double **bufs) noexcept nogil:
     free(wks)
 
 
+cdef inline void clock_master(double *master, double t0, Py_ssize_t rows) noexcept nogil:
+    """Add the calling (master) thread's busy time and rows to master[0:2]."""
+    if threadid() == 0:
+        master[0] += fs_now() - t0
+        master[1] += rows
+
+
 cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *parts,
-                     Status *status, Work *wk, Work *wks, double *slot) noexcept nogil:
+                     Status *status, Work *wk, Work *wks, double *slot,
+                     double *master) noexcept nogil:
     """One wide state, its chunks spread over the threads, merged in order."""
     cdef StateView v
     cdef Partial acc
     cdef Py_ssize_t c, n_chunks
+    cdef double t0
     state_view(pr, b, &v)
     n_chunks = n_chunks_of(v.n)
-    for c in prange(n_chunks, schedule='guided', num_threads=n_threads, nogil=True):
+    for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads, nogil=True):
+        t0 = fs_now()
         status[c] = state_chunk(&parts[c], pr, &v, b, c, &wks[threadid()])
+        clock_master(master, t0, min(CHUNK_ROWS, v.n - c * CHUNK_ROWS))
     acc.g = wk.g0
     partial_clear(&acc, pr)
     for c in range(n_chunks):
@@ -763,14 +809,39 @@ cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_
     return OK
 
 
+cdef inline Py_ssize_t group_rows(const Problem *pr, const Py_ssize_t *start,
+                                  Py_ssize_t g) noexcept nogil:
+    if pr.offsets != NULL:
+        return pr.offsets[start[g + 1]] - pr.offsets[start[g]]
+    return (start[g + 1] - start[g]) * pr.n_actions
+
+
 cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
-                        double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
-                        int n_threads, Py_ssize_t *bad) noexcept nogil:
+                        double *slots, Work *wk, Py_ssize_t n_rows, Py_ssize_t max_rows,
+                        Py_ssize_t n_wide, int n_threads, Py_ssize_t *bad) noexcept nogil:
     """Groups of states over the threads (dynamic schedule: a thread that
     loses its core to another process does not hold the others back), then
     the wide states one at a time, their chunks over the threads.  Which
-    thread does what never changes a state's result or a group's sum."""
+    thread does what never changes a state's result or a group's sum.
+
+    The calling thread's own pace estimates what one thread would have
+    taken; a call that took longer than 0.9 of that reports a failure, and
+    the next calls run serially (fs_threads_report)."""
+    cdef double master[2]
+    cdef double t_start = fs_now(), wall
+    cdef Status st_all = run_threads_timed(pr, start, n_groups, slots, wk, max_rows, n_wide,
+                                           n_threads, bad, master)
+    wall = fs_now() - t_start
+    if master[1] > 0:
+        fs_threads_report(wall < 0.9 * master[0] / master[1] * n_rows)
+    return st_all
+
+
+cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
+                              double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
+                              int n_threads, Py_ssize_t *bad, double *master) noexcept nogil:
     cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef double t0
     cdef Py_ssize_t n_chunks = n_chunks_of(max_rows), part_doubles
     cdef double *bufs[MAX_THREADS_CAP]
     cdef Work *wks
@@ -780,6 +851,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
     cdef Status st
     cdef int first = OK
     bad[0] = PY_SSIZE_T_MAX
+    master[0] = master[1] = 0.0
     # Narrow states: each thread takes whole groups, with scratch of its own.
     wks = works_alloc(pr, n_threads, max_rows, True, bufs)
     if wks == NULL:
@@ -787,11 +859,13 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
         return NO_MEMORY
     for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
         if not is_wide_group(pr, start, g):
+            t0 = fs_now()
             for b in range(start[g], start[g + 1]):
                 st = do_state(pr, b, &wks[threadid()], slots + g * ss if slots != NULL else NULL)
                 if st != OK:
                     fs_record_failure(b, st, bad, &first)
                     break
+            clock_master(master, t0, group_rows(pr, start, g))
     works_free(wks, n_threads, bufs)
     if n_wide == 0:
         return <Status>first
@@ -817,7 +891,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
     for g in range(n_groups):
         if is_wide_group(pr, start, g) and start[g] < bad[0]:
             st = run_wide(pr, start[g], n_threads, parts, status, wk, wks,
-                          slots + g * ss if slots != NULL else NULL)
+                          slots + g * ss if slots != NULL else NULL, master)
             if st != OK:
                 fs_record_failure(start[g], st, bad, &first)
     works_free(wks, n_threads, bufs)
@@ -833,7 +907,8 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
     (value, gradient, upper Hessian), group by group in a fixed order."""
     cdef Py_ssize_t ss = slot_size(pr), per_group, n_groups, n_wide = 0, b, g, i
     cdef Py_ssize_t target = MAX_GROUPS
-    cdef bint threaded = FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
+    cdef bint threaded = (FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
+                          and fs_threads_allowed())
     cdef Py_ssize_t *start
     cdef double *slots = NULL
     cdef Work wk
@@ -861,7 +936,8 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
             return NO_MEMORY
         memset(slots, 0, n_groups * ss * sizeof(double))
     if threaded:
-        st = run_threads(pr, start, n_groups, slots, &wk, max_rows, n_wide, n_threads, bad)
+        st = run_threads(pr, start, n_groups, slots, &wk, n_rows, max_rows, n_wide, n_threads,
+                         bad)
     else:
         st = run_serial(pr, start, n_groups, slots, &wk, bad)
     if st == OK and slots != NULL:
