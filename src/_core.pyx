@@ -181,8 +181,7 @@ cdef enum Status:
     NONFINITE_LOGIT = 1
     NONFINITE_RESULT = 2
     NO_MEMORY = 3
-    ACTION_CHANGED = 4
-    ALL_MASKED = 5
+    ALL_MASKED = 4
 
 # What a call computes (Problem.outputs).  Per-state results ...
 cdef enum:
@@ -514,10 +513,6 @@ cdef Status state_chunk(Partial *p, const Problem *pr, const StateView *v, Py_ss
     """Partial of chunk c of state b."""
     cdef Py_ssize_t k0 = c * CHUNK_ROWS, k1 = min((c + 1) * CHUNK_ROWS, v.n)
     partial_clear(p, pr)
-    if pr.act != NULL and (v.a < 0 or v.a >= v.n):
-        # Checked before the pass; only another thread writing to `a` during
-        # the call gets here.  Never read a row through it.
-        return ACTION_CHANGED
     if pr.phi_f64:
         return partial_add_rows(p, pr, v, <const double *>NULL, b, k0, k1, wk)
     return partial_add_rows(p, pr, v, <const float *>NULL, b, k0, k1, wk)
@@ -966,7 +961,8 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                     bint takes_action, object mask, object offsets):
     """Fill pr and dm from canonical inputs and check their shapes and
     actions.  Returns NotImplemented when an argument needs coercion first
-    (fastscore._coerce), else the validated copy of offsets (or None).
+    (fastscore._coerce), else the copies of offsets and of a batch's actions
+    the pass reads (the caller keeps them alive).
 
     Canonical: phi a float32/float64 array (native byte order, aligned)
     whose last axis is contiguous; theta a float32/float64 array; a an int
@@ -1012,7 +1008,7 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
             f"theta must have shape ({pr.d},) to match phi's last axis (the features), "
             f"got {np.shape(theta)}")
 
-    offs = None
+    offs = a_copy = None
     cdef Py_ssize_t b, n_offs
     cdef Py_ssize_t *o
     if dm.ragged:
@@ -1072,8 +1068,12 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                     or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != dm.n_states):
                 raise ValueError(
                     f"a must have shape ({dm.n_states},), one action per state, got {np.shape(a)}")
-            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a)
-            pr.act_s = cnp.PyArray_STRIDES(<cnp.ndarray>a)[0]
+            # Our own copy, validated before the pass and read by it: another
+            # thread writing to the caller's array cannot change a state's
+            # action between its chunks, nor after the range check.
+            a_copy = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a_copy)
+            pr.act_s = sizeof(Py_ssize_t)
 
     cdef cnp.ndarray mask_arr
     pr.mask = NULL
@@ -1102,7 +1102,7 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                 else f"({pr.n_actions},)"
             raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
         pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
-    return offs
+    return (offs, a_copy)
 
 
 cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
@@ -1178,8 +1178,6 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
     cdef str state = f"state {b}" if batch else "the state"
     if st == NO_MEMORY:
         raise MemoryError("fastscore: could not allocate per-thread scratch")
-    if st == ACTION_CHANGED:
-        raise RuntimeError(f"a changed during the call (another thread wrote to it) in {state}")
     if st == ALL_MASKED:
         raise_all_masked(b, batch)
     if st == NONFINITE_LOGIT:
@@ -1233,14 +1231,14 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Dims dm
     memset(&pr, 0, sizeof(Problem))
     cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
-    offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
-    if offs is NotImplemented:
+    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+    if owned is NotImplemented:
         if out is not None and cnp.PyArray_Check(out):
             # The kernel sees coerced copies: check out against what the caller passed.
             check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
         phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
-        offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
-        if offs is NotImplemented:
+        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+        if owned is NotImplemented:
             raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     pr.tau = as_temperature(temperature)
     cdef int n_threads_ = as_thread_count(n_threads)
