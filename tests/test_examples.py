@@ -34,3 +34,10 @@ def test_conditional_logit_reproduces_greene():
         assert got_se == pytest.approx(se, rel=1e-2), name
     assert "log-likelihood -199.128" in out
     assert "weighted by party size" in out
+
+
+def test_cartpole_is_solved():
+    """CartPole-v1's usual threshold: mean return >= 475 over 100 episodes."""
+    pytest.importorskip("gymnasium")
+    out = run_example("cartpole_reinforce.py", "--quiet")
+    assert "CartPole-v1: solved after" in out, out
