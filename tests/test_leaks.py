@@ -167,7 +167,6 @@ def run_variants(entry, vs, n_calls):
                 raise AssertionError(f"{label} did not raise")
 
 
-@pytest.mark.skipif(SANITIZER == "valgrind", reason="too slow under valgrind")
 @pytest.mark.parametrize("name", rc.params_for_pytest())
 def test_variants_behave_as_labelled(name):
     """Each variant does what its label says (else the leak test measures
