@@ -90,16 +90,20 @@ def _per_state_scores(phi, theta, actions, **kw):
     out = {}
     for b in range(phi.shape[0]):
         for a in set(int(x[b]) for x in actions):
+            if not 0 <= a < phi.shape[1]:
+                continue
             out[b, a] = fastscore.score(phi[b], theta, a, n_threads=1, **kw).tobytes()
     return out
 
 
 # shape -> the driver it exercises with n_threads=2: states, or chunks of states
-MUTATION_SHAPES = {"threads-over-states": (64, 300, 16), "threads-over-chunks": (2, 4096, 16),
+MUTATION_SHAPES = {"threads-over-states": (64, 300, 16), "threads-over-chunks": (2, 16384, 8),
                    "serial": (8, 700, 16)}
 
 
-RACE_CHUNKS = pytest.mark.xfail(strict=True, reason=(
+# Not strict: a race shows only when a write lands between two chunks of one
+# state, which most runs see within the time budget but not all.
+RACE_CHUNKS = pytest.mark.xfail(strict=False, reason=(
     "lead: run_chunks re-reads a[b] for every chunk of state b (state_chunk -> "
     "state_action), so a write between chunks mixes two actions in one state's partials: "
     "the row is the score under neither; snapshot a (and later offsets) once after "
@@ -125,7 +129,7 @@ def test_actions_written_during_the_call(shape_name, invalid):
     if invalid:
         a1[::3] = [N + 10**6, -1, 2**62][0: len(a1[::3])] if B < 3 else \
             np.resize([N + 10**6, -1, 2**62], len(a1[::3]))
-    want = _per_state_scores(phi, theta, [a0] + ([] if invalid else [a1]))
+    want = _per_state_scores(phi, theta, [a0, a1])
     a = a0.copy()
     stop = threading.Event()
 
