@@ -217,7 +217,8 @@ cdef struct Problem:
     Py_ssize_t mask_sb, mask_sn
     int outputs
     bint phi_f64                  # phi is float64 (else float32)
-    bint out_f32                  # per-state float results are float32
+    bint out_f32                  # per-state float results are float32 ...
+    bint logp_f32                 # ... log_prob/entropy too (not a one-state scalar)
     char *score
     Py_ssize_t score_sb, score_sd
     char *logp
@@ -567,14 +568,14 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
         if not i:
             return NONFINITE_RESULT
     if o & (OUT_LOGP | OUT_SAMPLE):
-        if not store_real(pr.logp + b * pr.logp_s, lp, f32):
+        if not store_real(pr.logp + b * pr.logp_s, lp, pr.logp_f32):
             return NONFINITE_RESULT
     if o & OUT_SAMPLE:
         (<Py_ssize_t *>(pr.action + b * pr.action_s))[0] = p.kbest
     if o & OUT_ENTROPY:
         # H = log(l) + sum_k pi_k (m - z_k): two non-negative terms.
         h = log1p(p.r) + p.S * inv_l
-        if not store_real(pr.ent + b * pr.ent_s, h, f32):
+        if not store_real(pr.ent + b * pr.ent_s, h, pr.logp_f32):
             return NONFINITE_RESULT
     if o & OUT_PROBS:
         base = pr.probs + (b * pr.probs_sb if pr.offsets == NULL else v.row0 * pr.probs_sn)
@@ -1182,7 +1183,10 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
         raise_all_masked(b, batch)
     if st == NONFINITE_LOGIT:
         raise ValueError(bad_row_message(pr, b, state))
-    raise ValueError(f"the result for {state} overflows (it is not finite in the output dtype)")
+    raise ValueError(
+        f"the result for {state} overflows: it is not finite in the output dtype "
+        f"({'float32' if pr.out_f32 else 'float64'}); the temperature is too small, or phi "
+        f"(its differences phi_a - phi_k) too large in magnitude, for that dtype")
 
 
 cdef str bad_row_message(const Problem *pr, Py_ssize_t b, str state):
@@ -1254,7 +1258,6 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef tuple inputs = (phi, theta, a, mask, offsets, weights)
     cdef cnp.npy_intp odims[2]
     cdef double scalar = 0.0
-    cdef float scalar_f = 0.0
     cdef Py_ssize_t action_scalar = 0
     cdef cnp.ndarray res = None, res2 = None, red = None, w_arr = None
     cdef int nd
@@ -1273,8 +1276,10 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
             res = result_array(out, out_type, nd, odims, inputs)
             pr.logp = pr.ent = <char *>cnp.PyArray_DATA(res)
             pr.logp_s = pr.ent_s = cnp.PyArray_STRIDES(res)[0] if dm.batch else 0
+            pr.logp_f32 = pr.out_f32
         else:
-            pr.logp = pr.ent = <char *>&scalar_f if pr.out_f32 else <char *>&scalar
+            # One state's scalar: a Python float, so the double the pass computed.
+            pr.logp = pr.ent = <char *>&scalar
             pr.logp_s = pr.ent_s = 0
         if outputs & OUT_SAMPLE:
             if dm.batch:
@@ -1339,9 +1344,9 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     if outputs & OUT_SAMPLE:
         if dm.batch:
             return res2, res
-        return action_scalar, (<double>scalar_f if pr.out_f32 else scalar)
+        return action_scalar, scalar
     if res is None:
-        return <double>scalar_f if pr.out_f32 else scalar
+        return scalar
     return res
 
 
@@ -1349,7 +1354,9 @@ cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, Py_ssize_t dp, int outp
     """(value[, gradient[, Hessian]]) from the summed slots; the Hessian's
     lower triangle mirrors the upper one."""
     if not np.isfinite(red).all():
-        raise ValueError("the log-likelihood or its derivatives overflow (not finite in float64)")
+        raise ValueError(
+            "the log-likelihood or its derivatives overflow (not finite in float64): the "
+            "temperature is too small, or phi, theta or the weights too large in magnitude")
     value = float(red[0])
     if not outputs & (RED_GRAD | RED_HESS):
         return value

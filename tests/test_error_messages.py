@@ -9,14 +9,12 @@ import pytest
 
 import fastscore
 
-LEAD = pytest.mark.xfail(strict=True, reason="lead implementing (issue 13)")
 
 rng = np.random.default_rng(13)
 PHI = rng.standard_normal((5, 3))
 THETA = rng.standard_normal(3)
 
 
-@LEAD
 def test_transposed_phi_blames_phi_layout():
     """phi given as (d, N) with theta (N,)... here phi (3, 5) is phi.T of a
     5-action, 3-feature state and theta has the 3 features: the error must
@@ -25,7 +23,6 @@ def test_transposed_phi_blames_phi_layout():
         fastscore.score(PHI.T, THETA, 0)
 
 
-@LEAD
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_nonfinite_phi_names_state_and_row(value):
     phi = rng.standard_normal((4, 6, 3))
@@ -34,7 +31,6 @@ def test_nonfinite_phi_names_state_and_row(value):
         fastscore.score(phi, THETA, np.zeros(4, int))
 
 
-@LEAD
 def test_nonfinite_phi_names_row_single_state():
     phi = PHI.copy()
     phi[3, 0] = np.nan
@@ -42,7 +38,6 @@ def test_nonfinite_phi_names_row_single_state():
         fastscore.score(phi, THETA, 0)
 
 
-@LEAD
 @pytest.mark.parametrize("dtype", [np.int8, np.int64, np.uint8])
 def test_integer_mask_of_zeros_and_ones_accepted(dtype):
     mask = np.array([1, 0, 1, 1, 0], dtype=dtype)
@@ -60,7 +55,6 @@ def test_other_masks_rejected_clearly(mask):
         fastscore.score(PHI, THETA, 2, mask=mask)
 
 
-@LEAD
 @pytest.mark.parametrize("which", ["phi-ragged-states", "phi-ragged-rows"])
 def test_ragged_nested_list_suggests_offsets(which):
     if which == "phi-ragged-states":   # states with different numbers of actions
@@ -73,7 +67,6 @@ def test_ragged_nested_list_suggests_offsets(which):
         fastscore.score(phi, THETA, a)
 
 
-@LEAD
 def test_object_column_with_missing_values_says_so():
     """What a pandas column with missing values gives (dtype object with
     None / NaN / pd.NA): the message must say it holds missing values."""
@@ -82,7 +75,6 @@ def test_object_column_with_missing_values_says_so():
         fastscore.score(phi, THETA, 0)
 
 
-@LEAD
 def test_pandas_column_with_missing_values_says_so():
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"x": [1.0, None, 2.0], "y": [pd.NA, 1.0, 2.0]}, dtype=object)
@@ -90,7 +82,6 @@ def test_pandas_column_with_missing_values_says_so():
         fastscore.score(df.to_numpy(), np.ones(2), 0)
 
 
-@LEAD
 def test_show_config_returns_the_dict(capsys):
     info = fastscore.show_config()
     assert isinstance(info, dict)
@@ -100,10 +91,6 @@ def test_show_config_returns_the_dict(capsys):
 # ---------------------------------------------------------------------------
 # Found by the fuzzer (tests/robust_fuzz.py KNOWN_UNNAMED).
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lead: raise_status (src/_core.pyx) says 'the score of the state overflows' without "
-    "naming an argument; name what to change (temperature too small, or phi's "
-    "differences too large for the output dtype)"))
 @pytest.mark.parametrize("case", ["tiny-temperature", "float32-range"])
 def test_overflowing_result_names_an_argument(case):
     if case == "tiny-temperature":
