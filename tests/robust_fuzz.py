@@ -438,9 +438,9 @@ def mut_out(draw, entry, name, out, ctx):
         big = np.full(shape[:-1] + (2 * shape[-1],) if shape else (2,), np.nan, dt)
         return (big[..., ::2] if shape else big[0:1].reshape(())), \
             Mut(name, how, blame, preserving=True)
-    if how == "fortran":
-        return np.asfortranarray(np.full(shape, np.nan, dt)), Mut(name, how, blame,
-                                                                  preserving=True)
+    if how == "fortran":  # np.asfortranarray makes a 0-d array 1-d
+        y = np.asfortranarray(np.full(shape, np.nan, dt))
+        return y, Mut(name, how, blame, preserving=y.shape == tuple(shape))
     if how == "subclass":
         return np.full(shape, np.nan, dt).view(Sub), Mut(name, how, blame, preserving=True)
     if how == "wrong-dtype":
