@@ -100,7 +100,7 @@ extensions = [
         "fastscore._matrix",
         sources=["src/_matrix.pyx"],
         include_dirs=[np.get_include(), "src"],
-        depends=["src/fastscore_simd.h", "src/fastscore_rng.h"],
+        depends=["src/fastscore_simd.h", "src/fastscore_rng.h", "src/fastscore_vexp.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         libraries=[] if sys.platform == "win32" else ["m"],
     ),

@@ -69,6 +69,15 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_init(int force_split)
 
 
+cdef extern from "fastscore_vexp.h" nogil:
+    void fsm_exp_block(double *x, Py_ssize_t n)
+    void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
+                  double *z)
+    double fsm_sumsq(const double *x, Py_ssize_t n)
+    bint fsm_all_finite(const double *x, Py_ssize_t n)
+    double fsm_max_colsumsq(const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n)
+
+
 cdef extern from "fastscore_rng.h" nogil:
     double fs_gumbel(uint64_t key, uint64_t state, uint64_t action)
 
@@ -152,8 +161,8 @@ cdef struct MProb:
     const char *s
     Py_ssize_t s_sb, s_sk
     bint s_f32
-    Py_ssize_t k, n, kp
-    const double *w        # (k, n) row-major copy of W
+    Py_ssize_t k, n, kp, np_   # np_: n padded to a multiple of FS_LANES
+    const double *w        # (k, np_) row-major copy of W, zero-padded
     const double *wt       # (n, k) row-major copy of W.T (columns for Dot2)
     const double *bias     # (n,) or NULL
     double bmax            # max |b|
@@ -207,23 +216,29 @@ cdef inline double weight_of(const MProb *p, Py_ssize_t i) noexcept nogil:
     return (<const double *>(p.wts + i * p.wts_s))[0]
 
 
-cdef Status state_load(const MProb *p, Py_ssize_t i, double *tb, fs_theta *th) noexcept nogil:
-    """s_i as a Dot2 operand in tb (3 kp doubles, zero padding kept)."""
-    cdef Py_ssize_t c, kp = p.kp
+cdef Status state_load(const MProb *p, Py_ssize_t i, double *tb) noexcept nogil:
+    """s_i as double in tb[:k]."""
+    cdef Py_ssize_t c
     cdef double v
-    th.huge = 0
     for c in range(p.k):
         v = s_at(p, i, c)
         if not isfinite(v):
             return NONFINITE_S
         tb[c] = v
-        fs_split(v, &tb[kp + c], &tb[2 * kp + c])
-        if fabs(v) > FS_SPLIT_MAX:
+    return OK
+
+
+cdef void state_split(const MProb *p, double *tb, fs_theta *th) noexcept nogil:
+    """tb (3 kp doubles, s_i in tb[:k], zero padding kept) as a Dot2 operand."""
+    cdef Py_ssize_t c, kp = p.kp
+    th.huge = 0
+    for c in range(p.k):
+        fs_split(tb[c], &tb[kp + c], &tb[2 * kp + c])
+        if fabs(tb[c]) > FS_SPLIT_MAX:
             th.huge = 1
     th.val = tb
     th.hi = tb + kp
     th.lo = tb + 2 * kp
-    return OK
 
 
 cdef inline void finish_logit(const MProb *p, Py_ssize_t j, double hi, double lo,
@@ -261,6 +276,42 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, doubl
     return OK
 
 
+cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *zh,
+                             double *zl) noexcept nogil:
+    """Logits of state i (s_i loaded in tb): plain dot products, or compensated
+    ones when the a-priori error bound of the plain ones exceeds LOGIT_TOL."""
+    cdef Py_ssize_t j
+    cdef double zmax = 0.0, ns, bound
+    cdef double gam = p.k * UNIT_ROUNDOFF / (1.0 - p.k * UNIT_ROUNDOFF)
+    cdef fs_theta th
+    fsm_gemv(tb, p.w, p.np_, p.k, p.np_, zh)
+    if p.bias != NULL:
+        for j in range(p.n):
+            zh[j] = zh[j] + p.bias[j]
+    if p.tau != 1.0:
+        for j in range(p.n):
+            zh[j] = zh[j] / p.tau
+    for j in range(p.n):
+        zmax = max(zmax, fabs(zh[j]))
+        zl[j] = 0.0
+    ns = fsm_sumsq(tb, p.k)
+    # gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j|| for the dot product in
+    # any order, 2 u |z| for the bias addition and the division.
+    bound = gam * (sqrt(ns) * p.wnorm) / p.tau + 2.0 * UNIT_ROUNDOFF * (zmax + p.bmax / p.tau)
+    if bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns):
+        if p.mask != NULL:
+            for j in range(p.n):
+                if not legal(p, i, j):
+                    zh[j] = -INFINITY
+        return OK
+    state_split(p, tb, &th)
+    if p.wt == NULL:
+        # One state: W.T was not prepared; build it in the scratch's tail.
+        transpose_w(p, zl + 2 * p.np_ + 1)
+        (<MProb *>p).wt = zl + 2 * p.np_ + 1
+    return state_logits(p, i, &th, zh, zl)
+
+
 cdef Status soft_of(const MProb *p, const double *zh, const double *zl, double *wv,
                     Soft *sf) noexcept nogil:
     """wv_k = exp(z_k - m) (0 if masked, exactly 1 at the max) and the summary."""
@@ -277,10 +328,8 @@ cdef Status soft_of(const MProb *p, const double *zh, const double *zl, double *
     if sf.amax < 0:
         return ACTION_CHANGED  # all masked: checked before; only a racing writer gets here
     for j in range(p.n):
-        if zh[j] == -INFINITY:
-            wv[j] = 0.0
-        else:
-            wv[j] = exp((zh[j] - sf.m) + (zl[j] - sf.m_lo))
+        wv[j] = (zh[j] - sf.m) + (zl[j] - sf.m_lo)   # -inf for masked actions
+    fsm_exp_block(wv, p.n)
     wv[sf.amax] = 1.0
     for j in range(p.n):
         if j != sf.amax:
@@ -325,10 +374,9 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef Py_ssize_t kp = p.kp, n = p.n, c, j, a = 0, best_j
     cdef double *tb = scratch
     cdef double *zh = scratch + 3 * kp
-    cdef double *zl = zh + n
-    cdef double *wv = zl + n
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
     cdef double *res = zh           # score: the residual overwrites zh (read before)
-    cdef fs_theta th
     cdef Soft sf
     cdef double v, best, sc, smax, rmax, h, lim
     cdef char *o
@@ -337,10 +385,10 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         a = action_of(p, i)
         if a < 0 or a >= n:
             return ACTION_CHANGED
-    st = state_load(p, i, tb, &th)
+    st = state_load(p, i, tb)
     if st != OK:
         return st
-    st = state_logits(p, i, &th, zh, zl)
+    st = state_logits_auto(p, i, tb, zh, zl)
     if st != OK:
         return st
     st = soft_of(p, zh, zl, wv, &sf)
@@ -399,7 +447,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
 
 
 cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
-    return 3 * p.kp + 3 * p.n + 1
+    return 3 * p.kp + 3 * p.np_ + 1 + (p.k * p.n if p.wt == NULL else 0)
 
 
 cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
@@ -426,17 +474,21 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
                     fsm_record_failure(i, st, bad, &first)
             free(buf)
         return <Status>first
-    buf = <double *>malloc(size * sizeof(double))
-    if buf == NULL:
-        bad[0] = 0
-        return NO_MEMORY
-    memset(buf, 0, size * sizeof(double))
+    cdef double stack[STACK_W]
+    buf = stack
+    if size > STACK_W:
+        buf = <double *>malloc(size * sizeof(double))
+        if buf == NULL:
+            bad[0] = 0
+            return NO_MEMORY
+    memset(buf, 0, 3 * p.kp * sizeof(double))   # the Dot2 operand's zero padding
     for i in range(n_states):
         st = state_outputs(p, i, buf)
         if st != OK:
             bad[0] = i
             break
-    free(buf)
+    if buf != stack:
+        free(buf)
     return st
 
 
@@ -471,20 +523,19 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     cdef Py_ssize_t kp = p.kp, n = p.n
     cdef double *tb = scratch
     cdef double *zh = scratch + 3 * kp
-    cdef double *zl = zh + n
-    cdef double *wv = zl + n
-    cdef double *res = wv + n
-    cdef fs_theta th
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
+    cdef double *res = wv + p.np_
     cdef Soft sf
     cdef Status st
     cdef double wi = weight_of(p, i), lp
     cdef Py_ssize_t a = action_of(p, i)
     if a < 0 or a >= n:
         return ACTION_CHANGED
-    st = state_load(p, i, tb, &th)
+    st = state_load(p, i, tb)
     if st != OK:
         return st
-    st = state_logits(p, i, &th, zh, zl)
+    st = state_logits_auto(p, i, tb, zh, zl)
     if st != OK:
         return st
     st = soft_of(p, zh, zl, wv, &sf)
@@ -506,14 +557,17 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef Py_ssize_t c, j, i, a, kp = p.kp
     cdef double *tb = scratch
     cdef double *zh = scratch + 3 * kp
-    cdef double *zl = zh + p.n
-    cdef double *wv = zl + p.n
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
     cdef double *zrow
-    cdef double ns, v, zmax, bound, wi, lp
+    cdef double ns, zmax, bound, wi, lp, m, m_lo, rs, others, f
+    cdef bint refined
     cdef double gam = k * UNIT_ROUNDOFF / (1.0 - k * UNIT_ROUNDOFF)
     cdef fs_theta th
-    cdef Soft sf
     cdef Status st
+    cdef Py_ssize_t am
+    cdef double *da = wv + p.np_                     # (rows,) z_a - m before the exp
+    cdef Py_ssize_t *amax = <Py_ssize_t *>(da + BLAS_ROWS)  # (rows,) argmax
     if (not p.s_f32 and p.s_sk == sizeof(double) and p.s_sb % sizeof(double) == 0
             and p.s_sb >= k * <Py_ssize_t>sizeof(double)):
         S = <const double *>(p.s + i0 * p.s_sb)
@@ -524,48 +578,99 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                 sblk[r * k + c] = s_at(p, i0 + r, c)
         S = sblk
         ld = k
-    dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &n, <double *>S, &ld, &zero, zb, &n)
+    cdef int ldw = <int>p.np_
+    dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb, &n)
+    # Pass 1, per row: the logits (refined where needed), their maximum, and
+    # d_j = z_j - m written over the row of Z.
     for r in range(rows):
         i = i0 + r
         a = action_of(p, i)
         if a < 0 or a >= p.n:
             bad[0] = i
             return ACTION_CHANGED
-        ns = 0.0
-        for c in range(k):
-            v = S[r * ld + c]
-            ns += v * v
-        if not isfinite(ns):
-            bad[0] = i
-            return NONFINITE_S
+        ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
         zrow = zb + r * p.n
+        # Plain logits in place: (Z + b) / tau, -inf where masked.
+        if p.bias != NULL:
+            for j in range(p.n):
+                zrow[j] = zrow[j] + p.bias[j]
+        if p.tau != 1.0:
+            for j in range(p.n):
+                zrow[j] = zrow[j] / p.tau
         zmax = 0.0
         for j in range(p.n):
-            if legal(p, i, j):
-                finish_logit(p, j, zrow[j], 0.0, &zh[j], &zl[j])
-                zmax = max(zmax, fabs(zh[j]))
-            else:
-                zh[j] = -INFINITY
-                zl[j] = 0.0
+            zmax = max(zmax, fabs(zrow[j]))
+        if p.mask != NULL:
+            for j in range(p.n):
+                if not legal(p, i, j):
+                    zrow[j] = -INFINITY
         # A-priori error of the plain logits: the dot product (any order, FMA
         # or not) gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j||, the bias
         # addition and the division (2 u |z|).
         bound = gam * (sqrt(ns) * p.wnorm) / p.tau + 2.0 * UNIT_ROUNDOFF * (zmax + p.bmax / p.tau)
-        if not (bound <= LOGIT_TOL and isfinite(zmax)):
-            st = state_load(p, i, tb, &th)
+        refined = not (bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns))
+        if refined:
+            st = state_load(p, i, tb)
             if st == OK:
+                state_split(p, tb, &th)
                 st = state_logits(p, i, &th, zh, zl)
             if st != OK:
                 bad[0] = i
                 return st
-        st = soft_of(p, zh, zl, wv, &sf)
-        if st != OK:
+            m = -INFINITY
+            m_lo = 0.0
+            am = -1
+            for j in range(p.n):
+                if zh[j] > m:
+                    m = zh[j]
+                    m_lo = zl[j]
+                    am = j
+            for j in range(p.n):
+                zrow[j] = (zh[j] - m) + (zl[j] - m_lo)
+        else:
+            m = -INFINITY
+            am = -1
+            for j in range(p.n):
+                if zrow[j] > m:
+                    m = zrow[j]
+                    am = j
+            for j in range(p.n):
+                zrow[j] = zrow[j] - m
+        if am < 0:
             bad[0] = i
-            return st
+            return ACTION_CHANGED
+        if not isfinite(m):
+            bad[0] = i
+            return NONFINITE_LOGIT
+        amax[r] = am
+        da[r] = zrow[a]
+    # Pass 2: the weights exp(z_j - m) of the whole block, on vectors.
+    fsm_exp_block(zb, rows * p.n)
+    # Pass 3, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    for r in range(rows):
+        i = i0 + r
+        a = action_of(p, i)
+        zrow = zb + r * p.n
+        am = amax[r]
+        zrow[am] = 1.0
+        rs = 0.0
+        others = 0.0
+        for j in range(p.n):
+            if j != am:
+                rs += zrow[j]
+            if j != a:
+                others += zrow[j]
         wi = weight_of(p, i)
-        lp = soft_log_pi(&sf, zh, zl, a)
-        soft_residual(p, &sf, wv, a, wi, zrow)     # R_blk overwrites Z_blk
-        accumulate_state(p, i, NULL, 0, zrow, lp, wi, part)
+        lp = (0.0 if a == am else da[r]) - log1p(rs)
+        f = wi / (1.0 + rs)
+        if p.tau != 1.0:
+            f = f / p.tau
+        for j in range(p.n):
+            zrow[j] = -zrow[j] * f
+        zrow[a] = others * f
+        part[0] += wi * lp
+        for j in range(p.n):
+            part[1 + j] += zrow[j]
     if p.k > 0:
         dgemm("N", "T", &n, &k, &rows, &one, zb, &n, <double *>S, &ld, &one,
               part + 1 + p.n, &n)
@@ -618,7 +723,8 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef Py_ssize_t psize = partial_size(p)
     cdef bint blas = grad_w and use_blas(p, n_states)
     cdef Py_ssize_t br = blas_rows(p)
-    cdef Py_ssize_t ssize = state_scratch(p) + p.n + (br * p.k + br * p.n if blas else 0)
+    cdef Py_ssize_t extra = p.np_ + (2 * BLAS_ROWS if blas else 0)   # res; da and amax
+    cdef Py_ssize_t ssize = state_scratch(p) + extra + (br * p.k + br * p.n if blas else 0)
     cdef double *parts = <double *>malloc(n_chunks * psize * sizeof(double) + 8)
     cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status) + 8)
     cdef Py_ssize_t *bads = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t) + 8)
@@ -643,7 +749,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
             else:
                 status[c] = loglik_chunk(
                     p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf,
-                    buf + state_scratch(p) + p.n, buf + state_scratch(p) + p.n + br * p.k,
+                    buf + state_scratch(p) + extra, buf + state_scratch(p) + extra + br * p.k,
                     parts + c * psize, &bads[c])
         free(buf)
     memset(total, 0, psize * sizeof(double))
@@ -780,32 +886,45 @@ cdef cnp.ndarray check_out(object out, str name, int ndim, cnp.npy_intp *dims, i
     return arr
 
 
-cdef Py_ssize_t prepare_w(cnp.ndarray W, Py_ssize_t k, Py_ssize_t n, double *w, double *wt,
+cdef Py_ssize_t prepare_w(cnp.ndarray W, Py_ssize_t k, Py_ssize_t n, Py_ssize_t ldw, double *w,
                           double *wnorm) noexcept:
-    """W as double in both layouts, its largest column norm; the flat index of
-    the first non-finite entry, or -1."""
+    """W as double (k, ldw), zero-padded, and its largest column norm; the
+    flat index of the first non-finite entry, or -1."""
     cdef const char *src = <const char *>cnp.PyArray_DATA(W)
     cdef Py_ssize_t s0 = cnp.PyArray_STRIDES(W)[0], s1 = cnp.PyArray_STRIDES(W)[1]
     cdef bint f32 = cnp.PyArray_TYPE(W) == cnp.NPY_FLOAT
     cdef Py_ssize_t c, j
     cdef double v, m = 0.0
+    cdef double *wr
     for c in range(k):
-        for j in range(n):
-            if f32:
-                v = (<const float *>(src + c * s0 + j * s1))[0]
-            else:
-                v = (<const double *>(src + c * s0 + j * s1))[0]
-            if not isfinite(v):
-                return c * n + j
-            w[c * n + j] = v
-            wt[j * k + c] = v
-    for j in range(n):
-        v = 0.0
+        wr = w + c * ldw
+        if not f32 and s1 == sizeof(double):
+            memcpy(wr, src + c * s0, n * sizeof(double))
+        elif f32:
+            for j in range(n):
+                wr[j] = (<const float *>(src + c * s0 + j * s1))[0]
+        else:
+            for j in range(n):
+                wr[j] = (<const double *>(src + c * s0 + j * s1))[0]
+        for j in range(n, ldw):
+            wr[j] = 0.0
+    if not fsm_all_finite(w, k * ldw):
         for c in range(k):
-            v += wt[j * k + c] * wt[j * k + c]
-        m = max(m, v)
+            for j in range(n):
+                if not isfinite(w[c * ldw + j]):
+                    return c * n + j
+    # The largest column norm, for the a-priori logit error bound.
+    m = fsm_max_colsumsq(w, ldw, k, ldw)
     wnorm[0] = sqrt(m)
     return -1
+
+
+cdef void transpose_w(const MProb *p, double *wt) noexcept nogil:
+    """wt (n, k) = W.T, the columns of W as Dot2 rows."""
+    cdef Py_ssize_t c, j
+    for c in range(p.k):
+        for j in range(p.n):
+            wt[j * p.k + c] = p.w[c * p.np_ + j]
 
 
 cdef raise_status(Status st, Py_ssize_t i, bint batch):
@@ -925,7 +1044,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef int n_threads_ = as_thread_count(n_threads)
     cdef int out_type = cnp.NPY_FLOAT if all_f32 else cnp.NPY_DOUBLE
     p.out_f32 = all_f32
-    inputs = (s_arr, w_arr, a_arr, b_arr, mask_arr, wts_arr)
+    inputs = None if out is None else (s_arr, w_arr, a_arr, b_arr, mask_arr, wts_arr)
 
     # Results.
     cdef cnp.npy_intp dims[3]
@@ -1033,17 +1152,21 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef double *wbuf = wstack
     cdef double *bbuf = bstack
     cdef Py_ssize_t bad_w
-    if 2 * p.k * p.n > STACK_W:
-        wbuf = <double *>malloc(2 * p.k * p.n * sizeof(double))
+    p.np_ = fs_padded(p.n)
+    if p.k * (p.np_ + p.n) > STACK_W:
+        wbuf = <double *>malloc(p.k * (p.np_ + p.n) * sizeof(double) + 8)
         if wbuf == NULL:
             raise MemoryError()
-    bad_w = prepare_w(w_arr, p.k, p.n, wbuf, wbuf + p.k * p.n, &p.wnorm)
+    bad_w = prepare_w(w_arr, p.k, p.n, p.np_, wbuf, &p.wnorm)
     if bad_w >= 0:
         if wbuf != wstack:
             free(wbuf)
         raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
     p.w = wbuf
-    p.wt = wbuf + p.k * p.n
+    p.wt = NULL  # built when a state needs compensated logits (transposed_w)
+    if n_states > 1 or kind == K_LOGLIK:
+        transpose_w(&p, wbuf + p.k * p.np_)
+        p.wt = wbuf + p.k * p.np_
     cdef const char *bsrc
     cdef Py_ssize_t bstride
     if b_arr is not None:
@@ -1337,3 +1460,8 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
     """
     return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
                 bool(grad))
+
+
+def _exp_block(double[::1] x):
+    """exp of x (<= 0) in place by the vector exp of the batch softmax (for tests)."""
+    fsm_exp_block(&x[0], x.shape[0])

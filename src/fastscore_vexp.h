@@ -1,0 +1,165 @@
+/*
+ * exp of non-positive arguments on vectors, for the softmax of fastscore.matrix.
+ *
+ * fsm_exp_block(x, n) replaces x[i] (<= 0, -inf allowed) by exp(x[i]).  The
+ * softmax weights exp(z_k - m) are all of this form, and the batch gradient
+ * needs B N of them: with the C library's scalar exp they cost more than the
+ * two matrix products around them.
+ *
+ * Method: x = n ln2 + r with n = round(x / ln2) (by the 1.5 2**52 trick) and
+ * ln2 in two parts (Cody and Waite; the high part has 21 trailing zero bits,
+ * so n ln2_hi is exact), |r| <= ln2 / 2; exp(r) by its Taylor polynomial of
+ * degree 13 (truncation below 2e-17 relative) in Horner form; then the
+ * exponent n is added to the bits.  Results below 2**-1000 are scaled in two
+ * steps so that subnormal results are rounded once; x < -746 gives 0.  The
+ * error is within a few units in the last place (tests/test_matrix.py checks
+ * it against the C library's exp), far below what the 1e-12 accuracy target
+ * of the callers needs.
+ *
+ * Only additions and multiplications, no FMA (the module is compiled with
+ * -ffp-contract=off), so every instruction set's clone returns the same bits.
+ */
+#ifndef FASTSCORE_VEXP_H
+#define FASTSCORE_VEXP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fastscore_simd.h"
+
+/* Four lanes: one AVX2 register.  (Eight-lane vectors of the phi kernels
+ * make GCC spill accumulators through the stack in the AVX2 clone.) */
+#define FSM_LANES 4
+typedef double fsm_vd __attribute__((vector_size(FSM_LANES * sizeof(double))));
+typedef long long fsm_vl __attribute__((vector_size(FSM_LANES * sizeof(long long))));
+
+FS_INLINE fsm_vd fsm_select(fsm_vl mask, fsm_vd a, fsm_vd b) {
+    /* mask ? a : b, lane by lane (mask lanes are 0 or -1) */
+    return (fsm_vd)(((fsm_vl)a & mask) | ((fsm_vl)b & ~mask));
+}
+
+FS_INLINE fsm_vd fsm_exp_nonpos(fsm_vd x) {
+    const fsm_vd lim = (fsm_vd){0} - 746.0;
+    const fsm_vd magic = (fsm_vd){0} + 6755399441055744.0; /* 1.5 * 2**52 */
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double log2e = 1.4426950408889634074;
+    fsm_vd t, n, r, p;
+    fsm_vl ni, small, bits;
+    x = fsm_select(x < lim, lim, x); /* also -inf and -746 <= x: no NaN from -inf */
+    t = x * log2e + magic;
+    n = t - magic;
+    r = (x - n * ln2_hi) - n * ln2_lo;
+    p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
+    p = p * r + (1.0 / 39916800.0);
+    p = p * r + (1.0 / 3628800.0);
+    p = p * r + (1.0 / 362880.0);
+    p = p * r + (1.0 / 40320.0);
+    p = p * r + (1.0 / 5040.0);
+    p = p * r + (1.0 / 720.0);
+    p = p * r + (1.0 / 120.0);
+    p = p * r + (1.0 / 24.0);
+    p = p * r + (1.0 / 6.0);
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    ni = (fsm_vl)t - (fsm_vl)magic;          /* n as an integer */
+    small = ni < -1000;
+    ni = ni + (small & 200);                 /* scale by 2**(n + 200), then 2**-200 */
+    bits = (ni + 1023) << 52;
+    p = p * (fsm_vd)bits;
+    return fsm_select(small, p * 6.2230152778611417e-61 /* 2**-200 */, p);
+}
+
+static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        fsm_vd v;
+        memcpy(&v, x + i, sizeof v);
+        v = fsm_exp_nonpos(v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i < n) {
+        double buf[FSM_LANES] = {0};
+        fsm_vd v;
+        memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
+        memcpy(&v, buf, sizeof v);
+        v = fsm_exp_nonpos(v);
+        memcpy(buf, &v, sizeof v);
+        memcpy(x + i, buf, (size_t)(n - i) * sizeof(double));
+    }
+}
+
+/* sum_i x[i]**2 in any fixed order (eight lanes): an upper-bound ingredient,
+ * not a result, so its order only has to be the same on every call. */
+static FS_CLONES double fsm_sumsq(const double *x, ptrdiff_t n) {
+    fsm_vd acc0 = {0}, acc1 = {0}, v0, v1;
+    ptrdiff_t i = 0;
+    for (; i + 2 * FSM_LANES <= n; i += 2 * FSM_LANES) {
+        memcpy(&v0, x + i, sizeof v0);
+        memcpy(&v1, x + i + FSM_LANES, sizeof v1);
+        acc0 += v0 * v0;
+        acc1 += v1 * v1;
+    }
+    acc0 += acc1;
+    double s = 0.0;
+    for (; i < n; i++) s += x[i] * x[i];
+    for (int j = 0; j < FSM_LANES; j++) s += acc0[j];
+    return s;
+}
+
+/* z[j] = sum_c s[c] w[c ldw + j] for j < n: the plain logits of one state.
+ * w is zero-padded so that ldw and n are multiples of FSM_LANES; the sum runs
+ * over c in order, in two interleaved partial sums (even and odd c) added at
+ * the end, the same on every call. */
+static FS_CLONES void fsm_gemv(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
+                              ptrdiff_t n, double *z) {
+    for (ptrdiff_t j = 0; j < n; j += FSM_LANES) {
+        fsm_vd a0 = {0}, a1 = {0}, v0, v1;
+        ptrdiff_t c = 0;
+        for (; c + 2 <= k; c += 2) {
+            memcpy(&v0, w + c * ldw + j, sizeof v0);
+            memcpy(&v1, w + (c + 1) * ldw + j, sizeof v1);
+            a0 += s[c] * v0;
+            a1 += s[c + 1] * v1;
+        }
+        if (c < k) {
+            memcpy(&v0, w + c * ldw + j, sizeof v0);
+            a0 += s[c] * v0;
+        }
+        a0 += a1;
+        memcpy(z + j, &a0, sizeof a0);
+    }
+}
+
+/* The largest column sum of squares of w (k, ldw), columns j < n (n and ldw
+ * multiples of FSM_LANES, zero-padded). */
+static FS_CLONES double fsm_max_colsumsq(const double *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n) {
+    double m = 0.0;
+    for (ptrdiff_t j = 0; j < n; j += FSM_LANES) {
+        fsm_vd a0 = {0}, v0;
+        for (ptrdiff_t c = 0; c < k; c++) {
+            memcpy(&v0, w + c * ldw + j, sizeof v0);
+            a0 += v0 * v0;
+        }
+        for (int l = 0; l < FSM_LANES; l++) m = a0[l] > m ? a0[l] : m;
+    }
+    return m;
+}
+
+/* No NaN or inf among x[:n] (x * 0 is NaN exactly for those). */
+static FS_CLONES int fsm_all_finite(const double *x, ptrdiff_t n) {
+    fsm_vd acc = {0}, v;
+    ptrdiff_t i = 0;
+    double s = 0.0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        memcpy(&v, x + i, sizeof v);
+        acc += v * 0.0;
+    }
+    for (; i < n; i++) s += x[i] * 0.0;
+    for (int j = 0; j < FSM_LANES; j++) s += acc[j];
+    return s == 0.0;
+}
+
+#endif /* FASTSCORE_VEXP_H */
