@@ -36,7 +36,6 @@ calling thread.
 
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
-from cpython.ref cimport Py_INCREF
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, fabs, fma, isfinite, log1p, sqrt
 from libc.stdint cimport uint64_t
@@ -69,13 +68,18 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_init(int force_split)
 
 
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
+
 cdef extern from "fastscore_vexp.h" nogil:
     void fsm_exp_block(double *x, Py_ssize_t n)
     void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
                   double *z)
     double fsm_sumsq(const double *x, Py_ssize_t n)
     bint fsm_all_finite(const double *x, Py_ssize_t n)
-    double fsm_max_colsumsq(const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n)
+    double fsm_prepare_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
+                         Py_ssize_t n, Py_ssize_t ldw, double *w)
 
 
 cdef extern from "fastscore_rng.h" nogil:
@@ -890,32 +894,16 @@ cdef Py_ssize_t prepare_w(cnp.ndarray W, Py_ssize_t k, Py_ssize_t n, Py_ssize_t 
                           double *wnorm) noexcept:
     """W as double (k, ldw), zero-padded, and its largest column norm; the
     flat index of the first non-finite entry, or -1."""
-    cdef const char *src = <const char *>cnp.PyArray_DATA(W)
-    cdef Py_ssize_t s0 = cnp.PyArray_STRIDES(W)[0], s1 = cnp.PyArray_STRIDES(W)[1]
-    cdef bint f32 = cnp.PyArray_TYPE(W) == cnp.NPY_FLOAT
     cdef Py_ssize_t c, j
-    cdef double v, m = 0.0
-    cdef double *wr
-    for c in range(k):
-        wr = w + c * ldw
-        if not f32 and s1 == sizeof(double):
-            memcpy(wr, src + c * s0, n * sizeof(double))
-        elif f32:
-            for j in range(n):
-                wr[j] = (<const float *>(src + c * s0 + j * s1))[0]
-        else:
-            for j in range(n):
-                wr[j] = (<const double *>(src + c * s0 + j * s1))[0]
-        for j in range(n, ldw):
-            wr[j] = 0.0
-    if not fsm_all_finite(w, k * ldw):
+    cdef double m = fsm_prepare_w(<const char *>cnp.PyArray_DATA(W), cnp.PyArray_STRIDES(W)[0],
+                                  cnp.PyArray_STRIDES(W)[1], cnp.PyArray_TYPE(W) == cnp.NPY_FLOAT,
+                                  k, n, ldw, w)
+    if not isfinite(m):
         for c in range(k):
             for j in range(n):
                 if not isfinite(w[c * ldw + j]):
                     return c * n + j
-    # The largest column norm, for the a-priori logit error bound.
-    m = fsm_max_colsumsq(w, ldw, k, ldw)
-    wnorm[0] = sqrt(m)
+    wnorm[0] = sqrt(m)  # inf for entries beyond 1e154: every state then refined
     return -1
 
 
@@ -1050,6 +1038,8 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef cnp.npy_intp dims[3]
     cdef cnp.ndarray res = None, res_b = None
     cdef int rdim
+    cdef double scalar_buf[1]
+    cdef Py_ssize_t action_buf = 0
     if kind == K_SCORE:
         dims[0] = n_states
         dims[1] = p.k
@@ -1083,12 +1073,15 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     elif kind == K_LOG_PROB or kind == K_ENTROPY:
         dims[0] = n_states
         rdim = 1 if batch else 0
-        if out is None:
-            res = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
-        else:
+        if out is not None:
             res = check_out(out, "out", rdim, dims, out_type, inputs)
-        p.out = <char *>cnp.PyArray_DATA(res)
-        p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
+        elif batch:
+            res = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
+        if res is None:  # one state: a scalar made at the end
+            p.out = <char *>&scalar_buf[0]
+        else:
+            p.out = <char *>cnp.PyArray_DATA(res)
+            p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
     elif kind == K_PROBS:
         dims[0] = n_states
         dims[1] = p.n
@@ -1102,12 +1095,16 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     elif kind == K_SAMPLE:
         dims[0] = n_states
         rdim = 1 if batch else 0
-        res = cnp.PyArray_EMPTY(rdim, dims, cnp.NPY_INTP, 0)
-        res_b = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
-        p.out = <char *>cnp.PyArray_DATA(res)
-        p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
-        p.outb = <char *>cnp.PyArray_DATA(res_b)
-        p.outb_sb = cnp.PyArray_STRIDES(res_b)[0] if batch else 0
+        if batch:
+            res = cnp.PyArray_EMPTY(rdim, dims, cnp.NPY_INTP, 0)
+            res_b = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
+            p.out = <char *>cnp.PyArray_DATA(res)
+            p.out_sb = cnp.PyArray_STRIDES(res)[0]
+            p.outb = <char *>cnp.PyArray_DATA(res_b)
+            p.outb_sb = cnp.PyArray_STRIDES(res_b)[0]
+        else:
+            p.out = <char *>&action_buf
+            p.outb = <char *>&scalar_buf[0]
 
     # Values: N = 0, actions, masks, weights.
     cdef Py_ssize_t q, j, aq
@@ -1237,16 +1234,22 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             return (res, res_b)
         return res
     if kind == K_SAMPLE:
-        return (as_scalar(res), as_scalar(res_b))
-    if kind == K_PROBS or out is not None:
-        return res
-    return as_scalar(res)
+        if batch:
+            return (res, res_b)
+        return (action_buf, make_scalar(scalar_buf, out_type))
+    if res is None:
+        return make_scalar(scalar_buf, out_type)
+    return res
 
 
-cdef inline object as_scalar(cnp.ndarray arr):
-    """A 0-d array as a NumPy scalar (other arrays as they are)."""
-    Py_INCREF(arr)  # PyArray_Return steals a reference; Cython's declaration does not say so
-    return cnp.PyArray_Return(arr)
+cdef cnp.dtype DT_F32 = np.dtype(np.float32)
+cdef cnp.dtype DT_F64 = np.dtype(np.float64)
+
+
+cdef inline object make_scalar(double *buf, int out_type):
+    """The NumPy scalar of the result dtype holding buf[0] (float32 results
+    were stored as float at buf)."""
+    return PyArray_Scalar(buf, DT_F32 if out_type == cnp.NPY_FLOAT else DT_F64, None)
 
 
 cdef object loglik_result(const MProb *p, const double *total, bint grad, bint has_b,

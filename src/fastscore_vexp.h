@@ -148,6 +148,46 @@ static FS_CLONES double fsm_max_colsumsq(const double *w, ptrdiff_t ldw, ptrdiff
     return m;
 }
 
+/* Copy W (k, n; byte strides s0, s1; float64 or float32) into w (k, ldw) as
+ * double, zero-padded (ldw a multiple of FSM_LANES and >= n), and return the
+ * largest column sum of squares: inf or NaN when W holds inf or NaN (or
+ * entries beyond 1e154). */
+static FS_CLONES double fsm_prepare_w(const char *src, ptrdiff_t s0, ptrdiff_t s1, int f32,
+                                     ptrdiff_t k, ptrdiff_t n, ptrdiff_t ldw, double *w) {
+    enum { MAXG = 16 };  /* column groups kept in registers; more go round again */
+    double m = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < ldw; j0 += MAXG * FSM_LANES) {
+        ptrdiff_t j1 = j0 + MAXG * FSM_LANES < ldw ? j0 + MAXG * FSM_LANES : ldw;
+        fsm_vd acc[MAXG];
+        memset(acc, 0, sizeof acc);
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const char *row = src + c * s0;
+            double *wr = w + c * ldw;
+            if (!f32 && s1 == (ptrdiff_t)sizeof(double)) {
+                ptrdiff_t e = j1 < n ? j1 : n;
+                if (e > j0) memcpy(wr + j0, row + j0 * s1, (size_t)(e - j0) * sizeof(double));
+            } else if (f32) {
+                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const float *)(row + j * s1);
+            } else {
+                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const double *)(row + j * s1);
+            }
+            for (ptrdiff_t j = n > j0 ? n : j0; j < j1; j++) wr[j] = 0.0;
+            for (ptrdiff_t j = j0, g = 0; j < j1; j += FSM_LANES, g++) {
+                fsm_vd v;
+                memcpy(&v, wr + j, sizeof v);
+                acc[g] += v * v;
+            }
+        }
+        for (ptrdiff_t g = 0; g < (j1 - j0) / FSM_LANES; g++)
+            for (int l = 0; l < FSM_LANES; l++) {
+                double a = acc[g][l];
+                if (a != a) return a; /* NaN */
+                if (a > m) m = a;
+            }
+    }
+    return m;
+}
+
 /* No NaN or inf among x[:n] (x * 0 is NaN exactly for those). */
 static FS_CLONES int fsm_all_finite(const double *x, ptrdiff_t n) {
     fsm_vd acc = {0}, v;
