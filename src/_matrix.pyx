@@ -128,7 +128,7 @@ cdef enum:
     # Rows of one BLAS block; and the largest rows * k * N of one dgemm, under
     # OpenBLAS's threshold for threading it (65536 * 4), so every dgemm runs
     # on the calling thread and gives the same bits whatever the thread count.
-    BLAS_ROWS = 256
+    BLAS_ROWS = 1024
     BLAS_MAX_WORK = 1 << 18
     # States of one chunk of loglik (at least; see chunk_rows).
     CHUNK_MIN = 4096
@@ -564,9 +564,14 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef double *zl = zh + p.np_
     cdef double *wv = zl + p.np_
     cdef double *zrow
-    cdef double ns, zmax, bound, wi, lp, m, m_lo, rs, others, f
+    cdef double ns, zmax, bound, wi, lp, m, m_lo, rs, others, f, wa, base
+    cdef const float *srow
     cdef bint refined
     cdef double gam = k * UNIT_ROUNDOFF / (1.0 - k * UNIT_ROUNDOFF)
+    # The a-priori logit error bound is c_s ||s|| + c_z max|z| + c_b.
+    cdef double c_s = gam * p.wnorm / p.tau
+    cdef double c_z = 2.0 * UNIT_ROUNDOFF
+    cdef double c_b = 2.0 * UNIT_ROUNDOFF * p.bmax / p.tau
     cdef fs_theta th
     cdef Status st
     cdef Py_ssize_t am
@@ -577,9 +582,15 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         S = <const double *>(p.s + i0 * p.s_sb)
         ld = <int>(p.s_sb // sizeof(double))
     else:
-        for r in range(rows):
-            for c in range(k):
-                sblk[r * k + c] = s_at(p, i0 + r, c)
+        if p.s_f32 and p.s_sk == sizeof(float):
+            for r in range(rows):
+                srow = <const float *>(p.s + (i0 + r) * p.s_sb)
+                for c in range(k):
+                    sblk[r * k + c] = srow[c]
+        else:
+            for r in range(rows):
+                for c in range(k):
+                    sblk[r * k + c] = s_at(p, i0 + r, c)
         S = sblk
         ld = k
     cdef int ldw = <int>p.np_
@@ -611,7 +622,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         # A-priori error of the plain logits: the dot product (any order, FMA
         # or not) gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j||, the bias
         # addition and the division (2 u |z|).
-        bound = gam * (sqrt(ns) * p.wnorm) / p.tau + 2.0 * UNIT_ROUNDOFF * (zmax + p.bmax / p.tau)
+        bound = c_s * sqrt(ns) + c_z * zmax + c_b
         refined = not (bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns))
         if refined:
             st = state_load(p, i, tb)
@@ -633,11 +644,11 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                 zrow[j] = (zh[j] - m) + (zl[j] - m_lo)
         else:
             m = -INFINITY
-            am = -1
             for j in range(p.n):
-                if zrow[j] > m:
-                    m = zrow[j]
-                    am = j
+                m = zrow[j] if zrow[j] > m else m     # branch-free (maxsd)
+            am = -1
+            for j in range(p.n - 1, -1, -1):
+                am = j if zrow[j] == m else am        # the first maximum (cmov)
             for j in range(p.n):
                 zrow[j] = zrow[j] - m
         if am < 0:
@@ -656,14 +667,21 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         a = action_of(p, i)
         zrow = zb + r * p.n
         am = amax[r]
-        zrow[am] = 1.0
-        rs = 0.0
-        others = 0.0
+        # base = the weights of every action but a and the maximum (branch-free
+        # sum); r = 1 - pi_max and 1 - pi_a from it without cancellation.
+        wa = zrow[a]
+        zrow[am] = 0.0
+        zrow[a] = 0.0
+        base = 0.0
         for j in range(p.n):
-            if j != am:
-                rs += zrow[j]
-            if j != a:
-                others += zrow[j]
+            base += zrow[j]
+        if a != am:
+            rs = base + wa
+            others = base + 1.0
+        else:
+            rs = base
+            others = base
+        zrow[am] = 1.0
         wi = weight_of(p, i)
         lp = (0.0 if a == am else da[r]) - log1p(rs)
         f = wi / (1.0 + rs)
@@ -686,8 +704,10 @@ cdef inline bint use_blas(const MProb *p, Py_ssize_t n_states) noexcept nogil:
 
 
 cdef inline int blas_rows(const MProb *p) noexcept nogil:
+    """Rows of one BLAS block: as many as keep the dgemm single-threaded in
+    OpenBLAS (rows k N <= BLAS_MAX_WORK), at most BLAS_ROWS, a multiple of 16."""
     cdef Py_ssize_t kn = max(p.k * p.n, 1)
-    return <int>min(<Py_ssize_t>BLAS_ROWS, BLAS_MAX_WORK // kn)
+    return <int>(min(<Py_ssize_t>BLAS_ROWS, BLAS_MAX_WORK // kn) // 16 * 16)
 
 
 cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_states) noexcept nogil:
