@@ -77,6 +77,7 @@ cdef extern from "fastscore_vexp.h" nogil:
     void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
                   double *z)
     double fsm_sumsq(const double *x, Py_ssize_t n)
+    void fsm_log1p_block(double *x, Py_ssize_t n)
     bint fsm_all_finite(const double *x, Py_ssize_t n)
     double fsm_prepare_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
                          Py_ssize_t n, Py_ssize_t ldw, double *w)
@@ -577,6 +578,9 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef Py_ssize_t am
     cdef double *da = wv + p.np_                     # (rows,) z_a - m before the exp
     cdef Py_ssize_t *amax = <Py_ssize_t *>(da + BLAS_ROWS)  # (rows,) argmax
+    cdef double *lr = da + 2 * BLAS_ROWS   # (rows,) r, then log1p(r)
+    cdef double *oth = da + 3 * BLAS_ROWS  # (rows,) sum of the weights but a's
+    cdef double *fr = da + 4 * BLAS_ROWS   # (rows,) 1 / (1 + r)
     if (not p.s_f32 and p.s_sk == sizeof(double) and p.s_sb % sizeof(double) == 0
             and p.s_sb >= k * <Py_ssize_t>sizeof(double)):
         S = <const double *>(p.s + i0 * p.s_sb)
@@ -662,13 +666,13 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     # Pass 2: the weights exp(z_j - m) of the whole block, on vectors.
     fsm_exp_block(zb, rows * p.n)
     # Pass 3, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    # Pass 3a, per row: r = 1 - pi_max and 1 - pi_a (unnormalised), from
+    # base = the weights of every action but a and the maximum (a branch-free
+    # sum), without cancellation.
     for r in range(rows):
-        i = i0 + r
-        a = action_of(p, i)
+        a = action_of(p, i0 + r)
         zrow = zb + r * p.n
         am = amax[r]
-        # base = the weights of every action but a and the maximum (branch-free
-        # sum); r = 1 - pi_max and 1 - pi_a from it without cancellation.
         wa = zrow[a]
         zrow[am] = 0.0
         zrow[a] = 0.0
@@ -676,20 +680,29 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         for j in range(p.n):
             base += zrow[j]
         if a != am:
-            rs = base + wa
-            others = base + 1.0
+            lr[r] = base + wa
+            oth[r] = base + 1.0
         else:
-            rs = base
-            others = base
+            lr[r] = base
+            oth[r] = base
+        zrow[a] = wa
         zrow[am] = 1.0
+        fr[r] = 1.0 / (1.0 + lr[r])
+    fsm_log1p_block(lr, rows)          # lr = log(1 + r), on vectors
+    # Pass 3b, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    for r in range(rows):
+        i = i0 + r
+        a = action_of(p, i)
+        zrow = zb + r * p.n
+        am = amax[r]
         wi = weight_of(p, i)
-        lp = (0.0 if a == am else da[r]) - log1p(rs)
-        f = wi / (1.0 + rs)
+        lp = (0.0 if a == am else da[r]) - lr[r]
+        f = wi * fr[r]
         if p.tau != 1.0:
             f = f / p.tau
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
-        zrow[a] = others * f
+        zrow[a] = oth[r] * f
         part[0] += wi * lp
         for j in range(p.n):
             part[1 + j] += zrow[j]
@@ -747,7 +760,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef Py_ssize_t psize = partial_size(p)
     cdef bint blas = grad_w and use_blas(p, n_states)
     cdef Py_ssize_t br = blas_rows(p)
-    cdef Py_ssize_t extra = p.np_ + (2 * BLAS_ROWS if blas else 0)   # res; da and amax
+    cdef Py_ssize_t extra = p.np_ + (5 * BLAS_ROWS if blas else 0)   # res; da, amax, lr, oth, fr
     cdef Py_ssize_t ssize = state_scratch(p) + extra + (br * p.k + br * p.n if blas else 0)
     cdef double *parts = <double *>malloc(n_chunks * psize * sizeof(double) + 8)
     cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status) + 8)
@@ -1483,6 +1496,11 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
     """
     return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
                 bool(grad))
+
+
+def _log1p_block(double[::1] x):
+    """log1p of x (>= 0) in place by the vector log1p of the batch (for tests)."""
+    fsm_log1p_block(&x[0], x.shape[0])
 
 
 def _exp_block(double[::1] x):

@@ -510,3 +510,24 @@ def test_import_fastscore_does_not_load_matrix_or_scipy():
             "assert 'fastscore.matrix' not in sys.modules and 'fastscore._matrix' not in sys.modules; "
             "assert not any(m == 'scipy' or m.startswith('scipy.') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_vector_exp_and_log1p_against_libm():
+    """The batch gradient's vector exp (x <= 0) and log1p (x >= 0): within two
+    units in the last place of the C library's (NumPy's) results."""
+    from fastscore._matrix import _exp_block, _log1p_block
+
+    x = np.concatenate([-np.linspace(0, 40, 20001), -np.linspace(700, 750, 10001),
+                        [-np.inf, 0.0, -0.0, -1e-300]])
+    y = x.copy()
+    _exp_block(y)
+    want = np.exp(x)
+    normal = want > np.finfo(float).tiny
+    assert np.all(np.abs(y - want)[normal] <= 2 * np.spacing(want[normal]))
+    assert np.all(np.abs(y - want)[~normal] <= 5e-324)
+    x = np.concatenate([np.logspace(-320, -1, 20001), np.linspace(0, 20, 20001),
+                        np.logspace(0, 300, 1001)])
+    y = x.copy()
+    _log1p_block(y)
+    want = np.log1p(x)
+    assert np.all(np.abs(y - want) <= 2 * np.spacing(want))
