@@ -75,7 +75,7 @@ cdef extern from "numpy/arrayobject.h":
 cdef extern from "fastscore_vexp.h" nogil:
     void fsm_exp_block(double *x, Py_ssize_t n)
     void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
-                  double *z)
+                  double *z, double *colsq)
     double fsm_sumsq(const double *x, Py_ssize_t n)
     void fsm_log1p_block(double *x, Py_ssize_t n)
     bint fsm_all_finite(const double *x, Py_ssize_t n)
@@ -150,6 +150,7 @@ cdef enum Status:
     NONFINITE_RESULT = 3
     NO_MEMORY = 4
     ACTION_CHANGED = 5
+    NONFINITE_W = 6
 
 cdef enum Kind:
     K_SCORE = 0
@@ -167,7 +168,9 @@ cdef struct MProb:
     Py_ssize_t s_sb, s_sk
     bint s_f32
     Py_ssize_t k, n, kp, np_   # np_: n padded to a multiple of FS_LANES
-    const double *w        # (k, np_) row-major copy of W, zero-padded
+    const double *w        # (k, ldw) row-major W as double: a zero-padded copy (ldw = np_),
+    Py_ssize_t ldw         # or W itself for one float64 state (wnorm then found per call)
+    bint w_direct
     const double *wt       # (n, k) row-major copy of W.T (columns for Dot2)
     const double *bias     # (n,) or NULL
     double bmax            # max |b|
@@ -281,6 +284,11 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, doubl
     return OK
 
 
+cdef inline double *wv_scratch_of(double *zl, const MProb *p) noexcept nogil:
+    """The state's wv area (after zl), free while the logits are computed."""
+    return zl + p.np_
+
+
 cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *zh,
                              double *zl) noexcept nogil:
     """Logits of state i (s_i loaded in tb): plain dot products, or compensated
@@ -289,7 +297,23 @@ cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *
     cdef double zmax = 0.0, ns, bound
     cdef double gam = p.k * UNIT_ROUNDOFF / (1.0 - p.k * UNIT_ROUNDOFF)
     cdef fs_theta th
-    fsm_gemv(tb, p.w, p.np_, p.k, p.np_, zh)
+    cdef double m2
+    cdef Py_ssize_t c
+    if p.w_direct:
+        # One state reading W in place: its column norms (and its NaN check)
+        # come from the same pass.
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.n, zh, wv_scratch_of(zl, p))
+        m2 = 0.0
+        for j in range(p.n):
+            if not isfinite(wv_scratch_of(zl, p)[j]):
+                for c in range(p.k):
+                    if not isfinite(p.w[c * p.ldw + j]):
+                        return NONFINITE_W
+                m2 = INFINITY  # entries beyond 1e154: compensated logits below
+            m2 = max(m2, wv_scratch_of(zl, p)[j])
+        (<MProb *>p).wnorm = sqrt(m2)
+    else:
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.np_, zh, NULL)
     if p.bias != NULL:
         for j in range(p.n):
             zh[j] = zh[j] + p.bias[j]
@@ -385,6 +409,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef Soft sf
     cdef double v, best, sc, smax, rmax, h, lim
     cdef char *o
+    cdef double *orow
     cdef Status st
     if p.act != NULL:
         a = action_of(p, i)
@@ -434,7 +459,13 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         if not (smax * rmax <= lim and rmax <= lim):
             return NONFINITE_RESULT
         o = p.out + i * p.out_sb
-        if p.out_f32:
+        if not p.out_f32 and p.out_s2 == sizeof(double):
+            for c in range(p.k):   # contiguous rows: a loop the compiler vectorises
+                sc = tb[c]
+                orow = <double *>(o + c * p.out_s1)
+                for j in range(n):
+                    orow[j] = sc * res[j]
+        elif p.out_f32:
             for c in range(p.k):
                 sc = tb[c]
                 for j in range(n):
@@ -597,7 +628,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                     sblk[r * k + c] = s_at(p, i0 + r, c)
         S = sblk
         ld = k
-    cdef int ldw = <int>p.np_
+    cdef int ldw = <int>p.ldw
     dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb, &n)
     # Pass 1, per row: the logits (refined where needed), their maximum, and
     # d_j = z_j - m written over the row of Z.
@@ -945,7 +976,12 @@ cdef void transpose_w(const MProb *p, double *wt) noexcept nogil:
     cdef Py_ssize_t c, j
     for c in range(p.k):
         for j in range(p.n):
-            wt[j * p.k + c] = p.w[c * p.np_ + j]
+            wt[j * p.k + c] = p.w[c * p.ldw + j]
+
+
+def first_nonfinite(x):
+    """Flat index of the first NaN or inf of x."""
+    return int(np.flatnonzero(~np.isfinite(x))[0])
 
 
 cdef raise_status(Status st, Py_ssize_t i, bint batch):
@@ -1183,20 +1219,31 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef double *bbuf = bstack
     cdef Py_ssize_t bad_w
     p.np_ = fs_padded(p.n)
-    if p.k * (p.np_ + p.n) > STACK_W:
+    cdef Py_ssize_t ws0 = cnp.PyArray_STRIDES(w_arr)[0]
+    p.w_direct = (not batch and kind != K_LOGLIK and cnp.PyArray_TYPE(w_arr) == cnp.NPY_DOUBLE
+                  and cnp.PyArray_STRIDES(w_arr)[1] == sizeof(double)
+                  and ws0 > 0 and ws0 % sizeof(double) == 0)
+    if p.w_direct:
+        p.w = <const double *>cnp.PyArray_DATA(w_arr)
+        p.ldw = ws0 // sizeof(double)
+        p.wt = NULL
+        bad_w = -1
+    elif p.k * (p.np_ + p.n) > STACK_W:
         wbuf = <double *>malloc(p.k * (p.np_ + p.n) * sizeof(double) + 8)
         if wbuf == NULL:
             raise MemoryError()
-    bad_w = prepare_w(w_arr, p.k, p.n, p.np_, wbuf, &p.wnorm)
+    if not p.w_direct:
+        bad_w = prepare_w(w_arr, p.k, p.n, p.np_, wbuf, &p.wnorm)
+        p.w = wbuf
+        p.ldw = p.np_
+        p.wt = NULL  # built when a state needs compensated logits (transpose_w)
+        if n_states > 1 or kind == K_LOGLIK:
+            transpose_w(&p, wbuf + p.k * p.np_)
+            p.wt = wbuf + p.k * p.np_
     if bad_w >= 0:
         if wbuf != wstack:
             free(wbuf)
         raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
-    p.w = wbuf
-    p.wt = NULL  # built when a state needs compensated logits (transposed_w)
-    if n_states > 1 or kind == K_LOGLIK:
-        transpose_w(&p, wbuf + p.k * p.np_)
-        p.wt = wbuf + p.k * p.np_
     cdef const char *bsrc
     cdef Py_ssize_t bstride
     if b_arr is not None:
@@ -1254,6 +1301,9 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     if st != OK:
         if total != tstack:
             free(total)
+        if st == NONFINITE_W:
+            bad_w = first_nonfinite(np.asarray(W))
+            raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
         raise_status(st, bad, batch)
 
     if kind == K_LOGLIK:
@@ -1350,6 +1400,8 @@ _U64 = 1 << 64
 
 cdef uint64_t seed_key(object seed) except? 0:
     """The 64-bit generator key of one sample call (see fastscore_rng.h)."""
+    if PyLong_CheckExact(seed) and 0 <= seed < _U64:
+        return <uint64_t>seed
     if seed is None:
         return <uint64_t>int.from_bytes(os.urandom(8), "little")
     if isinstance(seed, np.random.Generator):

@@ -171,43 +171,57 @@ static FS_CLONES double fsm_sumsq(const double *x, ptrdiff_t n) {
     return s;
 }
 
-/* z[j] = sum_c s[c] w[c ldw + j] for j < n: the plain logits of one state.
- * w is zero-padded so that ldw and n are multiples of FSM_LANES; the sum runs
- * over c in order, in two interleaved partial sums (even and odd c) added at
- * the end, the same on every call. */
+/* z[j] = sum_c s[c] w[c ldw + j] for j < n: the plain logits of one state,
+ * and, when colsq is not NULL, colsq[j] = sum_c w[c ldw + j]**2.  Columns in
+ * groups of FSM_LANES, the rest one by one; each sum runs over c in order in
+ * two interleaved partial sums (even and odd c) added at the end, the same on
+ * every call.  Reads only w[c ldw + j] for c < k, j < n. */
 static FS_CLONES void fsm_gemv(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
-                              ptrdiff_t n, double *z) {
-    for (ptrdiff_t j = 0; j < n; j += FSM_LANES) {
-        fsm_vd a0 = {0}, a1 = {0}, v0, v1;
+                              ptrdiff_t n, double *z, double *colsq) {
+    ptrdiff_t j = 0;
+    for (; j + FSM_LANES <= n; j += FSM_LANES) {
+        fsm_vd a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0}, v0, v1;
         ptrdiff_t c = 0;
         for (; c + 2 <= k; c += 2) {
             memcpy(&v0, w + c * ldw + j, sizeof v0);
             memcpy(&v1, w + (c + 1) * ldw + j, sizeof v1);
             a0 += s[c] * v0;
             a1 += s[c + 1] * v1;
+            if (colsq) {
+                q0 += v0 * v0;
+                q1 += v1 * v1;
+            }
         }
         if (c < k) {
             memcpy(&v0, w + c * ldw + j, sizeof v0);
             a0 += s[c] * v0;
+            if (colsq) q0 += v0 * v0;
         }
         a0 += a1;
         memcpy(z + j, &a0, sizeof a0);
-    }
-}
-
-/* The largest column sum of squares of w (k, ldw), columns j < n (n and ldw
- * multiples of FSM_LANES, zero-padded). */
-static FS_CLONES double fsm_max_colsumsq(const double *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n) {
-    double m = 0.0;
-    for (ptrdiff_t j = 0; j < n; j += FSM_LANES) {
-        fsm_vd a0 = {0}, v0;
-        for (ptrdiff_t c = 0; c < k; c++) {
-            memcpy(&v0, w + c * ldw + j, sizeof v0);
-            a0 += v0 * v0;
+        if (colsq) {
+            q0 += q1;
+            memcpy(colsq + j, &q0, sizeof q0);
         }
-        for (int l = 0; l < FSM_LANES; l++) m = a0[l] > m ? a0[l] : m;
     }
-    return m;
+    for (; j < n; j++) {
+        double a0 = 0.0, a1 = 0.0, q0 = 0.0, q1 = 0.0;
+        ptrdiff_t c = 0;
+        for (; c + 2 <= k; c += 2) {
+            double v0 = w[c * ldw + j], v1 = w[(c + 1) * ldw + j];
+            a0 += s[c] * v0;
+            a1 += s[c + 1] * v1;
+            q0 += v0 * v0;
+            q1 += v1 * v1;
+        }
+        if (c < k) {
+            double v0 = w[c * ldw + j];
+            a0 += s[c] * v0;
+            q0 += v0 * v0;
+        }
+        z[j] = a0 + a1;
+        if (colsq) colsq[j] = q0 + q1;
+    }
 }
 
 /* Copy W (k, n; byte strides s0, s1; float64 or float32) into w (k, ldw) as
