@@ -132,7 +132,7 @@ cdef enum:
     BLAS_ROWS = 1024
     BLAS_MAX_WORK = 1 << 18
     # States of one chunk of loglik (at least; see chunk_rows).
-    CHUNK_MIN = 4096
+    CHUNK_MIN = 1024
     MAX_CHUNKS = 64
     # W (both layouts) up to this many doubles is prepared on the stack.
     STACK_W = 2048
