@@ -95,7 +95,15 @@ extensions = [
         # the current symbols (unversioned, glibc bound exp to its oldest
         # version, the compatibility wrapper with SVID error handling).
         libraries=[] if sys.platform == "win32" else ["m"],
-    )
+    ),
+    Extension(
+        "fastscore._matrix",
+        sources=["src/_matrix.pyx"],
+        include_dirs=[np.get_include(), "src"],
+        depends=["src/fastscore_simd.h", "src/fastscore_rng.h", "src/fastscore_vexp.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        libraries=[] if sys.platform == "win32" else ["m"],
+    ),
 ]
 
 setup(

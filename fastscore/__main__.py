@@ -74,7 +74,9 @@ def _bench_command(args) -> int:
     with _bench.thread_limits(n_threads, torch) as blas_note:
         env = _bench.environment(n_threads, args.quick, torch, blas_note)
         rows = _bench.run(dtypes, args.quick, n_threads, torch)
+        matrix_rows = _bench.run_matrix(dtypes, args.quick, n_threads)
     print("\n".join(_bench.header(env) + [""] + _bench.table(rows)))
+    print("\n".join([""] + _bench.matrix_table(matrix_rows)))
     if args.json is not None:
         _bench.write_json(args.json, env, rows)
         print(f"wrote {args.json}", file=sys.stderr)
@@ -82,6 +84,7 @@ def _bench_command(args) -> int:
         _bench.plot(args.plot, env, rows)
         print(f"wrote {args.plot}", file=sys.stderr)
     bad = [f"{row.workload} {row.dtype}" for row in rows if not row.ok]
+    bad += [f"matrix {row.workload} {row.op} {row.dtype}" for row in matrix_rows if not row.ok]
     if bad:
         print(f"fastscore bench: results differ from the NumPy reference: {', '.join(bad)}",
               file=sys.stderr)

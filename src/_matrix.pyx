@@ -1,0 +1,1433 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, binding=True
+"""Compiled core of fastscore.matrix: the state-input form z = (s @ W + b) / tau.
+
+Layers (design.md, sections 5 and 7):
+
+* ``score``, ``log_prob``, ``entropy``, ``probs``, ``sample`` and ``loglik``
+  are the public entry points (re-exported by ``fastscore.matrix``).  Each
+  first tries ``canonical``: C-level checks of arguments already in canonical
+  form (float32/float64 NumPy arrays, an ``int`` action), which also allocate
+  the results; anything else is converted once by ``coerce_args`` (Python,
+  with the helpers of ``fastscore._coerce``) and checked again.
+* ``run_states`` / ``run_loglik`` drive the threads; they hold no Python
+  objects.
+* ``state_*``, ``soft_*`` and ``block_*`` are ``noexcept nogil`` helpers for
+  one state or one block of states.
+
+One state: the logits are compensated dot products (Dot2 from
+fastscore_simd.h, as for the phi form) of s with the columns of W, kept as an
+unevaluated double-double sum, so logits in the thousands lose nothing; then
+the softmax summary ``Soft`` (the maximum m, r = sum of the other actions'
+exp(z_k - m)) and one finishing step per output.  ``1 - pi_a`` is always
+formed as the sum of the other probabilities.
+
+A batch likelihood gradient (``loglik(grad=True)``) of many states is
+matrix-matrix work: blocks of BLAS_ROWS states take Z = S_blk @ W (dgemm),
+the fused softmax and residual on the block while it is in cache, then
+G += S_blk^T R_blk (dgemm).  A row whose plain (BLAS) logits could be off by
+more than LOGIT_TOL (a-priori bound gamma_k ||s|| max_j ||W_j||) gets
+compensated logits instead.  Blocks are grouped into chunks whose size
+depends only on B; each chunk's partial sums are accumulated serially in
+block order and the chunks merged in order, so the bits do not depend on the
+thread count.  Each dgemm is small enough that OpenBLAS runs it on the
+calling thread.
+"""
+
+from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
+from cython.parallel cimport parallel, prange
+from libc.math cimport INFINITY, exp, fabs, fma, isfinite, log1p, sqrt
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm
+
+cimport numpy as cnp
+
+from _common cimport (
+    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint,
+    is_native_aligned, is_real_kernel_array,
+)
+import operator
+import os
+
+import numpy as np
+
+from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask
+
+cnp.import_array()
+fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+
+
+cdef extern from "fastscore_simd.h" nogil:
+    ctypedef struct fs_theta:
+        const double *val
+        const double *hi
+        const double *lo
+        int huge
+    Py_ssize_t fs_padded(Py_ssize_t d)
+    const double FS_SPLIT_MAX
+    void fs_split(double x, double *hi, double *lo)
+    double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
+    void fs_init(int force_split)
+
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
+
+cdef extern from "fastscore_vexp.h" nogil:
+    void fsm_exp_block(double *x, Py_ssize_t n)
+    void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
+                  double *z, double *colsq)
+    double fsm_sumsq(const double *x, Py_ssize_t n)
+    void fsm_log1p_block(double *x, Py_ssize_t n)
+    bint fsm_all_finite(const double *x, Py_ssize_t n)
+    double fsm_prepare_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
+                         Py_ssize_t n, Py_ssize_t ldw, double *w)
+
+
+cdef extern from "fastscore_rng.h" nogil:
+    double fs_gumbel(uint64_t key, uint64_t state, uint64_t action)
+
+
+cdef extern from *:
+    """
+    #include <float.h>
+    /* Keep the first failing state (and its status) whatever the thread count. */
+    static void fsm_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
+    #ifdef _OPENMP
+    #pragma omp critical(fastscore_matrix_failure)
+    #endif
+        {
+            if (b < *bad) {
+                *bad = b;
+                *first = st;
+            }
+        }
+    }
+    """
+    const double FLT_MAX
+    void fsm_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
+
+
+cdef enum:
+    # Elements of s @ W (B k N) below which a call runs on the calling thread,
+    # and below which it keeps the GIL (as PARALLEL_MIN_WORK, NOGIL_MIN_WORK
+    # in _core.pyx).
+    PARALLEL_MIN_WORK = 1 << 16
+    NOGIL_MIN_WORK = 1 << 12
+    # Rows of one BLAS block; and the largest rows * k * N of one dgemm, under
+    # OpenBLAS's threshold for threading it (65536 * 4), so every dgemm runs
+    # on the calling thread and gives the same bits whatever the thread count.
+    BLAS_ROWS = 1024
+    BLAS_MAX_WORK = 1 << 18
+    # States of one chunk of loglik (at least; see chunk_rows).
+    CHUNK_MIN = 1024
+    MAX_CHUNKS = 64
+    # W (both layouts) up to this many doubles is prepared on the stack.
+    STACK_W = 2048
+
+# Largest a-priori absolute error of a plain (BLAS) logit before the row is
+# recomputed with compensated dot products.  It perturbs each probability by
+# at most a relative 2 LOGIT_TOL, far below the 1e-12 accuracy target.
+cdef double LOGIT_TOL = 1e-13
+cdef double UNIT_ROUNDOFF = 1.1102230246251565e-16
+
+cdef enum Status:
+    OK = 0
+    NONFINITE_S = 1
+    NONFINITE_LOGIT = 2
+    NONFINITE_RESULT = 3
+    NO_MEMORY = 4
+    ACTION_CHANGED = 5
+    NONFINITE_W = 6
+
+cdef enum Kind:
+    K_SCORE = 0
+    K_LOG_PROB = 1
+    K_ENTROPY = 2
+    K_PROBS = 3
+    K_SAMPLE = 4
+    K_LOGLIK = 5
+
+
+cdef struct MProb:
+    # Everything shared by the states of one call; strides are in bytes.
+    int kind
+    const char *s
+    Py_ssize_t s_sb, s_sk
+    bint s_f32
+    Py_ssize_t k, n, kp, np_   # np_: n padded to a multiple of FS_LANES
+    const double *w        # (k, ldw) row-major W as double: a zero-padded copy (ldw = np_),
+    Py_ssize_t ldw         # or W itself for one float64 state (wnorm then found per call)
+    bint w_direct
+    const double *wt       # (n, k) row-major copy of W.T (columns for Dot2)
+    const double *bias     # (n,) or NULL
+    double bmax            # max |b|
+    double wnorm           # max_j ||W[:, j]||_2
+    double tau
+    const char *act
+    Py_ssize_t act_s
+    const char *mask       # NULL: every action legal
+    Py_ssize_t mask_sb, mask_sn
+    const char *wts        # loglik weights or NULL
+    Py_ssize_t wts_s
+    bint wts_f32
+    char *out              # score: grad_W; log_prob, entropy, probs; sample: actions
+    Py_ssize_t out_sb, out_s1, out_s2
+    char *outb             # score: grad_b (or NULL); sample: log pi
+    Py_ssize_t outb_sb, outb_s
+    bint out_f32
+    uint64_t key
+
+
+cdef struct Soft:
+    double m, m_lo         # the maximum logit, as m + m_lo
+    Py_ssize_t amax        # its (first) index
+    double r               # sum over the other legal actions of exp(z_k - m)
+    double l               # 1 + r
+
+
+# ---------------------------------------------------------------------------
+# One state.
+
+cdef inline double s_at(const MProb *p, Py_ssize_t i, Py_ssize_t c) noexcept nogil:
+    cdef const char *q = p.s + i * p.s_sb + c * p.s_sk
+    if p.s_f32:
+        return (<const float *>q)[0]
+    return (<const double *>q)[0]
+
+
+cdef inline bint legal(const MProb *p, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    return p.mask == NULL or p.mask[i * p.mask_sb + j * p.mask_sn] != 0
+
+
+cdef inline Py_ssize_t action_of(const MProb *p, Py_ssize_t i) noexcept nogil:
+    return (<const Py_ssize_t *>(p.act + i * p.act_s))[0]
+
+
+cdef inline double weight_of(const MProb *p, Py_ssize_t i) noexcept nogil:
+    if p.wts == NULL:
+        return 1.0
+    if p.wts_f32:
+        return (<const float *>(p.wts + i * p.wts_s))[0]
+    return (<const double *>(p.wts + i * p.wts_s))[0]
+
+
+cdef Status state_load(const MProb *p, Py_ssize_t i, double *tb) noexcept nogil:
+    """s_i as double in tb[:k]."""
+    cdef Py_ssize_t c
+    cdef double v
+    for c in range(p.k):
+        v = s_at(p, i, c)
+        if not isfinite(v):
+            return NONFINITE_S
+        tb[c] = v
+    return OK
+
+
+cdef void state_split(const MProb *p, double *tb, fs_theta *th) noexcept nogil:
+    """tb (3 kp doubles, s_i in tb[:k], zero padding kept) as a Dot2 operand."""
+    cdef Py_ssize_t c, kp = p.kp
+    th.huge = 0
+    for c in range(p.k):
+        fs_split(tb[c], &tb[kp + c], &tb[2 * kp + c])
+        if fabs(tb[c]) > FS_SPLIT_MAX:
+            th.huge = 1
+    th.val = tb
+    th.hi = tb + kp
+    th.lo = tb + 2 * kp
+
+
+cdef inline void finish_logit(const MProb *p, Py_ssize_t j, double hi, double lo,
+                              double *zh, double *zl) noexcept nogil:
+    """(hi + lo + b_j) / tau as an unevaluated sum."""
+    cdef double t, bb, z, bj
+    if p.bias != NULL:
+        bj = p.bias[j]
+        t = hi + bj                      # TwoSum(hi, b_j)
+        bb = t - hi
+        lo += (hi - (t - bb)) + (bj - bb)
+        hi = t
+    if p.tau != 1.0:
+        z = hi / p.tau
+        lo = (fma(-z, p.tau, hi) + lo) / p.tau  # fma: hi - z tau, exactly
+        hi = z
+    zh[0] = hi
+    zl[0] = lo
+
+
+cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, double *zh,
+                         double *zl) noexcept nogil:
+    """Compensated logits of state i (masked ones -inf)."""
+    cdef Py_ssize_t j
+    cdef double hi, lo
+    for j in range(p.n):
+        if not legal(p, i, j):
+            zh[j] = -INFINITY
+            zl[j] = 0.0
+            continue
+        hi = fs_dot2_f64(p.wt + j * p.k, th, p.k, &lo)
+        finish_logit(p, j, hi, lo, &zh[j], &zl[j])
+        if not (isfinite(zh[j]) and isfinite(zl[j])):
+            return NONFINITE_LOGIT
+    return OK
+
+
+cdef inline double *wv_scratch_of(double *zl, const MProb *p) noexcept nogil:
+    """The state's wv area (after zl), free while the logits are computed."""
+    return zl + p.np_
+
+
+cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *zh,
+                             double *zl) noexcept nogil:
+    """Logits of state i (s_i loaded in tb): plain dot products, or compensated
+    ones when the a-priori error bound of the plain ones exceeds LOGIT_TOL."""
+    cdef Py_ssize_t j
+    cdef double zmax = 0.0, ns, bound
+    cdef double gam = p.k * UNIT_ROUNDOFF / (1.0 - p.k * UNIT_ROUNDOFF)
+    cdef fs_theta th
+    cdef double m2
+    cdef Py_ssize_t c
+    if p.w_direct:
+        # One state reading W in place: its column norms (and its NaN check)
+        # come from the same pass.
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.n, zh, wv_scratch_of(zl, p))
+        m2 = 0.0
+        for j in range(p.n):
+            if not isfinite(wv_scratch_of(zl, p)[j]):
+                for c in range(p.k):
+                    if not isfinite(p.w[c * p.ldw + j]):
+                        return NONFINITE_W
+                m2 = INFINITY  # entries beyond 1e154: compensated logits below
+            m2 = max(m2, wv_scratch_of(zl, p)[j])
+        (<MProb *>p).wnorm = sqrt(m2)
+    else:
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.np_, zh, NULL)
+    if p.bias != NULL:
+        for j in range(p.n):
+            zh[j] = zh[j] + p.bias[j]
+    if p.tau != 1.0:
+        for j in range(p.n):
+            zh[j] = zh[j] / p.tau
+    for j in range(p.n):
+        zmax = max(zmax, fabs(zh[j]))
+        zl[j] = 0.0
+    ns = fsm_sumsq(tb, p.k)
+    # gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j|| for the dot product in
+    # any order, 2 u |z| for the bias addition and the division.
+    bound = gam * (sqrt(ns) * p.wnorm) / p.tau + 2.0 * UNIT_ROUNDOFF * (zmax + p.bmax / p.tau)
+    if bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns):
+        if p.mask != NULL:
+            for j in range(p.n):
+                if not legal(p, i, j):
+                    zh[j] = -INFINITY
+        return OK
+    state_split(p, tb, &th)
+    if p.wt == NULL:
+        # One state: W.T was not prepared; build it in the scratch's tail.
+        transpose_w(p, zl + 2 * p.np_ + 1)
+        (<MProb *>p).wt = zl + 2 * p.np_ + 1
+    return state_logits(p, i, &th, zh, zl)
+
+
+cdef Status soft_of(const MProb *p, const double *zh, const double *zl, double *wv,
+                    Soft *sf) noexcept nogil:
+    """wv_k = exp(z_k - m) (0 if masked, exactly 1 at the max) and the summary."""
+    cdef Py_ssize_t j
+    cdef double r = 0.0
+    sf.amax = -1
+    sf.m = -INFINITY
+    sf.m_lo = 0.0
+    for j in range(p.n):
+        if zh[j] > sf.m:
+            sf.m = zh[j]
+            sf.m_lo = zl[j]
+            sf.amax = j
+    if sf.amax < 0:
+        return ACTION_CHANGED  # all masked: checked before; only a racing writer gets here
+    for j in range(p.n):
+        wv[j] = (zh[j] - sf.m) + (zl[j] - sf.m_lo)   # -inf for masked actions
+    fsm_exp_block(wv, p.n)
+    wv[sf.amax] = 1.0
+    for j in range(p.n):
+        if j != sf.amax:
+            r += wv[j]
+    sf.r = r
+    sf.l = 1.0 + r
+    return OK
+
+
+cdef inline double soft_log_pi(const Soft *sf, const double *zh, const double *zl,
+                               Py_ssize_t a) noexcept nogil:
+    """log pi(a) = (z_a - m) - log1p(r): two non-positive terms."""
+    if a == sf.amax:
+        return -log1p(sf.r)
+    return ((zh[a] - sf.m) + (zl[a] - sf.m_lo)) - log1p(sf.r)
+
+
+cdef inline void soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
+                               double scale, double *res) noexcept nogil:
+    """res = scale (e_a - pi) / tau, with 1 - pi_a as the sum of the others."""
+    cdef Py_ssize_t j
+    cdef double others = 0.0
+    cdef double f = scale / sf.l
+    if p.tau != 1.0:
+        f = f / p.tau
+    for j in range(p.n):
+        if j != a:
+            others += wv[j]
+            res[j] = -wv[j] * f
+    res[a] = others * f
+
+
+cdef inline void store(char *o, double v, bint f32) noexcept nogil:
+    if f32:
+        (<float *>o)[0] = <float>v
+    else:
+        (<double *>o)[0] = v
+
+
+cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
+    """All the per-state outputs of state i (every kind but loglik)."""
+    cdef Py_ssize_t kp = p.kp, n = p.n, c, j, a = 0, best_j
+    cdef double *tb = scratch
+    cdef double *zh = scratch + 3 * kp
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
+    cdef double *res = zh           # score: the residual overwrites zh (read before)
+    cdef Soft sf
+    cdef double v, best, sc, smax, rmax, h, lim
+    cdef char *o
+    cdef double *orow
+    cdef Status st
+    if p.act != NULL:
+        a = action_of(p, i)
+        if a < 0 or a >= n:
+            return ACTION_CHANGED
+    st = state_load(p, i, tb)
+    if st != OK:
+        return st
+    st = state_logits_auto(p, i, tb, zh, zl)
+    if st != OK:
+        return st
+    st = soft_of(p, zh, zl, wv, &sf)
+    if st != OK:
+        return st
+    if p.kind == K_LOG_PROB:
+        store(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32)
+    elif p.kind == K_ENTROPY:
+        h = 0.0
+        for j in range(n):
+            if wv[j] != 0.0:
+                h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
+        store(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32)
+    elif p.kind == K_PROBS:
+        o = p.out + i * p.out_sb
+        for j in range(n):
+            store(o + j * p.out_s1, wv[j] / sf.l, p.out_f32)
+    elif p.kind == K_SAMPLE:
+        best = -INFINITY
+        best_j = sf.amax
+        for j in range(n):
+            if zh[j] != -INFINITY:
+                v = zh[j] + fs_gumbel(p.key, <uint64_t>i, <uint64_t>j)
+                if v > best:
+                    best = v
+                    best_j = j
+        (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
+        store(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j), p.out_f32)
+    else:  # K_SCORE
+        soft_residual(p, &sf, wv, a, 1.0, res)
+        smax = 0.0
+        rmax = 0.0
+        for c in range(p.k):
+            smax = max(smax, fabs(tb[c]))
+        for j in range(n):
+            rmax = max(rmax, fabs(res[j]))
+        lim = FLT_MAX if p.out_f32 else 1.7976931348623157e308
+        if not (smax * rmax <= lim and rmax <= lim):
+            return NONFINITE_RESULT
+        o = p.out + i * p.out_sb
+        if not p.out_f32 and p.out_s2 == sizeof(double):
+            for c in range(p.k):   # contiguous rows: a loop the compiler vectorises
+                sc = tb[c]
+                orow = <double *>(o + c * p.out_s1)
+                for j in range(n):
+                    orow[j] = sc * res[j]
+        elif p.out_f32:
+            for c in range(p.k):
+                sc = tb[c]
+                for j in range(n):
+                    (<float *>(o + c * p.out_s1 + j * p.out_s2))[0] = <float>(sc * res[j])
+        else:
+            for c in range(p.k):
+                sc = tb[c]
+                for j in range(n):
+                    (<double *>(o + c * p.out_s1 + j * p.out_s2))[0] = sc * res[j]
+        if p.outb != NULL:
+            o = p.outb + i * p.outb_sb
+            for j in range(n):
+                store(o + j * p.outb_s, res[j], p.out_f32)
+    return OK
+
+
+cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
+    return 3 * p.kp + 3 * p.np_ + 1 + (p.k * p.n if p.wt == NULL else 0)
+
+
+cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
+                       Py_ssize_t *bad) noexcept nogil:
+    """Per-state outputs for every state: each state independent, so any
+    thread may do any state and the bits never depend on the thread count."""
+    cdef Py_ssize_t i, size = state_scratch(p)
+    cdef double *buf
+    cdef Status st = OK
+    cdef int first = OK
+    cdef double work = <double>n_states * p.k * p.n
+    bad[0] = n_states
+    if FS_OPENMP and n_threads > 1 and n_states > 1 and work >= PARALLEL_MIN_WORK:
+        with parallel(num_threads=n_threads):
+            buf = <double *>malloc(size * sizeof(double))
+            if buf != NULL:
+                memset(buf, 0, size * sizeof(double))
+            for i in prange(n_states, schedule='guided'):
+                if buf == NULL:
+                    st = NO_MEMORY
+                else:
+                    st = state_outputs(p, i, buf)
+                if st != OK:
+                    fsm_record_failure(i, st, bad, &first)
+            free(buf)
+        return <Status>first
+    cdef double stack[STACK_W]
+    buf = stack
+    if size > STACK_W:
+        buf = <double *>malloc(size * sizeof(double))
+        if buf == NULL:
+            bad[0] = 0
+            return NO_MEMORY
+    memset(buf, 0, 3 * p.kp * sizeof(double))   # the Dot2 operand's zero padding
+    for i in range(n_states):
+        st = state_outputs(p, i, buf)
+        if st != OK:
+            bad[0] = i
+            break
+    if buf != stack:
+        free(buf)
+    return st
+
+
+# ---------------------------------------------------------------------------
+# loglik: weighted sums over the batch, by chunks of states.
+
+cdef inline Py_ssize_t partial_size(const MProb *p) noexcept nogil:
+    # value, grad_b (n), grad_W (k n)
+    return 1 + p.n + p.k * p.n
+
+
+cdef inline void accumulate_state(const MProb *p, Py_ssize_t i, const double *sv,
+                                  Py_ssize_t s_step, const double *res, double lp,
+                                  double wi, double *part) noexcept nogil:
+    """part += (wi log pi, res, outer(s_i, res)); sv: s_i (step s_step) or NULL."""
+    cdef Py_ssize_t c, j, n = p.n
+    cdef double *g = part + 1 + n
+    cdef double sc
+    part[0] += wi * lp
+    for j in range(n):
+        part[1 + j] += res[j]
+    if sv != NULL:
+        for c in range(p.k):
+            sc = sv[c * s_step]
+            for j in range(n):
+                g[c * n + j] += sc * res[j]
+
+
+cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *part,
+                         bint grad_w) noexcept nogil:
+    """Add state i to part with compensated logits (the per-state path)."""
+    cdef Py_ssize_t kp = p.kp, n = p.n
+    cdef double *tb = scratch
+    cdef double *zh = scratch + 3 * kp
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
+    cdef double *res = wv + p.np_
+    cdef Soft sf
+    cdef Status st
+    cdef double wi = weight_of(p, i), lp
+    cdef Py_ssize_t a = action_of(p, i)
+    if a < 0 or a >= n:
+        return ACTION_CHANGED
+    st = state_load(p, i, tb)
+    if st != OK:
+        return st
+    st = state_logits_auto(p, i, tb, zh, zl)
+    if st != OK:
+        return st
+    st = soft_of(p, zh, zl, wv, &sf)
+    if st != OK:
+        return st
+    lp = soft_log_pi(&sf, zh, zl, a)
+    soft_residual(p, &sf, wv, a, wi, res)
+    accumulate_state(p, i, tb if grad_w else NULL, 1, res, lp, wi, part)
+    return OK
+
+
+cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
+                         double *sblk, double *zb, double *part, Py_ssize_t *bad) noexcept nogil:
+    """Add states [i0, i0 + rows) to part: Z = S_blk @ W and G += S_blk^T R_blk
+    by dgemm, the softmax and residual fused in between."""
+    cdef int n = <int>p.n, k = <int>p.k, ld, r
+    cdef double one = 1.0, zero = 0.0
+    cdef const double *S
+    cdef Py_ssize_t c, j, i, a, kp = p.kp
+    cdef double *tb = scratch
+    cdef double *zh = scratch + 3 * kp
+    cdef double *zl = zh + p.np_
+    cdef double *wv = zl + p.np_
+    cdef double *zrow
+    cdef double ns, zmax, bound, wi, lp, m, m_lo, rs, others, f, wa, base
+    cdef const float *srow
+    cdef bint refined
+    cdef double gam = k * UNIT_ROUNDOFF / (1.0 - k * UNIT_ROUNDOFF)
+    # The a-priori logit error bound is c_s ||s|| + c_z max|z| + c_b.
+    cdef double c_s = gam * p.wnorm / p.tau
+    cdef double c_z = 2.0 * UNIT_ROUNDOFF
+    cdef double c_b = 2.0 * UNIT_ROUNDOFF * p.bmax / p.tau
+    cdef fs_theta th
+    cdef Status st
+    cdef Py_ssize_t am
+    cdef double *da = wv + p.np_                     # (rows,) z_a - m before the exp
+    cdef Py_ssize_t *amax = <Py_ssize_t *>(da + BLAS_ROWS)  # (rows,) argmax
+    cdef double *lr = da + 2 * BLAS_ROWS   # (rows,) r, then log1p(r)
+    cdef double *oth = da + 3 * BLAS_ROWS  # (rows,) sum of the weights but a's
+    cdef double *fr = da + 4 * BLAS_ROWS   # (rows,) 1 / (1 + r)
+    if (not p.s_f32 and p.s_sk == sizeof(double) and p.s_sb % sizeof(double) == 0
+            and p.s_sb >= k * <Py_ssize_t>sizeof(double)):
+        S = <const double *>(p.s + i0 * p.s_sb)
+        ld = <int>(p.s_sb // sizeof(double))
+    else:
+        if p.s_f32 and p.s_sk == sizeof(float):
+            for r in range(rows):
+                srow = <const float *>(p.s + (i0 + r) * p.s_sb)
+                for c in range(k):
+                    sblk[r * k + c] = srow[c]
+        else:
+            for r in range(rows):
+                for c in range(k):
+                    sblk[r * k + c] = s_at(p, i0 + r, c)
+        S = sblk
+        ld = k
+    cdef int ldw = <int>p.ldw
+    dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb, &n)
+    # Pass 1, per row: the logits (refined where needed), their maximum, and
+    # d_j = z_j - m written over the row of Z.
+    for r in range(rows):
+        i = i0 + r
+        a = action_of(p, i)
+        if a < 0 or a >= p.n:
+            bad[0] = i
+            return ACTION_CHANGED
+        ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
+        zrow = zb + r * p.n
+        # Plain logits in place: (Z + b) / tau, -inf where masked.
+        if p.bias != NULL:
+            for j in range(p.n):
+                zrow[j] = zrow[j] + p.bias[j]
+        if p.tau != 1.0:
+            for j in range(p.n):
+                zrow[j] = zrow[j] / p.tau
+        zmax = 0.0
+        for j in range(p.n):
+            zmax = max(zmax, fabs(zrow[j]))
+        if p.mask != NULL:
+            for j in range(p.n):
+                if not legal(p, i, j):
+                    zrow[j] = -INFINITY
+        # A-priori error of the plain logits: the dot product (any order, FMA
+        # or not) gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j||, the bias
+        # addition and the division (2 u |z|).
+        bound = c_s * sqrt(ns) + c_z * zmax + c_b
+        refined = not (bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns))
+        if refined:
+            st = state_load(p, i, tb)
+            if st == OK:
+                state_split(p, tb, &th)
+                st = state_logits(p, i, &th, zh, zl)
+            if st != OK:
+                bad[0] = i
+                return st
+            m = -INFINITY
+            m_lo = 0.0
+            am = -1
+            for j in range(p.n):
+                if zh[j] > m:
+                    m = zh[j]
+                    m_lo = zl[j]
+                    am = j
+            for j in range(p.n):
+                zrow[j] = (zh[j] - m) + (zl[j] - m_lo)
+        else:
+            m = -INFINITY
+            for j in range(p.n):
+                m = zrow[j] if zrow[j] > m else m     # branch-free (maxsd)
+            am = -1
+            for j in range(p.n - 1, -1, -1):
+                am = j if zrow[j] == m else am        # the first maximum (cmov)
+            for j in range(p.n):
+                zrow[j] = zrow[j] - m
+        if am < 0:
+            bad[0] = i
+            return ACTION_CHANGED
+        if not isfinite(m):
+            bad[0] = i
+            return NONFINITE_LOGIT
+        amax[r] = am
+        da[r] = zrow[a]
+    # Pass 2: the weights exp(z_j - m) of the whole block, on vectors.
+    fsm_exp_block(zb, rows * p.n)
+    # Pass 3, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    # Pass 3a, per row: r = 1 - pi_max and 1 - pi_a (unnormalised), from
+    # base = the weights of every action but a and the maximum (a branch-free
+    # sum), without cancellation.
+    for r in range(rows):
+        a = action_of(p, i0 + r)
+        zrow = zb + r * p.n
+        am = amax[r]
+        wa = zrow[a]
+        zrow[am] = 0.0
+        zrow[a] = 0.0
+        base = 0.0
+        for j in range(p.n):
+            base += zrow[j]
+        if a != am:
+            lr[r] = base + wa
+            oth[r] = base + 1.0
+        else:
+            lr[r] = base
+            oth[r] = base
+        zrow[a] = wa
+        zrow[am] = 1.0
+        fr[r] = 1.0 / (1.0 + lr[r])
+    fsm_log1p_block(lr, rows)          # lr = log(1 + r), on vectors
+    # Pass 3b, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    for r in range(rows):
+        i = i0 + r
+        a = action_of(p, i)
+        zrow = zb + r * p.n
+        am = amax[r]
+        wi = weight_of(p, i)
+        lp = (0.0 if a == am else da[r]) - lr[r]
+        f = wi * fr[r]
+        if p.tau != 1.0:
+            f = f / p.tau
+        for j in range(p.n):
+            zrow[j] = -zrow[j] * f
+        zrow[a] = oth[r] * f
+        part[0] += wi * lp
+        for j in range(p.n):
+            part[1 + j] += zrow[j]
+    if p.k > 0:
+        dgemm("N", "T", &n, &k, &rows, &one, zb, &n, <double *>S, &ld, &one,
+              part + 1 + p.n, &n)
+    return OK
+
+
+cdef inline bint use_blas(const MProb *p, Py_ssize_t n_states) noexcept nogil:
+    return p.k > 0 and p.n > 0 and n_states >= 64 and blas_rows(p) >= 16
+
+
+cdef inline int blas_rows(const MProb *p) noexcept nogil:
+    """Rows of one BLAS block: as many as keep the dgemm single-threaded in
+    OpenBLAS (rows k N <= BLAS_MAX_WORK), at most BLAS_ROWS, a multiple of 16."""
+    cdef Py_ssize_t kn = max(p.k * p.n, 1)
+    return <int>(min(<Py_ssize_t>BLAS_ROWS, BLAS_MAX_WORK // kn) // 16 * 16)
+
+
+cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_states) noexcept nogil:
+    """States per chunk: a function of B only (never of the thread count)."""
+    cdef Py_ssize_t c = (n_states + MAX_CHUNKS - 1) // MAX_CHUNKS
+    c = (c + BLAS_ROWS - 1) // BLAS_ROWS * BLAS_ROWS
+    return max(c, <Py_ssize_t>CHUNK_MIN)
+
+
+cdef Status loglik_chunk(const MProb *p, Py_ssize_t i0, Py_ssize_t i1, bint blas, bint grad_w,
+                         double *scratch, double *sblk, double *zb, double *part,
+                         Py_ssize_t *bad) noexcept nogil:
+    cdef Py_ssize_t i, br = blas_rows(p)
+    cdef Status st
+    memset(part, 0, partial_size(p) * sizeof(double))
+    if blas:
+        i = i0
+        while i < i1:
+            st = loglik_block(p, i, <int>min(br, i1 - i), scratch, sblk, zb, part, bad)
+            if st != OK:
+                return st
+            i += br
+        return OK
+    for i in range(i0, i1):
+        st = loglik_state(p, i, scratch, part, grad_w)
+        if st != OK:
+            bad[0] = i
+            return st
+    return OK
+
+
+cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint grad_w,
+                       double *total, Py_ssize_t *bad) noexcept nogil:
+    """total (partial_size doubles) = the sums over every state, chunk by chunk."""
+    cdef Py_ssize_t ch = chunk_rows(n_states), c, q, i
+    cdef Py_ssize_t n_chunks = (n_states + ch - 1) // ch
+    cdef Py_ssize_t psize = partial_size(p)
+    cdef bint blas = grad_w and use_blas(p, n_states)
+    cdef Py_ssize_t br = blas_rows(p)
+    cdef Py_ssize_t extra = p.np_ + (5 * BLAS_ROWS if blas else 0)   # res; da, amax, lr, oth, fr
+    cdef Py_ssize_t ssize = state_scratch(p) + extra + (br * p.k + br * p.n if blas else 0)
+    cdef double *parts = <double *>malloc(n_chunks * psize * sizeof(double) + 8)
+    cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status) + 8)
+    cdef Py_ssize_t *bads = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t) + 8)
+    cdef double *buf
+    cdef double work = <double>n_states * p.k * p.n
+    cdef bint threaded = FS_OPENMP and n_threads > 1 and n_chunks > 1 and work >= PARALLEL_MIN_WORK
+    cdef Status st = OK
+    bad[0] = 0
+    if parts == NULL or status == NULL or bads == NULL:
+        free(parts)
+        free(status)
+        free(bads)
+        return NO_MEMORY
+    with parallel(num_threads=n_threads if threaded else 1, use_threads_if=threaded):
+        buf = <double *>malloc(ssize * sizeof(double))
+        if buf != NULL:
+            memset(buf, 0, ssize * sizeof(double))
+        for c in prange(n_chunks, schedule='guided'):
+            if buf == NULL:
+                status[c] = NO_MEMORY
+                bads[c] = c * ch
+            else:
+                status[c] = loglik_chunk(
+                    p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf,
+                    buf + state_scratch(p) + extra, buf + state_scratch(p) + extra + br * p.k,
+                    parts + c * psize, &bads[c])
+        free(buf)
+    memset(total, 0, psize * sizeof(double))
+    for c in range(n_chunks):
+        if status[c] != OK:
+            st = status[c]
+            bad[0] = bads[c]
+            break
+        for q in range(psize):
+            total[q] += parts[c * psize + q]
+    free(parts)
+    free(status)
+    free(bads)
+    return st
+
+
+
+
+cdef Py_ssize_t prepare_w(cnp.ndarray W, Py_ssize_t k, Py_ssize_t n, Py_ssize_t ldw, double *w,
+                          double *wnorm) noexcept:
+    """W as double (k, ldw), zero-padded, and its largest column norm; the
+    flat index of the first non-finite entry, or -1."""
+    cdef Py_ssize_t c, j
+    cdef double m = fsm_prepare_w(<const char *>cnp.PyArray_DATA(W), cnp.PyArray_STRIDES(W)[0],
+                                  cnp.PyArray_STRIDES(W)[1], cnp.PyArray_TYPE(W) == cnp.NPY_FLOAT,
+                                  k, n, ldw, w)
+    if not isfinite(m):
+        for c in range(k):
+            for j in range(n):
+                if not isfinite(w[c * ldw + j]):
+                    return c * n + j
+    wnorm[0] = sqrt(m)  # inf for entries beyond 1e154: every state then refined
+    return -1
+
+
+cdef void transpose_w(const MProb *p, double *wt) noexcept nogil:
+    """wt (n, k) = W.T, the columns of W as Dot2 rows."""
+    cdef Py_ssize_t c, j
+    for c in range(p.k):
+        for j in range(p.n):
+            wt[j * p.k + c] = p.w[c * p.ldw + j]
+
+
+def first_nonfinite(x):
+    """Flat index of the first NaN or inf of x."""
+    return int(np.flatnonzero(~np.isfinite(x))[0])
+
+
+cdef raise_status(Status st, Py_ssize_t i, bint batch):
+    cdef str state = f"state {i}" if batch else "the state"
+    if st == NO_MEMORY:
+        raise MemoryError("fastscore: could not allocate per-thread scratch")
+    if st == ACTION_CHANGED:
+        raise RuntimeError(f"a or mask changed during the call (another thread wrote to it) in {state}")
+    if st == NONFINITE_S:
+        raise ValueError(f"s contains NaN or inf (in {state})")
+    if st == NONFINITE_LOGIT:
+        raise ValueError(
+            f"non-finite logit in {state}: (s @ W + b) / temperature overflows")
+    raise ValueError(f"the result of {state} overflows (it is not finite in the output dtype)")
+
+
+cdef object canonical(int kind, object s, object W, object a, object b, object mask,
+                      object weights, object temperature, object out, object n_threads,
+                      uint64_t key, bint grad):
+    """The call on canonical inputs; NotImplemented when one needs coercion."""
+    cdef MProb p
+    cdef int i
+    memset(&p, 0, sizeof(MProb))
+    p.kind = kind
+    p.key = key
+    if not is_real_kernel_array(s):
+        return NotImplemented
+    cdef cnp.ndarray s_arr = <cnp.ndarray>s
+    cdef int ndim = cnp.PyArray_NDIM(s_arr)
+    if ndim != 1 and ndim != 2:
+        raise ValueError(
+            f"s must be 1-D (k,) for one state or 2-D (B, k) for a batch, got a {ndim}-D array")
+    cdef bint batch = ndim == 2
+    cdef Py_ssize_t n_states = cnp.PyArray_DIMS(s_arr)[0] if batch else 1
+    p.k = cnp.PyArray_DIMS(s_arr)[ndim - 1]
+    p.kp = fs_padded(p.k)
+    p.s = <const char *>cnp.PyArray_DATA(s_arr)
+    p.s_sb = cnp.PyArray_STRIDES(s_arr)[0] if batch else 0
+    p.s_sk = cnp.PyArray_STRIDES(s_arr)[ndim - 1]
+    p.s_f32 = cnp.PyArray_TYPE(s_arr) == cnp.NPY_FLOAT
+
+    if not is_real_kernel_array(W):
+        return NotImplemented
+    cdef cnp.ndarray w_arr = <cnp.ndarray>W
+    if cnp.PyArray_NDIM(w_arr) != 2 or cnp.PyArray_DIMS(w_arr)[0] != p.k:
+        raise ValueError(
+            f"W must have shape ({p.k}, N) to match s's last axis (k = {p.k}), got {np.shape(W)}")
+    p.n = cnp.PyArray_DIMS(w_arr)[1]
+    cdef bint all_f32 = p.s_f32 and cnp.PyArray_TYPE(w_arr) == cnp.NPY_FLOAT
+
+    cdef cnp.ndarray b_arr = None
+    if b is not None:
+        if not is_real_kernel_array(b):
+            return NotImplemented
+        b_arr = <cnp.ndarray>b
+        if cnp.PyArray_NDIM(b_arr) != 1 or cnp.PyArray_DIMS(b_arr)[0] != p.n:
+            raise ValueError(
+                f"b must have shape ({p.n},) to match W's last axis (N = {p.n}), got {np.shape(b)}")
+        all_f32 = all_f32 and cnp.PyArray_TYPE(b_arr) == cnp.NPY_FLOAT
+
+    cdef bint has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
+    cdef Py_ssize_t a_single
+    cdef cnp.ndarray a_arr = None
+    if has_action:
+        if not batch:
+            if not PyLong_CheckExact(a):
+                return NotImplemented
+            try:
+                a_single = PyLong_AsSsize_t(a)
+            except OverflowError:
+                raise IndexError(f"a = {a} is out of range for N = {p.n} actions") from None
+            p.act = <const char *>&a_single
+            p.act_s = 0
+        else:
+            if not (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
+                    and is_native_aligned(<cnp.ndarray>a)):
+                return NotImplemented
+            a_arr = <cnp.ndarray>a
+            if cnp.PyArray_NDIM(a_arr) != 1 or cnp.PyArray_DIMS(a_arr)[0] != n_states:
+                raise ValueError(
+                    f"a must have shape ({n_states},), one action per state, got {np.shape(a)}")
+            p.act = <const char *>cnp.PyArray_DATA(a_arr)
+            p.act_s = cnp.PyArray_STRIDES(a_arr)[0]
+
+    cdef cnp.ndarray mask_arr = None
+    if mask is not None:
+        if not (cnp.PyArray_CheckExact(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+            return NotImplemented
+        mask_arr = <cnp.ndarray>mask
+        if cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == p.n:
+            p.mask_sb = 0
+            p.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
+        elif (batch and cnp.PyArray_NDIM(mask_arr) == 2
+              and cnp.PyArray_DIMS(mask_arr)[0] == n_states
+              and cnp.PyArray_DIMS(mask_arr)[1] == p.n):
+            p.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
+            p.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
+        else:
+            expected = f"({p.n},) or ({n_states}, {p.n})" if batch else f"({p.n},)"
+            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
+        p.mask = <const char *>cnp.PyArray_DATA(mask_arr)
+
+    cdef cnp.ndarray wts_arr = None
+    if weights is not None:
+        if not is_real_kernel_array(weights):
+            return NotImplemented
+        wts_arr = <cnp.ndarray>weights
+        if cnp.PyArray_NDIM(wts_arr) != ndim - 1 or (batch and cnp.PyArray_DIMS(wts_arr)[0] != n_states):
+            expected = f"({n_states},), one weight per state" if batch else "(), a scalar for one state"
+            raise ValueError(f"weights must have shape {expected}, got {np.shape(weights)}")
+        p.wts = <const char *>cnp.PyArray_DATA(wts_arr)
+        p.wts_s = cnp.PyArray_STRIDES(wts_arr)[0] if batch else 0
+        p.wts_f32 = cnp.PyArray_TYPE(wts_arr) == cnp.NPY_FLOAT
+        all_f32 = all_f32 and p.wts_f32
+
+    p.tau = as_temperature(temperature)
+    cdef int n_threads_ = as_thread_count(n_threads)
+    cdef int out_type = cnp.NPY_FLOAT if all_f32 else cnp.NPY_DOUBLE
+    p.out_f32 = all_f32
+    inputs = None if out is None else (s_arr, w_arr, a_arr, b_arr, mask_arr, wts_arr)
+
+    # Results.
+    cdef cnp.npy_intp dims[3]
+    cdef cnp.ndarray res = None, res_b = None
+    cdef int rdim
+    cdef double scalar_buf[1]
+    cdef Py_ssize_t action_buf = 0
+    if kind == K_SCORE:
+        dims[0] = n_states
+        dims[1] = p.k
+        dims[2] = p.n
+        rdim = 3 if batch else 2
+        out_w = out
+        out_b = None
+        if b is not None and out is not None:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("out must be a tuple (out_W, out_b) when b is given")
+            out_w, out_b = out
+        if out_w is None:
+            res = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
+        else:
+            res = check_out(out_w, out_type, rdim, &dims[3 - rdim], inputs,
+                            "out" if b is None else "out[0]")
+        p.out = <char *>cnp.PyArray_DATA(res)
+        p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
+        p.out_s1 = cnp.PyArray_STRIDES(res)[rdim - 2]
+        p.out_s2 = cnp.PyArray_STRIDES(res)[rdim - 1]
+        if b is not None:
+            dims[1] = p.n
+            if out_b is None:
+                res_b = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
+            else:
+                res_b = check_out(out_b, out_type, ndim, &dims[2 - ndim], inputs + (res,),
+                                  "out[1]")
+            p.outb = <char *>cnp.PyArray_DATA(res_b)
+            p.outb_sb = cnp.PyArray_STRIDES(res_b)[0] if batch else 0
+            p.outb_s = cnp.PyArray_STRIDES(res_b)[ndim - 1]
+    elif kind == K_LOG_PROB or kind == K_ENTROPY:
+        dims[0] = n_states
+        rdim = 1 if batch else 0
+        if out is not None:
+            res = check_out(out, out_type, rdim, dims, inputs)
+        elif batch:
+            res = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
+        if res is None:  # one state: a scalar made at the end
+            p.out = <char *>&scalar_buf[0]
+        else:
+            p.out = <char *>cnp.PyArray_DATA(res)
+            p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
+    elif kind == K_PROBS:
+        dims[0] = n_states
+        dims[1] = p.n
+        if out is None:
+            res = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
+        else:
+            res = check_out(out, out_type, ndim, &dims[2 - ndim], inputs)
+        p.out = <char *>cnp.PyArray_DATA(res)
+        p.out_sb = cnp.PyArray_STRIDES(res)[0] if batch else 0
+        p.out_s1 = cnp.PyArray_STRIDES(res)[ndim - 1]
+    elif kind == K_SAMPLE:
+        dims[0] = n_states
+        rdim = 1 if batch else 0
+        if batch:
+            res = cnp.PyArray_EMPTY(rdim, dims, cnp.NPY_INTP, 0)
+            res_b = cnp.PyArray_EMPTY(rdim, dims, out_type, 0)
+            p.out = <char *>cnp.PyArray_DATA(res)
+            p.out_sb = cnp.PyArray_STRIDES(res)[0]
+            p.outb = <char *>cnp.PyArray_DATA(res_b)
+            p.outb_sb = cnp.PyArray_STRIDES(res_b)[0]
+        else:
+            p.out = <char *>&action_buf
+            p.outb = <char *>&scalar_buf[0]
+
+    # Values: N = 0, actions, masks, weights.
+    cdef Py_ssize_t q, j, aq
+    if p.n == 0:
+        raise ValueError("W has no actions (N = 0); a state needs at least one")
+    cdef bint any_legal
+    for q in range(n_states):
+        if has_action:
+            aq = action_of(&p, q)
+            if aq < 0 or aq >= p.n:
+                where = f"a[{q}]" if batch else "a"
+                raise IndexError(f"{where} = {aq} is out of range for N = {p.n} actions")
+            if legal(&p, q, aq):
+                continue
+        elif p.mask == NULL:
+            break
+        if p.mask != NULL:
+            any_legal = False
+            for j in range(p.n):
+                if legal(&p, q, j):
+                    any_legal = True
+                    break
+            if has_action and any_legal:
+                where = f"a[{q}]" if batch else "a"
+                raise ValueError(f"the taken action {where} = {action_of(&p, q)} is masked (illegal)")
+            if not any_legal:
+                state = f" of state {q}" if batch else ""
+                raise ValueError(f"every action{state} is masked; at least one must be legal")
+        if not has_action and p.mask_sb == 0:
+            break  # one mask for every state, and no action to check
+    cdef double wv
+    if p.wts != NULL:
+        for q in range(n_states):
+            wv = weight_of(&p, q)
+            if not isfinite(wv):
+                where = f"weights[{q}]" if batch else "weights"
+                raise ValueError(f"weights contains NaN or inf ({where})")
+
+    # W and b as double.
+    cdef double wstack[STACK_W]
+    cdef double bstack[64]
+    cdef double *wbuf = wstack
+    cdef double *bbuf = bstack
+    cdef Py_ssize_t bad_w
+    p.np_ = fs_padded(p.n)
+    cdef Py_ssize_t ws0 = cnp.PyArray_STRIDES(w_arr)[0]
+    p.w_direct = (not batch and kind != K_LOGLIK and cnp.PyArray_TYPE(w_arr) == cnp.NPY_DOUBLE
+                  and cnp.PyArray_STRIDES(w_arr)[1] == sizeof(double)
+                  and ws0 > 0 and ws0 % sizeof(double) == 0)
+    if p.w_direct:
+        p.w = <const double *>cnp.PyArray_DATA(w_arr)
+        p.ldw = ws0 // sizeof(double)
+        p.wt = NULL
+        bad_w = -1
+    elif p.k * (p.np_ + p.n) > STACK_W:
+        wbuf = <double *>malloc(p.k * (p.np_ + p.n) * sizeof(double) + 8)
+        if wbuf == NULL:
+            raise MemoryError()
+    if not p.w_direct:
+        bad_w = prepare_w(w_arr, p.k, p.n, p.np_, wbuf, &p.wnorm)
+        p.w = wbuf
+        p.ldw = p.np_
+        p.wt = NULL  # built when a state needs compensated logits (transpose_w)
+        if n_states > 1 or kind == K_LOGLIK:
+            transpose_w(&p, wbuf + p.k * p.np_)
+            p.wt = wbuf + p.k * p.np_
+    if bad_w >= 0:
+        if wbuf != wstack:
+            free(wbuf)
+        raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
+    cdef const char *bsrc
+    cdef Py_ssize_t bstride
+    if b_arr is not None:
+        if p.n > 64:
+            bbuf = <double *>malloc(p.n * sizeof(double))
+            if bbuf == NULL:
+                if wbuf != wstack:
+                    free(wbuf)
+                raise MemoryError()
+        bsrc = <const char *>cnp.PyArray_DATA(b_arr)
+        bstride = cnp.PyArray_STRIDES(b_arr)[0]
+        p.bmax = 0.0
+        for j in range(p.n):
+            if cnp.PyArray_TYPE(b_arr) == cnp.NPY_FLOAT:
+                bbuf[j] = (<const float *>(bsrc + j * bstride))[0]
+            else:
+                bbuf[j] = (<const double *>(bsrc + j * bstride))[0]
+            if not isfinite(bbuf[j]):
+                if wbuf != wstack:
+                    free(wbuf)
+                if bbuf != bstack:
+                    free(bbuf)
+                raise ValueError(f"b contains NaN or inf (b[{j}])")
+            p.bmax = max(p.bmax, fabs(bbuf[j]))
+        p.bias = bbuf
+
+    # Run.
+    cdef Status st = OK
+    cdef Py_ssize_t bad = 0
+    cdef bint release = <double>n_states * p.k * p.n >= NOGIL_MIN_WORK
+    cdef double tstack[1 + 1024]
+    cdef double *total = NULL
+    cdef Py_ssize_t psize = partial_size(&p)
+    if kind == K_LOGLIK:
+        total = tstack
+        if psize > 1 + 1024:
+            total = <double *>malloc(psize * sizeof(double))
+        if total == NULL:
+            st = NO_MEMORY
+        elif release:
+            with nogil:
+                st = run_loglik(&p, n_states, n_threads_, grad, total, &bad)
+        else:
+            st = run_loglik(&p, n_states, n_threads_, grad, total, &bad)
+    elif n_states > 0:
+        if release:
+            with nogil:
+                st = run_states(&p, n_states, n_threads_, &bad)
+        else:
+            st = run_states(&p, n_states, n_threads_, &bad)
+    if wbuf != wstack:
+        free(wbuf)
+    if bbuf != bstack:
+        free(bbuf)
+    if st != OK:
+        if total != tstack:
+            free(total)
+        if st == NONFINITE_W:
+            bad_w = first_nonfinite(np.asarray(W))
+            raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
+        raise_status(st, bad, batch)
+
+    if kind == K_LOGLIK:
+        try:
+            return loglik_result(&p, total, grad, b is not None, out_type)
+        finally:
+            if total != tstack:
+                free(total)
+    if kind == K_SCORE:
+        if b is not None:
+            return (res, res_b)
+        return res
+    if kind == K_SAMPLE:
+        if batch:
+            return (res, res_b)
+        return (action_buf, make_scalar(scalar_buf, out_type))
+    if res is None:
+        return make_scalar(scalar_buf, out_type)
+    return res
+
+
+cdef cnp.dtype DT_F32 = np.dtype(np.float32)
+cdef cnp.dtype DT_F64 = np.dtype(np.float64)
+
+
+cdef inline object make_scalar(double *buf, int out_type):
+    """The NumPy scalar of the result dtype holding buf[0] (float32 results
+    were stored as float at buf)."""
+    return PyArray_Scalar(buf, DT_F32 if out_type == cnp.NPY_FLOAT else DT_F64, None)
+
+
+cdef object loglik_result(const MProb *p, const double *total, bint grad, bint has_b,
+                          int out_type):
+    cdef Py_ssize_t j, q
+    cdef double lim = FLT_MAX if out_type == cnp.NPY_FLOAT else 1.7976931348623157e308
+    dtype = np.float32 if out_type == cnp.NPY_FLOAT else np.float64
+    if not fabs(total[0]) <= lim:
+        raise ValueError("the log-likelihood overflows (it is not finite in the output dtype)")
+    value = dtype(total[0])
+    if not grad:
+        return value
+    cdef cnp.npy_intp dims[2]
+    dims[0] = p.k
+    dims[1] = p.n
+    cdef cnp.ndarray gw = cnp.PyArray_EMPTY(2, dims, out_type, 0)
+    cdef cnp.ndarray gb
+    cdef char *o = <char *>cnp.PyArray_DATA(gw)
+    for q in range(p.n + p.k * p.n):
+        if not fabs(total[1 + q]) <= lim:
+            raise ValueError("the gradient overflows (it is not finite in the output dtype)")
+    for q in range(p.k * p.n):
+        store(o + q * cnp.PyArray_ITEMSIZE(gw), total[1 + p.n + q], out_type == cnp.NPY_FLOAT)
+    if not has_b:
+        return (value, gw)
+    gb = cnp.PyArray_EMPTY(1, &dims[1], out_type, 0)
+    o = <char *>cnp.PyArray_DATA(gb)
+    for j in range(p.n):
+        store(o + j * cnp.PyArray_ITEMSIZE(gb), total[1 + j], out_type == cnp.NPY_FLOAT)
+    return (value, (gw, gb))
+
+
+def coerce_args(s, W, a, b, mask, weights, bint has_action):
+    """(s, W, a, b, mask, weights) in the canonical form the kernel reads."""
+    s = _as_kernel_array(s, "s")
+    W = _as_kernel_array(W, "W")
+    if has_action:
+        a = _as_actions(a, batch=s.ndim == 2)
+    b = None if b is None else _as_kernel_array(b, "b")
+    mask = None if mask is None else _as_mask(mask)
+    weights = None if weights is None else _as_kernel_array(weights, "weights")
+    return s, W, a, b, mask, weights
+
+
+cdef object call(int kind, object s, object W, object a, object b, object mask, object weights,
+                 object temperature, object out, object n_threads, uint64_t key, bint grad):
+    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad)
+    if result is not NotImplemented:
+        return result
+    outs = out if isinstance(out, tuple) else (out,)
+    for o in outs:
+        if cnp.PyArray_Check(o):
+            # The kernel sees coerced copies: check out against what the caller passed.
+            check_out_disjoint(<cnp.ndarray>o, (s, W, a, b, mask, weights))
+    has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
+    s, W, a, b, mask, weights = coerce_args(s, W, a, b, mask, weights, has_action)
+    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad)
+    if result is NotImplemented:
+        raise RuntimeError("fastscore: internal error, coerced input is not canonical")
+    return result
+
+
+_U64 = 1 << 64
+
+
+cdef uint64_t seed_key(object seed) except? 0:
+    """The 64-bit generator key of one sample call (see fastscore_rng.h)."""
+    if PyLong_CheckExact(seed) and 0 <= seed < _U64:
+        return <uint64_t>seed
+    if seed is None:
+        return <uint64_t>int.from_bytes(os.urandom(8), "little")
+    if isinstance(seed, np.random.Generator):
+        return <uint64_t>int(seed.integers(0, _U64, dtype=np.uint64))
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError("seed must be an int, None or a numpy.random.Generator, got bool")
+    try:
+        k = operator.index(seed)
+    except TypeError:
+        raise TypeError(
+            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
+        ) from None
+    if not 0 <= k < _U64:
+        raise ValueError(f"seed must be in [0, 2**64), got {k}")
+    return <uint64_t>k
+
+
+def score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+    r"""Score of the state-input softmax policy: the gradient of log pi(a | s).
+
+    With logits :math:`z = (s W + b) / \tau` over the legal actions and
+    :math:`\pi = \mathrm{softmax}(z)`,
+
+    .. math::
+
+        \nabla_W \log \pi(a \mid s) = s \otimes (e_a - \pi) / \tau, \qquad
+        \nabla_b \log \pi(a \mid s) = (e_a - \pi) / \tau,
+
+    with :math:`1 - \pi_a` formed as the sum of the other probabilities, so
+    the result keeps full relative accuracy when the policy is nearly
+    deterministic; the logits are compensated dot products, so logits in the
+    thousands lose nothing.
+
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.  float32 and float64 are used as
+        they are; other real dtypes are converted to float64.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    a : int or array_like of int, shape (B,)
+        The taken action(s).
+    b : array_like, shape (N,), optional
+        Bias.  When given, the result is the pair ``(grad_W, grad_b)``.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0; the taken
+        action must be legal).
+    temperature : float, default 1.0
+        ``tau > 0``; the result carries the factor ``1 / tau``.
+    out : ndarray, or a tuple ``(out_W, out_b)`` when ``b`` is given, optional
+        Where to write the result, of the result dtype (float32 when every
+        float input is float32, else float64).
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now).  Small work runs
+        on the calling thread.  The result does not depend on it.
+
+    Returns
+    -------
+    grad_W : ndarray, shape (k, N) or (B, k, N)
+        Without ``b``.
+    (grad_W, grad_b) : tuple of ndarrays, shapes as above and (N,) or (B, N)
+        With ``b``.
+
+    Raises
+    ------
+    IndexError
+        An action outside ``[0, N)``.
+    TypeError
+        Non-real arrays, a non-integer action, ``out`` of the wrong dtype.
+    ValueError
+        Shapes that do not match; N = 0; the taken action masked; a state with
+        every action masked; NaN or inf in ``s``, ``W`` or ``b``; logits that
+        overflow; ``temperature`` not finite and positive; ``n_threads < 1``.
+    """
+    return call(K_SCORE, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
+
+
+def log_prob(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+    r"""log pi(a | s) for z = (s W + b) / tau: a scalar for one state, (B,) for a batch.
+
+    Computed as :math:`(z_a - m) - \log(1 + r)` with m the largest logit and
+    r the sum of the other actions' :math:`e^{z_k - m}`: it keeps its relative
+    accuracy as :math:`\pi(a) \to 1`.  Arguments and errors as for
+    :func:`score`; ``out`` has shape () or (B,).  One state returns a NumPy
+    scalar of the result dtype (``out`` itself when given).
+    """
+    return call(K_LOG_PROB, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
+
+
+def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+    r"""Entropy of pi(. | s): a scalar for one state, (B,) for a batch.
+
+    :math:`H = \log(1 + r) + \sum_k \pi_k (m - z_k)`, two non-negative terms.
+    Arguments and errors as for :func:`score` (no action).
+    """
+    return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
+
+
+def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+    r"""pi(. | s): shape (N,) for one state, (B, N) for a batch; masked actions get 0.
+
+    Arguments and errors as for :func:`score` (no action).
+    """
+    return call(K_PROBS, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
+
+
+def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=None):
+    r"""Draw actions from pi(. | s) by Gumbel-max: ``(actions, log_probs)``.
+
+    For one state an ``int``-like NumPy scalar and a scalar; for a batch an
+    intp array (B,) and an array (B,).  ``log_probs`` are bitwise what
+    :func:`log_prob` returns for the drawn actions.
+
+    seed : int in [0, 2**64), numpy.random.Generator or None
+        The draws are a function of (seed, state index, action index)
+        through a counter-based generator (Philox4x64-10), so the same seed
+        gives the same actions whatever ``n_threads``.  A Generator gives
+        one 64-bit key per call (and advances); None takes fresh OS entropy.
+    """
+    cdef uint64_t key = seed_key(seed)
+    return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key, False)
+
+
+def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=1.0,
+           n_threads=None):
+    r"""Weighted log-likelihood :math:`\sum_i w_i \log \pi(a_i \mid s_i)`, and its gradient.
+
+    Parameters as for :func:`score`; ``weights`` (B,) (a scalar for one
+    state) default to 1: returns, REINFORCE advantages, or sample weights.
+
+    Returns
+    -------
+    value : NumPy scalar of the result dtype
+        Without ``grad``.
+    (value, grad_W) : with ``grad=True`` and no ``b``;
+        ``grad_W = sum_i w_i outer(s_i, e_{a_i} - pi_i) / tau``, shape (k, N).
+    (value, (grad_W, grad_b)) : with ``grad=True`` and ``b`` given; the
+        gradient has the structure of the parameters (as :func:`score`).
+
+    No (B, N) array larger than one block and no (B, k, N) array is formed;
+    for large batches the two matrix products go to BLAS (dgemm) block by
+    block.  The sums are taken over fixed chunks of states in a fixed order,
+    so the bits do not depend on ``n_threads``.
+    """
+    return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
+                bool(grad))
+
+
+def _log1p_block(double[::1] x):
+    """log1p of x (>= 0) in place by the vector log1p of the batch (for tests)."""
+    fsm_log1p_block(&x[0], x.shape[0])
+
+
+def _exp_block(double[::1] x):
+    """exp of x (<= 0) in place by the vector exp of the batch softmax (for tests)."""
+    fsm_exp_block(&x[0], x.shape[0])

@@ -1,0 +1,281 @@
+/*
+ * exp of non-positive arguments on vectors, for the softmax of fastscore.matrix.
+ *
+ * fsm_exp_block(x, n) replaces x[i] (<= 0, -inf allowed) by exp(x[i]).  The
+ * softmax weights exp(z_k - m) are all of this form, and the batch gradient
+ * needs B N of them: with the C library's scalar exp they cost more than the
+ * two matrix products around them.
+ *
+ * Method: x = n ln2 + r with n = round(x / ln2) (by the 1.5 2**52 trick) and
+ * ln2 in two parts (Cody and Waite; the high part has 21 trailing zero bits,
+ * so n ln2_hi is exact), |r| <= ln2 / 2; exp(r) by its Taylor polynomial of
+ * degree 13 (truncation below 2e-17 relative) in Horner form; then the
+ * exponent n is added to the bits.  Results below 2**-1000 are scaled in two
+ * steps so that subnormal results are rounded once; x < -746 gives 0.  The
+ * error is within a few units in the last place (tests/test_matrix.py checks
+ * it against the C library's exp), far below what the 1e-12 accuracy target
+ * of the callers needs.
+ *
+ * Only additions and multiplications, no FMA (the module is compiled with
+ * -ffp-contract=off), so every instruction set's clone returns the same bits.
+ */
+#ifndef FASTSCORE_VEXP_H
+#define FASTSCORE_VEXP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fastscore_simd.h"
+
+/* Four lanes: one AVX2 register.  (Eight-lane vectors of the phi kernels
+ * make GCC spill accumulators through the stack in the AVX2 clone.) */
+#define FSM_LANES 4
+typedef double fsm_vd __attribute__((vector_size(FSM_LANES * sizeof(double))));
+typedef long long fsm_vl __attribute__((vector_size(FSM_LANES * sizeof(long long))));
+
+FS_INLINE fsm_vd fsm_select(fsm_vl mask, fsm_vd a, fsm_vd b) {
+    /* mask ? a : b, lane by lane (mask lanes are 0 or -1) */
+    return (fsm_vd)(((fsm_vl)a & mask) | ((fsm_vl)b & ~mask));
+}
+
+FS_INLINE fsm_vd fsm_exp_nonpos(fsm_vd x) {
+    const fsm_vd lim = (fsm_vd){0} - 746.0;
+    const fsm_vd magic = (fsm_vd){0} + 6755399441055744.0; /* 1.5 * 2**52 */
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double log2e = 1.4426950408889634074;
+    fsm_vd t, n, r, p;
+    fsm_vl ni, small, bits;
+    x = fsm_select(x < lim, lim, x); /* also -inf and -746 <= x: no NaN from -inf */
+    t = x * log2e + magic;
+    n = t - magic;
+    r = (x - n * ln2_hi) - n * ln2_lo;
+    p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
+    p = p * r + (1.0 / 39916800.0);
+    p = p * r + (1.0 / 3628800.0);
+    p = p * r + (1.0 / 362880.0);
+    p = p * r + (1.0 / 40320.0);
+    p = p * r + (1.0 / 5040.0);
+    p = p * r + (1.0 / 720.0);
+    p = p * r + (1.0 / 120.0);
+    p = p * r + (1.0 / 24.0);
+    p = p * r + (1.0 / 6.0);
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    ni = (fsm_vl)t - (fsm_vl)magic;          /* n as an integer */
+    small = ni < -1000;
+    ni = ni + (small & 200);                 /* scale by 2**(n + 200), then 2**-200 */
+    bits = (ni + 1023) << 52;
+    p = p * (fsm_vd)bits;
+    return fsm_select(small, p * 6.2230152778611417e-61 /* 2**-200 */, p);
+}
+
+static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        fsm_vd v;
+        memcpy(&v, x + i, sizeof v);
+        v = fsm_exp_nonpos(v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i < n) {
+        double buf[FSM_LANES] = {0};
+        fsm_vd v;
+        memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
+        memcpy(&v, buf, sizeof v);
+        v = fsm_exp_nonpos(v);
+        memcpy(buf, &v, sizeof v);
+        memcpy(x + i, buf, (size_t)(n - i) * sizeof(double));
+    }
+}
+
+/*
+ * log1p of non-negative arguments on vectors (the log(1 + r) of log pi(a)).
+ * 1 + x = 2**e m with m in [sqrt(1/2), sqrt(2)); f = m - 1 (exact), or f = x
+ * itself when e = 0 (no rounding of 1 + x at all); log(m) = 2 atanh(u) with
+ * u = f / (2 + f), |u| <= 0.172, by its series to u**23 (truncation below
+ * 1e-18 relative); plus e ln2 (in two parts) and, for e != 0, the rounding
+ * error of 1 + x, (x - (y - 1)) / y; x < 2**-60 is its own log1p.  Within
+ * two units in the last place (tests/test_matrix.py checks it against libm).
+ */
+FS_INLINE fsm_vd fsm_log1p_nonneg(fsm_vd x) {
+    const fsm_vd one = (fsm_vd){0} + 1.0;
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const fsm_vd magic = (fsm_vd){0} + 6755399441055744.0; /* 1.5 * 2**52 */
+    fsm_vd y = x + 1.0;
+    fsm_vl bits = (fsm_vl)y;
+    fsm_vl e = ((bits >> 52) & 0x7ff) - 1023;
+    fsm_vd m = (fsm_vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    fsm_vl big = m > 1.4142135623730951;
+    m = fsm_select(big, m * 0.5, m);
+    e = e + (big & 1);
+    fsm_vl e0 = e == 0;
+    fsm_vd f = fsm_select(e0, x, m - one);
+    fsm_vd c = fsm_select(e0, (fsm_vd){0}, (x - (y - one)) / y);
+    fsm_vd ed = (fsm_vd)((fsm_vl)magic + e) - magic; /* e as a double */
+    fsm_vd u = f / (f + 2.0);
+    fsm_vd s = u * u;
+    fsm_vd p = s * (1.0 / 23.0) + (1.0 / 21.0);
+    p = p * s + (1.0 / 19.0);
+    p = p * s + (1.0 / 17.0);
+    p = p * s + (1.0 / 15.0);
+    p = p * s + (1.0 / 13.0);
+    p = p * s + (1.0 / 11.0);
+    p = p * s + (1.0 / 9.0);
+    p = p * s + (1.0 / 7.0);
+    p = p * s + (1.0 / 5.0);
+    p = p * s + (1.0 / 3.0);
+    fsm_vd logm = (2.0 * u) + (2.0 * u) * (s * p);
+    fsm_vd res = ed * ln2_hi + (logm + (c + ed * ln2_lo));
+    return fsm_select(x < 0x1p-60, x, res); /* log1p(x) rounds to x there (subnormals too) */
+}
+
+/* x[i] = log1p(x[i]) for x[i] >= 0. */
+static FS_CLONES void fsm_log1p_block(double *x, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        fsm_vd v;
+        memcpy(&v, x + i, sizeof v);
+        v = fsm_log1p_nonneg(v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i < n) {
+        double buf[FSM_LANES] = {0};
+        fsm_vd v;
+        memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
+        memcpy(&v, buf, sizeof v);
+        v = fsm_log1p_nonneg(v);
+        memcpy(buf, &v, sizeof v);
+        memcpy(x + i, buf, (size_t)(n - i) * sizeof(double));
+    }
+}
+
+/* sum_i x[i]**2 in any fixed order (eight lanes): an upper-bound ingredient,
+ * not a result, so its order only has to be the same on every call. */
+static FS_CLONES double fsm_sumsq(const double *x, ptrdiff_t n) {
+    fsm_vd acc0 = {0}, acc1 = {0}, v0, v1;
+    ptrdiff_t i = 0;
+    for (; i + 2 * FSM_LANES <= n; i += 2 * FSM_LANES) {
+        memcpy(&v0, x + i, sizeof v0);
+        memcpy(&v1, x + i + FSM_LANES, sizeof v1);
+        acc0 += v0 * v0;
+        acc1 += v1 * v1;
+    }
+    acc0 += acc1;
+    double s = 0.0;
+    for (; i < n; i++) s += x[i] * x[i];
+    for (int j = 0; j < FSM_LANES; j++) s += acc0[j];
+    return s;
+}
+
+/* z[j] = sum_c s[c] w[c ldw + j] for j < n: the plain logits of one state,
+ * and, when colsq is not NULL, colsq[j] = sum_c w[c ldw + j]**2.  Columns in
+ * groups of FSM_LANES, the rest one by one; each sum runs over c in order in
+ * two interleaved partial sums (even and odd c) added at the end, the same on
+ * every call.  Reads only w[c ldw + j] for c < k, j < n. */
+static FS_CLONES void fsm_gemv(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
+                              ptrdiff_t n, double *z, double *colsq) {
+    ptrdiff_t j = 0;
+    for (; j + FSM_LANES <= n; j += FSM_LANES) {
+        fsm_vd a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0}, v0, v1;
+        ptrdiff_t c = 0;
+        for (; c + 2 <= k; c += 2) {
+            memcpy(&v0, w + c * ldw + j, sizeof v0);
+            memcpy(&v1, w + (c + 1) * ldw + j, sizeof v1);
+            a0 += s[c] * v0;
+            a1 += s[c + 1] * v1;
+            if (colsq) {
+                q0 += v0 * v0;
+                q1 += v1 * v1;
+            }
+        }
+        if (c < k) {
+            memcpy(&v0, w + c * ldw + j, sizeof v0);
+            a0 += s[c] * v0;
+            if (colsq) q0 += v0 * v0;
+        }
+        a0 += a1;
+        memcpy(z + j, &a0, sizeof a0);
+        if (colsq) {
+            q0 += q1;
+            memcpy(colsq + j, &q0, sizeof q0);
+        }
+    }
+    for (; j < n; j++) {
+        double a0 = 0.0, a1 = 0.0, q0 = 0.0, q1 = 0.0;
+        ptrdiff_t c = 0;
+        for (; c + 2 <= k; c += 2) {
+            double v0 = w[c * ldw + j], v1 = w[(c + 1) * ldw + j];
+            a0 += s[c] * v0;
+            a1 += s[c + 1] * v1;
+            q0 += v0 * v0;
+            q1 += v1 * v1;
+        }
+        if (c < k) {
+            double v0 = w[c * ldw + j];
+            a0 += s[c] * v0;
+            q0 += v0 * v0;
+        }
+        z[j] = a0 + a1;
+        if (colsq) colsq[j] = q0 + q1;
+    }
+}
+
+/* Copy W (k, n; byte strides s0, s1; float64 or float32) into w (k, ldw) as
+ * double, zero-padded (ldw a multiple of FSM_LANES and >= n), and return the
+ * largest column sum of squares: inf or NaN when W holds inf or NaN (or
+ * entries beyond 1e154). */
+static FS_CLONES double fsm_prepare_w(const char *src, ptrdiff_t s0, ptrdiff_t s1, int f32,
+                                     ptrdiff_t k, ptrdiff_t n, ptrdiff_t ldw, double *w) {
+    enum { MAXG = 16 };  /* column groups kept in registers; more go round again */
+    double m = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < ldw; j0 += MAXG * FSM_LANES) {
+        ptrdiff_t j1 = j0 + MAXG * FSM_LANES < ldw ? j0 + MAXG * FSM_LANES : ldw;
+        fsm_vd acc[MAXG];
+        memset(acc, 0, sizeof acc);
+        for (ptrdiff_t c = 0; c < k; c++) {
+            const char *row = src + c * s0;
+            double *wr = w + c * ldw;
+            if (!f32 && s1 == (ptrdiff_t)sizeof(double)) {
+                ptrdiff_t e = j1 < n ? j1 : n;
+                if (e > j0) memcpy(wr + j0, row + j0 * s1, (size_t)(e - j0) * sizeof(double));
+            } else if (f32) {
+                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const float *)(row + j * s1);
+            } else {
+                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const double *)(row + j * s1);
+            }
+            for (ptrdiff_t j = n > j0 ? n : j0; j < j1; j++) wr[j] = 0.0;
+            for (ptrdiff_t j = j0, g = 0; j < j1; j += FSM_LANES, g++) {
+                fsm_vd v;
+                memcpy(&v, wr + j, sizeof v);
+                acc[g] += v * v;
+            }
+        }
+        for (ptrdiff_t g = 0; g < (j1 - j0) / FSM_LANES; g++)
+            for (int l = 0; l < FSM_LANES; l++) {
+                double a = acc[g][l];
+                if (a != a) return a; /* NaN */
+                if (a > m) m = a;
+            }
+    }
+    return m;
+}
+
+/* No NaN or inf among x[:n] (x * 0 is NaN exactly for those). */
+static FS_CLONES int fsm_all_finite(const double *x, ptrdiff_t n) {
+    fsm_vd acc = {0}, v;
+    ptrdiff_t i = 0;
+    double s = 0.0;
+    for (; i + FSM_LANES <= n; i += FSM_LANES) {
+        memcpy(&v, x + i, sizeof v);
+        acc += v * 0.0;
+    }
+    for (; i < n; i++) s += x[i] * 0.0;
+    for (int j = 0; j < FSM_LANES; j++) s += acc[j];
+    return s == 0.0;
+}
+
+#endif /* FASTSCORE_VEXP_H */
