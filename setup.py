@@ -89,7 +89,7 @@ extensions = [
         "fastscore._core",
         sources=["src/_core.pyx"],
         include_dirs=[np.get_include(), "src"],
-        depends=["src/fastscore_simd.h"],
+        depends=["src/fastscore_simd.h", "src/fastscore_rng.h", "src/_common.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # Link libm by name, so that exp and fma are versioned references to
         # the current symbols (unversioned, glibc bound exp to its oldest

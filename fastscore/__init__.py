@@ -1,17 +1,23 @@
-"""fastscore: the score function of a linear softmax policy, in one pass.
+"""fastscore: the linear softmax policy, in one pass over the features.
 
 For features ``phi`` (N, d), parameters ``theta`` (d,) and a taken action
-``a``, the policy is ``pi = softmax(phi @ theta / tau)`` and the score is::
+``a``, the policy is ``pi = softmax(phi @ theta / tau)``.  Every function
+below reads ``phi`` once in a compiled, threaded kernel:
 
-    grad_theta log pi(a) = (phi[a] - pi @ phi) / tau
+* ``score``: grad_theta log pi(a) = (phi[a] - pi @ phi) / tau
+* ``log_prob``: log pi(a);  ``entropy``: H(pi);  ``probs``: pi
+* ``sample``: an action drawn from pi, with its log-probability
+* ``loglik``: sum_b w_b log pi_b(a_b), with its gradient and Hessian
 
-``fastscore.score`` computes it (and its batched form) in a compiled kernel
-that reads ``phi`` once; ``fastscore.reference.score`` is the plain NumPy
-version of the same function.
+``offsets=`` takes ragged action sets (long format); ``fastscore.matrix``
+(imported on demand) has the state-input form ``softmax(s @ W + b)``;
+``fastscore.reference`` has plain NumPy versions of the same functions.
 """
 from ._config import show_config
-from ._core import score
+from ._core import entropy, log_prob, loglik, probs, sample, score
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["score", "show_config", "__version__"]
+__all__ = [
+    "entropy", "log_prob", "loglik", "probs", "sample", "score", "show_config", "__version__",
+]

@@ -1,9 +1,11 @@
-"""Input coercion for fastscore.score: the slow path for non-canonical input.
+"""Input coercion for the compiled entry points: the slow path for
+non-canonical input.
 
-``fastscore.score`` (compiled, in ``src/_core.pyx``) takes float32/float64
-arrays and an ``int`` action as they are; anything else comes here once to be
-converted, then goes back to the compiled checks.  The errors raised here are
-about types (``TypeError``); shapes and values are checked in the kernel.
+The functions in ``src/_core.pyx`` take float32/float64 arrays, ``int``
+actions, bool masks and intp offsets as they are; anything else comes here
+once to be converted, then goes back to the compiled checks.  The errors
+raised here are about types and kinds (``TypeError``, and ``ValueError`` for
+values no conversion can fix); shapes are checked in the compiled code.
 """
 from __future__ import annotations
 
@@ -11,18 +13,37 @@ import operator
 
 import numpy as np
 
-__all__ = ["coerce"]
+__all__ = ["coerce", "coerce_weights"]
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def coerce(phi, theta, a, mask):
-    """(phi, theta, a, mask) in the canonical form the kernel reads."""
-    phi = _as_kernel_array(phi, "phi")
+def coerce(phi, theta, a, mask, offsets, takes_action: bool = True):
+    """(phi, theta, a, mask, offsets) in the canonical form the kernel reads;
+    ``a`` is left alone for the functions that take no action."""
+    phi = _as_kernel_array(phi, "phi", ragged_hint=offsets is None)
     theta = _as_kernel_array(theta, "theta")
-    a = _as_actions(a, batch=phi.ndim == 3)
+    if offsets is not None:
+        offsets = _as_index_array(offsets, "offsets")
+    if takes_action:
+        a = _as_actions(a, batch=phi.ndim == 3 or offsets is not None)
     mask = None if mask is None else _as_mask(mask)
-    return phi, theta, a, mask
+    return phi, theta, a, mask, offsets
+
+
+def coerce_weights(weights, n_states: int) -> np.ndarray:
+    """weights as a contiguous float64 (B,) array of finite values."""
+    _reject_masked(weights, "weights")
+    w = _as_array(weights, "weights")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if w.shape != (n_states,):
+        raise ValueError(f"weights must have shape ({n_states},), one per state, got {w.shape}")
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise ValueError(f"weights contains NaN or inf (weights[{bad[0]}] = {w[bad[0]]})")
+    return w
 
 
 def _reject_masked(x, name: str) -> None:
@@ -33,11 +54,26 @@ def _reject_masked(x, name: str) -> None:
         )
 
 
-def _as_kernel_array(x, name: str) -> np.ndarray:
+def _as_array(x, name: str, ragged_hint: bool = False) -> np.ndarray:
+    """np.asarray(x), with errors that name the argument."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc):
+            raise
+        hint = ("; for states with different numbers of actions, stack their rows into "
+                "one 2-D array and pass offsets=" if ragged_hint else "")
+        raise ValueError(f"{name} is a ragged nested sequence, not an array{hint}") from None
+
+
+def _as_kernel_array(x, name: str, ragged_hint: bool = False) -> np.ndarray:
     """A float32/float64 array, native and aligned, last axis contiguous."""
     _reject_masked(x, name)
-    arr = np.asarray(x)
+    arr = _as_array(x, name, ragged_hint)
     kind = arr.dtype.kind
+    if kind == "O":
+        arr = _object_reals(arr, name)
+        kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if kind not in "biuf":
@@ -52,6 +88,44 @@ def _as_kernel_array(x, name: str) -> np.ndarray:
     return arr
 
 
+def _object_reals(arr: np.ndarray, name: str) -> np.ndarray:
+    """An object array of real numbers as float64: what a pandas column with
+    missing values (None, pd.NA) arrives as; say so rather than 'dtype object'."""
+    flat = list(arr.flat)
+    if any(v is None or type(v).__name__ in ("NAType", "NaTType") for v in flat):
+        raise TypeError(
+            f"{name} holds missing values (None or pd.NA, dtype object); fill or drop them "
+            f"first (e.g. DataFrame.dropna()), then pass a float array")
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) for v in flat):
+        raise TypeError(f"{name} must be a real numeric array, got dtype object")
+    return arr.astype(np.float64)
+
+
+def _as_index_array(x, name: str) -> np.ndarray:
+    """A native, aligned intp array of indices (actions of a batch, offsets)."""
+    _reject_masked(x, name)
+    arr = _as_array(x, name)
+    if arr.dtype.kind == "O":
+        arr = _object_ints(arr, name)
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+        raise TypeError(f"{name} must be an array of integer indices, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.intp).max:
+        raise IndexError(f"{name} holds {arr.max()}, out of range for any array")
+    arr = arr.astype(np.intp, copy=False)
+    return arr if arr.flags.aligned and arr.dtype.isnative else arr.copy()
+
+
+def _object_ints(arr: np.ndarray, name: str) -> np.ndarray:
+    """An object array of Python/NumPy integers as intp (bools rejected)."""
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               for v in arr.flat):
+        raise TypeError(f"{name} must be an array of integer indices, got dtype object")
+    try:
+        return arr.astype(np.intp)
+    except OverflowError:
+        raise IndexError(f"{name} holds {max(arr.flat, key=abs)}, out of range") from None
+
+
 def _as_actions(a, batch: bool):
     """An int for one state, an intp array for a batch."""
     if not batch:
@@ -63,34 +137,19 @@ def _as_actions(a, batch: bool):
             raise TypeError(
                 f"a must be an integer action index for one state, got {type(a).__name__}"
             ) from None
-    _reject_masked(a, "a")
-    arr = np.asarray(a)
-    if arr.dtype.kind == "O":
-        arr = _object_actions(arr)
-    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
-        raise TypeError(f"a must be an array of integer action indices, got dtype {arr.dtype}")
-    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.intp).max:
-        raise IndexError(f"a holds {arr.max()}, out of range for any number of actions")
-    arr = arr.astype(np.intp, copy=False)
-    return arr if arr.flags.aligned else arr.copy()
-
-
-def _object_actions(arr: np.ndarray) -> np.ndarray:
-    """An object array of Python/NumPy integers as intp (bools rejected)."""
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-               for v in arr.flat):
-        raise TypeError("a must be an array of integer action indices, got dtype object")
-    try:
-        return arr.astype(np.intp)
-    except OverflowError:
-        raise IndexError(
-            f"a holds {max(arr.flat, key=abs)}, out of range for any number of actions"
-        ) from None
+    return _as_index_array(a, "a")
 
 
 def _as_mask(mask) -> np.ndarray:
+    """A bool array; integer arrays holding only 0 and 1 are accepted."""
     _reject_masked(mask, "mask")
-    arr = np.asarray(mask)
+    arr = _as_array(mask, "mask")
+    if arr.dtype.kind in "iu":
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError(
+                "mask must be boolean; an integer mask may hold only 0 and 1, got "
+                f"{arr[~np.isin(arr, (0, 1))].flat[0]}")
+        return arr.astype(np.bool_)
     if arr.dtype != np.bool_:
         raise TypeError(f"mask must be a boolean array, got dtype {arr.dtype}")
     return arr

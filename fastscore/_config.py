@@ -17,8 +17,11 @@ def build_info() -> dict:
     return info
 
 
-def show_config() -> None:
+def show_config() -> dict:
     """Print fastscore's version, whether OpenMP was compiled in, the thread
-    count OpenMP allows now, the SIMD level in use and the compiler flags."""
-    for key, value in build_info().items():
-        print(f"{key:>12}: {value}")
+    count OpenMP allows now, the SIMD level in use and the compiler flags,
+    and return them as a dict."""
+    info = build_info()
+    for key, value in info.items():
+        print(f"{key:>14}: {value}")
+    return info

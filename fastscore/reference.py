@@ -1,11 +1,14 @@
-"""The textbook NumPy implementation: the baseline of the benchmarks.
+"""The textbook NumPy implementations: the baselines of the benchmarks.
 
-It is what a user would write: logits by a matrix product, a stable softmax,
-then ``phi_a - pi @ phi``.  It reads ``phi`` twice and materialises the
-logits and the probabilities; it computes in the input precision, and it loses
-relative accuracy when the policy is nearly deterministic (the two terms of
-the difference are then almost equal).  It only checks what NumPy itself
-checks; ``fastscore.score`` is the validated API.
+They are what a user would write: logits by a matrix product, a stable
+softmax, then the quantity from its formula (``phi_a - pi @ phi`` for the
+score, ``log softmax`` for log pi, ``-sum pi log pi`` for the entropy, a
+padded covariance for the Hessian).  They read ``phi`` several times and
+materialise logits, probabilities and (for ``loglik``) (B, d) and (B, d, d)
+temporaries; they compute in the input precision and lose relative accuracy
+where the policy is nearly deterministic.  They only check what NumPy itself
+checks; the functions in ``fastscore`` are the validated API, with the same
+signatures.
 """
 from __future__ import annotations
 
@@ -14,7 +17,58 @@ from typing import Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["score"]
+__all__ = ["entropy", "log_prob", "loglik", "probs", "sample", "score"]
+
+
+def _padded(phi, theta, mask, offsets):
+    """(phi (B, N, d), theta, legal (B, N), one_state, dtype, unpad) as a user
+    pads long-format data: unpad maps a (B, N) result back to rows."""
+    phi = np.asarray(phi)
+    theta = np.asarray(theta)
+    dtype = np.result_type(phi, theta, np.float32)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.float64
+    phi = phi.astype(dtype, copy=False)
+    theta = theta.astype(dtype, copy=False)
+    unpad = None
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.intp)
+        sizes = np.diff(offsets)
+        n = int(sizes.max()) if sizes.size else 0
+        state = np.repeat(np.arange(sizes.size), sizes)
+        col = np.arange(offsets[-1]) - offsets[state]
+        padded = np.zeros((sizes.size, n, phi.shape[1]), dtype)
+        padded[state, col] = phi
+        legal = np.zeros((sizes.size, n), bool)
+        legal[state, col] = True if mask is None else np.asarray(mask, bool)
+        phi, one = padded, False
+
+        def unpad(x):
+            return x[state, col]
+    else:
+        one = phi.ndim == 2
+        if one:
+            phi = phi[None]
+        shape = phi.shape[:2]
+        legal = np.ones(shape, bool) if mask is None else np.broadcast_to(
+            np.asarray(mask, bool), shape)
+    return phi, theta, legal, one, dtype, unpad
+
+
+def _log_softmax(phi, theta, legal, dtype, temperature):
+    logits = (phi @ theta) / dtype.type(temperature)
+    logits = np.where(legal, logits, -np.inf)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def _finish(result, one, out):
+    if one:
+        result = result[0]
+    if out is not None:
+        out[...] = result
+        return out
+    return result
 
 
 def score(
@@ -24,38 +78,90 @@ def score(
     *,
     mask: Optional[ArrayLike] = None,
     temperature: float = 1.0,
+    offsets: Optional[ArrayLike] = None,
     out: Optional[NDArray[np.floating]] = None,
     n_threads: Optional[int] = None,
 ) -> NDArray[np.floating]:
-    r"""Score :math:`\nabla_\theta \log \pi(a)` in plain NumPy.
+    r"""Score :math:`\nabla_\theta \log \pi(a)` in plain NumPy: ``(phi_a - pi @ phi) / tau``.
 
-    Same signature and result as :func:`fastscore.score`;
-    ``n_threads`` is accepted and ignored (NumPy's BLAS has its own threads).
+    Same signature and result as :func:`fastscore.score`; ``n_threads`` is
+    accepted and ignored (NumPy's BLAS has its own threads).
     """
-    phi = np.asarray(phi)
-    theta = np.asarray(theta)
-    dtype = np.result_type(phi, theta, np.float32)
-    if dtype not in (np.float32, np.float64):
-        dtype = np.float64
-    phi = phi.astype(dtype, copy=False)
-    theta = theta.astype(dtype, copy=False)
-    batch = phi.ndim == 3
-    if not batch:
-        phi = phi[None]
+    phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
     a = np.asarray(a, dtype=np.intp).reshape(-1)
-    logits = (phi @ theta) / dtype.type(temperature)
-    if mask is not None:
-        legal = np.broadcast_to(np.asarray(mask, dtype=bool), logits.shape)
-        logits = np.where(legal, logits, -np.inf)
-        phi = np.where(legal[..., None], phi, 0)  # masked rows may hold NaN
-    logits -= logits.max(axis=1, keepdims=True)
-    pi = np.exp(logits)
-    pi /= pi.sum(axis=1, keepdims=True)
+    pi = np.exp(_log_softmax(phi, theta, legal, dtype, temperature))
+    phi = np.where(legal[..., None], phi, 0)  # masked rows may hold NaN
     mean_phi = np.einsum("bn,bnd->bd", pi, phi)
     result = (phi[np.arange(phi.shape[0]), a] - mean_phi) / dtype.type(temperature)
-    if not batch:
-        result = result[0]
-    if out is not None:
-        out[...] = result
-        return out
-    return result
+    return _finish(result, one, out)
+
+
+def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, out=None,
+             n_threads=None):
+    """log pi(a) in plain NumPy (log-softmax, then the taken entries)."""
+    phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
+    a = np.asarray(a, dtype=np.intp).reshape(-1)
+    logp = _log_softmax(phi, theta, legal, dtype, temperature)
+    return _finish(logp[np.arange(logp.shape[0]), a], one, out)
+
+
+def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
+    """H(pi) = -sum pi log pi in plain NumPy (masked actions count 0)."""
+    phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
+    logp = _log_softmax(phi, theta, legal, dtype, temperature)
+    pi = np.exp(logp)
+    h = -np.where(legal, pi * np.where(legal, logp, 0), 0).sum(axis=1)
+    return _finish(h, one, out)
+
+
+def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
+    """softmax(phi @ theta / tau) in plain NumPy."""
+    phi, theta, legal, one, dtype, unpad = _padded(phi, theta, mask, offsets)
+    pi = np.exp(_log_softmax(phi, theta, legal, dtype, temperature))
+    if unpad is not None:
+        pi = unpad(pi)
+    return _finish(pi, one, out)
+
+
+def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,
+           n_threads=None):
+    """One action per state with ``rng.choice(N, p=softmax(...))``, and its log pi.
+
+    The same distribution as :func:`fastscore.sample`, not the same draws
+    (a different generator)."""
+    rng = np.random.default_rng(seed)
+    phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
+    logp = _log_softmax(phi, theta, legal, dtype, temperature)
+    pi = np.exp(logp.astype(np.float64))
+    actions = np.array([rng.choice(pi.shape[1], p=p / p.sum()) for p in pi], dtype=np.intp)
+    lp = logp[np.arange(logp.shape[0]), actions]
+    if one:
+        return int(actions[0]), float(lp[0])
+    return actions, lp
+
+
+def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,
+           offsets=None, n_threads=None):
+    """sum_b w_b log pi_b(a_b), its gradient sum_b w_b score_b and Hessian
+    -sum_b w_b Cov_b(phi) / tau^2, as a user writes them with (B, d) and
+    (B, d, d) temporaries."""
+    phi, theta, legal, _, dtype, _ = _padded(phi, theta, mask, offsets)
+    a = np.asarray(a, dtype=np.intp).reshape(-1)
+    b = np.arange(phi.shape[0])
+    w = np.ones(phi.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    tau = dtype.type(temperature)
+    logp = _log_softmax(phi, theta, legal, dtype, temperature)
+    value = float(w @ logp[b, a])
+    if not (grad or hess):
+        return value
+    pi = np.exp(logp)
+    phi = np.where(legal[..., None], phi, 0)
+    mean_phi = np.einsum("bn,bnd->bd", pi, phi)
+    result = [value]
+    if grad:
+        result.append(w @ ((phi[b, a] - mean_phi) / tau))
+    if hess:
+        centred = phi - mean_phi[:, None, :]
+        cov = np.einsum("bn,bni,bnj->bij", pi, centred, centred)
+        result.append(-np.einsum("b,bij->ij", w, cov) / (tau * tau))
+    return tuple(result)

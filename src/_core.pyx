@@ -1,40 +1,51 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False, binding=True
-"""Compiled core of fastscore: the one-pass softmax score kernel.
+"""Compiled core of fastscore: the whole linear softmax policy in one pass.
 
 Layers (design.md, section 5):
 
-* ``score`` is the public entry point (``fastscore.score``).  Arguments
+* The ``def`` entry points (``score``, ``log_prob``, ``entropy``, ``probs``,
+  ``sample``, ``loglik``) share one validation path, ``prepare``: arguments
   already in canonical form (NumPy arrays of the kernel's dtypes, an ``int``
-  action) are validated by C-level checks in ``score_canonical``, which also
-  allocates the result; anything else is first converted by
-  ``fastscore._coerce.coerce`` (Python), so the common call pays nothing for
-  rare input types.
-* ``run_batch`` drives the threads; it holds no Python objects.
-* ``partial_*`` and ``state_score`` are ``noexcept nogil`` helpers working on
-  one state, or one chunk of rows of one state.
+  action) are checked by C-level code that fills a ``Problem``; anything else
+  is first converted by ``fastscore._coerce.coerce`` (Python), so the common
+  call pays nothing for rare input types.  Each entry point then allocates
+  its outputs and names them in ``Problem.outputs``.
+* ``run`` drives the threads; it holds no Python objects.
+* ``partial_*``, ``state_*`` and ``finish_*`` are ``noexcept nogil`` helpers
+  working on one state, or one chunk of rows of one state.
 
-A state's work is held in a ``Partial``: the running maximum logit ``m``, the
-normaliser ``l = sum_k exp(z_k - m)`` and ``g = sum_k exp(z_k - m) (phi_a -
-phi_k)``.  Partials over disjoint rows merge associatively; the score is
-``(g / l) / tau``.  Companions of the same pass (log pi(a), entropy) add fields
-to ``Partial`` and a ``partial_finish_*`` of their own.
+A state's pass is held in a ``Partial``: the running maximum logit ``m``,
+``r = sum_k exp(z_k - m)`` over every row but the one holding the maximum (so
+the normaliser is ``l = 1 + r`` and ``log l = log1p(r)`` keeps its relative
+accuracy when one action dominates), and, as the requested outputs need them,
+the entropy sum ``S = sum_k exp(z_k - m) (m - z_k)``, the score sum
+``g = sum_k exp(z_k - m) (phi_a - phi_k)``, the second moment
+``C = sum_k exp(z_k - m) (phi_k - phi_a)(phi_k - phi_a)^T``, the taken (or
+sampled) action's logit and the Gumbel-max winner.  Partials over disjoint
+rows merge associatively.  Every output is one finishing step on the same
+partial (``finish_state``).
 """
 
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
-from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
-from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, fabs, fma, isfinite
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, NAN, exp, fabs, fma, isfinite, isnan, log1p
+from libc.stdint cimport uint64_t
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
+from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 
 cimport numpy as cnp
-import operator
 import os
 
 import numpy as np
 
-from fastscore._coerce import coerce
+from fastscore._coerce import coerce, coerce_weights
+
+from _common cimport (
+    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint,
+    fs_omp_max_threads, is_intp_array, is_real_kernel_array,
+)
 
 cnp.import_array()
 fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
@@ -56,6 +67,10 @@ cdef extern from "fastscore_simd.h" nogil:
                           int nr, Py_ssize_t d)
     void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                           int nr, Py_ssize_t d)
+    void fs_hess_acc_f64(double *C, Py_ssize_t dp, double *Y, const double *xa,
+                         const double **rows, const double *w, int nr, Py_ssize_t d)
+    void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const float *xa,
+                         const float **rows, const double *w, int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
                      Py_ssize_t n)
@@ -68,18 +83,12 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_init(int force_split)
 
 
+cdef extern from "fastscore_rng.h" nogil:
+    double fs_gumbel(uint64_t key, uint64_t state, uint64_t action)
+
+
 cdef extern from *:
     """
-    #ifdef _OPENMP
-    #include <omp.h>
-    #define FS_OPENMP 1
-    static int fs_omp_max_threads(void) { return omp_get_max_threads(); }
-    static int fs_omp_num_procs(void) { return omp_get_num_procs(); }
-    #else
-    #define FS_OPENMP 0
-    static int fs_omp_max_threads(void) { return 1; }
-    static int fs_omp_num_procs(void) { return 1; }
-    #endif
     /* Keep the first failing state (and its status) whatever the thread count. */
     static void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
     #ifdef _OPENMP
@@ -96,10 +105,7 @@ cdef extern from *:
     #define FASTSCORE_CFLAGS "unknown"
     #endif
     """
-    const int FS_OPENMP
     const char *FASTSCORE_CFLAGS
-    int fs_omp_max_threads() nogil
-    int fs_omp_num_procs() nogil
     void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
 
 
@@ -115,6 +121,10 @@ cdef enum:
     # of exactly this size and the partials merged left to right, whatever the
     # thread count, so the result does not depend on it.
     CHUNK_ROWS = 1024
+    # States with at least this many rows are "wide": with threads, their
+    # chunks are spread over the threads (one state at a time) instead of
+    # giving the whole state to one thread.
+    WIDE_ROWS = 4 * CHUNK_ROWS
     # Elements of phi below which a call runs on the calling thread: a
     # fork/join costs microseconds, a small call's whole budget.
     PARALLEL_MIN_WORK = 1 << 16
@@ -122,6 +132,13 @@ cdef enum:
     NOGIL_MIN_WORK = 1 << 12
     # theta up to this length is prepared in a stack buffer.
     STACK_D = 256
+    # Reductions (loglik) sum the states in at most this many groups of
+    # consecutive states (fewer when a group's Hessian is large), fixed by
+    # the data alone: the groups, and so the bits, never depend on threads.
+    MAX_GROUPS = 64
+    GROUP_SLOTS_DOUBLES = 1 << 23
+    # Threads a call uses at most (as_thread_count caps n_threads below it).
+    MAX_THREADS_CAP = 1024
 
 cdef enum Status:
     OK = 0
@@ -129,33 +146,91 @@ cdef enum Status:
     NONFINITE_RESULT = 2
     NO_MEMORY = 3
     ACTION_CHANGED = 4
+    ALL_MASKED = 5
+
+# What a call computes (Problem.outputs).  Per-state results ...
+cdef enum:
+    OUT_SCORE = 1
+    OUT_LOGP = 2
+    OUT_ENTROPY = 4
+    OUT_PROBS = 8
+    OUT_SAMPLE = 16
+    # ... and sums over the states, weighted (loglik).
+    RED_VALUE = 32
+    RED_GRAD = 64
+    RED_HESS = 128
+    # What the pass must carry for them.
+    NEED_G = OUT_SCORE | RED_GRAD | RED_HESS
+    NEED_ZA = OUT_LOGP | RED_VALUE
+    REDUCE = RED_VALUE | RED_GRAD | RED_HESS
 
 
 cdef struct Problem:
     # Everything shared by the states of one call; strides are in bytes.
     const char *phi
     Py_ssize_t phi_sb, phi_sn
-    Py_ssize_t n_actions, d
+    Py_ssize_t n_actions          # rows per state (padded layout)
+    const Py_ssize_t *offsets     # ragged layout: (B + 1,) validated copy; NULL: padded
+    Py_ssize_t d, dp              # features, and d padded to the vector width
     fs_theta theta
     double tau
-    const char *act
+    const char *act               # NULL: no taken action (entropy, probs, sample)
     Py_ssize_t act_s
-    const char *mask          # NULL: every action legal
+    Py_ssize_t act_one            # the action of one state (act points here)
+    const char *mask              # NULL: every action legal
     Py_ssize_t mask_sb, mask_sn
-    char *out
-    Py_ssize_t out_sb, out_sd
-    bint out_f32
+    int outputs
+    bint phi_f64                  # phi is float64 (else float32)
+    bint out_f32                  # per-state float results are float32
+    char *score
+    Py_ssize_t score_sb, score_sd
+    char *logp
+    Py_ssize_t logp_s
+    char *ent
+    Py_ssize_t ent_s
+    char *probs                   # padded: (b, k) at b sb + k sn; ragged: row0(b) + k at sn
+    Py_ssize_t probs_sb, probs_sn
+    char *action
+    Py_ssize_t action_s
+    uint64_t key                  # sampling: the call's key ...
+    Py_ssize_t state_offset       # ... and the global index of state 0
+    const double *weights         # loglik: (B,) contiguous; NULL: all 1
+
+
+cdef struct StateView:
+    const char *phi               # row 0 of the state
+    const char *mask              # mask of row 0, or NULL
+    Py_ssize_t n                  # rows
+    Py_ssize_t row0               # index of row 0 among all rows of the call
+    Py_ssize_t a                  # taken action, or -1
 
 
 cdef struct Partial:
-    double m      # running maximum logit (-inf while empty) ...
-    double m_lo   # ... as the unevaluated sum m + m_lo
-    double l      # sum_k exp(z_k - m)
-    double *g     # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
+    double m          # running maximum logit (-inf while empty) ...
+    double m_lo       # ... as the unevaluated sum m + m_lo
+    Py_ssize_t kmax   # the row holding it
+    double r          # sum_k exp(z_k - m) over the rows but kmax: l = 1 + r
+    double S          # sum_k exp(z_k - m) (m - z_k)               (entropy)
+    double za, za_lo  # logit of the taken / sampled action (NaN until seen)
+    double best       # largest perturbed logit z_k + G_k           (sample)
+    Py_ssize_t kbest  # its row
+    double *g         # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
+    double *C         # (dp, dp), upper tiles: sum_k exp(z_k - m) y_k y_k^T
+
+
+cdef struct Work:
+    # Per-thread scratch; NULL where the call does not need it.
+    double *g1        # a second partial's g and C, for merging chunks
+    double *C1
+    double *Y         # BLOCK_ROWS x dp row differences (Hessian)
+    double *z         # 2 per row of the widest state: z_k, z_lo_k (probs)
+    double *g0        # the state's own partial
+    double *C0
+    double *gs        # d: the finished score (loglik)
 
 
 # ---------------------------------------------------------------------------
-# Helpers: one row, one chunk of rows, one state.
+# Helpers: one row, one block of rows, one state.
 
 cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo) noexcept nogil:
     """Logit phi_k . theta / tau of one row as an unevaluated sum z + z_lo.
@@ -181,6 +256,68 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     return z
 
 
+cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
+    """exp((x + x_lo) - (y + y_lo)) for x <= y."""
+    return exp((x - y) + (x_lo - y_lo))
+
+
+cdef inline double diff2(double x, double x_lo, double y, double y_lo) noexcept nogil:
+    """(x + x_lo) - (y + y_lo) rounded once more."""
+    return (x - y) + (x_lo - y_lo)
+
+
+cdef inline void scale_vec(double *x, Py_ssize_t n, double c) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        x[i] *= c
+
+
+cdef inline void add_scaled(double *x, const double *y, Py_ssize_t n, double c) noexcept nogil:
+    """x = x + c y (c = 1 multiplies exactly)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        x[i] += c * y[i]
+
+
+cdef inline void partial_clear(Partial *p, const Problem *pr) noexcept nogil:
+    p.m = -INFINITY
+    p.m_lo = 0.0
+    p.kmax = -1
+    p.r = 0.0
+    p.S = 0.0
+    p.za = NAN
+    p.za_lo = 0.0
+    p.best = -INFINITY
+    p.kbest = -1
+    if pr.outputs & NEED_G:
+        memset(p.g, 0, pr.d * sizeof(double))
+    if pr.outputs & RED_HESS:
+        memset(p.C, 0, pr.dp * pr.dp * sizeof(double))
+
+
+cdef void partial_rescale(Partial *p, const Problem *pr, double c) noexcept nogil:
+    """Multiply the sums of p by c (a new, larger maximum)."""
+    if pr.outputs & NEED_G:
+        scale_vec(p.g, pr.d, c)
+    if pr.outputs & RED_HESS:
+        scale_vec(p.C, pr.dp * pr.dp, c)
+
+
+cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double m_new_lo,
+                            Py_ssize_t kmax) noexcept nogil:
+    """Re-express p relative to a larger maximum m_new + m_new_lo, held by row
+    kmax: the old maximum's own term joins r."""
+    cdef double c
+    if p.m != -INFINITY:
+        c = exp_diff(p.m, p.m_lo, m_new, m_new_lo)
+        p.S = c * (p.S + diff2(m_new, m_new_lo, p.m, p.m_lo) * (1.0 + p.r))
+        p.r = c * (1.0 + p.r)
+        partial_rescale(p, pr, c)
+    p.m = m_new
+    p.m_lo = m_new_lo
+    p.kmax = kmax
+
+
 cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
                                   const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
     if real_t is double:
@@ -189,365 +326,720 @@ cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t *
         fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
 
 
-cdef inline void partial_clear(Partial *p, Py_ssize_t d) noexcept nogil:
-    p.m = -INFINITY
-    p.m_lo = 0.0
-    p.l = 0.0
-    memset(p.g, 0, d * sizeof(double))
+cdef inline void hess_accumulate(double *C, Py_ssize_t dp, double *Y, const real_t *row_a,
+                                 const real_t **rows, const double *w, int n_rows,
+                                 Py_ssize_t d) noexcept nogil:
+    if real_t is double:
+        fs_hess_acc_f64(C, dp, Y, row_a, rows, w, n_rows, d)
+    else:
+        fs_hess_acc_f32(C, dp, Y, row_a, rows, w, n_rows, d)
 
 
-cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
-    """exp((x + x_lo) - (y + y_lo)) for x <= y."""
-    return exp((x - y) + (x_lo - y_lo))
+cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
+                             const real_t *phi_type, Py_ssize_t b, Py_ssize_t k0,
+                             Py_ssize_t k1, Work *wk) noexcept nogil:
+    """Add rows [k0, k1) of state b to p, reading each row of phi once.
 
-
-cdef void partial_raise_max(Partial *p, double m_new, double m_new_lo, Py_ssize_t d) noexcept nogil:
-    """Re-express p relative to a larger maximum m_new + m_new_lo."""
-    cdef double c
-    cdef Py_ssize_t i
-    if p.l != 0.0:
-        c = exp_diff(p.m, p.m_lo, m_new, m_new_lo)
-        p.l *= c
-        for i in range(d):
-            p.g[i] *= c
-    p.m = m_new
-    p.m_lo = m_new_lo
-
-
-cdef Status partial_add_rows(Partial *p, const Problem *pr, const real_t *phi_b,
-                             const char *mask_b, Py_ssize_t a,
-                             Py_ssize_t k0, Py_ssize_t k1) noexcept nogil:
-    """Add rows [k0, k1) of one state to p, reading each row of phi once."""
+    phi_type only selects the instantiation (float or double rows)."""
     cdef double z[BLOCK_ROWS]
     cdef double z_lo[BLOCK_ROWS]
     cdef double weights[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
-    cdef double zk, w, block_max, block_max_lo
-    cdef Py_ssize_t kb, ke, k
-    cdef int n_rows
-    cdef const real_t *row_a = <const real_t *>(<const char *>phi_b + a * pr.phi_sn)
+    cdef double zk, w, t, block_max, block_max_lo
+    cdef Py_ssize_t kb, ke, k, block_kmax
+    cdef int n_rows, outputs = pr.outputs
+    cdef const real_t *row_a = NULL
+    cdef uint64_t state_key = <uint64_t>(b + pr.state_offset)
+    if v.a >= 0:
+        row_a = <const real_t *>(v.phi + (v.a) * pr.phi_sn)
     kb = k0
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
         for k in range(kb, ke):
-            if mask_b != NULL and not mask_b[k * pr.mask_sn]:
+            if v.mask != NULL and not v.mask[k * pr.mask_sn]:
                 z[k - kb] = -INFINITY
+                z_lo[k - kb] = 0.0
                 continue
-            zk = row_logit(<const real_t *>(<const char *>phi_b + k * pr.phi_sn), pr,
-                           &z_lo[k - kb])
+            zk = row_logit(<const real_t *>(v.phi + (k) * pr.phi_sn), pr, &z_lo[k - kb])
             if not (isfinite(zk) and isfinite(z_lo[k - kb])):
                 return NONFINITE_LOGIT
             z[k - kb] = zk
+        if kb <= v.a < ke and outputs & NEED_ZA:
+            p.za = z[v.a - kb]
+            p.za_lo = z_lo[v.a - kb]
+        if outputs & OUT_PROBS:
+            for k in range(kb, ke):
+                wk.z[2 * k] = z[k - kb]
+                wk.z[2 * k + 1] = z_lo[k - kb]
         # The block's maximum in a loop of its own: a branch on a logit that
         # mispredicts inside the loop above, where the logit arrives late,
         # discards the next row's dot product already under way.
         block_max = -INFINITY
         block_max_lo = 0.0
+        block_kmax = -1
         for k in range(ke - kb):
             if z[k] > block_max:
                 block_max = z[k]
                 block_max_lo = z_lo[k]
+                block_kmax = kb + k
         if block_max > p.m:
-            partial_raise_max(p, block_max, block_max_lo, pr.d)
+            partial_raise_max(p, pr, block_max, block_max_lo, block_kmax)
         n_rows = 0
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
             w = exp_diff(z[k - kb], z_lo[k - kb], p.m, p.m_lo)
-            p.l += w
-            if k != a and w != 0.0:
-                rows[n_rows] = <const real_t *>(<const char *>phi_b + k * pr.phi_sn)
+            if k != p.kmax:
+                p.r += w
+            if outputs & OUT_ENTROPY:
+                p.S += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
+            if k != v.a and w != 0.0:
+                rows[n_rows] = <const real_t *>(v.phi + (k) * pr.phi_sn)
                 weights[n_rows] = w
                 n_rows += 1
-        block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
+        if outputs & NEED_G:
+            block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
+        if outputs & RED_HESS:
+            hess_accumulate(p.C, pr.dp, wk.Y, row_a, rows, weights, n_rows, pr.d)
+        if outputs & OUT_SAMPLE:
+            # Gumbel-max: the row with the largest z_k + G_k is a draw from
+            # softmax(z); ties go to the first row, as in a merge.
+            for k in range(kb, ke):
+                if z[k - kb] == -INFINITY:
+                    continue
+                t = z[k - kb] + fs_gumbel(pr.key, state_key, <uint64_t>k)
+                if t > p.best:
+                    p.best = t
+                    p.kbest = k
+                    p.za = z[k - kb]
+                    p.za_lo = z_lo[k - kb]
         kb = ke
     return OK
 
 
-cdef void partial_merge(Partial *dst, const Partial *src, Py_ssize_t d) noexcept nogil:
-    """dst += src.  Merging into an empty partial copies src (signed zeros
-    included), so a state's first chunk gives the same bits whether it was
-    computed in place or merged."""
+cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noexcept nogil:
+    """dst += src, src being the later rows.  Merging into an empty partial
+    copies src (signed zeros included), so a state's first chunk gives the
+    same bits whether it was computed in place or merged."""
     cdef double c
-    cdef Py_ssize_t i
-    if src.l == 0.0:
+    cdef bint g = pr.outputs & NEED_G, h = pr.outputs & RED_HESS
+    if src.m == -INFINITY:
         return
-    if dst.l == 0.0:
+    if dst.m == -INFINITY:
         dst.m = src.m
         dst.m_lo = src.m_lo
-        dst.l = src.l
-        memcpy(dst.g, src.g, d * sizeof(double))
+        dst.kmax = src.kmax
+        dst.r = src.r
+        dst.S = src.S
+        dst.za = src.za
+        dst.za_lo = src.za_lo
+        dst.best = src.best
+        dst.kbest = src.kbest
+        if g:
+            memcpy(dst.g, src.g, pr.d * sizeof(double))
+        if h:
+            memcpy(dst.C, src.C, pr.dp * pr.dp * sizeof(double))
         return
     if src.m > dst.m:
-        partial_raise_max(dst, src.m, src.m_lo, d)
-    c = exp_diff(src.m, src.m_lo, dst.m, dst.m_lo)
-    dst.l += c * src.l
-    for i in range(d):
-        dst.g[i] += c * src.g[i]
-
-
-cdef Status partial_finish_score(const Partial *p, const Problem *pr, Py_ssize_t b) noexcept nogil:
-    """Write score = (g / l) / tau to row b of the result (l * tau may overflow)."""
-    cdef char *o = pr.out + b * pr.out_sb
-    cdef int finite
-    if pr.out_f32:
-        finite = fs_store_f32(o, pr.out_sd, p.g, 1.0 / p.l, pr.tau, pr.d)
+        c = exp_diff(dst.m, dst.m_lo, src.m, src.m_lo)
+        dst.S = c * (dst.S + diff2(src.m, src.m_lo, dst.m, dst.m_lo) * (1.0 + dst.r)) + src.S
+        dst.r = c * (1.0 + dst.r) + src.r
+        partial_rescale(dst, pr, c)
+        if g:
+            add_scaled(dst.g, src.g, pr.d, 1.0)
+        if h:
+            add_scaled(dst.C, src.C, pr.dp * pr.dp, 1.0)
+        dst.m = src.m
+        dst.m_lo = src.m_lo
+        dst.kmax = src.kmax
     else:
-        finite = fs_store_f64(o, pr.out_sd, p.g, 1.0 / p.l, pr.tau, pr.d)
-    return OK if finite else NONFINITE_RESULT
+        c = exp_diff(src.m, src.m_lo, dst.m, dst.m_lo)
+        dst.S += c * (src.S + diff2(dst.m, dst.m_lo, src.m, src.m_lo) * (1.0 + src.r))
+        dst.r += c * (1.0 + src.r)
+        if g:
+            add_scaled(dst.g, src.g, pr.d, c)
+        if h:
+            add_scaled(dst.C, src.C, pr.dp * pr.dp, c)
+    if pr.outputs & OUT_SAMPLE:
+        if src.best > dst.best:
+            dst.best = src.best
+            dst.kbest = src.kbest
+            dst.za = src.za
+            dst.za_lo = src.za_lo
+    elif isnan(dst.za) and not isnan(src.za):
+        dst.za = src.za
+        dst.za_lo = src.za_lo
 
 
-cdef inline double work_of(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
-    """Elements of phi a call reads (plus one per row): what decides whether
-    threads, and releasing the GIL, pay for themselves."""
-    return <double>n_states * pr.n_actions * (pr.d + 1)
+# ---------------------------------------------------------------------------
+# One state: its rows, its partial, its outputs.
+
+cdef inline Py_ssize_t state_action(const Problem *pr, Py_ssize_t b) noexcept nogil:
+    return (<const Py_ssize_t *>(pr.act + b * pr.act_s))[0]
+
+
+cdef inline void state_view(const Problem *pr, Py_ssize_t b, StateView *v) noexcept nogil:
+    if pr.offsets != NULL:
+        v.row0 = pr.offsets[b]
+        v.n = pr.offsets[b + 1] - v.row0
+        v.phi = pr.phi + v.row0 * pr.phi_sn
+        v.mask = NULL if pr.mask == NULL else pr.mask + v.row0 * pr.mask_sn
+    else:
+        v.row0 = b * pr.n_actions
+        v.n = pr.n_actions
+        v.phi = pr.phi + b * pr.phi_sb
+        v.mask = NULL if pr.mask == NULL else pr.mask + b * pr.mask_sb
+    v.a = state_action(pr, b) if pr.act != NULL else -1
 
 
 cdef inline Py_ssize_t n_chunks_of(Py_ssize_t n) noexcept nogil:
     return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
 
 
-cdef inline Py_ssize_t state_action(const Problem *pr, Py_ssize_t b) noexcept nogil:
-    return (<const Py_ssize_t *>(pr.act + b * pr.act_s))[0]
-
-
-cdef Status state_chunk(Partial *p, const Problem *pr, const real_t *phi, Py_ssize_t b,
-                        Py_ssize_t c) noexcept nogil:
+cdef Status state_chunk(Partial *p, const Problem *pr, const StateView *v, Py_ssize_t b,
+                        Py_ssize_t c, Work *wk) noexcept nogil:
     """Partial of chunk c of state b."""
-    cdef const char *mask_b = NULL
-    cdef Py_ssize_t a = state_action(pr, b)
-    if pr.mask != NULL:
-        mask_b = pr.mask + b * pr.mask_sb
-    partial_clear(p, pr.d)
-    if a < 0 or a >= pr.n_actions:
+    cdef Py_ssize_t k0 = c * CHUNK_ROWS, k1 = min((c + 1) * CHUNK_ROWS, v.n)
+    partial_clear(p, pr)
+    if pr.act != NULL and (v.a < 0 or v.a >= v.n):
         # Checked before the pass; only another thread writing to `a` during
         # the call gets here.  Never read a row through it.
         return ACTION_CHANGED
-    return partial_add_rows(p, pr, <const real_t *>(<const char *>phi + b * pr.phi_sb), mask_b,
-                            a, c * CHUNK_ROWS, min((c + 1) * CHUNK_ROWS, pr.n_actions))
+    if pr.phi_f64:
+        return partial_add_rows(p, pr, v, <const double *>NULL, b, k0, k1, wk)
+    return partial_add_rows(p, pr, v, <const float *>NULL, b, k0, k1, wk)
 
 
-cdef Status state_score(const Problem *pr, const real_t *phi, Py_ssize_t b,
-                        double *scratch) noexcept nogil:
-    """Score of state b on the calling thread; scratch holds 2 d doubles."""
-    cdef Py_ssize_t c, n_chunks = n_chunks_of(pr.n_actions)
-    cdef Partial acc, tmp
-    acc.g = scratch
-    tmp.g = scratch + pr.d
-    cdef Status st = state_chunk(&acc, pr, phi, b, 0)
-    for c in range(1, n_chunks):
+cdef Status state_partial(Partial *acc, const Problem *pr, const StateView *v, Py_ssize_t b,
+                          Work *wk) noexcept nogil:
+    """The partial of state b on the calling thread: its chunks in order."""
+    cdef Partial tmp
+    cdef Py_ssize_t c
+    tmp.g = wk.g1
+    tmp.C = wk.C1
+    cdef Status st = state_chunk(acc, pr, v, b, 0, wk)
+    for c in range(1, n_chunks_of(v.n)):
         if st != OK:
             return st
-        st = state_chunk(&tmp, pr, phi, b, c)
-        partial_merge(&acc, &tmp, pr.d)
-    if st != OK:
-        return st
-    return partial_finish_score(&acc, pr, b)
-
-
-# ---------------------------------------------------------------------------
-# Thread drivers.
-
-cdef Status run_serial(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
-                       Py_ssize_t *bad) noexcept nogil:
-    """All states on the calling thread, no OpenMP region."""
-    cdef double stack[2 * STACK_D]
-    cdef double *scratch = stack
-    cdef Py_ssize_t b
-    cdef Status st = OK
-    if pr.d > STACK_D:
-        scratch = <double *>malloc(2 * pr.d * sizeof(double))
-        if scratch == NULL:
-            bad[0] = 0
-            return NO_MEMORY
-    for b in range(n_states):
-        st = state_score(pr, phi, b, scratch)
-        if st != OK:
-            bad[0] = b
-            break
-    if scratch != stack:
-        free(scratch)
+        st = state_chunk(&tmp, pr, v, b, c, wk)
+        partial_merge(acc, &tmp, pr)
     return st
 
 
-cdef Status run_states(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
-                       int n_threads, Py_ssize_t *bad) noexcept nogil:
-    """Threads over the batch: each state done serially by one thread.
+cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
+    """Write x as float32 or float64; False if the stored value is not finite."""
+    cdef float xf
+    if f32:
+        xf = <float>x
+        memcpy(dst, &xf, sizeof(float))
+        return isfinite(xf)
+    memcpy(dst, &x, sizeof(double))
+    return isfinite(x)
 
-    Guided scheduling: a thread that loses its core to another process does
-    not hold the others back.  Which thread does a state never changes its
-    result, so the schedule cannot change the bits.
-    """
-    cdef Py_ssize_t b, d = pr.d
-    cdef double *buf
+
+cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, const Partial *p,
+                         Work *wk, double *slot) noexcept nogil:
+    """Every requested output of state b from its partial: one step each."""
+    cdef int o = pr.outputs
+    cdef double l, inv_l, lp = 0.0, h, pi, wb, coef, gi
+    cdef Py_ssize_t i, j, k, d = pr.d
+    cdef bint f32 = pr.out_f32
+    cdef char *base
+    if p.m == -INFINITY:
+        return ALL_MASKED
+    l = 1.0 + p.r
+    inv_l = 1.0 / l
+    if o & (OUT_LOGP | OUT_SAMPLE | RED_VALUE):
+        # log pi(a) = (z_a - m) - log(1 + r): exact 0 - log1p(r) for the argmax.
+        lp = diff2(p.za, p.za_lo, p.m, p.m_lo) - log1p(p.r)
+    if o & OUT_SCORE:
+        if f32:
+            i = fs_store_f32(pr.score + b * pr.score_sb, pr.score_sd, p.g, inv_l, pr.tau, d)
+        else:
+            i = fs_store_f64(pr.score + b * pr.score_sb, pr.score_sd, p.g, inv_l, pr.tau, d)
+        if not i:
+            return NONFINITE_RESULT
+    if o & (OUT_LOGP | OUT_SAMPLE):
+        if not store_real(pr.logp + b * pr.logp_s, lp, f32):
+            return NONFINITE_RESULT
+    if o & OUT_SAMPLE:
+        (<Py_ssize_t *>(pr.action + b * pr.action_s))[0] = p.kbest
+    if o & OUT_ENTROPY:
+        # H = log(l) + sum_k pi_k (m - z_k): two non-negative terms.
+        h = log1p(p.r) + p.S * inv_l
+        if not store_real(pr.ent + b * pr.ent_s, h, f32):
+            return NONFINITE_RESULT
+    if o & OUT_PROBS:
+        base = pr.probs + (b * pr.probs_sb if pr.offsets == NULL else v.row0 * pr.probs_sn)
+        for k in range(v.n):
+            if wk.z[2 * k] == -INFINITY:
+                pi = 0.0
+            else:
+                pi = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+            store_real(base + k * pr.probs_sn, pi, f32)
+    if o & REDUCE:
+        wb = 1.0 if pr.weights == NULL else pr.weights[b]
+        slot[0] += wb * lp
+        if o & RED_GRAD:
+            # w_b times this state's score, rounded as score() rounds it.
+            for i in range(d):
+                gi = p.g[i] * inv_l
+                if pr.tau != 1.0:
+                    gi = gi / pr.tau
+                slot[1 + i] += wb * gi
+        if o & RED_HESS:
+            # -w_b Cov(phi) / tau^2, Cov = E[y y^T] - E[y] E[y]^T, y = phi - phi_a.
+            coef = (-wb / pr.tau) / pr.tau
+            for i in range(d):
+                wk.gs[i] = p.g[i] * inv_l
+            for i in range(d):
+                for j in range(i, d):
+                    slot[1 + d + i * d + j] += coef * (p.C[i * pr.dp + j] * inv_l
+                                                       - wk.gs[i] * wk.gs[j])
+    return OK
+
+
+cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) noexcept nogil:
+    """State b, start to finish, on the calling thread."""
+    cdef StateView v
+    cdef Partial acc
+    state_view(pr, b, &v)
+    acc.g = wk.g0
+    acc.C = wk.C0
+    cdef Status st = state_partial(&acc, pr, &v, b, wk)
+    if st != OK:
+        return st
+    return finish_state(pr, b, &v, &acc, wk, slot)
+
+
+# ---------------------------------------------------------------------------
+# Scratch, groups and the thread drivers.
+
+cdef inline Py_ssize_t state_rows(const Problem *pr, Py_ssize_t b) noexcept nogil:
+    if pr.offsets != NULL:
+        return pr.offsets[b + 1] - pr.offsets[b]
+    return pr.n_actions
+
+
+cdef inline Py_ssize_t slot_size(const Problem *pr) noexcept nogil:
+    """Doubles of one group's reduction: value, gradient, Hessian."""
+    cdef Py_ssize_t n = 1 + pr.d
+    if pr.outputs & RED_HESS:
+        n += pr.d * pr.d
+    return n
+
+
+cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own) noexcept nogil:
+    """Per-thread scratch in one block (NULL when out of memory).  With own
+    False the probs buffer is not allocated (a wide state shares one)."""
+    cdef Py_ssize_t d = pr.d, dp2 = pr.dp * pr.dp if pr.outputs & RED_HESS else 0
+    cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & OUT_PROBS and own) else 0
+    cdef Py_ssize_t total = 3 * d + 2 * dp2 + (BLOCK_ROWS * pr.dp if dp2 else 0) + zn + 1
+    cdef double *buf = <double *>malloc(total * sizeof(double))
+    if buf == NULL:
+        return NULL
+    wk.g0 = buf
+    wk.g1 = buf + d
+    wk.gs = buf + 2 * d
+    wk.C0 = buf + 3 * d
+    wk.C1 = wk.C0 + dp2
+    wk.Y = wk.C1 + dp2
+    if own:
+        wk.z = wk.Y + (BLOCK_ROWS * pr.dp if dp2 else 0)
+    return buf
+
+
+cdef inline double work_of(const Problem *pr, Py_ssize_t n_rows) noexcept nogil:
+    """Elements of phi a call reads (plus one per row): what decides whether
+    threads, and releasing the GIL, pay for themselves."""
+    cdef double per_row = pr.d + 1
+    if pr.outputs & RED_HESS:
+        per_row += 0.25 * pr.d * pr.d
+    return <double>n_rows * per_row
+
+
+cdef Py_ssize_t make_groups(const Problem *pr, Py_ssize_t n_states, Py_ssize_t per_group,
+                            Py_ssize_t *start) noexcept nogil:
+    """Cut the states into groups of per_group consecutive states, every wide
+    state a group of its own; start[g] is group g's first state.  Depends
+    on the data alone.  Returns the number of groups."""
+    cdef Py_ssize_t b, n = 0, open_at = 0
+    start[0] = 0
+    for b in range(n_states):
+        if state_rows(pr, b) >= WIDE_ROWS:
+            if b > open_at:
+                n += 1
+                start[n] = b
+            n += 1
+            start[n] = b + 1
+            open_at = b + 1
+        elif b + 1 - open_at == per_group:
+            n += 1
+            start[n] = b + 1
+            open_at = b + 1
+    if open_at < n_states:
+        n += 1
+        start[n] = n_states
+    return n
+
+
+cdef inline bint is_wide_group(const Problem *pr, const Py_ssize_t *start,
+                               Py_ssize_t g) noexcept nogil:
+    return start[g + 1] - start[g] == 1 and state_rows(pr, start[g]) >= WIDE_ROWS
+
+
+cdef Work *works_alloc(const Problem *pr, int n_threads, Py_ssize_t z_rows, bint own,
+                       double **bufs) noexcept nogil:
+    """Scratch for each of n_threads threads (NULL when out of memory)."""
+    cdef int t
+    cdef Work *wks = <Work *>malloc(n_threads * sizeof(Work))
+    if wks == NULL:
+        return NULL
+    for t in range(n_threads):
+        bufs[t] = work_alloc(&wks[t], pr, z_rows, own)
+        if bufs[t] == NULL:
+            works_free(wks, t, bufs)
+            return NULL
+    return wks
+
+
+cdef void works_free(Work *wks, int n, double **bufs) noexcept nogil:
+    cdef int t
+    for t in range(n):
+        free(bufs[t])
+    free(wks)
+
+
+cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *parts,
+                     Status *status, Work *wk, Work *wks, double *slot) noexcept nogil:
+    """One wide state, its chunks spread over the threads, merged in order."""
+    cdef StateView v
+    cdef Partial acc
+    cdef Py_ssize_t c, n_chunks
+    state_view(pr, b, &v)
+    n_chunks = n_chunks_of(v.n)
+    for c in prange(n_chunks, schedule='guided', num_threads=n_threads, nogil=True):
+        status[c] = state_chunk(&parts[c], pr, &v, b, c, &wks[threadid()])
+    acc.g = wk.g0
+    acc.C = wk.C0
+    partial_clear(&acc, pr)
+    for c in range(n_chunks):
+        if status[c] != OK:
+            return status[c]
+        partial_merge(&acc, &parts[c], pr)
+    return finish_state(pr, b, &v, &acc, wk, slot)
+
+
+cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
+                       double *slots, Work *wk, Py_ssize_t *bad) noexcept nogil:
+    cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef Status st
+    for g in range(n_groups):
+        for b in range(start[g], start[g + 1]):
+            st = do_state(pr, b, wk, slots + g * ss if slots != NULL else NULL)
+            if st != OK:
+                bad[0] = b
+                return st
+    return OK
+
+
+cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
+                        double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
+                        int n_threads, Py_ssize_t *bad) noexcept nogil:
+    """Groups of states over the threads (dynamic schedule: a thread that
+    loses its core to another process does not hold the others back), then
+    the wide states one at a time, their chunks over the threads.  Which
+    thread does what never changes a state's result or a group's sum."""
+    cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef Py_ssize_t n_chunks = n_chunks_of(max_rows), part_doubles
+    cdef double *bufs[MAX_THREADS_CAP]
+    cdef Work *wks
+    cdef Partial *parts
+    cdef Status *status
+    cdef double *slab
     cdef Status st
     cdef int first = OK
-    bad[0] = n_states
-    with parallel(num_threads=n_threads):
-        buf = <double *>malloc((2 * d + 1) * sizeof(double))
-        for b in prange(n_states, schedule='guided'):
-            if buf == NULL:
-                st = NO_MEMORY
-            else:
-                st = state_score(pr, phi, b, buf)
+    bad[0] = PY_SSIZE_T_MAX
+    # Narrow states: each thread takes whole groups, with scratch of its own.
+    wks = works_alloc(pr, n_threads, max_rows, True, bufs)
+    if wks == NULL:
+        bad[0] = 0
+        return NO_MEMORY
+    for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
+        if not is_wide_group(pr, start, g):
+            for b in range(start[g], start[g + 1]):
+                st = do_state(pr, b, &wks[threadid()], slots + g * ss if slots != NULL else NULL)
+                if st != OK:
+                    fs_record_failure(b, st, bad, &first)
+                    break
+    works_free(wks, n_threads, bufs)
+    if n_wide == 0:
+        return <Status>first
+    # Wide states: a partial per chunk (g and C of each in one slab); the
+    # threads share the state's probs buffer, each row written by one chunk.
+    part_doubles = pr.d + (pr.dp * pr.dp if pr.outputs & RED_HESS else 0)
+    parts = <Partial *>malloc(n_chunks * sizeof(Partial))
+    status = <Status *>malloc(n_chunks * sizeof(Status))
+    slab = <double *>malloc((n_chunks * part_doubles + 1) * sizeof(double))
+    wks = works_alloc(pr, n_threads, 0, False, bufs)
+    if parts == NULL or status == NULL or slab == NULL or wks == NULL:
+        free(parts)
+        free(status)
+        free(slab)
+        if wks != NULL:
+            works_free(wks, n_threads, bufs)
+        fs_record_failure(0, NO_MEMORY, bad, &first)
+        return <Status>first
+    for b in range(n_threads):
+        wks[b].z = wk.z
+    for b in range(n_chunks):
+        parts[b].g = slab + b * part_doubles
+        parts[b].C = parts[b].g + pr.d
+    for g in range(n_groups):
+        if is_wide_group(pr, start, g) and start[g] < bad[0]:
+            st = run_wide(pr, start[g], n_threads, parts, status, wk, wks,
+                          slots + g * ss if slots != NULL else NULL)
             if st != OK:
-                fs_record_failure(b, st, bad, &first)
-        free(buf)
+                fs_record_failure(start[g], st, bad, &first)
+    works_free(wks, n_threads, bufs)
+    free(parts)
+    free(status)
+    free(slab)
     return <Status>first
 
 
-cdef Status run_chunks(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
-                       int n_threads, bint threaded, Py_ssize_t *bad) noexcept nogil:
-    """Threads over the chunks of each state in turn, for few large states.
-
-    Every chunk's partial is kept and merged left to right afterwards, so
-    neither the thread count nor the (guided) schedule changes the result.
-    """
-    cdef Py_ssize_t b, c, d = pr.d, n_chunks = n_chunks_of(pr.n_actions)
-    cdef Partial *parts = <Partial *>malloc(n_chunks * sizeof(Partial))
-    cdef double *slab = <double *>malloc(((n_chunks + 1) * d + 1) * sizeof(double))
-    cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status))
-    cdef Partial acc
-    cdef Status st = OK
+cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ssize_t max_rows,
+                int n_threads, double *result, Py_ssize_t *bad) noexcept nogil:
+    """Every state of the call; with reductions, their sums into result
+    (value, gradient, upper Hessian), group by group in a fixed order."""
+    cdef Py_ssize_t ss = slot_size(pr), per_group, n_groups, n_wide = 0, b, g, i
+    cdef Py_ssize_t target = MAX_GROUPS
+    cdef bint threaded = FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
+    cdef Py_ssize_t *start
+    cdef double *slots = NULL
+    cdef Work wk
+    cdef double *buf
+    cdef Status st
     bad[0] = 0
-    if parts == NULL or slab == NULL or status == NULL:
-        free(parts)
-        free(slab)
-        free(status)
-        return NO_MEMORY
-    for c in range(n_chunks):
-        parts[c].g = slab + c * d
-    acc.g = slab + n_chunks * d
+    if pr.outputs & REDUCE:
+        target = max(2, min(MAX_GROUPS, GROUP_SLOTS_DOUBLES // ss))
+    per_group = max(1, (n_states + target - 1) // target)
     for b in range(n_states):
-        for c in prange(n_chunks, schedule='guided', num_threads=n_threads,
-                        use_threads_if=threaded):
-            status[c] = state_chunk(&parts[c], pr, phi, b, c)
-        partial_clear(&acc, d)
-        for c in range(n_chunks):
-            if status[c] != OK:
-                st = status[c]
-                break
-            partial_merge(&acc, &parts[c], d)
-        if st == OK:
-            st = partial_finish_score(&acc, pr, b)
-        if st != OK:
-            bad[0] = b
-            break
-    free(parts)
-    free(slab)
-    free(status)
+        if state_rows(pr, b) >= WIDE_ROWS:
+            n_wide += 1
+    start = <Py_ssize_t *>malloc((n_states // per_group + 2 * n_wide + 3) * sizeof(Py_ssize_t))
+    buf = work_alloc(&wk, pr, max_rows, True)
+    if start == NULL or buf == NULL:
+        free(start)
+        free(buf)
+        return NO_MEMORY
+    n_groups = make_groups(pr, n_states, per_group, start)
+    if pr.outputs & REDUCE:
+        slots = <double *>malloc((n_groups * ss + 1) * sizeof(double))
+        if slots == NULL:
+            free(start)
+            free(buf)
+            return NO_MEMORY
+        memset(slots, 0, n_groups * ss * sizeof(double))
+    if threaded:
+        st = run_threads(pr, start, n_groups, slots, &wk, max_rows, n_wide, n_threads, bad)
+    else:
+        st = run_serial(pr, start, n_groups, slots, &wk, bad)
+    if st == OK and slots != NULL:
+        memset(result, 0, ss * sizeof(double))
+        for g in range(n_groups):
+            for i in range(ss):
+                result[i] += slots[g * ss + i]
+    free(slots)
+    free(start)
+    free(buf)
     return st
 
 
-cdef Status run_batch(const Problem *pr, const real_t *phi, Py_ssize_t n_states,
-                      int n_threads, Py_ssize_t *bad) noexcept nogil:
-    """Pick how to spread the work.  Both ways give bitwise the same result."""
-    cdef Py_ssize_t n_chunks = n_chunks_of(pr.n_actions)
-    cdef bint threaded = FS_OPENMP and n_threads > 1 and work_of(pr, n_states) >= PARALLEL_MIN_WORK
-    if threaded and n_chunks >= n_threads and n_states < 4 * n_threads:
-        return run_chunks(pr, phi, n_states, n_threads, threaded, bad)
-    if threaded and n_states > 1:
-        return run_states(pr, phi, n_states, n_threads, bad)
-    return run_serial(pr, phi, n_states, bad)
-
-
-cdef Status run(const Problem *pr, bint phi_f64, Py_ssize_t n_states, int n_threads,
-               Py_ssize_t *bad) noexcept nogil:
-    if phi_f64:
-        return run_batch(pr, <const double *>pr.phi, n_states, n_threads, bad)
-    return run_batch(pr, <const float *>pr.phi, n_states, n_threads, bad)
-
-
 # ---------------------------------------------------------------------------
-# The def entry point.
+# Validation, written once for every entry point.
 
-cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:
-    return cnp.PyArray_ISNOTSWAPPED(arr) and cnp.PyArray_ISALIGNED(arr)
-
-
-cdef inline bint is_real_kernel_array(object x) noexcept:
-    """A base-class NumPy array of float32 or float64 the kernel reads as it is
-    (subclasses, such as masked arrays, go through coercion)."""
-    if not cnp.PyArray_CheckExact(x):
-        return False
-    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    return (t == cnp.NPY_DOUBLE or t == cnp.NPY_FLOAT) and is_native_aligned(<cnp.ndarray>x)
+cdef struct Dims:
+    Py_ssize_t n_states
+    Py_ssize_t n_rows       # rows of phi over all states
+    Py_ssize_t max_rows     # rows of the widest state
+    bint batch              # results per state carry a leading (B,) axis
+    bint ragged
 
 
-cdef void byte_extent(cnp.ndarray arr, char **lo, char **hi) noexcept:
-    """[lo, hi) bounds the bytes of arr."""
-    cdef char *start = <char *>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t i, step, low = 0, high = cnp.PyArray_ITEMSIZE(arr)
-    if cnp.PyArray_SIZE(arr) == 0:
-        lo[0] = hi[0] = start
-        return
-    for i in range(cnp.PyArray_NDIM(arr)):
-        step = cnp.PyArray_STRIDES(arr)[i] * (cnp.PyArray_DIMS(arr)[i] - 1)
-        if step < 0:
-            low += step
+cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
+                    bint takes_action, object mask, object offsets):
+    """Fill pr and dm from canonical inputs and check their shapes and
+    actions.  Returns NotImplemented when an argument needs coercion first
+    (fastscore._coerce), else the validated copy of offsets (or None).
+
+    Canonical: phi a float32/float64 array (native byte order, aligned)
+    whose last axis is contiguous; theta a float32/float64 array; a an int
+    (one state) or an intp array (batch); mask None or a bool array; offsets
+    None or an intp array.
+    """
+    if not is_real_kernel_array(phi) or not is_real_kernel_array(theta):
+        return NotImplemented
+    cdef cnp.ndarray phi_arr = <cnp.ndarray>phi
+    cdef cnp.ndarray theta_arr = <cnp.ndarray>theta
+    cdef int ndim = cnp.PyArray_NDIM(phi_arr)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(phi_arr)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(phi_arr)
+    dm.ragged = offsets is not None
+    if dm.ragged:
+        if ndim != 2:
+            raise ValueError(
+                f"with offsets=, phi must be 2-D (total rows, d), one row per state and "
+                f"action, got a {ndim}-D array")
+    elif ndim != 2 and ndim != 3:
+        raise ValueError(
+            f"phi must be 2-D (N, d) for one state or 3-D (B, N, d) for a batch, "
+            f"got a {ndim}-D array")
+    dm.batch = dm.ragged or ndim == 3
+    pr.d = dims[ndim - 1]
+    pr.dp = fs_padded(pr.d)
+    pr.n_actions = dims[ndim - 2]
+    pr.phi = <const char *>cnp.PyArray_DATA(phi_arr)
+    pr.phi_sb = strides[0] if ndim == 3 else 0
+    pr.phi_sn = strides[ndim - 2]
+    pr.phi_f64 = cnp.PyArray_TYPE(phi_arr) == cnp.NPY_DOUBLE
+    if (pr.d > 1 and strides[ndim - 1] != cnp.PyArray_ITEMSIZE(phi_arr)
+            and cnp.PyArray_SIZE(phi_arr) > 0):
+        return NotImplemented
+    if cnp.PyArray_NDIM(theta_arr) != 1 or cnp.PyArray_DIMS(theta_arr)[0] != pr.d:
+        if (cnp.PyArray_NDIM(theta_arr) == 1 and not dm.ragged
+                and cnp.PyArray_DIMS(theta_arr)[0] == pr.n_actions):
+            raise ValueError(
+                f"theta has shape {np.shape(theta)}, which matches phi's action axis, not its "
+                f"feature axis (phi has shape {np.shape(phi)}): phi's last axis must be the "
+                f"features, (N, d) or (B, N, d); is phi transposed?")
+        raise ValueError(
+            f"theta must have shape ({pr.d},) to match phi's last axis (the features), "
+            f"got {np.shape(theta)}")
+
+    offs = None
+    cdef Py_ssize_t b, n_offs
+    cdef Py_ssize_t *o
+    if dm.ragged:
+        if not is_intp_array(offsets):
+            return NotImplemented
+        if cnp.PyArray_NDIM(<cnp.ndarray>offsets) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>offsets)[0] < 1:
+            raise ValueError(
+                f"offsets must be 1-D of length B + 1 (B states), got shape {np.shape(offsets)}")
+        # Our own copy: another thread may write to the caller's array while the
+        # GIL is released, and every row index below comes from these values.
+        offs = cnp.PyArray_NewCopy(<cnp.ndarray>offsets, cnp.NPY_CORDER)
+        o = <Py_ssize_t *>cnp.PyArray_DATA(<cnp.ndarray>offs)
+        n_offs = cnp.PyArray_DIMS(<cnp.ndarray>offs)[0]
+        if o[0] != 0:
+            raise ValueError(f"offsets[0] must be 0, got {o[0]}")
+        dm.max_rows = 0
+        for b in range(n_offs - 1):
+            if o[b + 1] <= o[b]:
+                if o[b + 1] == o[b]:
+                    raise ValueError(
+                        f"state {b} has no actions (offsets[{b}] == offsets[{b + 1}] == {o[b]}); "
+                        f"a state needs at least one")
+                raise ValueError(
+                    f"offsets must be nondecreasing: offsets[{b + 1}] = {o[b + 1]} < "
+                    f"offsets[{b}] = {o[b]}")
+            dm.max_rows = max(dm.max_rows, o[b + 1] - o[b])
+        if o[n_offs - 1] != pr.n_actions:
+            raise ValueError(
+                f"offsets[-1] must equal the number of rows of phi ({pr.n_actions}), "
+                f"got {o[n_offs - 1]}")
+        pr.offsets = o
+        dm.n_states = n_offs - 1
+        dm.n_rows = pr.n_actions
+    else:
+        pr.offsets = NULL
+        dm.n_states = dims[0] if ndim == 3 else 1
+        dm.max_rows = pr.n_actions
+        dm.n_rows = dm.n_states * pr.n_actions
+        if pr.n_actions == 0:
+            raise ValueError("phi has no actions (N = 0); a state needs at least one")
+
+    pr.act = NULL
+    if takes_action:
+        if not dm.batch:
+            if not PyLong_CheckExact(a):
+                return NotImplemented
+            try:
+                pr.act_one = PyLong_AsSsize_t(a)
+            except OverflowError:
+                raise IndexError(f"a = {a} is out of range for N = {pr.n_actions} actions") from None
+            pr.act = <const char *>&pr.act_one
+            pr.act_s = 0
         else:
-            high += step
-    lo[0] = start + low
-    hi[0] = start + high
+            if not is_intp_array(a):
+                return NotImplemented
+            if (cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
+                    or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != dm.n_states):
+                raise ValueError(
+                    f"a must have shape ({dm.n_states},), one action per state, got {np.shape(a)}")
+            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+            pr.act_s = cnp.PyArray_STRIDES(<cnp.ndarray>a)[0]
+
+    cdef cnp.ndarray mask_arr
+    pr.mask = NULL
+    if mask is not None:
+        if not (cnp.PyArray_CheckExact(mask)
+                and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+            return NotImplemented
+        mask_arr = <cnp.ndarray>mask
+        if dm.ragged:
+            if cnp.PyArray_NDIM(mask_arr) != 1 or cnp.PyArray_DIMS(mask_arr)[0] != dm.n_rows:
+                raise ValueError(
+                    f"with offsets=, mask must have shape ({dm.n_rows},), one entry per row "
+                    f"of phi, got {np.shape(mask)}")
+            pr.mask_sb = 0
+            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
+        elif cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == pr.n_actions:
+            pr.mask_sb = 0
+            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
+        elif (dm.batch and cnp.PyArray_NDIM(mask_arr) == 2
+              and cnp.PyArray_DIMS(mask_arr)[0] == dm.n_states
+              and cnp.PyArray_DIMS(mask_arr)[1] == pr.n_actions):
+            pr.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
+            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
+        else:
+            expected = f"({pr.n_actions},) or ({dm.n_states}, {pr.n_actions})" if dm.batch \
+                else f"({pr.n_actions},)"
+            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
+        pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
+    return offs
 
 
-cdef check_out_disjoint(cnp.ndarray out, tuple inputs):
-    """ValueError if the bytes of out may overlap those of an input array."""
-    cdef char *out_lo
-    cdef char *out_hi
-    cdef char *lo
-    cdef char *hi
-    byte_extent(out, &out_lo, &out_hi)
-    for x in inputs:
-        if cnp.PyArray_Check(x):
-            byte_extent(<cnp.ndarray>x, &lo, &hi)
-            if out_lo < hi and lo < out_hi:
-                raise ValueError("out must not share memory with phi, theta, a or mask")
+cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
+    """The first state whose action is out of range or masked, or -1."""
+    cdef Py_ssize_t b
+    cdef StateView v
+    for b in range(n_states):
+        state_view(pr, b, &v)
+        if v.a < 0 or v.a >= v.n:
+            return b
+        if v.mask != NULL and not v.mask[v.a * pr.mask_sn]:
+            return b
+    return -1
 
 
-cdef double as_temperature(object temperature) except? -1.0:
-    cdef double tau
-    if PyFloat_CheckExact(temperature):
-        tau = PyFloat_AS_DOUBLE(temperature)
-    elif isinstance(temperature, (bool, np.bool_, str, bytes)):
-        raise TypeError(
-            f"temperature must be a real number, got {type(temperature).__name__}")
-    else:
-        try:
-            tau = float(temperature)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"temperature must be a real number, got {type(temperature).__name__}") from None
-    if not (tau > 0.0 and isfinite(tau)):
-        raise ValueError(f"temperature must be finite and > 0, got {tau!r}")
-    return tau
+cdef raise_bad_action(const Problem *pr, Py_ssize_t b, bint batch):
+    cdef StateView v
+    cdef Py_ssize_t k
+    state_view(pr, b, &v)
+    where = f"a[{b}]" if batch else "a"
+    if v.a < 0 or v.a >= v.n or v.mask == NULL:
+        of = f" of state {b}" if pr.offsets != NULL else ""
+        raise IndexError(f"{where} = {v.a} is out of range for N = {v.n} actions{of}")
+    for k in range(v.n):
+        if v.mask[k * pr.mask_sn]:
+            raise ValueError(f"the taken action {where} = {v.a} is masked (illegal)")
+    raise_all_masked(b, batch)
 
 
-# More threads than this only cost thread creation (or exhaust it): the result
-# is the same for every count.  Read once: omp_get_num_procs() is a system call.
-cdef int MAX_THREADS = max(8, 4 * fs_omp_num_procs())
-
-
-cdef int as_thread_count(object n_threads) except -1:
-    cdef Py_ssize_t n
-    if n_threads is None:
-        return fs_omp_max_threads()
-    if PyLong_CheckExact(n_threads):
-        try:
-            n = PyLong_AsSsize_t(n_threads)
-        except OverflowError:
-            n = MAX_THREADS if n_threads > 0 else 0
-    elif isinstance(n_threads, (bool, np.bool_)):
-        raise TypeError("n_threads must be an integer or None, got bool")
-    else:
-        try:
-            return as_thread_count(operator.index(n_threads))
-        except TypeError:
-            raise TypeError(
-                f"n_threads must be an integer or None, got {type(n_threads).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    return <int>min(n, MAX_THREADS)
+cdef raise_all_masked(Py_ssize_t b, bint batch):
+    state = f" of state {b}" if batch else ""
+    raise ValueError(f"every action{state} is masked; at least one must be legal")
 
 
 cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_theta *t) noexcept:
@@ -580,182 +1072,256 @@ cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_t
     return -1
 
 
-cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
-    """The first state whose action is out of range or masked, or -1."""
-    cdef Py_ssize_t b, a
-    for b in range(n_states):
-        a = state_action(pr, b)
-        if a < 0 or a >= pr.n_actions:
-            return b
-        if pr.mask != NULL and not pr.mask[b * pr.mask_sb + a * pr.mask_sn]:
-            return b
-    return -1
+cdef cnp.ndarray result_array(object out, int dtype, int ndim, cnp.npy_intp *dims, tuple inputs):
+    """A new result array, or out checked to be one."""
+    if out is None:
+        return cnp.PyArray_EMPTY(ndim, dims, dtype, 0)
+    return check_out(out, dtype, ndim, dims, inputs)
 
 
-cdef raise_bad_action(const Problem *pr, Py_ssize_t b, bint batch):
-    cdef Py_ssize_t k, a = state_action(pr, b), n = pr.n_actions
-    where = f"a[{b}]" if batch else "a"
-    if a < 0 or a >= n or pr.mask == NULL:
-        raise IndexError(f"{where} = {a} is out of range for N = {n} actions")
-    cdef const char *mask_b = pr.mask + b * pr.mask_sb
-    for k in range(n):
-        if mask_b[k * pr.mask_sn]:
-            raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
-    state = f" of state {b}" if batch else ""
-    raise ValueError(f"every action{state} is masked; at least one must be legal")
+cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
+    cdef str state = f"state {b}" if batch else "the state"
+    if st == NO_MEMORY:
+        raise MemoryError("fastscore: could not allocate per-thread scratch")
+    if st == ACTION_CHANGED:
+        raise RuntimeError(f"a changed during the call (another thread wrote to it) in {state}")
+    if st == ALL_MASKED:
+        raise_all_masked(b, batch)
+    if st == NONFINITE_LOGIT:
+        raise ValueError(bad_row_message(pr, b, state))
+    raise ValueError(f"the result for {state} overflows (it is not finite in the output dtype)")
 
 
-cdef object score_canonical(object phi, object theta, object a, object mask, object temperature,
-                            object out, object n_threads):
-    """Score of canonical inputs; NotImplemented when an argument needs coercion.
-
-    Canonical: phi a float32/float64 array (native byte order, aligned) whose
-    last axis is contiguous; theta a float32/float64 array; a an int (one
-    state) or an intp array (batch); mask None or a bool array.
-    """
-    if not is_real_kernel_array(phi):
-        return NotImplemented
-    cdef cnp.ndarray phi_arr = <cnp.ndarray>phi
-    cdef int ndim = cnp.PyArray_NDIM(phi_arr)
-    cdef bint batch = ndim == 3
-    if ndim != 2 and ndim != 3:
-        raise ValueError(
-            f"phi must be 2-D (N, d) for one state or 3-D (B, N, d) for a batch, "
-            f"got a {ndim}-D array")
-    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(phi_arr)
-    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(phi_arr)
-    cdef Py_ssize_t n_states = dims[0] if batch else 1
-    cdef Problem pr
-    pr.n_actions = dims[ndim - 2]
-    pr.d = dims[ndim - 1]
-    pr.phi = <const char *>cnp.PyArray_DATA(phi_arr)
-    pr.phi_sb = strides[0] if batch else 0
-    pr.phi_sn = strides[ndim - 2]
-    if (pr.d > 1 and strides[ndim - 1] != cnp.PyArray_ITEMSIZE(phi_arr)
-            and cnp.PyArray_SIZE(phi_arr) > 0):
-        return NotImplemented
-
-    if not is_real_kernel_array(theta):
-        return NotImplemented
-    cdef cnp.ndarray theta_arr = <cnp.ndarray>theta
-    if cnp.PyArray_NDIM(theta_arr) != 1 or cnp.PyArray_DIMS(theta_arr)[0] != pr.d:
-        raise ValueError(
-            f"theta must have shape ({pr.d},) to match phi's last axis, got {np.shape(theta)}")
-
-    cdef Py_ssize_t a_single
-    cdef cnp.ndarray a_arr = None
-    if not batch:
-        if not PyLong_CheckExact(a):
-            return NotImplemented
-        try:
-            a_single = PyLong_AsSsize_t(a)
-        except OverflowError:
-            raise IndexError(f"a = {a} is out of range for N = {pr.n_actions} actions") from None
-        pr.act = <const char *>&a_single
-        pr.act_s = 0
-    else:
-        if not (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
-                and is_native_aligned(<cnp.ndarray>a)):
-            return NotImplemented
-        a_arr = <cnp.ndarray>a
-        if cnp.PyArray_NDIM(a_arr) != 1 or cnp.PyArray_DIMS(a_arr)[0] != n_states:
-            raise ValueError(
-                f"a must have shape ({n_states},), one action per state, got {np.shape(a)}")
-        pr.act = <const char *>cnp.PyArray_DATA(a_arr)
-        pr.act_s = cnp.PyArray_STRIDES(a_arr)[0]
-
-    cdef cnp.ndarray mask_arr = None
-    pr.mask = NULL
-    if mask is not None:
-        if not (cnp.PyArray_CheckExact(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
-            return NotImplemented
-        mask_arr = <cnp.ndarray>mask
-        if cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == pr.n_actions:
-            pr.mask_sb = 0
-            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
-        elif (batch and cnp.PyArray_NDIM(mask_arr) == 2
-              and cnp.PyArray_DIMS(mask_arr)[0] == n_states
-              and cnp.PyArray_DIMS(mask_arr)[1] == pr.n_actions):
-            pr.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
-            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
+cdef str bad_row_message(const Problem *pr, Py_ssize_t b, str state):
+    """Say which row of state b made its logit non-finite, and why."""
+    cdef StateView v
+    cdef Py_ssize_t k, j
+    cdef double z, z_lo, x
+    cdef bint finite_row
+    state_view(pr, b, &v)
+    for k in range(v.n):
+        if v.mask != NULL and not v.mask[k * pr.mask_sn]:
+            continue
+        finite_row = True
+        for j in range(pr.d):
+            if pr.phi_f64:
+                x = (<const double *>(v.phi + k * pr.phi_sn))[j]
+            else:
+                x = (<const float *>(v.phi + k * pr.phi_sn))[j]
+            finite_row = finite_row and isfinite(x)
+        where = f"row {k} of {state}" + (f" (phi[{v.row0 + k}])" if pr.offsets != NULL else "")
+        if not finite_row:
+            return f"phi has NaN or inf in {where} (an unmasked row)"
+        if pr.phi_f64:
+            z = row_logit(<const double *>(v.phi + k * pr.phi_sn), pr, &z_lo)
         else:
-            expected = f"({pr.n_actions},) or ({n_states}, {pr.n_actions})" if batch \
-                else f"({pr.n_actions},)"
-            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
-        pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
+            z = row_logit(<const float *>(v.phi + k * pr.phi_sn), pr, &z_lo)
+        if not (isfinite(z) and isfinite(z_lo)):
+            return f"the logit phi @ theta / temperature overflows at {where}"
+    return f"non-finite logit in {state}"
 
+
+# Which results each entry point asks of the pass.
+cdef enum Kind:
+    K_SCORE = OUT_SCORE
+    K_LOGP = OUT_LOGP
+    K_ENTROPY = OUT_ENTROPY
+    K_PROBS = OUT_PROBS
+    K_SAMPLE = OUT_SAMPLE
+
+
+cdef object run_call(int outputs, object phi, object theta, object a, object mask,
+                     object offsets, object temperature, object n_threads, object out,
+                     object weights=None, uint64_t key=0, Py_ssize_t state_offset=0):
+    """Validate, allocate, run the pass, finish: the body of every entry point."""
+    cdef Problem pr
+    cdef Dims dm
+    memset(&pr, 0, sizeof(Problem))
+    cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
+    offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+    if offs is NotImplemented:
+        if out is not None and cnp.PyArray_Check(out):
+            # The kernel sees coerced copies: check out against what the caller passed.
+            check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
+        phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
+        offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+        if offs is NotImplemented:
+            raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     pr.tau = as_temperature(temperature)
     cdef int n_threads_ = as_thread_count(n_threads)
-
+    pr.outputs = outputs
+    pr.key = key
+    pr.state_offset = state_offset
     cdef int out_type = cnp.NPY_DOUBLE
-    if cnp.PyArray_TYPE(phi_arr) == cnp.NPY_FLOAT and cnp.PyArray_TYPE(theta_arr) == cnp.NPY_FLOAT:
+    if not pr.phi_f64 and cnp.PyArray_TYPE(<cnp.ndarray>theta) == cnp.NPY_FLOAT:
         out_type = cnp.NPY_FLOAT
-    cdef cnp.npy_intp out_dims[2]
-    out_dims[0] = n_states
-    out_dims[1] = pr.d
-    cdef cnp.ndarray out_arr
-    if out is None:
-        out_arr = cnp.PyArray_EMPTY(ndim - 1, &out_dims[2 - (ndim - 1)], out_type, 0)
-    else:
-        if not cnp.PyArray_Check(out):
-            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        out_arr = <cnp.ndarray>out
-        if cnp.PyArray_TYPE(out_arr) != out_type or not cnp.PyArray_ISNOTSWAPPED(out_arr):
-            raise TypeError(
-                f"out must have dtype {'float32' if out_type == cnp.NPY_FLOAT else 'float64'} "
-                f"(native byte order) for these inputs, got {out.dtype}")
-        if (cnp.PyArray_NDIM(out_arr) != ndim - 1
-                or cnp.PyArray_DIMS(out_arr)[ndim - 2] != pr.d
-                or (batch and cnp.PyArray_DIMS(out_arr)[0] != n_states)):
-            expected = f"({n_states}, {pr.d})" if batch else f"({pr.d},)"
-            raise ValueError(f"out must have shape {expected}, got {np.shape(out)}")
-        if not cnp.PyArray_ISWRITEABLE(out_arr) or not cnp.PyArray_ISALIGNED(out_arr):
-            raise ValueError("out must be a writeable, aligned array")
-        for i in range(cnp.PyArray_NDIM(out_arr)):
-            if (cnp.PyArray_STRIDES(out_arr)[i] == 0 and cnp.PyArray_DIMS(out_arr)[i] > 1
-                    and cnp.PyArray_SIZE(out_arr) > 0):
-                raise ValueError("out must not overlap itself (it has a zero stride)")
-        check_out_disjoint(out_arr, (phi_arr, theta_arr, a_arr, mask_arr))
-    pr.out = <char *>cnp.PyArray_DATA(out_arr)
-    pr.out_sb = cnp.PyArray_STRIDES(out_arr)[0] if batch else 0
-    pr.out_sd = cnp.PyArray_STRIDES(out_arr)[ndim - 2]
     pr.out_f32 = out_type == cnp.NPY_FLOAT
 
-    if pr.n_actions == 0:
-        raise ValueError("phi has no actions (N = 0); a state needs at least one")
-    cdef Py_ssize_t bad_action = first_bad_action(&pr, n_states)
-    if bad_action >= 0:
-        raise_bad_action(&pr, bad_action, batch)
+    # The outputs: one result array each, or a scalar for one state.
+    cdef tuple inputs = (phi, theta, a, mask, offsets, weights)
+    cdef cnp.npy_intp odims[2]
+    cdef double scalar = 0.0
+    cdef float scalar_f = 0.0
+    cdef Py_ssize_t action_scalar = 0
+    cdef cnp.ndarray res = None, res2 = None, red = None, w_arr = None
+    cdef int nd
+    if outputs & OUT_SCORE:
+        odims[0] = dm.n_states
+        odims[1] = pr.d
+        nd = 2 if dm.batch else 1
+        res = result_array(out, out_type, nd, &odims[2 - nd], inputs)
+        pr.score = <char *>cnp.PyArray_DATA(res)
+        pr.score_sb = cnp.PyArray_STRIDES(res)[0] if dm.batch else 0
+        pr.score_sd = cnp.PyArray_STRIDES(res)[nd - 1]
+    elif outputs & (OUT_LOGP | OUT_ENTROPY | OUT_SAMPLE):
+        if dm.batch or out is not None:
+            odims[0] = dm.n_states
+            nd = 1 if dm.batch else 0
+            res = result_array(out, out_type, nd, odims, inputs)
+            pr.logp = pr.ent = <char *>cnp.PyArray_DATA(res)
+            pr.logp_s = pr.ent_s = cnp.PyArray_STRIDES(res)[0] if dm.batch else 0
+        else:
+            pr.logp = pr.ent = <char *>&scalar_f if pr.out_f32 else <char *>&scalar
+            pr.logp_s = pr.ent_s = 0
+        if outputs & OUT_SAMPLE:
+            if dm.batch:
+                res2 = cnp.PyArray_EMPTY(1, odims, cnp.NPY_INTP, 0)
+                pr.action = <char *>cnp.PyArray_DATA(res2)
+                pr.action_s = sizeof(Py_ssize_t)
+            else:
+                pr.action = <char *>&action_scalar
+    elif outputs & OUT_PROBS:
+        if dm.ragged:
+            odims[0] = dm.n_rows
+            nd = 1
+        else:
+            odims[0] = dm.n_states
+            odims[1] = pr.n_actions
+            nd = 2 if dm.batch else 1
+        res = result_array(out, out_type, nd, &odims[2 - nd] if not dm.ragged else odims, inputs)
+        pr.probs = <char *>cnp.PyArray_DATA(res)
+        pr.probs_sb = cnp.PyArray_STRIDES(res)[0] if (dm.batch and not dm.ragged) else 0
+        pr.probs_sn = cnp.PyArray_STRIDES(res)[nd - 1]
+    if outputs & REDUCE:
+        odims[0] = 1 + pr.d + (pr.d * pr.d if outputs & RED_HESS else 0)
+        red = cnp.PyArray_ZEROS(1, odims, cnp.NPY_DOUBLE, 0)
+        if weights is not None:
+            w_arr = coerce_weights(weights, dm.n_states)
+            pr.weights = <const double *>cnp.PyArray_DATA(w_arr)
+
+    if takes_action:
+        bad_action = first_bad_action(&pr, dm.n_states)
+        if bad_action >= 0:
+            raise_bad_action(&pr, bad_action, dm.batch)
 
     cdef double theta_stack[3 * STACK_D]
     cdef double *theta_buf = theta_stack
     if pr.d > STACK_D:
-        theta_buf = <double *>malloc(3 * fs_padded(pr.d) * sizeof(double))
+        theta_buf = <double *>malloc(3 * pr.dp * sizeof(double))
         if theta_buf == NULL:
             raise MemoryError()
-    cdef Py_ssize_t bad_theta = prepare_theta(theta_arr, pr.d, theta_buf, &pr.theta)
+    cdef Py_ssize_t bad_theta = prepare_theta(<cnp.ndarray>theta, pr.d, theta_buf, &pr.theta)
     cdef Py_ssize_t bad_state = 0
     cdef Status st = OK
-    cdef bint phi_f64 = cnp.PyArray_TYPE(phi_arr) == cnp.NPY_DOUBLE
-    cdef bint release = work_of(&pr, n_states) >= NOGIL_MIN_WORK
-    if bad_theta < 0 and n_states > 0:
+    cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
+    cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
+    if bad_theta < 0 and dm.n_states > 0:
         if release:
             with nogil:
-                st = run(&pr, phi_f64, n_states, n_threads_, &bad_state)
+                st = run(&pr, dm.n_states, dm.n_rows, dm.max_rows, n_threads_, red_ptr,
+                         &bad_state)
         else:
-            st = run(&pr, phi_f64, n_states, n_threads_, &bad_state)
-    if theta_buf != theta_stack:
-        free(theta_buf)
+            st = run(&pr, dm.n_states, dm.n_rows, dm.max_rows, n_threads_, red_ptr, &bad_state)
+    try:
+        if bad_theta >= 0:
+            raise ValueError(f"theta contains NaN or inf (theta[{bad_theta}])")
+        if st != OK:
+            raise_status(st, bad_state, dm.batch, &pr)
+    finally:
+        if theta_buf != theta_stack:
+            free(theta_buf)
 
-    if bad_theta >= 0:
-        raise ValueError(f"theta contains NaN or inf (theta[{bad_theta}])")
-    if st != OK:
-        raise_status(st, bad_state, batch)
-    return out_arr
+    if outputs & REDUCE:
+        return finish_loglik(red, pr.d, outputs)
+    if outputs & OUT_SAMPLE:
+        if dm.batch:
+            return res2, res
+        return action_scalar, (<double>scalar_f if pr.out_f32 else scalar)
+    if res is None:
+        return <double>scalar_f if pr.out_f32 else scalar
+    return res
 
 
-def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None):
-    r"""Score function of a linear softmax policy: :math:`\nabla_\theta \log \pi(a)`.
+cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, int outputs):
+    """(value[, gradient[, Hessian]]) from the summed slots; the Hessian's
+    lower triangle mirrors the upper one."""
+    if not np.isfinite(red).all():
+        raise ValueError("the log-likelihood or its derivatives overflow (not finite in float64)")
+    value = float(red[0])
+    if not outputs & (RED_GRAD | RED_HESS):
+        return value
+    grad = red[1:1 + d]
+    if not outputs & RED_HESS:
+        return value, grad
+    upper = red[1 + d:].reshape(d, d)
+    hess = np.triu(upper) + np.triu(upper, 1).T
+    return value, grad, hess
+
+
+# ---------------------------------------------------------------------------
+# The def entry points.
+
+_COMMON_PARAMETERS = """
+    phi : array_like, shape (N, d), (B, N, d), or (total rows, d) with offsets
+        Features of the N actions of one state, or of a batch of B states.
+        Real numeric; float32 and float64 are used as they are, anything
+        else is converted to float64.
+    theta : array_like, shape (d,)
+        Policy parameters, shared by the batch."""
+
+_COMMON_OPTIONS = """
+    mask : array_like of bool, shape (N,), (B, N) or (total rows,), optional
+        Legal actions (integer arrays of 0 and 1 are accepted).  Masked
+        actions get probability exactly 0 and their rows of ``phi`` are never
+        read (they may hold anything, NaN included).
+    temperature : float, default 1.0
+        Softmax temperature ``tau > 0``: logits are ``phi @ theta / tau``.
+    offsets : array_like of int, shape (B + 1,), optional
+        Ragged action sets (long format): ``phi`` is 2-D and state ``b`` owns
+        rows ``offsets[b]:offsets[b + 1]``; ``offsets[0] == 0``, nondecreasing,
+        ``offsets[-1] == len(phi)``, every state at least one row.  Actions
+        index within their state; a mask and the result of ``probs`` are then
+        one entry per row.
+    n_threads : int, optional
+        OpenMP threads.  ``None`` uses what OpenMP allows now, so
+        ``OMP_NUM_THREADS`` and ``threadpoolctl`` apply.  Small work always
+        runs on the calling thread.  The result does not depend on it."""
+
+_RAISES = """
+    Raises
+    ------
+    IndexError
+        An action outside its state's ``[0, N)``.
+    TypeError
+        Non-real (complex, string, object) arrays, non-integer actions or
+        offsets, a non-boolean mask, or ``out`` of the wrong dtype.
+    ValueError
+        Wrong shapes; a state without actions; bad offsets; a masked taken
+        action or a fully masked state; NaN or inf in ``theta`` or in a legal
+        row of ``phi`` (or logits that overflow); ``temperature`` not finite
+        and positive; ``n_threads < 1``."""
+
+
+def _doc(text):
+    return (text.replace("{params}", _COMMON_PARAMETERS).replace("{options}", _COMMON_OPTIONS)
+            .replace("{raises}", _RAISES))
+
+
+def score(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
+    return run_call(OUT_SCORE, phi, theta, a, mask, offsets, temperature, n_threads, out)
+
+
+score.__doc__ = _doc(r"""Score function of a linear softmax policy: :math:`\nabla_\theta \log \pi(a)`.
 
     With logits :math:`z_k = \phi_k \cdot \theta / \tau` over the legal
     actions and :math:`\pi = \mathrm{softmax}(z)`,
@@ -771,46 +1337,19 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None
     full relative accuracy even when the policy is nearly deterministic.
 
     Parameters
-    ----------
-    phi : array_like, shape (N, d) or (B, N, d)
-        Features of the N actions of one state, or of a batch of B states.
-        Real numeric; float32 and float64 are used as they are, anything
-        else is converted to float64.
-    theta : array_like, shape (d,)
-        Policy parameters, shared by the batch.
+    ----------{params}
     a : int or array_like of int, shape (B,)
-        The taken action: an integer for one state, one per state for a batch.
-    mask : array_like of bool, shape (N,) or (B, N), optional
-        Legal actions.  Masked actions get probability exactly 0 and their
-        rows of ``phi`` are never read (they may hold anything, NaN included).
-        The taken action must be legal.
-    temperature : float, default 1.0
-        Softmax temperature ``tau > 0``.  The result is the true gradient,
-        factor ``1 / tau`` included.
+        The taken action: an integer for one state, one per state for a
+        batch.  It must be legal.{options}
     out : ndarray, shape (d,) or (B, d), optional
         Where to write the result.  Its dtype must be the result dtype:
         float32 when ``phi`` and ``theta`` are both float32, else float64.
-    n_threads : int, optional
-        OpenMP threads.  ``None`` uses what OpenMP allows now, so
-        ``OMP_NUM_THREADS`` and ``threadpoolctl`` apply.  Small work always
-        runs on the calling thread.  The result does not depend on it.
 
     Returns
     -------
     ndarray, shape (d,) or (B, d)
-        The score; ``out`` if it was given.
-
-    Raises
-    ------
-    IndexError
-        An action outside ``[0, N)``.
-    TypeError
-        Non-real (complex, string, object) arrays, a non-integer action, or
-        ``out`` of the wrong dtype.
-    ValueError
-        Wrong shapes; N = 0; the taken action masked; NaN or inf in
-        ``theta`` or in a legal row of ``phi`` (or logits that overflow);
-        ``temperature`` not finite and positive; ``n_threads < 1``.
+        The score, factor ``1 / tau`` included; ``out`` if it was given.
+{raises}
 
     Notes
     -----
@@ -822,6 +1361,7 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None
     See Also
     --------
     fastscore.reference.score : the same function in plain NumPy.
+    fastscore.loglik : the weighted sum of scores over a batch.
 
     Examples
     --------
@@ -829,31 +1369,223 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, out=None, n_threads=None
     >>> phi = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> fastscore.score(phi, np.zeros(2), 0)
     array([ 0.5, -0.5])
-    """
-    result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
-    if result is not NotImplemented:
-        return result
-    if cnp.PyArray_Check(out):
-        # The kernel sees coerced copies: check out against what the caller passed.
-        check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask))
-    phi, theta, a, mask = coerce(phi, theta, a, mask)
-    result = score_canonical(phi, theta, a, mask, temperature, out, n_threads)
-    if result is NotImplemented:
-        raise RuntimeError("fastscore: internal error, coerced input is not canonical")
+    """)
+
+
+def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, out=None,
+             n_threads=None):
+    return run_call(OUT_LOGP, phi, theta, a, mask, offsets, temperature, n_threads, out)
+
+
+log_prob.__doc__ = _doc(r"""Log-probability of the taken action, :math:`\log \pi(a)`.
+
+    Computed as :math:`(z_a - m) - \log(1 + r)` with :math:`m` the largest
+    logit and :math:`r = \sum_{k \ne k^*} e^{z_k - m}`, from the same one
+    pass as :func:`score`: accurate where :math:`\pi(a)` is tiny (logits far
+    apart, float64 logits are compensated) and where :math:`\pi(a) \to 1`
+    (the result, near 0, keeps its relative accuracy).
+
+    Parameters
+    ----------{params}
+    a : int or array_like of int, shape (B,)
+        The taken action, one per state for a batch.  It must be legal.{options}
+    out : ndarray, shape (B,), optional
+        Where to write a batch's result (float32 when ``phi`` and ``theta``
+        are both float32, else float64).
+
+    Returns
+    -------
+    float, or ndarray of shape (B,)
+{raises}
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> round(fastscore.log_prob(np.eye(2), np.zeros(2), 0), 6)
+    -0.693147
+    """)
+
+
+def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
+    return run_call(OUT_ENTROPY, phi, theta, None, mask, offsets, temperature, n_threads, out)
+
+
+entropy.__doc__ = _doc(r"""Entropy of the policy, :math:`H(\pi) = -\sum_k \pi_k \log \pi_k`.
+
+    Computed in the same one pass as :func:`score` as
+    :math:`\log(1 + r) + \sum_k \pi_k (m - z_k)`: two non-negative terms, so
+    the entropy of a nearly deterministic policy (:math:`H \to 0`) keeps its
+    relative accuracy.  Masked actions do not count.
+
+    Parameters
+    ----------{params}{options}
+    out : ndarray, shape (B,), optional
+        Where to write a batch's result.
+
+    Returns
+    -------
+    float, or ndarray of shape (B,)
+{raises}
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> round(fastscore.entropy(np.eye(4), np.zeros(4)), 6)  # log 4
+    1.386294
+    """)
+
+
+def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
+    return run_call(OUT_PROBS, phi, theta, None, mask, offsets, temperature, n_threads, out)
+
+
+probs.__doc__ = _doc(r"""Action probabilities :math:`\pi = \mathrm{softmax}(\phi\theta / \tau)`.
+
+    One pass over ``phi``; each probability has a small relative error
+    (float64 logits are compensated), masked actions are exactly 0.
+
+    Parameters
+    ----------{params}{options}
+    out : ndarray, shape (N,), (B, N) or (total rows,), optional
+        Where to write the result.
+
+    Returns
+    -------
+    ndarray, shape (N,), (B, N), or (total rows,) with offsets
+{raises}
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> fastscore.probs(np.eye(2), np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+    """)
+
+
+cdef uint64_t seed_key(object seed) except? 0:
+    """The 64-bit key of the sampler's counter-based generator for one call."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    if isinstance(seed, np.random.Generator):
+        return int(seed.bit_generator.random_raw())
+    if isinstance(seed, (bool, np.bool_)) or not hasattr(seed, "__index__"):
+        raise TypeError(
+            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}")
+    s = seed.__index__()
+    if not 0 <= s < 2 ** 64:
+        raise ValueError(f"seed must be in [0, 2**64), got {s}")
+    return s
+
+
+def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,
+           n_threads=None):
+    key = seed_key(seed)
+    if isinstance(state_offset, (bool, np.bool_)) or not hasattr(state_offset, "__index__"):
+        raise TypeError(f"state_offset must be an int, got {type(state_offset).__name__}")
+    if not 0 <= state_offset.__index__() < 2 ** 62:
+        raise ValueError(f"state_offset must be in [0, 2**62), got {state_offset}")
+    return run_call(OUT_SAMPLE, phi, theta, None, mask, offsets, temperature, n_threads, None,
+                    None, key, state_offset.__index__())
+
+
+sample.__doc__ = _doc(r"""Draw an action from the policy, with its log-probability.
+
+    Gumbel-max in one pass: the action is :math:`\arg\max_k (z_k + G_k)`
+    with :math:`G_k` standard Gumbel variates from a counter-based generator
+    (Philox4x64-10) keyed by the seed, the state's index and the action's
+    index.  So the same seed gives the same actions for every thread count,
+    and the returned log-probabilities equal :func:`log_prob` of the returned
+    actions bit for bit.  Masked actions are never drawn.
+
+    Parameters
+    ----------{params}
+    seed : int, None or numpy.random.Generator
+        An int in ``[0, 2**64)`` is the key itself; ``None`` takes fresh
+        entropy from the OS; a Generator gives one 64-bit draw per call.{options}
+    state_offset : int, default 0
+        The index of the first state in the sampler's stream: a batch split
+        into pieces, each sampled with ``state_offset`` = its first state's
+        index, draws what the whole batch draws (used by ``fastscore.dask``).
+
+    Returns
+    -------
+    (int, float), or (ndarray of intp (B,), ndarray (B,))
+        The actions (indices within their state) and their log-probabilities.
+{raises}
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> a, lp = fastscore.sample(np.eye(3), np.array([0.0, 0.0, 50.0]), seed=1)
+    >>> a
+    2
+    """)
+
+
+def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,
+           offsets=None, n_threads=None):
+    cdef int outputs = RED_VALUE
+    if grad:
+        outputs |= RED_GRAD
+    if hess:
+        outputs |= RED_HESS
+    result = run_call(outputs, phi, theta, a, mask, offsets, temperature, n_threads, None,
+                      weights)
+    if hess and not grad:
+        return result[0], result[2]
     return result
 
 
-cdef raise_status(Status st, Py_ssize_t b, bint batch):
-    cdef str state = f"state {b}" if batch else "the state"
-    if st == NO_MEMORY:
-        raise MemoryError("fastscore: could not allocate per-thread scratch")
-    if st == ACTION_CHANGED:
-        raise RuntimeError(f"a changed during the call (another thread wrote to it) in {state}")
-    if st == NONFINITE_LOGIT:
-        raise ValueError(
-            f"non-finite logit in {state}: phi has NaN or inf in an unmasked row, "
-            f"or phi @ theta / temperature overflows")
-    raise ValueError(f"the score of {state} overflows (it is not finite in the output dtype)")
+loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its gradient and Hessian.
+
+    .. math::
+
+        \ell(\theta) = \sum_b w_b \log \pi_b(a_b), \qquad
+        \nabla \ell = \sum_b w_b\, \mathrm{score}_b, \qquad
+        \nabla^2 \ell = -\frac{1}{\tau^2} \sum_b w_b\, \mathrm{Cov}_{\pi_b}(\phi_b).
+
+    One pass over ``phi`` with no (B, d), (B, N) or (B, d, d) temporary.
+    With advantages as ``weights`` the gradient is the policy gradient; for
+    a conditional logit (McFadden) model, ``-value`` and ``-gradient`` plug
+    into ``scipy.optimize.minimize(..., jac=True)`` and ``-hessian`` is the
+    observed information (its inverse, the covariance of the estimates).
+    The states are summed in groups fixed by the data alone, so the result
+    is bitwise the same for every thread count.
+
+    Parameters
+    ----------{params}
+    a : int or array_like of int, shape (B,)
+        The taken (chosen) action of each state.
+    weights : array_like, shape (B,), optional
+        Real weights of the states, any sign (advantages are negative too);
+        NaN and inf are rejected.  Default: all 1.
+    grad : bool, default False
+        Also return the gradient (d,).
+    hess : bool, default False
+        Also return the Hessian (d, d).{options}
+
+    Returns
+    -------
+    value : float
+    gradient : ndarray, shape (d,)
+        With ``grad=True``.
+    hessian : ndarray, shape (d, d)
+        With ``hess=True``.
+
+    The results are float64 whatever the input dtype: ``value``,
+    ``(value, gradient)``, ``(value, hessian)`` or
+    ``(value, gradient, hessian)``.
+{raises}
+        Also for weights of the wrong shape or holding NaN or inf.
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> phi = np.eye(2)[None].repeat(3, axis=0)          # 3 states, 2 actions
+    >>> v, g = fastscore.loglik(phi, np.zeros(2), [0, 0, 1], grad=True)
+    >>> g
+    array([ 0.5, -0.5])
+    """)
 
 
 def build_info():

@@ -487,6 +487,47 @@ static inline void fs_block_acc_f32(double *g, const float *xa, const float *con
 FS_DEFINE_STORE(fs_store_f64, double, fs_vd, FS_AS_F64)
 FS_DEFINE_STORE(fs_store_f32, float, fs_vf, FS_AS_F32)
 
+/*
+ * The second moment of a block of row differences, for the Hessian:
+ *
+ *     C[i][j] += sum_r w[r] y_r[i] y_r[j],   y_r = xa - rows[r]   (in double)
+ *
+ * C is dp x dp (dp = fs_padded(d)), row-major; only its upper tiles (column
+ * tiles that reach the diagonal or beyond) are updated, the caller reads the
+ * upper triangle.  Y is scratch for nr x dp doubles: the differences are
+ * formed once per block, zero-padded, then the tiles (4 rows x 8 columns of
+ * C held in registers) sweep the rows.  Each element adds the rows in order
+ * as (w y_i) y_j with separate multiplications and additions, so every
+ * instruction set gives the same bits.
+ */
+#define FS_DEFINE_HESS_ACC(NAME, T)                                                    \
+    static FS_CLONES void NAME(double *C, ptrdiff_t dp, double *Y, const T *xa,        \
+                               const T *const *rows, const double *w, int nr,          \
+                               ptrdiff_t d) {                                          \
+        for (int r = 0; r < nr; r++) {                                                 \
+            double *y = Y + r * dp;                                                    \
+            ptrdiff_t c = 0;                                                           \
+            for (; c < d; c++) y[c] = (double)xa[c] - (double)rows[r][c];              \
+            for (; c < dp; c++) y[c] = 0.0;                                            \
+        }                                                                              \
+        for (ptrdiff_t i0 = 0; i0 < d; i0 += 4) {                                      \
+            for (ptrdiff_t j0 = i0 / FS_LANES * FS_LANES; j0 < dp; j0 += FS_LANES) {    \
+                fs_vd acc[4];                                                          \
+                for (int ii = 0; ii < 4; ii++) acc[ii] = fs_load_d(C + (i0 + ii) * dp + j0); \
+                for (int r = 0; r < nr; r++) {                                         \
+                    const double *y = Y + r * dp;                                      \
+                    fs_vd yj = fs_load_d(y + j0);                                      \
+                    for (int ii = 0; ii < 4; ii++) acc[ii] += (w[r] * y[i0 + ii]) * yj; \
+                }                                                                      \
+                for (int ii = 0; ii < 4; ii++)                                         \
+                    memcpy(C + (i0 + ii) * dp + j0, &acc[ii], sizeof acc[ii]);         \
+            }                                                                          \
+        }                                                                              \
+    }
+
+FS_DEFINE_HESS_ACC(fs_hess_acc_f64, double)
+FS_DEFINE_HESS_ACC(fs_hess_acc_f32, float)
+
 /* Sum of n doubles: the read-only pass that measures memory bandwidth. */
 static FS_CLONES double fs_sum_f64(const double *x, ptrdiff_t n) {
     fs_vd acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};

@@ -137,14 +137,17 @@ CASES = [
     ("phi-complex64", single(phi=PHI.astype(np.complex64)), TypeError, r"\bphi must be .*real"),
     ("phi-str", single(phi=PHI.astype(str)), TypeError, r"\bphi must be .*real"),
     ("phi-bytes", single(phi=PHI.astype(bytes)), TypeError, r"\bphi must be .*real"),
-    ("phi-object", single(phi=PHI.astype(object)), TypeError, r"\bphi must be .*real"),
-    ("phi-object-list", single(phi=[[1.0, None, 2.0]] * N), TypeError, r"\bphi must be .*real"),
+    ("phi-object-str", single(phi=PHI.astype(str).astype(object)), TypeError,
+     r"\bphi must be .*real"),
+    ("phi-object-list-None", single(phi=[[1.0, None, 2.0]] * N), TypeError,
+     r"\bphi holds missing values"),
     ("phi-datetime", single(phi=np.zeros((N, D), "datetime64[s]")), TypeError,
      r"\bphi must be .*real"),
     ("batch-phi-complex", batch(phi=PHI_B + 0j), TypeError, r"\bphi must be .*real"),
     ("theta-complex", single(theta=THETA + 1j), TypeError, r"\btheta must be .*real"),
     ("theta-str", single(theta=["1", "2", "3"]), TypeError, r"\btheta must be .*real"),
-    ("theta-object", single(theta=THETA.astype(object)), TypeError, r"\btheta must be .*real"),
+    ("theta-object-None", single(theta=np.array([1.0, None, 2.0], object)), TypeError,
+     r"\btheta holds missing values"),
     # --- NaN or inf in theta / an unmasked row of phi -> ValueError ----------
     ("theta-nan", single(theta=with_nan(THETA, 1)), ValueError, r"\btheta contains NaN"),
     ("theta-inf", single(theta=with_nan(THETA, 0, np.inf)), ValueError,
@@ -241,7 +244,8 @@ CASES = [
     ("batch-out-is-phi-slice", "alias-batch-phi", ValueError, r"\bout must not share memory"),
     ("out-is-reversed-phi-row", "alias-reversed-phi", ValueError, r"\bout must not share memory"),
     # --- mask of the wrong dtype -> TypeError ---------------------------------
-    ("mask-int", single(mask=np.ones(N, int)), TypeError, r"\bmask must be a boolean"),
+    ("mask-int-2", single(mask=np.array([0, 1, 2, 1, 1])), ValueError,
+     r"\bmask must be boolean; an integer mask may hold only 0 and 1"),
     ("mask-float", single(mask=np.ones(N)), TypeError, r"\bmask must be a boolean"),
 ]
 
@@ -426,3 +430,41 @@ def test_score_overflowing_the_result_dtype_raises(dtype, big, contiguous_out):
     out = np.zeros((9, 2), dtype=dtype)[:, 0] if not contiguous_out else np.zeros(9, dtype)
     with pytest.raises(ValueError, match="overflows"):
         fastscore.score(phi, np.zeros(9, dtype=dtype), 0, out=out)
+
+
+def test_object_arrays_of_numbers_accepted():
+    """What pandas gives for a column of mixed ints and floats."""
+    want = fastscore.score(PHI, THETA, 2)
+    assert fastscore.score(PHI.astype(object), THETA.astype(object), 2).tobytes() == want.tobytes()
+
+
+def test_integer_mask_of_zeros_and_ones_accepted():
+    mask = np.array([1, 1, 1, 0, 1])
+    want = fastscore.score(PHI, THETA, 2, mask=mask.astype(bool))
+    for dtype in (np.int8, np.int64, np.uint8):
+        assert fastscore.score(PHI, THETA, 2, mask=mask.astype(dtype)).tobytes() == want.tobytes()
+
+
+def test_transposed_phi_is_blamed_on_phi():
+    with pytest.raises(ValueError, match=r"phi's last axis must be the features.*transposed"):
+        fastscore.score(PHI.T, THETA, 2)
+
+
+def test_nan_in_phi_names_state_and_row():
+    phi_b = PHI_B.copy()
+    phi_b[2, 3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 3 of state 2"):
+        fastscore.score(phi_b, THETA, A_B)
+    with pytest.raises(ValueError, match=r"row 3 of state 2"):
+        fastscore.entropy(phi_b, THETA)
+
+
+def test_ragged_nested_list_suggests_offsets():
+    with pytest.raises(ValueError, match=r"phi is a ragged nested sequence.*offsets="):
+        fastscore.score([[[1.0, 2.0]], [[1.0, 2.0], [3.0, 4.0]]], [1.0, 1.0], [0, 0])
+
+
+def test_show_config_returns_the_dict(capsys):
+    info = fastscore.show_config()
+    assert isinstance(info, dict) and info["openmp"] in (True, False)
+    assert "simd" in info and capsys.readouterr().out
