@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
+import os
 
 import dask.array as da
 import numpy as np
@@ -422,12 +423,15 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     for its states (each chunk passes its first state's global index as
     ``state_offset``), so the actions equal ``fastscore.sample(phi, theta,
     seed=seed)`` whatever the chunks.  ``None`` or a ``numpy.random.Generator``
-    draws one integer key now, when the graph is built, shared by all chunks
-    (recomputing the graph then gives the same actions).
+    draws the 64-bit key now, when the graph is built, as the in-memory call
+    does (one draw from the Generator), shared by all chunks: recomputing
+    the graph gives the same actions.
     """
     func = _need("sample")
-    if seed is None or isinstance(seed, np.random.Generator):
-        seed = int(np.random.default_rng(seed).integers(0, 2**63 - 1))
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    elif isinstance(seed, np.random.Generator):
+        seed = int(seed.bit_generator.random_raw())  # the draw the in-memory call makes
     elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(
             f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
@@ -458,8 +462,8 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
            temperature=1.0, offsets=None, n_threads=None):
     """:func:`fastscore.loglik` over chunks of states, summed in a fixed order.
 
-    Returns lazy 0-d / (d,) / (d, d) Dask arrays: the value; with
-    ``grad=True`` ``(value, gradient)``; with ``hess=True``
+    Returns lazy 0-d / (d,) / (d, d) Dask arrays, as the in-memory call
+    does: ``value``, ``(value, gradient)``, ``(value, hessian)`` or
     ``(value, gradient, hessian)``.  Every chunk computes its partial sums with
     the in-memory ``fastscore.loglik``; the partials are added by
     :func:`tree_sum`'s pairwise tree, so the bits depend on the chunks only,
@@ -496,8 +500,9 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
     total = level[0]
     graph = HighLevelGraph.from_collections(part, dsk, dependencies=inp.deps)
     outs = []
+    tags = ["value"] + ["grad"] * bool(grad) + ["hess"] * bool(hess)
     for i, p in enumerate(parts0):
-        name = f"fastscore-loglik-{('value', 'grad', 'hess')[i]}-{token}"
+        name = f"fastscore-loglik-{tags[i]}-{token}"
         key = (name,) + (0,) * p.ndim
         g = HighLevelGraph(
             {**graph.layers, name: {key: (operator.getitem, total, i)}},

@@ -151,6 +151,12 @@ def test_sample_generator_key_is_fixed_at_build(rng):
     acts, _ = fd.sample(da.from_array(phi, chunks=(50, -1, -1)), theta, seed=np.random.default_rng(0))
     first = acts.compute(scheduler="threads")
     same(acts.compute(scheduler="sync"), first)
+    # one draw from the Generator, as the in-memory call makes
+    same(first, fastscore.sample(phi, theta, seed=np.random.default_rng(0))[0])
+    with pytest.raises(TypeError, match="seed"):
+        fd.sample(phi, theta, seed=1.5)
+    with pytest.raises(ValueError, match="seed"):
+        fd.sample(phi, theta, seed=-1)
 
 
 # --------------------------------------------------------------------------
@@ -204,6 +210,10 @@ def test_loglik_bitwise_tree(rng, compute, chunks):
     same(got1[0], want[0])
     same(got1[1], want[0])
     same(got1[2], want[1])
+    v3, h3 = fd.loglik(P, theta, a, weights=W, mask=M, hess=True, temperature=0.8)
+    got3 = compute(v3, h3)
+    same(got3[0], want[0])
+    same(got3[1], want[2])
 
 
 def test_loglik_same_bits_on_every_scheduler(rng, client):
