@@ -128,27 +128,28 @@ def measure_overhead(shape, chunk_states, repeats):
         cluster.close()
 
 
-def run_example(workers, path, size, reuse):
+def run_example(workers, path, size, reuse, max_iter=25):
     cmd = [sys.executable, EXAMPLE, "--size", size, "--workers", str(workers),
-           "--path", path, "--keep"] + (["--reuse"] if reuse else [])
+           "--path", path, "--keep", "--max-iter", str(max_iter)] + (["--reuse"] if reuse else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=ROOT)).stdout
     m = re.search(r"RESULT (.*)", out)
     return dict(kv.split("=") for kv in m.group(1).split()), out
 
 
-def measure_scaling(size, rounds, directory=None):
-    """Median seconds per Newton iteration with 1 and 2 workers, alternating
-    rounds on the same Zarr data (written once, deleted at the end)."""
+def measure_scaling(size, rounds, directory=None, max_iter=3):
+    """Median seconds per Newton iteration (of ``max_iter``) with 1 and 2
+    workers, alternating rounds on the same Zarr data (written once, deleted
+    at the end)."""
     tmp = tempfile.mkdtemp(dir=directory, prefix="fastscore-bench-")
     path = os.path.join(tmp, "data.zarr")
     try:
-        run_example(2, path, size, reuse=False)  # writes the data (and a first fit)
+        run_example(2, path, size, reuse=False, max_iter=1)  # writes the data
         per = {1: [], 2: []}
         peak = {1: [], 2: []}
         for _ in range(rounds):
             for workers in (1, 2):
-                res, _ = run_example(workers, path, size, reuse=True)
+                res, _ = run_example(workers, path, size, reuse=True, max_iter=max_iter)
                 per[workers].append(float(res["median_s"]))
                 peak[workers].append(int(res["peak_rss"]))
         return per, peak
@@ -199,7 +200,7 @@ class DaskScaling:
             raise NotImplementedError("no fastscore.loglik")
 
     def track_two_workers_speedup(self):
-        per, _ = measure_scaling("256MB", rounds=1)
+        per, _ = measure_scaling("256MB", rounds=1, max_iter=2)
         return per[1][0] / per[2][0]
 
 
@@ -212,6 +213,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--zarr-size", default="1GB")
     p.add_argument("--rounds", type=int, default=2, help="alternating 1/2-worker fits")
+    p.add_argument("--max-iter", type=int, default=3, help="Newton steps per fit")
     p.add_argument("--skip-zarr", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--dir", default=None, help="where to write the Zarr data")
@@ -230,7 +232,7 @@ def main(argv=None):
                   flush=True)
     if not args.skip_zarr:
         print(f"(b) scaling: Newton fit on {args.zarr_size} of Zarr, {args.rounds} rounds")
-        per, peak = measure_scaling(args.zarr_size, args.rounds, args.dir)
+        per, peak = measure_scaling(args.zarr_size, args.rounds, args.dir, args.max_iter)
         for w in (1, 2):
             print(f"  {w} worker(s): s/iteration {['%.3f' % t for t in per[w]]}, "
                   f"peak RSS {max(peak[w]) / 2**20:.0f} MiB")

@@ -107,6 +107,7 @@ def main(argv=None):
     p.add_argument("--reuse", action="store_true", help="fit the data already at --path")
     p.add_argument("--keep", action="store_true", help="do not delete the data at the end")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--max-iter", type=int, default=25, help="Newton steps at most")
     args = p.parse_args(argv)
 
     n, d = args.alternatives, args.features
@@ -135,7 +136,7 @@ def main(argv=None):
               f"{format_bytes(phi.chunks[0][0] * per_state)}")
         peak0 = max(client.run(worker_peak_rss).values())
 
-        theta, value, hess, times = newton(phi, choice, d, client)
+        theta, value, hess, times = newton(phi, choice, d, client, max_iter=args.max_iter)
         cov = np.linalg.inv(-hess)
         se = np.sqrt(np.diag(cov))
         print()
