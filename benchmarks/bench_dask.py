@@ -145,14 +145,14 @@ def measure_scaling(size, rounds, directory=None, max_iter=3):
     path = os.path.join(tmp, "data.zarr")
     try:
         run_example(2, path, size, reuse=False, max_iter=1)  # writes the data
-        per = {1: [], 2: []}
-        peak = {1: [], 2: []}
+        per, peak, cpu = {1: [], 2: []}, {1: [], 2: []}, {1: [], 2: []}
         for _ in range(rounds):
             for workers in (1, 2):
                 res, _ = run_example(workers, path, size, reuse=True, max_iter=max_iter)
                 per[workers].append(float(res["median_s"]))
                 peak[workers].append(int(res["peak_rss"]))
-        return per, peak
+                cpu[workers].append(float(res["cpu_s"]))
+        return per, peak, cpu
     finally:
         import shutil
 
@@ -200,7 +200,7 @@ class DaskScaling:
             raise NotImplementedError("no fastscore.loglik")
 
     def track_two_workers_speedup(self):
-        per, _ = measure_scaling("256MB", rounds=1, max_iter=2)
+        per, _, _ = measure_scaling("256MB", rounds=1, max_iter=2)
         return per[1][0] / per[2][0]
 
 
@@ -232,13 +232,21 @@ def main(argv=None):
                   flush=True)
     if not args.skip_zarr:
         print(f"(b) scaling: Newton fit on {args.zarr_size} of Zarr, {args.rounds} rounds")
-        per, peak = measure_scaling(args.zarr_size, args.rounds, args.dir, args.max_iter)
+        per, peak, cpu = measure_scaling(args.zarr_size, args.rounds, args.dir, args.max_iter)
         for w in (1, 2):
-            print(f"  {w} worker(s): s/iteration {['%.3f' % t for t in per[w]]}, "
+            cores = [c / t for c, t in zip(cpu[w], per[w])]
+            print(f"  {w} worker(s): s/iteration {['%.2f' % t for t in per[w]]}, "
+                  f"workers' CPU s/iteration {['%.2f' % c for c in cpu[w]]}, "
+                  f"cores used {['%.2f' % c for c in cores]}, "
                   f"peak RSS {max(peak[w]) / 2**20:.0f} MiB")
         ratios = [x / y for x, y in zip(per[1], per[2])]
-        print(f"  speedup 2 vs 1 workers: {['%.2f' % r for r in ratios]}, "
+        print(f"  speedup 2 vs 1 workers (wall): {['%.2f' % r for r in ratios]}, "
               f"median {statistics.median(ratios):.2f}")
+        # With a full core per worker, the wall time is the CPU time per worker:
+        # 2 workers then take cpu2 / 2 against cpu1.
+        ideal = [2 * x / y for x, y in zip(cpu[1], cpu[2])]
+        print(f"  2 x CPU(1 worker) / CPU(2 workers), the speedup with a free core per "
+              f"worker: {['%.2f' % r for r in ideal]}, median {statistics.median(ideal):.2f}")
     print(f"load average {os.getloadavg()}")
 
 

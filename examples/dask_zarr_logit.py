@@ -70,29 +70,38 @@ def worker_peak_rss():
     return peak * (1 if sys.platform == "darwin" else 1024)
 
 
+def worker_cpu_seconds():
+    """CPU time (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def newton(phi, choice, d, client, max_iter=25, tol=1e-10):
-    """Maximise the log-likelihood; returns (theta, value, Hessian, seconds per iteration)."""
+    """Maximise the log-likelihood; returns (theta, value, Hessian, seconds
+    per iteration, workers' CPU seconds per iteration)."""
     theta = np.zeros(d)
-    times = []
+    times, cpus = [], []
     for it in range(1, max_iter + 1):
+        cpu0 = sum(client.run(worker_cpu_seconds).values())
         t0 = time.perf_counter()
         value, grad, hess = dask.compute(
             *fd.loglik(phi, theta, choice, grad=True, hess=True), scheduler=client
         )
         times.append(time.perf_counter() - t0)
+        cpus.append(sum(client.run(worker_cpu_seconds).values()) - cpu0)
         step = np.linalg.solve(-hess, grad)
         decrement = float(grad @ step)  # Newton decrement squared
         print(f"  iteration {it:2d}: loglik {value:.10e}  decrement {decrement:.2e}  "
-              f"{times[-1]:.2f} s", flush=True)
+              f"{times[-1]:.2f} s (workers' CPU {cpus[-1]:.2f} s)", flush=True)
         theta = theta + step
         if decrement < tol * max(1.0, abs(value)):
             value, grad, hess = dask.compute(
                 *fd.loglik(phi, theta, choice, grad=True, hess=True), scheduler=client
             )
             print(f"converged after {it} Newton steps")
-            return theta, value, hess, times
+            return theta, value, hess, times, cpus
     print(f"not converged after {max_iter} Newton steps")
-    return theta, value, hess, times
+    return theta, value, hess, times, cpus
 
 
 def main(argv=None):
@@ -136,7 +145,7 @@ def main(argv=None):
               f"{format_bytes(phi.chunks[0][0] * per_state)}")
         peak0 = max(client.run(worker_peak_rss).values())
 
-        theta, value, hess, times = newton(phi, choice, d, client, max_iter=args.max_iter)
+        theta, value, hess, times, cpus = newton(phi, choice, d, client, max_iter=args.max_iter)
         cov = np.linalg.inv(-hess)
         se = np.sqrt(np.diag(cov))
         print()
@@ -147,12 +156,14 @@ def main(argv=None):
         print(f"log-likelihood at the estimate: {value:.10e}")
         peaks = client.run(worker_peak_rss)
         print(f"time per iteration: median {statistics.median(times):.3f} s, "
-              f"min {min(times):.3f} s over {len(times)} iterations")
+              f"min {min(times):.3f} s over {len(times)} iterations; the workers used "
+              f"{statistics.median(cpus) / statistics.median(times):.2f} cores "
+              f"(median CPU {statistics.median(cpus):.2f} s per iteration)")
         print("workers' peak memory (RSS): " + ", ".join(format_bytes(v) for v in peaks.values())
               + f" (limit {args.memory_limit} each; {format_bytes(peak0)} before the fit)")
         print(f"RESULT workers={args.workers} bytes={n_states * per_state} "
               f"median_s={statistics.median(times):.4f} min_s={min(times):.4f} "
-              f"iters={len(times)} peak_rss={max(peaks.values())}")
+              f"iters={len(times)} peak_rss={max(peaks.values())} cpu_s={statistics.median(cpus):.4f}")
     finally:
         client.close()
         cluster.close()
