@@ -85,6 +85,7 @@ class _Layout:
             bounds = np.concatenate([[0], np.cumsum(self.state_chunks)]).astype(np.intp)
             self.local_offsets = [None] * len(self.row_chunks)
         self.bounds = [int(b) for b in bounds]
+        self.row_bounds = [0] + [int(r) for r in np.cumsum(self.row_chunks)]
         self.n_chunks = len(self.row_chunks)
 
     def phi_key(self, k):
@@ -219,8 +220,10 @@ def rechunk_to_states(x, offsets, rows_per_chunk=None):
 
 
 def _per_chunk_array(x, name, lay, *, rows=False, tail=None):
-    """``x`` as a Dask array chunked like the layout's states (or rows)
-    along axis 0 and unchunked beyond; NumPy input is wrapped."""
+    """``x`` checked: a Dask array chunked like the layout's states (or rows)
+    along axis 0 and unchunked beyond, or a NumPy array of the right length
+    (each task then gets its slice as a constant: no extra tasks, and the
+    slice travels with the task instead of from wherever a task made it)."""
     chunks0 = lay.row_chunks if rows else lay.state_chunks
     n0 = sum(chunks0)
     what = "rows" if rows else "states"
@@ -232,7 +235,7 @@ def _per_chunk_array(x, name, lay, *, rows=False, tail=None):
         want = (n0,) + (tail or ())
         raise ValueError(f"{name} must have shape {want} (one entry per {what[:-1]}), got {x.shape}")
     if not _is_dask(x):
-        return da.from_array(x, chunks=(chunks0,) + x.shape[1:])
+        return x
     for axis in range(1, x.ndim):
         if len(x.chunks[axis]) > 1:
             raise ValueError(
@@ -263,17 +266,19 @@ class _Inputs:
         self.lay = lay = _Layout(phi, offsets, like)
         self.theta = theta
         self.deps = [lay.phi]
-        self.arrays = {}
+        self.arrays = {}  # name -> (Dask or NumPy array, sliced by rows?)
         for name, x in arrays.items():
             if x is not None:
-                self.arrays[name] = _per_chunk_array(x, name, lay)
+                self.arrays[name] = (_per_chunk_array(x, name, lay), False)
         self.mask_const = None
         if mask is not None:
             m = mask if _is_dask(mask) else np.asarray(mask)
             if lay.ragged:
-                self.arrays["mask"] = _per_chunk_array(m, "mask", lay, rows=True)
+                self.arrays["mask"] = (_per_chunk_array(m, "mask", lay, rows=True), True)
             elif m.ndim == 2:
-                self.arrays["mask"] = _per_chunk_array(m, "mask", lay, tail=(lay.phi.shape[1],))
+                self.arrays["mask"] = (
+                    _per_chunk_array(m, "mask", lay, tail=(lay.phi.shape[1],)), False
+                )
             elif _is_dask(m):
                 if m.ndim != 1:
                     raise ValueError(f"mask must be (N,) or (B, N), got shape {m.shape}")
@@ -284,14 +289,19 @@ class _Inputs:
                 self.deps.append(m)
             else:
                 self.mask_const = m  # the in-memory call checks its shape
-        self.deps.extend(self.arrays.values())
+        self.deps.extend(x for x, _ in self.arrays.values() if _is_dask(x))
 
     def task_args(self, k):
         """Names and values (keys or constants) of chunk k's array arguments."""
         names, values = [], []
-        for name, x in self.arrays.items():
+        lay = self.lay
+        for name, (x, by_rows) in self.arrays.items():
             names.append(name)
-            values.append((x.name, k) + (0,) * (x.ndim - 1))
+            if _is_dask(x):
+                values.append((x.name, k) + (0,) * (x.ndim - 1))
+            else:
+                b = lay.row_bounds if by_rows else lay.bounds
+                values.append(x[b[k] : b[k + 1]])
         if self.mask_const is not None:
             names.append("mask")
             m = self.mask_const
