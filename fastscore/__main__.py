@@ -46,8 +46,21 @@ def _output_path(text: str) -> Path:
     return path
 
 
+def _loops_command(args) -> int:
+    from . import _bench, _loops
+
+    print(f"fastscore {fastscore.__version__} bench --loops on {_bench.cpu_name()}, "
+          f"{_bench.default_threads()} threads by default")
+    rows, busy = _loops.run(args.quick, contention=True)
+    print("\n".join(_loops.format_table(rows, busy)))
+    return 0
+
+
 def _bench_command(args) -> int:
     from . import _bench
+
+    if args.loops:
+        return _loops_command(args)
 
     if args.plot is not None:
         try:
@@ -93,6 +106,10 @@ def main(argv=None) -> int:
                        help="threads for fastscore, the read pass, NumPy's BLAS and PyTorch "
                        "(default: what OpenMP allows, see OMP_NUM_THREADS)")
     bench.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    bench.add_argument("--loops", action="store_true",
+                       help="time whole training loops (REINFORCE, a logit fit) written with "
+                       "fastscore, NumPy, PyTorch and Numba (those installed), and the fastscore "
+                       "loops with default threads against one thread while a core is busy")
     bench.add_argument("--json", type=_output_path, metavar="FILE",
                        help="also write the numbers to FILE")
     bench.add_argument("--plot", type=_output_path, metavar="FILE.png",

@@ -1,5 +1,9 @@
 """``python -m fastscore bench``: fastscore against NumPy (and PyTorch) per workload.
 
+A workload is one public function (``score``, ``log_prob``, ``entropy``,
+``probs``, ``sample``, ``loglik``) on one shape; its NumPy baseline is the
+namesake in ``fastscore.reference``.
+
 Each workload is timed for every implementation side by side in one process,
 interleaved over several repeats, and the best time of each counts: on a
 shared, noisy machine a ratio measured that way is what survives.  Next to
@@ -27,8 +31,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
+import fastscore
+
 from . import __version__, _core, reference
-from ._core import score
 
 #: Environment variables that change which BLAS kernels NumPy runs.
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -54,6 +59,8 @@ class Workload:
     masked: bool = False  # about half of the actions illegal
     temperature: float = 1.0
     quick_shape: Optional[tuple[int, ...]] = None  # a smaller shape for --quick
+    func: str = "score"  # the fastscore function; "loglik+hess": loglik(grad, hess)
+    ragged: bool = False  # the batch's rows stacked, with offsets=
 
     def shape_for(self, quick: bool) -> tuple[int, ...]:
         """The shape of ``phi`` in this mode."""
@@ -68,7 +75,23 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("medium tau=0.1", (1024, 16, 256), temperature=0.1),
     Workload("large", (64, 1000, 1000), quick_shape=(16, 1000, 1000)),  # 512 MB in float64
     Workload("huge", (262144, 64)),  # one state, many actions
+    Workload("small", (8, 32), func="log_prob"),
+    Workload("small", (8, 32), func="entropy"),
+    Workload("small", (8, 32), func="probs"),
+    Workload("small", (8, 32), func="sample"),
+    Workload("medium", (1024, 16, 256), func="log_prob"),
+    Workload("medium", (1024, 16, 256), func="entropy"),
+    Workload("medium", (1024, 16, 256), func="probs"),
+    Workload("medium", (1024, 16, 256), func="sample"),
+    Workload("medium", (1024, 16, 256), func="loglik"),
+    Workload("medium ragged", (1024, 16, 256), ragged=True),
+    Workload("choice data", (100000, 10, 20), func="loglik+hess",
+             quick_shape=(20000, 10, 20)),
 )
+
+#: Functions whose result is a sum over the states (their rows also time
+#: ``score`` on the same data, or the Hessian's floor).
+REDUCTIONS = ("loglik", "loglik+hess")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +115,15 @@ class Inputs:
     a: Any  # int for one state, intp array for a batch
     mask: Optional[np.ndarray]
     temperature: float
+    offsets: Optional[np.ndarray] = None  # ragged: phi is (B N, d), mask (B N,)
 
 
 def make_inputs(shape: Sequence[int], dtype: str, masked: bool, temperature: float,
-                seed: int = 0) -> Inputs:
+                seed: int = 0, ragged: bool = False) -> Inputs:
     """Random inputs with logits of order 1 (before the temperature).
 
     With ``masked``, about half of the actions are illegal, never the taken one.
+    With ``ragged``, the same batch with its rows stacked and ``offsets``.
     """
     rng = np.random.default_rng(seed)
     phi = rng.standard_normal(tuple(shape), dtype=np.dtype(dtype).type)
@@ -113,6 +138,10 @@ def make_inputs(shape: Sequence[int], dtype: str, masked: bool, temperature: flo
             mask[np.arange(shape[0]), a] = True
         else:
             mask[a] = True
+    if ragged:
+        offsets = np.arange(0, shape[0] * n + 1, n)
+        return Inputs(phi.reshape(-1, d), theta, a, None if mask is None else mask.ravel(),
+                      temperature, offsets)
     return Inputs(phi, theta, a, mask, temperature)
 
 
@@ -136,30 +165,71 @@ def torch_score(torch: Any, phi: Any, theta: Any, a: Any, mask: Any, temperature
     return (phi[torch.arange(phi.shape[0]), a] - mean) / temperature
 
 
-def implementations(inputs: Inputs, n_threads: int, torch: Any) -> dict[str, Callable[[], Any]]:
-    """Zero-argument calls of each implementation on ``inputs``, by name."""
-    phi, theta, a, mask, tau = (inputs.phi, inputs.theta, inputs.a, inputs.mask,
-                                inputs.temperature)
-    calls: dict[str, Callable[[], Any]] = {
-        "numpy": functools.partial(reference.score, phi, theta, a, mask=mask, temperature=tau),
-    }
-    if torch is not None:
+def _call(func: Callable[..., Any], *args: Any, **options: Any) -> Callable[[], Any]:
+    """A zero-argument call, as a user writes it: only the options that differ
+    from the defaults (a keyword argument costs ~30 ns, 10 % of a small call)."""
+    options = {k: v for k, v in options.items() if v is not None}
+    return functools.partial(func, *args, **options) if options else lambda: func(*args)
+
+
+def _arguments(func: str, inputs: Inputs) -> tuple[Callable[..., Any], str, tuple, dict]:
+    """(reference function, fastscore name, positional arguments, options) of a workload."""
+    name = "loglik" if func == "loglik+hess" else func
+    args: tuple = (inputs.phi, inputs.theta)
+    if name in ("score", "log_prob", "loglik"):
+        args += (inputs.a,)
+    options: dict[str, Any] = {"mask": inputs.mask, "offsets": inputs.offsets,
+                               "temperature": None if inputs.temperature == 1.0
+                               else inputs.temperature}
+    if name == "loglik":
+        options["grad"] = True
+        options["hess"] = True if func == "loglik+hess" else None
+    if name == "sample":
+        options["seed"] = 12345
+    return getattr(reference, name), name, args, options
+
+
+def implementations(inputs: Inputs, n_threads: int, torch: Any,
+                    func: str = "score") -> dict[str, Callable[[], Any]]:
+    """Zero-argument calls of each implementation on ``inputs``, by name.
+
+    Rows of reductions also time what their targets compare with: ``score``
+    on the same data ("score"), and for the Hessian one ``X.T @ X`` over all
+    rows of phi ("floor", the matrix product of that size).
+    """
+    ref, name, args, options = _arguments(func, inputs)
+    calls: dict[str, Callable[[], Any]] = {"numpy": _call(ref, *args, **options)}
+    if torch is not None and func == "score" and inputs.offsets is None:
+        phi, theta, a, mask, tau = (inputs.phi, inputs.theta, inputs.a, inputs.mask,
+                                    inputs.temperature)
         t_a = a if isinstance(a, int) else torch.from_numpy(a)
         t_mask = None if mask is None else torch.from_numpy(mask)
         calls["torch"] = functools.partial(
             torch_score, torch, torch.from_numpy(phi), torch.from_numpy(theta), t_a, t_mask, tau)
-    # Called as a user writes it: only the options that differ from the
-    # defaults (a keyword argument costs ~30 ns, a 10 % of the small call).
-    options: dict[str, Any] = {}
-    if mask is not None:
-        options["mask"] = mask
-    if tau != 1.0:
-        options["temperature"] = tau
-    if n_threads != default_threads():
-        options["n_threads"] = n_threads
-    calls["fastscore"] = (functools.partial(score, phi, theta, a, **options) if options
-                          else lambda: score(phi, theta, a))
+    threads = None if n_threads == default_threads() else n_threads
+    calls["fastscore"] = _call(getattr(fastscore, name), *args, n_threads=threads, **options)
+    if func == "loglik":
+        calls["score"] = _call(fastscore.score, inputs.phi, inputs.theta, inputs.a,
+                               n_threads=threads, mask=inputs.mask, offsets=inputs.offsets)
+    if func == "loglik+hess":
+        rows = inputs.phi.reshape(-1, inputs.phi.shape[-1])
+        calls["floor"] = lambda: rows.T @ rows
     return calls
+
+
+def check_error(func: str, inputs: Inputs, got: Any, want: Any) -> float:
+    """Relative error of a result against the reference's (see relative_error).
+
+    sample: the log-probabilities returned with the drawn actions against the
+    reference's log_prob of those actions (the two samplers draw differently)."""
+    if func == "sample":
+        actions, logp = got
+        want = reference.log_prob(inputs.phi, inputs.theta, actions, mask=inputs.mask,
+                                  temperature=inputs.temperature, offsets=inputs.offsets)
+        return relative_error(logp, want)
+    if isinstance(got, tuple):
+        got, want = (np.concatenate([np.ravel(x) for x in r]) for r in (got, want))
+    return relative_error(got, want)
 
 
 def relative_error(got: Any, want: np.ndarray) -> float:
@@ -294,10 +364,13 @@ class Row:
     masked: bool
     temperature: float
     phi_bytes: int
-    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass[, read_pass_1]
+    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass[, read_pass_1],
+    # [score] (loglik rows), [floor] (Hessian rows)
     rel_error: dict[str, float]  # against the reference: fastscore, [torch]
     rtol: float
     other_load: Optional[float]  # OtherLoad.share() while the row was timed
+    func: str = "score"
+    ragged: bool = False
 
     @property
     def ok(self) -> bool:
@@ -308,6 +381,16 @@ class Row:
         if other not in self.seconds:
             return None
         return self.seconds[other] / self.seconds["fastscore"]
+
+    @property
+    def note(self) -> str:
+        """The ratio the row's target is about, beyond the speedups."""
+        if "score" in self.seconds:
+            return f"{self.seconds['fastscore'] / self.seconds['score']:.2f}x score"
+        if "floor" in self.seconds:
+            return (f"{self.seconds['fastscore'] / self.seconds['floor']:.2f}x floor "
+                    f"({format_time(self.seconds['floor'])})")
+        return ""
 
     @property
     def gbps(self) -> float:
@@ -361,16 +444,18 @@ def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, to
                  settings: Settings) -> Row:
     """Check and time every implementation on one workload."""
     shape = workload.shape_for(quick)
-    inputs = make_inputs(shape, dtype, workload.masked, workload.temperature)
-    calls = implementations(inputs, n_threads, torch)
+    inputs = make_inputs(shape, dtype, workload.masked, workload.temperature,
+                         ragged=workload.ragged)
+    calls = implementations(inputs, n_threads, torch, workload.func)
     want = calls["numpy"]()
-    errors = {name: relative_error(call(), want)
-              for name, call in calls.items() if name != "numpy"}
+    errors = {name: check_error(workload.func, inputs, call(), want)
+              for name, call in calls.items() if name in ("fastscore", "torch")}
     calls.update(read_pass_calls(inputs.phi.nbytes, n_threads))
     load = OtherLoad()
     seconds = best_times(calls, settings)
     return Row(workload.name, tuple(shape), dtype, workload.masked, workload.temperature,
-               inputs.phi.nbytes, seconds, errors, RTOL[dtype], load.share())
+               inputs.phi.nbytes, seconds, errors, RTOL[dtype], load.share(), workload.func,
+               workload.ragged)
 
 
 def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
@@ -382,7 +467,7 @@ def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
     rows = []
     for i, (workload, dtype) in enumerate(cases, 1):
         shape = workload.shape_for(quick)
-        print(f"[{i:2d}/{len(cases)}] {workload.name} {_shape_str(shape)} {dtype}",
+        print(f"[{i:2d}/{len(cases)}] {workload.func} {workload.name} {_shape_str(shape)} {dtype}",
               file=progress, flush=True)
         rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings))
     return rows
@@ -425,8 +510,8 @@ def _shape_str(shape: Sequence[int]) -> str:
 
 
 def _label(row: Row) -> str:
-    """A row's workload and shape on two lines, for the chart."""
-    return f"{row.workload}\n{_shape_str(row.shape)}"
+    """A row's function, workload and shape on two lines, for the chart."""
+    return f"{row.func} {row.workload}\n{_shape_str(row.shape)}"
 
 
 def format_time(seconds: float) -> str:
@@ -466,12 +551,13 @@ def header(env: dict[str, Any]) -> list[str]:
 def table(rows: Sequence[Row]) -> list[str]:
     """The rows as an aligned text table."""
     with_torch = any("torch" in row.seconds for row in rows)
-    head = ["workload", "shape", "dtype", "numpy"] + (["torch"] if with_torch else [])
+    head = ["function", "workload", "shape", "dtype", "numpy"] + (["torch"] if with_torch else [])
     head += ["fastscore", "vs numpy"] + (["vs torch"] if with_torch else [])
-    head += ["GB/s", "read GB/s", "% read", "busy", "check"]
+    head += ["GB/s", "read GB/s", "% read", "busy", "check", "note"]
     body = []
     for row in rows:
-        cells = [row.workload, _shape_str(row.shape), row.dtype, format_time(row.seconds["numpy"])]
+        cells = [row.func, row.workload, _shape_str(row.shape), row.dtype,
+                 format_time(row.seconds["numpy"])]
         if with_torch:
             cells.append(format_time(row.seconds["torch"]) if "torch" in row.seconds else "-")
         cells += [format_time(row.seconds["fastscore"]), f"{row.speedup('numpy'):.2f}x"]
@@ -481,10 +567,10 @@ def table(rows: Sequence[Row]) -> list[str]:
         cells += [f"{row.gbps:.1f}", f"{row.read_gbps:.1f}",
                   f"{100 * row.gbps / row.read_gbps:.0f}%",
                   "?" if row.other_load is None else f"{100 * row.other_load:.0f}%",
-                  "ok" if row.ok else "MISMATCH"]
+                  "ok" if row.ok else "MISMATCH", row.note]
         body.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
-    left = {0, 1, 2}
+    left = {0, 1, 2, 3}
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
@@ -499,7 +585,9 @@ def to_json(env: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
         "environment": env,
         "results": [
             {
+                "function": row.func,
                 "workload": row.workload,
+                "ragged": row.ragged,
                 "shape": list(row.shape),
                 "dtype": row.dtype,
                 "masked": row.masked,

@@ -125,19 +125,22 @@ def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_t
 
 def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,
            n_threads=None):
-    """One action per state with ``rng.choice(N, p=softmax(...))``, and its log pi.
+    """One action per state from softmax(phi @ theta / tau), and its log pi.
 
-    The same distribution as :func:`fastscore.sample`, not the same draws
-    (a different generator)."""
+    One state: ``rng.choice(N, p=pi)``, as a user writes it; a batch: the
+    inverse CDF of each row at one uniform.  The same distribution as
+    :func:`fastscore.sample`, not the same draws (another generator)."""
     rng = np.random.default_rng(seed)
     phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
     logp = _log_softmax(phi, theta, legal, dtype, temperature)
-    pi = np.exp(logp.astype(np.float64))
-    actions = np.array([rng.choice(pi.shape[1], p=p / p.sum()) for p in pi], dtype=np.intp)
-    lp = logp[np.arange(logp.shape[0]), actions]
+    pi = np.exp(logp)
     if one:
-        return int(actions[0]), float(lp[0])
-    return actions, lp
+        action = int(rng.choice(pi.shape[1], p=pi[0] / pi[0].sum()))
+        return action, float(logp[0, action])
+    cdf = np.cumsum(pi, axis=1)
+    u = rng.random(pi.shape[0]) * cdf[:, -1]
+    actions = np.minimum((cdf <= u[:, None]).sum(axis=1), pi.shape[1] - 1)
+    return actions, logp[np.arange(pi.shape[0]), actions]
 
 
 def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,

@@ -20,11 +20,12 @@ A state's pass is held in a ``Partial``: the running maximum logit ``m``,
 the normaliser is ``l = 1 + r`` and ``log l = log1p(r)`` keeps its relative
 accuracy when one action dominates), and, as the requested outputs need them,
 the entropy sum ``S = sum_k exp(z_k - m) (m - z_k)``, the score sum
-``g = sum_k exp(z_k - m) (phi_a - phi_k)``, the second moment
-``C = sum_k exp(z_k - m) (phi_k - phi_a)(phi_k - phi_a)^T``, the taken (or
-sampled) action's logit and the Gumbel-max winner.  Partials over disjoint
-rows merge associatively.  Every output is one finishing step on the same
-partial (``finish_state``).
+``g = sum_k exp(z_k - m) (phi_a - phi_k)``, the taken (or sampled) action's
+logit and the Gumbel-max winner.  Partials over disjoint rows merge
+associatively.  Every output is one finishing step on the same partial
+(``finish_state``); ``probs`` and the Hessian also read the logits the pass
+kept, and the Hessian sweeps the state's rows once more, centred on the mean
+row the pass gives.
 """
 
 from cython.parallel cimport prange, threadid
@@ -67,9 +68,9 @@ cdef extern from "fastscore_simd.h" nogil:
                           int nr, Py_ssize_t d)
     void fs_block_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                           int nr, Py_ssize_t d)
-    void fs_hess_acc_f64(double *C, Py_ssize_t dp, double *Y, const double *xa,
+    void fs_hess_acc_f64(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const double **rows, const double *w, int nr, Py_ssize_t d)
-    void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const float *xa,
+    void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const float **rows, const double *w, int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -104,9 +105,44 @@ cdef extern from *:
     #ifndef FASTSCORE_CFLAGS
     #define FASTSCORE_CFLAGS "unknown"
     #endif
+
+    /* Threads must never make a call slower than one thread would.  After a
+     * threaded call that did not beat the single-thread estimate (another
+     * process, BLAS threads or the user's own threads held the other cores),
+     * the next calls run serially: 1, 2, 4, ... up to FS_BACKOFF_MAX calls
+     * after consecutive failures, back to 1 after a success.  Serial and
+     * threaded calls give the same bits, so this only changes speed.  Plain
+     * relaxed atomics: callers on several Python threads may race on the
+     * counters, which at worst costs a threaded or a serial call too many. */
+    #define FS_BACKOFF_MAX 1024
+    static int fs_backoff_skip = 0, fs_backoff_next = 1;
+    #ifdef _OPENMP
+    static double fs_now(void) { return omp_get_wtime(); }
+    #else
+    static double fs_now(void) { return 0.0; }
+    #endif
+    static int fs_threads_allowed(void) {
+        int skip = __atomic_load_n(&fs_backoff_skip, __ATOMIC_RELAXED);
+        if (skip <= 0) return 1;
+        __atomic_store_n(&fs_backoff_skip, skip - 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    static void fs_threads_report(int helped) {
+        int next = __atomic_load_n(&fs_backoff_next, __ATOMIC_RELAXED);
+        if (helped) {
+            __atomic_store_n(&fs_backoff_next, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_store_n(&fs_backoff_skip, next, __ATOMIC_RELAXED);
+            __atomic_store_n(&fs_backoff_next, next < FS_BACKOFF_MAX ? 2 * next : next,
+                             __ATOMIC_RELAXED);
+        }
+    }
     """
     const char *FASTSCORE_CFLAGS
     void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
+    double fs_now() nogil
+    int fs_threads_allowed() nogil
+    void fs_threads_report(int helped) nogil
 
 
 ctypedef fused real_t:
@@ -145,8 +181,7 @@ cdef enum Status:
     NONFINITE_LOGIT = 1
     NONFINITE_RESULT = 2
     NO_MEMORY = 3
-    ACTION_CHANGED = 4
-    ALL_MASKED = 5
+    ALL_MASKED = 4
 
 # What a call computes (Problem.outputs).  Per-state results ...
 cdef enum:
@@ -159,8 +194,9 @@ cdef enum:
     RED_VALUE = 32
     RED_GRAD = 64
     RED_HESS = 128
-    # What the pass must carry for them.
+    # What the pass must keep for them.
     NEED_G = OUT_SCORE | RED_GRAD | RED_HESS
+    NEED_Z = OUT_PROBS | RED_HESS   # the logits kept for a sweep after the pass
     NEED_ZA = OUT_LOGP | RED_VALUE
     REDUCE = RED_VALUE | RED_GRAD | RED_HESS
 
@@ -215,18 +251,15 @@ cdef struct Partial:
     double best       # largest perturbed logit z_k + G_k           (sample)
     Py_ssize_t kbest  # its row
     double *g         # (d,): sum_k exp(z_k - m) (phi_a - phi_k)
-    double *C         # (dp, dp), upper tiles: sum_k exp(z_k - m) y_k y_k^T
 
 
 cdef struct Work:
     # Per-thread scratch; NULL where the call does not need it.
-    double *g1        # a second partial's g and C, for merging chunks
-    double *C1
-    double *Y         # BLOCK_ROWS x dp row differences (Hessian)
-    double *z         # 2 per row of the widest state: z_k, z_lo_k (probs)
     double *g0        # the state's own partial
-    double *C0
-    double *gs        # d: the finished score (loglik)
+    double *g1        # a second partial's, for merging chunks
+    double *mu        # dp: the state's mean row E[phi] (Hessian)
+    double *Y         # BLOCK_ROWS x dp centred rows (Hessian)
+    double *z         # 2 per row of the widest state: z_k, z_lo_k (probs, Hessian)
 
 
 # ---------------------------------------------------------------------------
@@ -291,16 +324,12 @@ cdef inline void partial_clear(Partial *p, const Problem *pr) noexcept nogil:
     p.kbest = -1
     if pr.outputs & NEED_G:
         memset(p.g, 0, pr.d * sizeof(double))
-    if pr.outputs & RED_HESS:
-        memset(p.C, 0, pr.dp * pr.dp * sizeof(double))
 
 
 cdef void partial_rescale(Partial *p, const Problem *pr, double c) noexcept nogil:
     """Multiply the sums of p by c (a new, larger maximum)."""
     if pr.outputs & NEED_G:
         scale_vec(p.g, pr.d, c)
-    if pr.outputs & RED_HESS:
-        scale_vec(p.C, pr.dp * pr.dp, c)
 
 
 cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double m_new_lo,
@@ -324,15 +353,6 @@ cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t *
         fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
         fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
-
-
-cdef inline void hess_accumulate(double *C, Py_ssize_t dp, double *Y, const real_t *row_a,
-                                 const real_t **rows, const double *w, int n_rows,
-                                 Py_ssize_t d) noexcept nogil:
-    if real_t is double:
-        fs_hess_acc_f64(C, dp, Y, row_a, rows, w, n_rows, d)
-    else:
-        fs_hess_acc_f32(C, dp, Y, row_a, rows, w, n_rows, d)
 
 
 cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
@@ -367,7 +387,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
         if kb <= v.a < ke and outputs & NEED_ZA:
             p.za = z[v.a - kb]
             p.za_lo = z_lo[v.a - kb]
-        if outputs & OUT_PROBS:
+        if outputs & NEED_Z:
             for k in range(kb, ke):
                 wk.z[2 * k] = z[k - kb]
                 wk.z[2 * k + 1] = z_lo[k - kb]
@@ -399,8 +419,6 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
                 n_rows += 1
         if outputs & NEED_G:
             block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
-        if outputs & RED_HESS:
-            hess_accumulate(p.C, pr.dp, wk.Y, row_a, rows, weights, n_rows, pr.d)
         if outputs & OUT_SAMPLE:
             # Gumbel-max: the row with the largest z_k + G_k is a draw from
             # softmax(z); ties go to the first row, as in a merge.
@@ -422,7 +440,7 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
     copies src (signed zeros included), so a state's first chunk gives the
     same bits whether it was computed in place or merged."""
     cdef double c
-    cdef bint g = pr.outputs & NEED_G, h = pr.outputs & RED_HESS
+    cdef bint g = pr.outputs & NEED_G
     if src.m == -INFINITY:
         return
     if dst.m == -INFINITY:
@@ -437,8 +455,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         dst.kbest = src.kbest
         if g:
             memcpy(dst.g, src.g, pr.d * sizeof(double))
-        if h:
-            memcpy(dst.C, src.C, pr.dp * pr.dp * sizeof(double))
         return
     if src.m > dst.m:
         c = exp_diff(dst.m, dst.m_lo, src.m, src.m_lo)
@@ -447,8 +463,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         partial_rescale(dst, pr, c)
         if g:
             add_scaled(dst.g, src.g, pr.d, 1.0)
-        if h:
-            add_scaled(dst.C, src.C, pr.dp * pr.dp, 1.0)
         dst.m = src.m
         dst.m_lo = src.m_lo
         dst.kmax = src.kmax
@@ -458,8 +472,6 @@ cdef void partial_merge(Partial *dst, const Partial *src, const Problem *pr) noe
         dst.r += c * (1.0 + src.r)
         if g:
             add_scaled(dst.g, src.g, pr.d, c)
-        if h:
-            add_scaled(dst.C, src.C, pr.dp * pr.dp, c)
     if pr.outputs & OUT_SAMPLE:
         if src.best > dst.best:
             dst.best = src.best
@@ -501,10 +513,6 @@ cdef Status state_chunk(Partial *p, const Problem *pr, const StateView *v, Py_ss
     """Partial of chunk c of state b."""
     cdef Py_ssize_t k0 = c * CHUNK_ROWS, k1 = min((c + 1) * CHUNK_ROWS, v.n)
     partial_clear(p, pr)
-    if pr.act != NULL and (v.a < 0 or v.a >= v.n):
-        # Checked before the pass; only another thread writing to `a` during
-        # the call gets here.  Never read a row through it.
-        return ACTION_CHANGED
     if pr.phi_f64:
         return partial_add_rows(p, pr, v, <const double *>NULL, b, k0, k1, wk)
     return partial_add_rows(p, pr, v, <const float *>NULL, b, k0, k1, wk)
@@ -516,7 +524,6 @@ cdef Status state_partial(Partial *acc, const Problem *pr, const StateView *v, P
     cdef Partial tmp
     cdef Py_ssize_t c
     tmp.g = wk.g1
-    tmp.C = wk.C1
     cdef Status st = state_chunk(acc, pr, v, b, 0, wk)
     for c in range(1, n_chunks_of(v.n)):
         if st != OK:
@@ -588,15 +595,62 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
                     gi = gi / pr.tau
                 slot[1 + i] += wb * gi
         if o & RED_HESS:
-            # -w_b Cov(phi) / tau^2, Cov = E[y y^T] - E[y] E[y]^T, y = phi - phi_a.
-            coef = (-wb / pr.tau) / pr.tau
-            for i in range(d):
-                wk.gs[i] = p.g[i] * inv_l
-            for i in range(d):
-                for j in range(i, d):
-                    slot[1 + d + i * d + j] += coef * (p.C[i * pr.dp + j] * inv_l
-                                                       - wk.gs[i] * wk.gs[j])
+            if pr.phi_f64:
+                state_hessian(<const double *>NULL, pr, v, p, wk, wb, slot + 1 + d)
+            else:
+                state_hessian(<const float *>NULL, pr, v, p, wk, wb, slot + 1 + d)
     return OK
+
+
+cdef void state_hessian(const real_t *phi_type, const Problem *pr, const StateView *v,
+                        const Partial *p, Work *wk, double wb, double *H) noexcept nogil:
+    """H += -w_b Cov_pi(phi) / tau^2 (upper tiles of a dp x dp matrix).
+
+    Two sweeps over the state's rows after the pass (the rows were just
+    read, so a small state is still in cache), with the probabilities from
+    the logits the pass kept: first the mean row as mu = c + sum_k pi_k
+    (phi_k - c) around the most probable row c, then the centred
+    sum_k pi_k (phi_k - mu)(phi_k - mu)^T.  No term cancels another however
+    peaked the policy: the one-pass moment around a fixed row, E[y y^T] -
+    E[y] E[y]^T, loses every digit when the policy peaks away from that row."""
+    cdef double pis[BLOCK_ROWS]
+    cdef const real_t *rows[BLOCK_ROWS]
+    cdef const real_t *row_c = <const real_t *>(v.phi + p.kmax * pr.phi_sn)
+    cdef double inv_l = 1.0 / (1.0 + p.r)
+    cdef double coef = (-wb / pr.tau) / pr.tau
+    cdef Py_ssize_t i, k, k0
+    cdef int n_rows, sweep
+    memset(wk.mu, 0, pr.d * sizeof(double))
+    for sweep in range(2):
+        k0 = 0
+        while k0 < v.n:
+            n_rows = 0
+            k = k0
+            while k < v.n and n_rows < BLOCK_ROWS:
+                if wk.z[2 * k] != -INFINITY:
+                    rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
+                    pis[n_rows] = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+                    if sweep == 1:
+                        pis[n_rows] = coef * pis[n_rows]
+                    n_rows += 1
+                k += 1
+            k0 = k
+            if sweep == 0:
+                block_accumulate(wk.mu, row_c, rows, pis, n_rows, pr.d)  # sum pi (c - phi)
+            else:
+                hess_accumulate(H, pr.dp, wk.Y, wk.mu, rows, pis, n_rows, pr.d)
+        if sweep == 0:
+            for i in range(pr.d):
+                wk.mu[i] = <double>row_c[i] - wk.mu[i]
+
+
+cdef inline void hess_accumulate(double *H, Py_ssize_t dp, double *Y, const double *mu,
+                                 const real_t **rows, const double *w, int n_rows,
+                                 Py_ssize_t d) noexcept nogil:
+    if real_t is double:
+        fs_hess_acc_f64(H, dp, Y, mu, rows, w, n_rows, d)
+    else:
+        fs_hess_acc_f32(H, dp, Y, mu, rows, w, n_rows, d)
 
 
 cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) noexcept nogil:
@@ -605,7 +659,6 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
     cdef Partial acc
     state_view(pr, b, &v)
     acc.g = wk.g0
-    acc.C = wk.C0
     cdef Status st = state_partial(&acc, pr, &v, b, wk)
     if st != OK:
         return st
@@ -625,27 +678,25 @@ cdef inline Py_ssize_t slot_size(const Problem *pr) noexcept nogil:
     """Doubles of one group's reduction: value, gradient, Hessian."""
     cdef Py_ssize_t n = 1 + pr.d
     if pr.outputs & RED_HESS:
-        n += pr.d * pr.d
+        n += pr.dp * pr.dp
     return n
 
 
 cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own) noexcept nogil:
     """Per-thread scratch in one block (NULL when out of memory).  With own
-    False the probs buffer is not allocated (a wide state shares one)."""
-    cdef Py_ssize_t d = pr.d, dp2 = pr.dp * pr.dp if pr.outputs & RED_HESS else 0
-    cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & OUT_PROBS and own) else 0
-    cdef Py_ssize_t total = 3 * d + 2 * dp2 + (BLOCK_ROWS * pr.dp if dp2 else 0) + zn + 1
-    cdef double *buf = <double *>malloc(total * sizeof(double))
+    False the logits buffer is not allocated (a wide state shares one)."""
+    cdef Py_ssize_t d = pr.d, hess = pr.outputs & RED_HESS
+    cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & NEED_Z and own) else 0
+    cdef Py_ssize_t hn = (BLOCK_ROWS + 1) * pr.dp if hess else 0
+    cdef double *buf = <double *>malloc((2 * d + hn + zn + 1) * sizeof(double))
     if buf == NULL:
         return NULL
     wk.g0 = buf
     wk.g1 = buf + d
-    wk.gs = buf + 2 * d
-    wk.C0 = buf + 3 * d
-    wk.C1 = wk.C0 + dp2
-    wk.Y = wk.C1 + dp2
+    wk.mu = buf + 2 * d
+    wk.Y = wk.mu + pr.dp if hess else NULL
     if own:
-        wk.z = wk.Y + (BLOCK_ROWS * pr.dp if dp2 else 0)
+        wk.z = buf + 2 * d + hn
     return buf
 
 
@@ -710,18 +761,28 @@ cdef void works_free(Work *wks, int n, double **bufs) noexcept nogil:
     free(wks)
 
 
+cdef inline void clock_master(double *master, double t0, Py_ssize_t rows) noexcept nogil:
+    """Add the calling (master) thread's busy time and rows to master[0:2]."""
+    if threadid() == 0:
+        master[0] += fs_now() - t0
+        master[1] += rows
+
+
 cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *parts,
-                     Status *status, Work *wk, Work *wks, double *slot) noexcept nogil:
+                     Status *status, Work *wk, Work *wks, double *slot,
+                     double *master) noexcept nogil:
     """One wide state, its chunks spread over the threads, merged in order."""
     cdef StateView v
     cdef Partial acc
     cdef Py_ssize_t c, n_chunks
+    cdef double t0
     state_view(pr, b, &v)
     n_chunks = n_chunks_of(v.n)
-    for c in prange(n_chunks, schedule='guided', num_threads=n_threads, nogil=True):
+    for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads, nogil=True):
+        t0 = fs_now()
         status[c] = state_chunk(&parts[c], pr, &v, b, c, &wks[threadid()])
+        clock_master(master, t0, min(CHUNK_ROWS, v.n - c * CHUNK_ROWS))
     acc.g = wk.g0
-    acc.C = wk.C0
     partial_clear(&acc, pr)
     for c in range(n_chunks):
         if status[c] != OK:
@@ -743,14 +804,39 @@ cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_
     return OK
 
 
+cdef inline Py_ssize_t group_rows(const Problem *pr, const Py_ssize_t *start,
+                                  Py_ssize_t g) noexcept nogil:
+    if pr.offsets != NULL:
+        return pr.offsets[start[g + 1]] - pr.offsets[start[g]]
+    return (start[g + 1] - start[g]) * pr.n_actions
+
+
 cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
-                        double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
-                        int n_threads, Py_ssize_t *bad) noexcept nogil:
+                        double *slots, Work *wk, Py_ssize_t n_rows, Py_ssize_t max_rows,
+                        Py_ssize_t n_wide, int n_threads, Py_ssize_t *bad) noexcept nogil:
     """Groups of states over the threads (dynamic schedule: a thread that
     loses its core to another process does not hold the others back), then
     the wide states one at a time, their chunks over the threads.  Which
-    thread does what never changes a state's result or a group's sum."""
+    thread does what never changes a state's result or a group's sum.
+
+    The calling thread's own pace estimates what one thread would have
+    taken; a call that took longer than 0.9 of that reports a failure, and
+    the next calls run serially (fs_threads_report)."""
+    cdef double master[2]
+    cdef double t_start = fs_now(), wall
+    cdef Status st_all = run_threads_timed(pr, start, n_groups, slots, wk, max_rows, n_wide,
+                                           n_threads, bad, master)
+    wall = fs_now() - t_start
+    if master[1] > 0:
+        fs_threads_report(wall < 0.9 * master[0] / master[1] * n_rows)
+    return st_all
+
+
+cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
+                              double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
+                              int n_threads, Py_ssize_t *bad, double *master) noexcept nogil:
     cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef double t0
     cdef Py_ssize_t n_chunks = n_chunks_of(max_rows), part_doubles
     cdef double *bufs[MAX_THREADS_CAP]
     cdef Work *wks
@@ -760,6 +846,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
     cdef Status st
     cdef int first = OK
     bad[0] = PY_SSIZE_T_MAX
+    master[0] = master[1] = 0.0
     # Narrow states: each thread takes whole groups, with scratch of its own.
     wks = works_alloc(pr, n_threads, max_rows, True, bufs)
     if wks == NULL:
@@ -767,17 +854,19 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
         return NO_MEMORY
     for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
         if not is_wide_group(pr, start, g):
+            t0 = fs_now()
             for b in range(start[g], start[g + 1]):
                 st = do_state(pr, b, &wks[threadid()], slots + g * ss if slots != NULL else NULL)
                 if st != OK:
                     fs_record_failure(b, st, bad, &first)
                     break
+            clock_master(master, t0, group_rows(pr, start, g))
     works_free(wks, n_threads, bufs)
     if n_wide == 0:
         return <Status>first
     # Wide states: a partial per chunk (g and C of each in one slab); the
     # threads share the state's probs buffer, each row written by one chunk.
-    part_doubles = pr.d + (pr.dp * pr.dp if pr.outputs & RED_HESS else 0)
+    part_doubles = pr.d
     parts = <Partial *>malloc(n_chunks * sizeof(Partial))
     status = <Status *>malloc(n_chunks * sizeof(Status))
     slab = <double *>malloc((n_chunks * part_doubles + 1) * sizeof(double))
@@ -794,11 +883,10 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
         wks[b].z = wk.z
     for b in range(n_chunks):
         parts[b].g = slab + b * part_doubles
-        parts[b].C = parts[b].g + pr.d
     for g in range(n_groups):
         if is_wide_group(pr, start, g) and start[g] < bad[0]:
             st = run_wide(pr, start[g], n_threads, parts, status, wk, wks,
-                          slots + g * ss if slots != NULL else NULL)
+                          slots + g * ss if slots != NULL else NULL, master)
             if st != OK:
                 fs_record_failure(start[g], st, bad, &first)
     works_free(wks, n_threads, bufs)
@@ -814,7 +902,8 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
     (value, gradient, upper Hessian), group by group in a fixed order."""
     cdef Py_ssize_t ss = slot_size(pr), per_group, n_groups, n_wide = 0, b, g, i
     cdef Py_ssize_t target = MAX_GROUPS
-    cdef bint threaded = FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
+    cdef bint threaded = (FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
+                          and fs_threads_allowed())
     cdef Py_ssize_t *start
     cdef double *slots = NULL
     cdef Work wk
@@ -842,7 +931,8 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
             return NO_MEMORY
         memset(slots, 0, n_groups * ss * sizeof(double))
     if threaded:
-        st = run_threads(pr, start, n_groups, slots, &wk, max_rows, n_wide, n_threads, bad)
+        st = run_threads(pr, start, n_groups, slots, &wk, n_rows, max_rows, n_wide, n_threads,
+                         bad)
     else:
         st = run_serial(pr, start, n_groups, slots, &wk, bad)
     if st == OK and slots != NULL:
@@ -871,7 +961,8 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                     bint takes_action, object mask, object offsets):
     """Fill pr and dm from canonical inputs and check their shapes and
     actions.  Returns NotImplemented when an argument needs coercion first
-    (fastscore._coerce), else the validated copy of offsets (or None).
+    (fastscore._coerce), else the copies of offsets and of a batch's actions
+    the pass reads (the caller keeps them alive).
 
     Canonical: phi a float32/float64 array (native byte order, aligned)
     whose last axis is contiguous; theta a float32/float64 array; a an int
@@ -917,7 +1008,7 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
             f"theta must have shape ({pr.d},) to match phi's last axis (the features), "
             f"got {np.shape(theta)}")
 
-    offs = None
+    offs = a_copy = None
     cdef Py_ssize_t b, n_offs
     cdef Py_ssize_t *o
     if dm.ragged:
@@ -977,8 +1068,12 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                     or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != dm.n_states):
                 raise ValueError(
                     f"a must have shape ({dm.n_states},), one action per state, got {np.shape(a)}")
-            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a)
-            pr.act_s = cnp.PyArray_STRIDES(<cnp.ndarray>a)[0]
+            # Our own copy, validated before the pass and read by it: another
+            # thread writing to the caller's array cannot change a state's
+            # action between its chunks, nor after the range check.
+            a_copy = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
+            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a_copy)
+            pr.act_s = sizeof(Py_ssize_t)
 
     cdef cnp.ndarray mask_arr
     pr.mask = NULL
@@ -1007,7 +1102,7 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
                 else f"({pr.n_actions},)"
             raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
         pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
-    return offs
+    return (offs, a_copy)
 
 
 cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
@@ -1083,8 +1178,6 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
     cdef str state = f"state {b}" if batch else "the state"
     if st == NO_MEMORY:
         raise MemoryError("fastscore: could not allocate per-thread scratch")
-    if st == ACTION_CHANGED:
-        raise RuntimeError(f"a changed during the call (another thread wrote to it) in {state}")
     if st == ALL_MASKED:
         raise_all_masked(b, batch)
     if st == NONFINITE_LOGIT:
@@ -1138,14 +1231,14 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Dims dm
     memset(&pr, 0, sizeof(Problem))
     cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
-    offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
-    if offs is NotImplemented:
+    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+    if owned is NotImplemented:
         if out is not None and cnp.PyArray_Check(out):
             # The kernel sees coerced copies: check out against what the caller passed.
             check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
         phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
-        offs = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
-        if offs is NotImplemented:
+        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+        if owned is NotImplemented:
             raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     pr.tau = as_temperature(temperature)
     cdef int n_threads_ = as_thread_count(n_threads)
@@ -1203,7 +1296,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
         pr.probs_sb = cnp.PyArray_STRIDES(res)[0] if (dm.batch and not dm.ragged) else 0
         pr.probs_sn = cnp.PyArray_STRIDES(res)[nd - 1]
     if outputs & REDUCE:
-        odims[0] = 1 + pr.d + (pr.d * pr.d if outputs & RED_HESS else 0)
+        odims[0] = slot_size(&pr)
         red = cnp.PyArray_ZEROS(1, odims, cnp.NPY_DOUBLE, 0)
         if weights is not None:
             w_arr = coerce_weights(weights, dm.n_states)
@@ -1242,7 +1335,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
             free(theta_buf)
 
     if outputs & REDUCE:
-        return finish_loglik(red, pr.d, outputs)
+        return finish_loglik(red, pr.d, pr.dp, outputs)
     if outputs & OUT_SAMPLE:
         if dm.batch:
             return res2, res
@@ -1252,7 +1345,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     return res
 
 
-cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, int outputs):
+cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, Py_ssize_t dp, int outputs):
     """(value[, gradient[, Hessian]]) from the summed slots; the Hessian's
     lower triangle mirrors the upper one."""
     if not np.isfinite(red).all():
@@ -1263,7 +1356,7 @@ cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, int outputs):
     grad = red[1:1 + d]
     if not outputs & RED_HESS:
         return value, grad
-    upper = red[1 + d:].reshape(d, d)
+    upper = red[1 + d:].reshape(dp, dp)[:d, :d]
     hess = np.triu(upper) + np.triu(upper, 1).T
     return value, grad, hess
 

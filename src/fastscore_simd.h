@@ -488,26 +488,26 @@ FS_DEFINE_STORE(fs_store_f64, double, fs_vd, FS_AS_F64)
 FS_DEFINE_STORE(fs_store_f32, float, fs_vf, FS_AS_F32)
 
 /*
- * The second moment of a block of row differences, for the Hessian:
+ * The weighted second moment of a block of centred rows, for the Hessian:
  *
- *     C[i][j] += sum_r w[r] y_r[i] y_r[j],   y_r = xa - rows[r]   (in double)
+ *     H[i][j] += sum_r w[r] y_r[i] y_r[j],   y_r = rows[r] - mu   (in double)
  *
- * C is dp x dp (dp = fs_padded(d)), row-major; only its upper tiles (column
+ * H is dp x dp (dp = fs_padded(d)), row-major; only its upper tiles (column
  * tiles that reach the diagonal or beyond) are updated, the caller reads the
- * upper triangle.  Y is scratch for nr x dp doubles: the differences are
+ * upper triangle.  Y is scratch for nr x dp doubles: the centred rows are
  * formed once per block, zero-padded, then the tiles (4 rows x 8 columns of
- * C held in registers) sweep the rows.  Each element adds the rows in order
+ * H held in registers) sweep the rows.  Each element adds the rows in order
  * as (w y_i) y_j with separate multiplications and additions, so every
  * instruction set gives the same bits.
  */
 #define FS_DEFINE_HESS_ACC(NAME, T)                                                    \
-    static FS_CLONES void NAME(double *C, ptrdiff_t dp, double *Y, const T *xa,        \
+    static FS_CLONES void NAME(double *C, ptrdiff_t dp, double *Y, const double *mu,   \
                                const T *const *rows, const double *w, int nr,          \
                                ptrdiff_t d) {                                          \
         for (int r = 0; r < nr; r++) {                                                 \
             double *y = Y + r * dp;                                                    \
             ptrdiff_t c = 0;                                                           \
-            for (; c < d; c++) y[c] = (double)xa[c] - (double)rows[r][c];              \
+            for (; c < d; c++) y[c] = (double)rows[r][c] - mu[c];                      \
             for (; c < dp; c++) y[c] = 0.0;                                            \
         }                                                                              \
         for (ptrdiff_t i0 = 0; i0 < d; i0 += 4) {                                      \

@@ -212,3 +212,170 @@ def rel_err(got, want) -> float:
     if np.any(den == 0):
         raise ValueError("relative error of a zero vector: pick another test case")
     return float((num / den).max())
+
+
+# ---------------------------------------------------------------------------
+# The phi-form family (issue 8): log pi(a), entropy, probabilities, and the
+# weighted log-likelihood with its gradient and Hessian.
+#
+# Built like the score oracle, from the exact (double-double) logits, state
+# by state in longdouble, in forms that do not cancel:
+#
+# * m = max_k z_k held by row k*, w_k = exp(z_k - m) (w_k* = 1 exactly),
+#   r = sum_{k != k*} w_k, pi_k = w_k / (1 + r);
+# * log pi(a) = (z_a - m) - log1p(r): keeps its relative accuracy as
+#   pi(a) -> 1 (log pi(a) ~ -r);
+# * H = log1p(r) + sum_k pi_k (m - z_k): two non-negative terms;
+# * Cov_pi(phi) = sum_k pi_k (y_k - g)(y_k - g)^T with y_k = phi_k - phi_c and
+#   g = sum_k pi_k y_k, shifted by the row c of the most probable action: a
+#   sum of positive semidefinite terms (no cancellation between the terms),
+#   centred on a row whose own centred term is -g exactly, so a nearly
+#   one-hot policy (Cov ~ 1 - pi_c) keeps its relative accuracy.  The
+#   Hessian does not depend on the taken action; this oracle does not use it.
+#
+# None of it uses fastscore.reference.
+
+def iter_states(phi, mask=None, offsets=None):
+    """(rows (n, d) float64, legal (n,) bool) of each state; and whether the
+    layout is a batch (padded 3-D or ragged)."""
+    phi = _f64(phi)
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.intp)
+        legal_all = (np.ones(phi.shape[0], bool) if mask is None
+                     else np.asarray(mask, dtype=bool))
+        out = [(phi[offsets[b]:offsets[b + 1]], legal_all[offsets[b]:offsets[b + 1]])
+               for b in range(len(offsets) - 1)]
+        return out, True
+    batch = phi.ndim == 3
+    phis = phi if batch else phi[None]
+    legal = _legal(mask, phis.shape[0], phis.shape[1])
+    return [(phis[b], legal[b]) for b in range(phis.shape[0])], batch
+
+
+def _softmax_parts(rows, legal, theta, tau, cache=None):
+    """(legal row indices, z, m, kmax position, w, r) of one state, longdouble.
+
+    With a cache dict, states that are the same memory (zero-stride batches
+    of copies) are computed once."""
+    key = None
+    if cache is not None:
+        key = (rows.__array_interface__["data"][0], rows.shape, rows.strides, legal.tobytes())
+        if key in cache:
+            return cache[key]
+    idx = np.flatnonzero(legal)
+    if idx.size == 0:
+        raise ValueError("every action masked")
+    z = logits(rows[idx], theta, tau)
+    j = int(np.argmax(z))
+    m = z[j]
+    w = np.exp(z - m)
+    r = np.delete(w, j).sum() if w.size > 1 else LD(0)  # w[j] == 1 kept apart
+    parts = (idx, z, m, j, w, r)
+    if key is not None:
+        cache[key] = parts
+    return parts
+
+
+def _state_results(rows, legal, theta, a, tau, cache):
+    """Every oracle quantity of one state: dict of log_prob (if a is not None),
+    entropy, probs (n,), score and cov (d, d) (if a is not None)."""
+    idx, z, m, j, w, r = _softmax_parts(rows, legal, theta, tau, cache)
+    pi = w / (LD(1) + r)
+    res = {"entropy": np.log1p(r) + (pi * (m - z)).sum()}
+    probs = np.zeros(rows.shape[0], dtype=LD)
+    probs[idx] = pi
+    res["probs"] = probs
+    if a is not None:
+        pos = int(np.searchsorted(idx, a))
+        assert pos < idx.size and idx[pos] == a, "the taken action is masked"
+        res["log_prob"] = (z[pos] - m) - np.log1p(r)
+        p = rows[idx].astype(LD)
+        res["score"] = (pi[:, None] * (p[pos] - p)).sum(axis=0) / LD(tau)
+        # Cov, centred on the most probable row j (see above); it does not
+        # depend on a, so copies of one state share it
+        key = ("cov", rows.__array_interface__["data"][0], rows.shape, rows.strides,
+               legal.tobytes())
+        if key not in cache:
+            y = p - p[j]
+            g = (pi[:, None] * y).sum(axis=0)
+            c = y - g
+            c[j] = -g
+            cache[key] = (c * pi[:, None]).T @ c
+        res["cov"] = cache[key]
+    return res
+
+
+def family_all(phi, theta, a=None, *, weights=None, mask=None, temperature=1.0,
+               offsets=None) -> dict:
+    """All of the family at once (logits computed once per distinct state):
+    log_prob, entropy, probs in fastscore's layouts, and with a taken action
+    value, gradient and hessian of loglik -- longdouble."""
+    states, batch = iter_states(phi, mask, offsets)
+    theta = _f64(theta)
+    cache: dict = {}
+    acts = None if a is None else np.asarray(a).reshape(-1)
+    per = [_state_results(r, l, theta, None if acts is None else int(acts[b]), temperature,
+                          cache) for b, (r, l) in enumerate(states)]
+    out = {}
+    ent = np.array([p["entropy"] for p in per], dtype=LD)
+    out["entropy"] = ent if batch else ent[0]
+    if offsets is not None:
+        out["probs"] = np.concatenate([p["probs"] for p in per])
+    else:
+        pr = np.stack([p["probs"] for p in per])
+        out["probs"] = pr if batch else pr[0]
+    if acts is not None:
+        lp = np.array([p["log_prob"] for p in per], dtype=LD)
+        out["log_prob"] = lp if batch else lp[0]
+        w = (np.ones(len(per)) if weights is None else _f64(weights)).astype(LD)
+        tau = LD(temperature)
+        out["value"] = (w * lp).sum()
+        out["gradient"] = sum(w[b] * per[b]["score"] for b in range(len(per)))
+        out["hessian"] = -sum(w[b] * per[b]["cov"] for b in range(len(per))) / (tau * tau)
+    return out
+
+
+def family_log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None):
+    """log pi(a) per state (longdouble): a scalar for one state, else (B,)."""
+    return family_all(phi, theta, a, mask=mask, temperature=temperature,
+                      offsets=offsets)["log_prob"]
+
+
+def family_entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None):
+    """H(pi) per state (longdouble): a scalar for one state, else (B,)."""
+    return family_all(phi, theta, mask=mask, temperature=temperature,
+                      offsets=offsets)["entropy"]
+
+
+def family_probs(phi, theta, *, mask=None, temperature=1.0, offsets=None):
+    """pi in the layout of fastscore.probs: (N,), (B, N) or (total rows,)."""
+    return family_all(phi, theta, mask=mask, temperature=temperature,
+                      offsets=offsets)["probs"]
+
+
+def family_loglik(phi, theta, a, *, weights=None, mask=None, temperature=1.0, offsets=None):
+    """(value, gradient (d,), Hessian (d, d)) in longdouble:
+    sum_b w_b log pi_b(a_b), sum_b w_b score_b, -sum_b w_b Cov_b / tau^2."""
+    r = family_all(phi, theta, a, weights=weights, mask=mask, temperature=temperature,
+                   offsets=offsets)
+    return r["value"], r["gradient"], r["hessian"]
+
+
+def rel_err_elementwise(got, want, floor=2.2250738585072014e-308) -> float:
+    """max_i |got_i - want_i| / |want_i| over the entries with |want_i| >= floor
+    (float64's normal range); 0 where both are exactly 0."""
+    got = np.asarray(got).astype(LD).reshape(-1)
+    want = np.asarray(want, dtype=LD).reshape(-1)
+    sel = np.abs(want) >= floor
+    if not sel.any():
+        return 0.0
+    return float((np.abs(got[sel] - want[sel]) / np.abs(want[sel])).max())
+
+
+def rel_err_frobenius(got, want) -> float:
+    got = np.asarray(got).astype(LD)
+    want = np.asarray(want, dtype=LD)
+    den = np.sqrt(np.square(want).sum())
+    if den == 0:
+        raise ValueError("relative error of a zero matrix: pick another test case")
+    return float(np.sqrt(np.square(got - want).sum()) / den)
