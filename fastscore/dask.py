@@ -1,0 +1,563 @@
+"""fastscore over Dask arrays: the same functions, one task per chunk of states.
+
+``import fastscore.dask`` needs Dask (``pip install "fastscore[dask]"``);
+``import fastscore`` never imports it.
+
+Layout
+------
+Padded data: ``phi`` (B, N, d) chunked along the batch axis only; ``a``,
+``weights`` (B,) and a per-state ``mask`` (B, N) chunked like it (a shared
+mask (N,) goes to every chunk).  Long-format data: ``phi`` (rows, d) chunked
+along the rows, with every chunk boundary on a state boundary, plus NumPy
+``offsets`` (B + 1,); :func:`rechunk_to_states` moves chunk boundaries onto
+state boundaries and :func:`state_chunks` gives the matching chunks of the
+per-state arrays.  ``theta`` is a NumPy array, sent to every chunk.  NumPy
+inputs are accepted and wrapped (a NumPy ``phi`` becomes one chunk, or takes
+the batch chunks of a Dask ``a``).
+
+Each chunk of states is one task that calls the in-memory function
+(``fastscore.score`` ...) on that chunk, so per-state results are bit for bit
+those of the in-memory call.  :func:`loglik` sums the chunks' partial
+(value, gradient, Hessian) by a pairwise tree in a fixed order (level by
+level, neighbours left to right, an odd last one carried up), so the same
+chunks give the same bits whatever the scheduler and the number of workers;
+:func:`tree_sum` is that reduction for in-memory partials.
+
+Nothing is computed when a graph is built, except one call of the in-memory
+function on a single zero state, which checks ``theta``, ``temperature`` and
+the other scalar arguments at once and gives the result dtypes.  Per-chunk
+errors (an action out of range, NaN in ``phi``) surface at compute time with
+the chunk's global state range appended to the in-memory message.
+"""
+from __future__ import annotations
+
+import functools
+import numbers
+import operator
+import os
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+import fastscore as _fs
+
+__all__ = [
+    "score",
+    "log_prob",
+    "entropy",
+    "probs",
+    "sample",
+    "loglik",
+    "rechunk_to_states",
+    "state_chunks",
+    "tree_sum",
+]
+
+
+# --------------------------------------------------------------------------
+# Layout: which states and rows each chunk holds, checked once
+# --------------------------------------------------------------------------
+
+class _Layout:
+    """phi as a Dask array, plus per chunk its state range and (long format)
+    its row range and local offsets."""
+
+    def __init__(self, phi, offsets, like=None):
+        self.ragged = offsets is not None
+        phi = _as_dask_phi(phi, self.ragged, like)
+        self.phi = phi
+        self.d = phi.shape[-1]
+        self.row_chunks = phi.chunks[0]
+        if self.ragged:
+            offsets = _as_offsets(offsets, phi.shape[0])
+            self.n_states = len(offsets) - 1
+            bounds = _state_bounds(offsets, self.row_chunks)
+            self.state_chunks = tuple(int(n) for n in np.diff(bounds))
+            rows = np.concatenate([[0], np.cumsum(self.row_chunks)]).astype(np.intp)
+            self.local_offsets = [
+                offsets[bounds[k] : bounds[k + 1] + 1] - rows[k] for k in range(len(self.row_chunks))
+            ]
+        else:
+            self.n_states = phi.shape[0]
+            self.state_chunks = self.row_chunks
+            bounds = np.concatenate([[0], np.cumsum(self.state_chunks)]).astype(np.intp)
+            self.local_offsets = [None] * len(self.row_chunks)
+        self.bounds = [int(b) for b in bounds]
+        self.row_bounds = [0] + [int(r) for r in np.cumsum(self.row_chunks)]
+        self.n_chunks = len(self.row_chunks)
+
+    def phi_key(self, k):
+        return (self.phi.name, k, 0) if self.ragged else (self.phi.name, k, 0, 0)
+
+
+def _is_dask(x) -> bool:
+    return isinstance(x, da.Array)
+
+
+def _check_known(x, name):
+    if any(np.isnan(c) for cs in x.chunks for c in cs):
+        raise ValueError(
+            f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first"
+        )
+
+
+def _as_dask_phi(phi, ragged, like):
+    if not _is_dask(phi):
+        phi = np.asarray(phi)
+        chunks = {i: -1 for i in range(phi.ndim)}
+        if like is not None and phi.ndim >= 1 and like.shape[0] == phi.shape[0] and not ragged:
+            chunks[0] = like.chunks[0]
+        phi = da.from_array(phi, chunks=chunks)
+    _check_known(phi, "phi")
+    want = 2 if ragged else 3
+    if phi.ndim != want:
+        if ragged:
+            raise ValueError(
+                f"with offsets, phi must be 2-D (rows, d) in long format, got shape {phi.shape}"
+            )
+        if phi.ndim == 2:
+            raise ValueError(
+                "fastscore.dask takes a batch: phi (B, N, d) chunked along B, or long-format "
+                "rows (rows, d) with offsets=; for one state (N, d) call fastscore directly "
+                "on phi.compute()"
+            )
+        raise ValueError(f"phi must be 3-D (B, N, d), got shape {phi.shape}")
+    names = ("the feature axis",) if ragged else ("the action axis", "the feature axis")
+    for axis, what in zip(range(1, phi.ndim), names):
+        if len(phi.chunks[axis]) > 1:
+            fix = "{1: -1}" if ragged else "{1: -1, 2: -1}"
+            raise ValueError(
+                f"phi is chunked along {what} (axis {axis}, chunks {phi.chunks[axis]}); "
+                f"fastscore.dask splits only the {'row' if ragged else 'batch'} axis: "
+                f"use phi.rechunk({fix})"
+            )
+    return phi
+
+
+def _as_offsets(offsets, n_rows):
+    if _is_dask(offsets):
+        raise TypeError(
+            "offsets must be a NumPy array (the task graph depends on their values); "
+            "pass offsets.compute()"
+        )
+    off = np.asarray(offsets)
+    if off.ndim != 1 or off.size == 0:
+        raise ValueError(f"offsets must be 1-D (B + 1,), got shape {off.shape}")
+    if off.dtype.kind not in "iu":
+        raise TypeError(f"offsets must be integers, got dtype {off.dtype}")
+    off = off.astype(np.int64)
+    if off[0] != 0:
+        raise ValueError(f"offsets[0] must be 0, got {off[0]}")
+    if off[-1] != n_rows:
+        raise ValueError(f"offsets[-1] must be the number of rows of phi ({n_rows}), got {off[-1]}")
+    if off.size > 1 and np.any(np.diff(off) < 0):
+        b = int(np.argmax(np.diff(off) < 0))
+        raise ValueError(f"offsets must be nondecreasing: offsets[{b + 1}] < offsets[{b}]")
+    return off
+
+
+def _state_bounds(offsets, row_chunks):
+    """For row chunks on state boundaries: the first state of every chunk
+    (and B at the end).  Empty states on a boundary go to the later chunk."""
+    rows = np.cumsum(row_chunks)[:-1]
+    idx = np.searchsorted(offsets, rows, side="left")
+    bad = (idx >= len(offsets)) | (offsets[np.minimum(idx, len(offsets) - 1)] != rows)
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        raise ValueError(
+            f"the row chunks of phi must end on state boundaries: chunk {k} ends at row "
+            f"{rows[k]}, inside a state; use fastscore.dask.rechunk_to_states(phi, offsets)"
+        )
+    return np.concatenate([[0], idx, [len(offsets) - 1]]).astype(np.intp)
+
+
+def state_chunks(offsets, row_chunks):
+    """The number of states in each chunk of long-format rows.
+
+    ``row_chunks`` are the row chunks (``phi.chunks[0]``, or a dask array's
+    chunks) and must end on state boundaries.  Chunk ``a``, ``weights`` (B,)
+    with the result: ``a.rechunk((state_chunks(offsets, phi.chunks[0]),))``.
+    """
+    if isinstance(row_chunks, tuple) and row_chunks and isinstance(row_chunks[0], tuple):
+        row_chunks = row_chunks[0]
+    row_chunks = tuple(int(c) for c in row_chunks)
+    off = _as_offsets(offsets, sum(row_chunks))
+    return tuple(int(n) for n in np.diff(_state_bounds(off, row_chunks)))
+
+
+def rechunk_to_states(x, offsets, rows_per_chunk=None):
+    """Rechunk long-format rows ``x`` (rows, ...) so that every chunk boundary
+    falls on a state boundary.
+
+    Each boundary (the current ones, or every ``rows_per_chunk`` rows) moves
+    to the nearest state boundary; a state longer than a chunk gets a chunk
+    of its own.  A NumPy ``x`` is wrapped.  Use it for ``phi`` and a
+    long-format ``mask``; the per-state arrays take
+    ``state_chunks(offsets, result.chunks[0])``.
+    """
+    if not _is_dask(x):
+        x = da.from_array(np.asarray(x), chunks=-1)
+    _check_known(x, "x")
+    n_rows = x.shape[0]
+    off = _as_offsets(offsets, n_rows)
+    if rows_per_chunk is None:
+        targets = np.cumsum(x.chunks[0])[:-1]
+    else:
+        rows_per_chunk = operator.index(rows_per_chunk)
+        if rows_per_chunk < 1:
+            raise ValueError(f"rows_per_chunk must be >= 1, got {rows_per_chunk}")
+        targets = np.arange(rows_per_chunk, n_rows, rows_per_chunk)
+    hi = np.minimum(np.searchsorted(off, targets, side="left"), len(off) - 1)
+    lo = np.maximum(hi - 1, 0)
+    up, down = off[hi], off[lo]
+    snapped = np.where(up - targets <= targets - down, up, down)
+    cuts = np.unique(snapped[(snapped > 0) & (snapped < n_rows)])
+    edges = np.concatenate([[0], cuts, [n_rows]])
+    chunks = tuple(int(c) for c in np.diff(edges)) if n_rows else (0,)
+    return x.rechunk({0: chunks})
+
+
+def _per_chunk_array(x, name, lay, *, rows=False, tail=None):
+    """``x`` checked: a Dask array chunked like the layout's states (or rows)
+    along axis 0 and unchunked beyond, or a NumPy array of the right length
+    (each task then gets its slice as a constant: no extra tasks, and the
+    slice travels with the task instead of from wherever a task made it)."""
+    chunks0 = lay.row_chunks if rows else lay.state_chunks
+    n0 = sum(chunks0)
+    what = "rows" if rows else "states"
+    if _is_dask(x):
+        _check_known(x, name)
+    else:
+        x = np.asarray(x)
+    if x.ndim < 1 or x.shape[0] != n0 or (tail is not None and x.shape[1:] != tail):
+        want = (n0,) + (tail or ())
+        raise ValueError(f"{name} must have shape {want} (one entry per {what[:-1]}), got {x.shape}")
+    if not _is_dask(x):
+        return x
+    for axis in range(1, x.ndim):
+        if len(x.chunks[axis]) > 1:
+            raise ValueError(
+                f"{name} is chunked along axis {axis} (chunks {x.chunks[axis]}); "
+                f"use {name}.rechunk({{{axis}: -1}})"
+            )
+    if x.chunks[0] != chunks0:
+        how = (
+            "phi.chunks[0]" if not lay.ragged
+            else ("phi.chunks[0]" if rows else "fastscore.dask.state_chunks(offsets, phi.chunks[0])")
+        )
+        raise ValueError(
+            f"{name} has chunks {x.chunks[0]} along its first axis, but phi's chunks of {what} "
+            f"are {chunks0}; rechunk it: {name}.rechunk({{0: {how}}})"
+        )
+    return x
+
+
+class _Inputs:
+    """Everything a chunk's task needs: keys of Dask inputs, constants."""
+
+    def __init__(self, phi, theta, offsets, arrays, mask):
+        if _is_dask(theta):
+            raise TypeError(
+                "theta must be a NumPy array (it is sent to every chunk); pass theta.compute()"
+            )
+        like = next((x for x in arrays.values() if _is_dask(x)), None)
+        self.lay = lay = _Layout(phi, offsets, like)
+        self.theta = theta
+        self.deps = [lay.phi]
+        self.arrays = {}  # name -> (Dask or NumPy array, sliced by rows?)
+        for name, x in arrays.items():
+            if x is not None:
+                self.arrays[name] = (_per_chunk_array(x, name, lay), False)
+        self.mask_const = None
+        if mask is not None:
+            m = mask if _is_dask(mask) else np.asarray(mask)
+            if lay.ragged:
+                self.arrays["mask"] = (_per_chunk_array(m, "mask", lay, rows=True), True)
+            elif m.ndim == 2:
+                self.arrays["mask"] = (
+                    _per_chunk_array(m, "mask", lay, tail=(lay.phi.shape[1],)), False
+                )
+            elif _is_dask(m):
+                if m.ndim != 1:
+                    raise ValueError(f"mask must be (N,) or (B, N), got shape {m.shape}")
+                _check_known(m, "mask")
+                if len(m.chunks[0]) > 1:
+                    raise ValueError("a shared mask (N,) must be one chunk: use mask.rechunk(-1)")
+                self.mask_const = m
+                self.deps.append(m)
+            else:
+                self.mask_const = m  # the in-memory call checks its shape
+        self.deps.extend(x for x, _ in self.arrays.values() if _is_dask(x))
+
+    def task_args(self, k):
+        """Names and values (keys or constants) of chunk k's array arguments."""
+        names, values = [], []
+        lay = self.lay
+        for name, (x, by_rows) in self.arrays.items():
+            names.append(name)
+            if _is_dask(x):
+                values.append((x.name, k) + (0,) * (x.ndim - 1))
+            else:
+                b = lay.row_bounds if by_rows else lay.bounds
+                values.append(x[b[k] : b[k + 1]])
+        if self.mask_const is not None:
+            names.append("mask")
+            m = self.mask_const
+            values.append((m.name, 0) if _is_dask(m) else m)
+        if self.lay.ragged:
+            names.append("offsets")
+            values.append(self.lay.local_offsets[k])
+        return tuple(names), values
+
+
+def _run_chunk(func, b0, b1, names, static, phi, *values):
+    """One chunk: the in-memory call, with the chunk's states in any error."""
+    kwargs = dict(static)
+    kwargs.update(zip(names, values))
+    try:
+        return func(phi, **kwargs)
+    except (ValueError, IndexError, TypeError) as exc:
+        try:
+            err = type(exc)(f"{exc} (fastscore.dask: in the chunk of states {b0}:{b1})")
+        except Exception:  # pragma: no cover - an exception type with another signature
+            raise exc
+        raise err from exc
+
+
+def _tasks(inp, func, static, name, *, sample=False):
+    """{(name, k): task} for every chunk; ``static`` are the constant kwargs."""
+    lay = inp.lay
+    dsk = {}
+    for k in range(lay.n_chunks):
+        b0, b1 = lay.bounds[k], lay.bounds[k + 1]
+        names, values = inp.task_args(k)
+        st = dict(static, theta=inp.theta)
+        if sample:
+            st["state_offset"] = b0
+        dsk[(name, k)] = (
+            functools.partial(_run_chunk, func, b0, b1, names, st),
+            lay.phi_key(k),
+            *values,
+        )
+    return dsk
+
+
+def _array(dsk_extra, name, deps, chunks, dtype):
+    graph = HighLevelGraph.from_collections(name, dsk_extra, dependencies=deps)
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype=dtype))
+
+
+def _probe(func, lay, theta, **kwargs):
+    """Call the in-memory function on one zero state: checks theta and the
+    scalar arguments now, and gives the result (for its dtypes)."""
+    if _is_dask(theta):
+        raise TypeError("theta must be a NumPy array (it is sent to every chunk); pass theta.compute()")
+    phi0 = np.zeros((1, 1, lay.d), dtype=lay.phi.dtype)
+    return func(phi0, theta, **kwargs)
+
+
+def _common(temperature, n_threads):
+    st = {"temperature": temperature}
+    if n_threads is not None:
+        st["n_threads"] = n_threads
+    return st
+
+
+def _per_state(func, name, phi, theta, a, mask, offsets, static, *, kind):
+    """A per-state function: kind 'vector' (B, d), 'scalar' (B,), 'probs'."""
+    arrays = {} if a is None else {"a": a}
+    inp = _Inputs(phi, theta, offsets, arrays, mask)
+    lay = inp.lay
+    probe_kw = dict(static)
+    if a is not None:
+        probe_kw["a"] = np.zeros(1, dtype=np.intp)
+    dtype = np.asarray(_probe(func, lay, theta, **probe_kw)).dtype
+    token = tokenize(name, lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    out = f"fastscore-{name}-{token}"
+    dsk = _tasks(inp, func, static, out)
+    if kind == "vector":
+        dsk = {(out, k, 0): t for (_, k), t in dsk.items()}
+        chunks = (lay.state_chunks, (lay.d,))
+    elif kind == "scalar":
+        chunks = (lay.state_chunks,)
+    elif lay.ragged:  # probs, long format: one per row
+        chunks = (lay.row_chunks,)
+    else:
+        dsk = {(out, k, 0): t for (_, k), t in dsk.items()}
+        chunks = (lay.state_chunks, (lay.phi.shape[1],))
+    return _array(dsk, out, inp.deps, chunks, dtype)
+
+
+# --------------------------------------------------------------------------
+# Public functions
+# --------------------------------------------------------------------------
+
+def score(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.score` per chunk of states: a lazy (B, d) Dask array.
+
+    ``n_threads`` is passed to every chunk's call (``None``: what OpenMP
+    allows in the worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+    """
+    static = _common(temperature, n_threads)
+    return _per_state(_fs.score, "score", phi, theta, a, mask, offsets, static, kind="vector")
+
+
+def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.log_prob` per chunk of states: a lazy (B,) Dask array."""
+    func = _need("log_prob")
+    static = _common(temperature, n_threads)
+    return _per_state(func, "log_prob", phi, theta, a, mask, offsets, static, kind="scalar")
+
+
+def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.entropy` per chunk of states: a lazy (B,) Dask array."""
+    func = _need("entropy")
+    static = _common(temperature, n_threads)
+    return _per_state(func, "entropy", phi, theta, None, mask, offsets, static, kind="scalar")
+
+
+def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.probs` per chunk of states: a lazy (B, N) Dask array,
+    or (rows,) chunked like ``phi`` in long format."""
+    func = _need("probs")
+    static = _common(temperature, n_threads)
+    return _per_state(func, "probs", phi, theta, None, mask, offsets, static, kind="probs")
+
+
+def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.sample` per chunk of states: lazy ``(actions, log_probs)``.
+
+    With an integer ``seed`` every chunk draws what the in-memory call draws
+    for its states (each chunk passes its first state's global index as
+    ``state_offset``), so the actions equal ``fastscore.sample(phi, theta,
+    seed=seed)`` whatever the chunks.  ``None`` or a ``numpy.random.Generator``
+    draws the 64-bit key now, when the graph is built, as the in-memory call
+    does (one draw from the Generator), shared by all chunks: recomputing
+    the graph gives the same actions.
+    """
+    func = _need("sample")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little")
+    elif isinstance(seed, np.random.Generator):
+        seed = int(seed.bit_generator.random_raw())  # the draw the in-memory call makes
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
+        )
+    static = dict(_common(temperature, n_threads), seed=int(seed))
+    inp = _Inputs(phi, theta, offsets, {}, mask)
+    lay = inp.lay
+    acts0, logp0 = _probe(func, lay, theta, **static)
+    token = tokenize("sample", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    pair = f"fastscore-sample-{token}"
+    dsk = _tasks(inp, func, static, pair, sample=True)
+    graph = HighLevelGraph.from_collections(pair, dsk, dependencies=inp.deps)
+    out = []
+    for i, (tag, dtype) in enumerate(
+        (("actions", np.asarray(acts0).dtype), ("log_probs", np.asarray(logp0).dtype))
+    ):
+        name = f"fastscore-sample-{tag}-{token}"
+        layer = {(name, k): (operator.getitem, (pair, k), i) for k in range(lay.n_chunks)}
+        g = HighLevelGraph(
+            {**graph.layers, name: layer},
+            {**graph.dependencies, name: {pair}},
+        )
+        out.append(da.Array(g, name, (lay.state_chunks,), meta=np.empty((0,), dtype=dtype)))
+    return tuple(out)
+
+
+def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
+           temperature=1.0, offsets=None, n_threads=None):
+    """:func:`fastscore.loglik` over chunks of states, summed in a fixed order.
+
+    Returns lazy 0-d / (d,) / (d, d) Dask arrays, as the in-memory call
+    does: ``value``, ``(value, gradient)``, ``(value, hessian)`` or
+    ``(value, gradient, hessian)``.  Every chunk computes its partial sums with
+    the in-memory ``fastscore.loglik``; the partials are added by
+    :func:`tree_sum`'s pairwise tree, so the bits depend on the chunks only,
+    not on the scheduler or the workers.  Compute the outputs together
+    (``dask.compute(*result)``) to read the data once.  Only ``theta`` goes
+    to each task and ``1 + d + d*d`` numbers come back per chunk.
+    """
+    func = _need("loglik")
+    static = dict(_common(temperature, n_threads), grad=bool(grad), hess=bool(hess))
+    inp = _Inputs(phi, theta, offsets, {"a": a, "weights": weights}, mask)
+    lay = inp.lay
+    probe_kw = dict(static, a=np.zeros(1, dtype=np.intp))
+    parts0 = _as_parts(_probe(func, lay, theta, **probe_kw))
+    token = tokenize("loglik", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    part = f"fastscore-loglik-part-{token}"
+    dsk = _tasks(inp, func, static, part)
+    dsk = {key: (_as_parts, task) for key, task in dsk.items()}
+    level = [(part, k) for k in range(lay.n_chunks)]
+    if not level:  # no chunks at all: the sum over no states
+        zero = tuple(np.zeros_like(p) for p in parts0)
+        dsk[(part, 0)] = zero
+        level = [(part, 0)]
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            key = (f"fastscore-loglik-sum-{token}", depth, i // 2)
+            dsk[key] = (_add_parts, level[i], level[i + 1])
+            nxt.append(key)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    total = level[0]
+    graph = HighLevelGraph.from_collections(part, dsk, dependencies=inp.deps)
+    outs = []
+    tags = ["value"] + ["grad"] * bool(grad) + ["hess"] * bool(hess)
+    for i, p in enumerate(parts0):
+        name = f"fastscore-loglik-{tags[i]}-{token}"
+        key = (name,) + (0,) * p.ndim
+        g = HighLevelGraph(
+            {**graph.layers, name: {key: (operator.getitem, total, i)}},
+            {**graph.dependencies, name: {part}},
+        )
+        chunks = tuple((n,) for n in p.shape)
+        outs.append(da.Array(g, name, chunks, meta=np.empty((0,) * p.ndim, dtype=p.dtype)))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _as_parts(result):
+    """The in-memory loglik result as a tuple of arrays (value first)."""
+    if isinstance(result, tuple):
+        return tuple(np.asarray(r, dtype=np.float64) for r in result)
+    return (np.asarray(result, dtype=np.float64),)
+
+
+def _add_parts(p, q):
+    return tuple(x + y for x, y in zip(p, q))
+
+
+def tree_sum(parts):
+    """Sum a list of partials (arrays, or tuples of arrays) as
+    :func:`loglik` does: pairwise, level by level, neighbours left to right,
+    an odd last one carried to the next level."""
+    level = list(parts)
+    if not level:
+        raise ValueError("tree_sum of no partials")
+    while len(level) > 1:
+        nxt = [
+            _add_parts(level[i], level[i + 1]) if isinstance(level[i], tuple)
+            else level[i] + level[i + 1]
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def _need(name):
+    func = getattr(_fs, name, None)
+    if func is None:
+        raise NotImplementedError(
+            f"fastscore.{name} is not in this build of fastscore ({_fs.__version__}); "
+            f"fastscore.dask.{name} wraps it"
+        )
+    return func
