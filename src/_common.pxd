@@ -36,11 +36,60 @@ cdef extern from *:
         }
         return cap;
     }
+
+    /* Threads must never make a call slower than one thread would.  After a
+     * threaded call that did not beat the single-thread estimate (another
+     * process, BLAS threads or the user's own threads held the other cores),
+     * the next calls run serially: 1, 2, 4, ... up to FS_BACKOFF_MAX calls
+     * after consecutive failures, back to 1 after a success.  The estimate is
+     * the calling (master) thread's own pace: its busy seconds per unit of
+     * work (fs_clock_master), times all the work.  Serial and threaded calls
+     * give the same bits, so this only changes speed.  Each extension module
+     * keeps its own counters.  Plain relaxed atomics: callers on several
+     * Python threads may race on them, which at worst costs a threaded or a
+     * serial call too many. */
+    #define FS_BACKOFF_MAX 1024
+    static int fs_backoff_skip = 0, fs_backoff_next = 1;
+    #ifdef _OPENMP
+    static double fs_now(void) { return omp_get_wtime(); }
+    static int fs_is_master(void) { return omp_get_thread_num() == 0; }
+    #else
+    static double fs_now(void) { return 0.0; }
+    static int fs_is_master(void) { return 1; }
+    #endif
+    static int fs_threads_allowed(void) {
+        int skip = __atomic_load_n(&fs_backoff_skip, __ATOMIC_RELAXED);
+        if (skip <= 0) return 1;
+        __atomic_store_n(&fs_backoff_skip, skip - 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    static void fs_clock_master(double *master, double t0, double units) {
+        if (fs_is_master()) {
+            master[0] += fs_now() - t0;
+            master[1] += units;
+        }
+    }
+    static void fs_threads_judge(double t_start, const double *master, double units) {
+        int next;
+        if (master[1] <= 0) return;
+        next = __atomic_load_n(&fs_backoff_next, __ATOMIC_RELAXED);
+        if (fs_now() - t_start < 0.9 * master[0] / master[1] * units) {
+            __atomic_store_n(&fs_backoff_next, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_store_n(&fs_backoff_skip, next, __ATOMIC_RELAXED);
+            __atomic_store_n(&fs_backoff_next, next < FS_BACKOFF_MAX ? 2 * next : next,
+                             __ATOMIC_RELAXED);
+        }
+    }
     """
     const int FS_OPENMP
     int fs_omp_max_threads() nogil
     int fs_omp_num_procs() nogil
     int fs_max_threads_cap() nogil
+    double fs_now() nogil
+    int fs_threads_allowed() nogil
+    void fs_clock_master(double *master, double t0, double units) nogil
+    void fs_threads_judge(double t_start, const double *master, double units) nogil
 
 
 cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:

@@ -44,8 +44,9 @@ import numpy as np
 from fastscore._coerce import coerce, coerce_weights
 
 from _common cimport (
-    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    fs_omp_max_threads, is_intp_array, is_real_kernel_array,
+    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint, fs_clock_master,
+    fs_now, fs_omp_max_threads, fs_threads_allowed, fs_threads_judge, is_intp_array,
+    is_real_kernel_array,
 )
 
 cnp.import_array()
@@ -106,43 +107,9 @@ cdef extern from *:
     #define FASTSCORE_CFLAGS "unknown"
     #endif
 
-    /* Threads must never make a call slower than one thread would.  After a
-     * threaded call that did not beat the single-thread estimate (another
-     * process, BLAS threads or the user's own threads held the other cores),
-     * the next calls run serially: 1, 2, 4, ... up to FS_BACKOFF_MAX calls
-     * after consecutive failures, back to 1 after a success.  Serial and
-     * threaded calls give the same bits, so this only changes speed.  Plain
-     * relaxed atomics: callers on several Python threads may race on the
-     * counters, which at worst costs a threaded or a serial call too many. */
-    #define FS_BACKOFF_MAX 1024
-    static int fs_backoff_skip = 0, fs_backoff_next = 1;
-    #ifdef _OPENMP
-    static double fs_now(void) { return omp_get_wtime(); }
-    #else
-    static double fs_now(void) { return 0.0; }
-    #endif
-    static int fs_threads_allowed(void) {
-        int skip = __atomic_load_n(&fs_backoff_skip, __ATOMIC_RELAXED);
-        if (skip <= 0) return 1;
-        __atomic_store_n(&fs_backoff_skip, skip - 1, __ATOMIC_RELAXED);
-        return 0;
-    }
-    static void fs_threads_report(int helped) {
-        int next = __atomic_load_n(&fs_backoff_next, __ATOMIC_RELAXED);
-        if (helped) {
-            __atomic_store_n(&fs_backoff_next, 1, __ATOMIC_RELAXED);
-        } else {
-            __atomic_store_n(&fs_backoff_skip, next, __ATOMIC_RELAXED);
-            __atomic_store_n(&fs_backoff_next, next < FS_BACKOFF_MAX ? 2 * next : next,
-                             __ATOMIC_RELAXED);
-        }
-    }
     """
     const char *FASTSCORE_CFLAGS
     void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
-    double fs_now() nogil
-    int fs_threads_allowed() nogil
-    void fs_threads_report(int helped) nogil
 
 
 ctypedef fused real_t:
@@ -762,13 +729,6 @@ cdef void works_free(Work *wks, int n, double **bufs) noexcept nogil:
     free(wks)
 
 
-cdef inline void clock_master(double *master, double t0, Py_ssize_t rows) noexcept nogil:
-    """Add the calling (master) thread's busy time and rows to master[0:2]."""
-    if threadid() == 0:
-        master[0] += fs_now() - t0
-        master[1] += rows
-
-
 cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *parts,
                      Status *status, Work *wk, Work *wks, double *slot,
                      double *master) noexcept nogil:
@@ -782,7 +742,7 @@ cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *pa
     for c in prange(n_chunks, schedule='dynamic', num_threads=n_threads, nogil=True):
         t0 = fs_now()
         status[c] = state_chunk(&parts[c], pr, &v, b, c, &wks[threadid()])
-        clock_master(master, t0, min(CHUNK_ROWS, v.n - c * CHUNK_ROWS))
+        fs_clock_master(master, t0, min(CHUNK_ROWS, v.n - c * CHUNK_ROWS))
     acc.g = wk.g0
     partial_clear(&acc, pr)
     for c in range(n_chunks):
@@ -824,13 +784,11 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
     taken; a call that took longer than 0.9 of that reports a failure, and
     the next calls run serially (fs_threads_report)."""
     cdef double master[2]
-    cdef double t_start = fs_now(), wall
-    cdef Status st_all = run_threads_timed(pr, start, n_groups, slots, wk, max_rows, n_wide,
-                                           n_threads, bad, master)
-    wall = fs_now() - t_start
-    if master[1] > 0:
-        fs_threads_report(wall < 0.9 * master[0] / master[1] * n_rows)
-    return st_all
+    cdef double t_start = fs_now()
+    cdef Status st = run_threads_timed(pr, start, n_groups, slots, wk, max_rows, n_wide,
+                                       n_threads, bad, master)
+    fs_threads_judge(t_start, master, n_rows)
+    return st
 
 
 cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
@@ -861,7 +819,7 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
                 if st != OK:
                     fs_record_failure(b, st, bad, &first)
                     break
-            clock_master(master, t0, group_rows(pr, start, g))
+            fs_clock_master(master, t0, group_rows(pr, start, g))
     works_free(wks, n_threads, bufs)
     if n_wide == 0:
         return <Status>first

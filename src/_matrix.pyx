@@ -45,8 +45,8 @@ from scipy.linalg.cython_blas cimport dgemm
 cimport numpy as cnp
 
 from _common cimport (
-    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    is_native_aligned, is_real_kernel_array,
+    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint, fs_clock_master,
+    fs_now, fs_threads_allowed, fs_threads_judge, is_native_aligned, is_real_kernel_array,
 )
 import operator
 import os
@@ -486,20 +486,28 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
     cdef Status st = OK
     cdef int first = OK
     cdef double work = <double>n_states * p.k * p.n
+    cdef double master[2]
+    cdef double t_start, t0
     bad[0] = n_states
-    if FS_OPENMP and n_threads > 1 and n_states > 1 and work >= PARALLEL_MIN_WORK:
+    if (FS_OPENMP and n_threads > 1 and n_states > 1 and work >= PARALLEL_MIN_WORK
+            and fs_threads_allowed()):
+        master[0] = master[1] = 0.0
+        t_start = fs_now()
         with parallel(num_threads=n_threads):
             buf = <double *>malloc(size * sizeof(double))
             if buf != NULL:
                 memset(buf, 0, size * sizeof(double))
             for i in prange(n_states, schedule='guided'):
+                t0 = fs_now()
                 if buf == NULL:
                     st = NO_MEMORY
                 else:
                     st = state_outputs(p, i, buf)
                 if st != OK:
                     fsm_record_failure(i, st, bad, &first)
+                fs_clock_master(master, t0, 1.0)
             free(buf)
+        fs_threads_judge(t_start, master, n_states)
         return <Status>first
     cdef double stack[STACK_W]
     buf = stack
@@ -789,9 +797,13 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef Py_ssize_t *bads = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t) + 8)
     cdef double *buf
     cdef double work = <double>n_states * p.k * p.n
-    cdef bint threaded = FS_OPENMP and n_threads > 1 and n_chunks > 1 and work >= PARALLEL_MIN_WORK
+    cdef bint threaded = (FS_OPENMP and n_threads > 1 and n_chunks > 1
+                          and work >= PARALLEL_MIN_WORK and fs_threads_allowed())
+    cdef double master[2]
+    cdef double t_start = fs_now(), t0
     cdef Status st = OK
     bad[0] = 0
+    master[0] = master[1] = 0.0
     if parts == NULL or status == NULL or bads == NULL:
         free(parts)
         free(status)
@@ -802,6 +814,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
         if buf != NULL:
             memset(buf, 0, ssize * sizeof(double))
         for c in prange(n_chunks, schedule='guided'):
+            t0 = fs_now()
             if buf == NULL:
                 status[c] = NO_MEMORY
                 bads[c] = c * ch
@@ -810,7 +823,10 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
                     p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf,
                     buf + state_scratch(p) + extra, buf + state_scratch(p) + extra + br * p.k,
                     parts + c * psize, &bads[c])
+            fs_clock_master(master, t0, min((c + 1) * ch, n_states) - c * ch)
         free(buf)
+    if threaded:
+        fs_threads_judge(t_start, master, n_states)
     memset(total, 0, psize * sizeof(double))
     for c in range(n_chunks):
         if status[c] != OK:
