@@ -73,6 +73,20 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const float **rows, const double *w, int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
+    enum:
+        FS_NARROW_D
+        FS_TILE_ROWS
+    void fs_tile_load_f64(double *tile, const double **rows, int nr, Py_ssize_t d)
+    void fs_tile_load_f32(double *tile, const float **rows, int nr, Py_ssize_t d)
+    void fs_tile_dot2(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z,
+                      double *z_lo)
+    void fs_tile_dot(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z)
+    void fs_narrow_acc_f64(double *g, const double *xa, const double **rows, const double *w,
+                           int nr, Py_ssize_t d)
+    void fs_narrow_acc_f32(double *g, const float *xa, const float **rows, const double *w,
+                           int nr, Py_ssize_t d)
+    void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo, int n,
+                      double *w)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
                      Py_ssize_t n)
     int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -151,8 +165,12 @@ ctypedef fused real_t:
 
 
 cdef enum:
-    # Rows whose logits are computed before the running max is updated once.
+    # Rows whose logits are computed before the running max is updated once
+    # (FS_TILE_ROWS, the rows of a narrow tile, is the same).
     BLOCK_ROWS = 32
+    # Rows of at most this many features take the narrow kernels (rows in
+    # the vector lanes); at most FS_NARROW_D.
+    NARROW_D = 32
     # Rows of one partial state.  States with more rows are split into chunks
     # of exactly this size and the partials merged left to right, whatever the
     # thread count, so the result does not depend on it.
@@ -290,6 +308,35 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     return z
 
 
+cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, double *tile,
+                              double *z, double *z_lo) noexcept nogil:
+    """Logits z + z_lo of a block of n narrow rows (row_logit's contract; a
+    NULL row, masked, gets z = -inf and is never read)."""
+    cdef int k
+    cdef double s
+    if real_t is double:
+        fs_tile_load_f64(tile, rows, n, pr.d)
+    else:
+        fs_tile_load_f32(tile, rows, n, pr.d)
+    if real_t is float and pr.out_f32:
+        fs_tile_dot(tile, n, &pr.theta, pr.d, z)
+        for k in range(n):
+            z_lo[k] = 0.0
+            if pr.tau != 1.0:
+                z[k] = z[k] / pr.tau
+    else:
+        fs_tile_dot2(tile, n, &pr.theta, pr.d, z, z_lo)
+        if pr.tau != 1.0:
+            for k in range(n):
+                s = z[k]
+                z[k] = s / pr.tau
+                z_lo[k] = (fma(-z[k], pr.tau, s) + z_lo[k]) / pr.tau  # fma: s - z tau, exactly
+    for k in range(n):
+        if rows[k] == NULL:
+            z[k] = -INFINITY
+            z_lo[k] = 0.0
+
+
 cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
     """exp((x + x_lo) - (y + y_lo)) for x <= y."""
     return exp((x - y) + (x_lo - y_lo))
@@ -350,10 +397,17 @@ cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double 
 
 cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
                                   const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
+    # The narrow kernels give the same bits as the general ones.
     if real_t is double:
-        fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
+        if d <= NARROW_D:
+            fs_narrow_acc_f64(g, row_a, rows, w, n_rows, d)
+        else:
+            fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
-        fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
+        if d <= NARROW_D:
+            fs_narrow_acc_f32(g, row_a, rows, w, n_rows, d)
+        else:
+            fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
 
 
 cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
@@ -364,11 +418,15 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     phi_type only selects the instantiation (float or double rows)."""
     cdef double z[BLOCK_ROWS]
     cdef double z_lo[BLOCK_ROWS]
+    cdef double wexp[BLOCK_ROWS]
     cdef double weights[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
+    cdef const real_t *brows[BLOCK_ROWS]
+    cdef double tile[FS_TILE_ROWS * FS_NARROW_D]
     cdef double zk, w, t, block_max, block_max_lo
     cdef Py_ssize_t kb, ke, k, block_kmax
     cdef int n_rows, outputs = pr.outputs
+    cdef bint narrow = pr.d <= NARROW_D
     cdef const real_t *row_a = NULL
     cdef uint64_t state_key = <uint64_t>(b + pr.state_offset)
     if v.a >= 0:
@@ -376,15 +434,27 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     kb = k0
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
-        for k in range(kb, ke):
-            if v.mask != NULL and not v.mask[k * pr.mask_sn]:
-                z[k - kb] = -INFINITY
-                z_lo[k - kb] = 0.0
-                continue
-            zk = row_logit(<const real_t *>(v.phi + (k) * pr.phi_sn), pr, &z_lo[k - kb])
-            if not (isfinite(zk) and isfinite(z_lo[k - kb])):
-                return NONFINITE_LOGIT
-            z[k - kb] = zk
+        if narrow:
+            # Rows in the vector lanes: the whole block's logits at once.
+            for k in range(kb, ke):
+                if v.mask != NULL and not v.mask[k * pr.mask_sn]:
+                    brows[k - kb] = NULL
+                else:
+                    brows[k - kb] = <const real_t *>(v.phi + k * pr.phi_sn)
+            block_logits(brows, <int>(ke - kb), pr, tile, z, z_lo)
+            for k in range(ke - kb):
+                if not (isfinite(z[k]) and isfinite(z_lo[k])) and brows[k] != NULL:
+                    return NONFINITE_LOGIT
+        else:
+            for k in range(kb, ke):
+                if v.mask != NULL and not v.mask[k * pr.mask_sn]:
+                    z[k - kb] = -INFINITY
+                    z_lo[k - kb] = 0.0
+                    continue
+                zk = row_logit(<const real_t *>(v.phi + (k) * pr.phi_sn), pr, &z_lo[k - kb])
+                if not (isfinite(zk) and isfinite(z_lo[k - kb])):
+                    return NONFINITE_LOGIT
+                z[k - kb] = zk
         if kb <= v.a < ke and outputs & NEED_ZA:
             p.za = z[v.a - kb]
             p.za_lo = z_lo[v.a - kb]
@@ -406,10 +476,12 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
         if block_max > p.m:
             partial_raise_max(p, pr, block_max, block_max_lo, block_kmax)
         n_rows = 0
+        # exp((z_k - m) + (z_lo_k - m_lo)) of the whole block, vectorised.
+        fs_block_exp(z, z_lo, p.m, p.m_lo, <int>(ke - kb), wexp)
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
-            w = exp_diff(z[k - kb], z_lo[k - kb], p.m, p.m_lo)
+            w = wexp[k - kb]
             if k != p.kmax:
                 p.r += w
             if outputs & OUT_ENTROPY:
