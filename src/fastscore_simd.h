@@ -474,10 +474,13 @@ FS_DEFINE_TILE_DOT(fs_tile_dot_generic, FS_CLONES, fs_madd4_plain)
  * as an exact pair and the rounding error of r added back; then the result
  * is scaled by 2^n through the exponent bits, in two steps when it is
  * subnormal (one rounding) or would overflow the exponent field.
- * Error: at most 1 ulp against the exactly rounded exp (measured at most
- * about 0.51 ulp over 10^6 arguments in [-745, 709] by
- * tests/test_vexp.py against numpy.longdouble).  exp(-inf) = 0,
- * exp(x < -746) = 0, exp(x > 710) = inf, NaN stays NaN.
+ * Error: below 1 ulp against the exactly rounded exp (tests/test_vexp.py,
+ * against numpy.longdouble over 10^6 uniform arguments in [-745, 0]: at most
+ * 0.68 ulp for normal results, exactly rounded for 98.4 % of them; 0.76 ulp
+ * for subnormal results, where the 53-bit y is rounded once more).  The
+ * error comes from the final rounding (0.5) and the rounding of r^2 q(r)
+ * (up to ~0.2).  exp(-inf) = 0, exp(x < -746) = 0, exp(x > 710) = inf, NaN
+ * stays NaN.
  */
 FS_INLINE fs_vd4 fs_vexp4(fs_vd4 x) {
     const double inv_ln2 = 0x1.71547652b82fep0;
