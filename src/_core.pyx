@@ -85,6 +85,7 @@ cdef extern from "fastscore_simd.h" nogil:
                            int nr, Py_ssize_t d)
     void fs_narrow_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                            int nr, Py_ssize_t d)
+    int fs_block_argmax(const double *z, int n)
     void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo, int n,
                       double *w)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -423,8 +424,8 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     cdef const real_t *rows[BLOCK_ROWS]
     cdef const real_t *brows[BLOCK_ROWS]
     cdef double tile[FS_TILE_ROWS * FS_NARROW_D]
-    cdef double zk, w, t, block_max, block_max_lo
-    cdef Py_ssize_t kb, ke, k, block_kmax
+    cdef double zk, w, t, r_sum, S_sum
+    cdef Py_ssize_t kb, ke, k
     cdef int n_rows, outputs = pr.outputs
     cdef bint narrow = pr.d <= NARROW_D
     cdef const real_t *row_a = NULL
@@ -465,31 +466,30 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
         # The block's maximum in a loop of its own: a branch on a logit that
         # mispredicts inside the loop above, where the logit arrives late,
         # discards the next row's dot product already under way.
-        block_max = -INFINITY
-        block_max_lo = 0.0
-        block_kmax = -1
-        for k in range(ke - kb):
-            if z[k] > block_max:
-                block_max = z[k]
-                block_max_lo = z_lo[k]
-                block_kmax = kb + k
-        if block_max > p.m:
-            partial_raise_max(p, pr, block_max, block_max_lo, block_kmax)
+        # (fs_block_argmax: the first of the largest, without a branch per row)
+        k = fs_block_argmax(z, <int>(ke - kb))
+        if k >= 0 and z[k] > p.m:
+            partial_raise_max(p, pr, z[k], z_lo[k], kb + k)
         n_rows = 0
         # exp((z_k - m) + (z_lo_k - m_lo)) of the whole block, vectorised.
         fs_block_exp(z, z_lo, p.m, p.m_lo, <int>(ke - kb), wexp)
+        # Sums in locals: through p, every store to weights[] might alias them.
+        r_sum = p.r
+        S_sum = p.S
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
             w = wexp[k - kb]
             if k != p.kmax:
-                p.r += w
+                r_sum += w
             if outputs & OUT_ENTROPY:
-                p.S += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
+                S_sum += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
             if k != v.a and w != 0.0:
                 rows[n_rows] = <const real_t *>(v.phi + (k) * pr.phi_sn)
                 weights[n_rows] = w
                 n_rows += 1
+        p.r = r_sum
+        p.S = S_sum
         if outputs & NEED_G:
             block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
         if outputs & OUT_SAMPLE:

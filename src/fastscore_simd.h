@@ -521,6 +521,24 @@ FS_INLINE fs_vd4 fs_vexp4(fs_vd4 x) {
     return (y * scale) * post;
 }
 
+/* The first index of the largest of z[0:n] (no NaN), or -1 if all are -inf:
+ * one vector max and one scan, instead of a branch per row that mispredicts
+ * on random logits. */
+static FS_CLONES int fs_block_argmax(const double *z, int n) {
+    fs_vd4 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fs_vd4 x = fs_load4(z + i);
+        mv = fs_sel4(x > mv, x, mv);
+    }
+    double m = mv[0];
+    for (int j = 1; j < 4; j++) m = mv[j] > m ? mv[j] : m;
+    for (; i < n; i++) m = z[i] > m ? z[i] : m;
+    if (m == -INFINITY) return -1;
+    for (i = 0; z[i] != m; i++) {}
+    return i;
+}
+
 static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo,
                                    int n, double *w) {
     for (int i = 0; i < n; i += 4) {
@@ -853,14 +871,14 @@ static inline void fs_narrow_acc_f32(double *g, const float *xa, const float *co
         if (stride == (ptrdiff_t)sizeof(T)) {                                      \
             T *o = (T *)out;                                                       \
             TV check = {0};                                                        \
-            for (; i + FS_LANES <= n; i += FS_LANES) {                             \
-                fs_vd x = fs_load_d(g + i) * scale;                                \
+            for (; i + 4 <= n; i += 4) {                                           \
+                fs_vd4 x = fs_load4(g + i) * scale;                                \
                 if (tau != 1.0) x /= tau;                                          \
                 TV v = CONVERT(x);                                                 \
                 memcpy(o + i, &v, sizeof v);                                       \
                 check += v - v;                                                    \
             }                                                                      \
-            for (int j = 0; j < FS_LANES; j++) bad += check[j];                    \
+            for (int j = 0; j < 4; j++) bad += check[j];                           \
         }                                                                          \
         for (; i < n; i++) {                                                       \
             T v = (T)(g[i] * scale / tau);                                         \
@@ -871,10 +889,11 @@ static inline void fs_narrow_acc_f32(double *g, const float *xa, const float *co
     }
 
 #define FS_AS_F64(v) (v)
-#define FS_AS_F32(v) __builtin_convertvector((v), fs_vf)
+#define FS_AS_F32(v) __builtin_convertvector((v), fs_vf4)
 
-FS_DEFINE_STORE(fs_store_f64, double, fs_vd, FS_AS_F64)
-FS_DEFINE_STORE(fs_store_f32, float, fs_vf, FS_AS_F32)
+typedef float fs_vf4 __attribute__((vector_size(4 * sizeof(float))));
+FS_DEFINE_STORE(fs_store_f64, double, fs_vd4, FS_AS_F64)
+FS_DEFINE_STORE(fs_store_f32, float, fs_vf4, FS_AS_F32)
 
 /*
  * The weighted second moment of a block of centred rows, for the Hessian:
