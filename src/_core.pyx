@@ -81,6 +81,10 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_tile_dot2(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z,
                       double *z_lo)
     void fs_tile_dot(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z)
+    void fs_rows_dot2_f64(const double **rows, int nr, const fs_theta *t, Py_ssize_t d,
+                          double *z, double *z_lo)
+    void fs_rows_dot2_f32(const float **rows, int nr, const fs_theta *t, Py_ssize_t d,
+                          double *z, double *z_lo)
     void fs_narrow_acc_f64(double *g, const double *xa, const double **rows, const double *w,
                            int nr, Py_ssize_t d)
     void fs_narrow_acc_f32(double *g, const float *xa, const float **rows, const double *w,
@@ -315,18 +319,18 @@ cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, dou
     NULL row, masked, gets z = -inf and is never read)."""
     cdef int k
     cdef double s
-    if real_t is double:
-        fs_tile_load_f64(tile, rows, n, pr.d)
-    else:
-        fs_tile_load_f32(tile, rows, n, pr.d)
     if real_t is float and pr.out_f32:
+        fs_tile_load_f32(tile, rows, n, pr.d)
         fs_tile_dot(tile, n, &pr.theta, pr.d, z)
         for k in range(n):
             z_lo[k] = 0.0
             if pr.tau != 1.0:
                 z[k] = z[k] / pr.tau
     else:
-        fs_tile_dot2(tile, n, &pr.theta, pr.d, z, z_lo)
+        if real_t is double:
+            fs_rows_dot2_f64(rows, n, &pr.theta, pr.d, z, z_lo)
+        else:
+            fs_rows_dot2_f32(rows, n, &pr.theta, pr.d, z, z_lo)
         if pr.tau != 1.0:
             for k in range(n):
                 s = z[k]

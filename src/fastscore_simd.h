@@ -458,6 +458,17 @@ FS_INLINE fs_vd4 fs_madd4_plain(fs_vd4 x, double y, fs_vd4 acc) { return acc + x
     }
 
 FS_DEFINE_TILE_DOT2(fs_tile_dot2_generic, FS_CLONES, fs_two_prod4_dekker)
+
+/* The generic set's logits from the rows: through the tile. */
+#define FS_DEFINE_ROWS_DOT2_GENERIC(NAME, T, TILE_LOAD)                                 \
+    static void NAME(const T *const *rows, int nr, const fs_theta *t, ptrdiff_t d,      \
+                     double *z, double *z_lo) {                                         \
+        double tile[FS_TILE_ROWS * FS_NARROW_D];                                        \
+        TILE_LOAD(tile, rows, nr, d);                                                   \
+        fs_tile_dot2_generic(tile, nr, t, d, z, z_lo);                                  \
+    }
+FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f64_generic, double, fs_tile_load_f64_generic)
+FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f32_generic, float, fs_tile_load_f32_generic)
 FS_DEFINE_TILE_DOT(fs_tile_dot_generic, FS_CLONES, fs_madd4_plain)
 
 /*
@@ -560,6 +571,10 @@ static struct {
     void (*tile_f32)(double *, const float *const *, int, ptrdiff_t);
     void (*tile_dot2)(const double *, int, const fs_theta *, ptrdiff_t, double *, double *);
     void (*tile_dot)(const double *, int, const fs_theta *, ptrdiff_t, double *);
+    void (*rows_dot2_f64)(const double *const *, int, const fs_theta *, ptrdiff_t, double *,
+                          double *);
+    void (*rows_dot2_f32)(const float *const *, int, const fs_theta *, ptrdiff_t, double *,
+                          double *);
     void (*nacc_f64)(double *, const double *, const double *const *, const double *, int,
                      ptrdiff_t);
     void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
@@ -568,7 +583,8 @@ static struct {
 } fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
              fs_tile_load_f64_generic, fs_tile_load_f32_generic, fs_tile_dot2_generic,
-             fs_tile_dot_generic, fs_block_acc_f64_generic, fs_block_acc_f32_generic,
+             fs_tile_dot_generic, fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
+             fs_block_acc_f64_generic, fs_block_acc_f32_generic,
              "Dekker split (no FMA)"};
 
 #define FS_USE_KERNELS(SUFFIX, NSUFFIX, NACC_F64, NACC_F32, LEVEL) \
@@ -582,6 +598,8 @@ static struct {
         fs_kern.tile_f32 = fs_tile_load_f32_##NSUFFIX; \
         fs_kern.tile_dot2 = fs_tile_dot2_##NSUFFIX;    \
         fs_kern.tile_dot = fs_tile_dot_##NSUFFIX;      \
+        fs_kern.rows_dot2_f64 = fs_rows_dot2_f64_##NSUFFIX; \
+        fs_kern.rows_dot2_f32 = fs_rows_dot2_f32_##NSUFFIX; \
         fs_kern.nacc_f64 = NACC_F64;                   \
         fs_kern.nacc_f32 = NACC_F32;                   \
         fs_kern.level = LEVEL;                         \
@@ -699,11 +717,108 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
         return (fs_vd4)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(y), (__m256d)acc);           \
     }                                                                                          \
     FS_DEFINE_TILE_DOT2(fs_tile_dot2_##SUFFIX, ATTRS, fs_two_prod4_##SUFFIX)                   \
+    FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f64_##SUFFIX, double, fs_zero_row_d, ATTRS,           \
+                            fs_q_f64_##SUFFIX, fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX,      \
+                            fs_two_prod4_##SUFFIX)                                             \
+    FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,            \
+                            fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX,      \
+                            fs_two_prod4_##SUFFIX)                                             \
     FS_DEFINE_TILE_DOT(fs_tile_dot_##SUFFIX, ATTRS, fs_madd4_##SUFFIX)                         \
     FS_DEFINE_NARROW_ACC(fs_narrow_acc_f64_##SUFFIX, double, ATTRS, fs_q_f64_##SUFFIX,         \
                          fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX)                            \
     FS_DEFINE_NARROW_ACC(fs_narrow_acc_f32_##SUFFIX, float, ATTRS, fs_q_f32_##SUFFIX,          \
                          fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX)
+
+/* Four rows' quads at column j, transposed: C0..C3 hold columns j..j+3. */
+#define FS_QUAD_T(X, J, TAIL, LOADQ, LOADQ_TAIL, tm, C0, C1, C2, C3)                           \
+    do {                                                                                       \
+        __m256d a0, a1, a2, a3;                                                                \
+        if (TAIL) {                                                                            \
+            a0 = LOADQ_TAIL(X[0] + (J), tm); a1 = LOADQ_TAIL(X[1] + (J), tm);                  \
+            a2 = LOADQ_TAIL(X[2] + (J), tm); a3 = LOADQ_TAIL(X[3] + (J), tm);                  \
+        } else {                                                                               \
+            a0 = LOADQ(X[0] + (J)); a1 = LOADQ(X[1] + (J));                                    \
+            a2 = LOADQ(X[2] + (J)); a3 = LOADQ(X[3] + (J));                                    \
+        }                                                                                      \
+        __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);              \
+        __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);              \
+        C0 = (fs_vd4)_mm256_permute2f128_pd(t0, t2, 0x20);                                     \
+        C1 = (fs_vd4)_mm256_permute2f128_pd(t1, t3, 0x20);                                     \
+        C2 = (fs_vd4)_mm256_permute2f128_pd(t0, t2, 0x31);                                     \
+        C3 = (fs_vd4)_mm256_permute2f128_pd(t1, t3, 0x31);                                     \
+    } while (0)
+
+/*
+ * The tile's logits straight from the rows (fs_tile_load then fs_tile_dot2,
+ * without the tile's stores and loads): each 4 x 4 transpose feeds the Dot2
+ * steps of its four columns at once.  Each lane still takes j = 0, 1, ...,
+ * d - 1 in order, so the bits are fs_tile_dot2's.
+ */
+#define FS_DEFINE_ROWS_DOT2_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, TWO_PROD4)  \
+    ATTRS static void NAME(const T *const *rows, int nr, const fs_theta *t, ptrdiff_t d,       \
+                           double *z, double *z_lo) {                                          \
+        ptrdiff_t jt = (d - 1) / 4 * 4;                                                        \
+        int nt = (int)(d - jt);                                                                \
+        __m256i tm = TAIL_MASK(nt);                                                            \
+        int r = 0;                                                                             \
+        for (; r + 4 < nr; r += 8) {                                                           \
+            const T *x[4], *y[4];                                                              \
+            for (int i = 0; i < 4; i++) {                                                      \
+                x[i] = rows[r + i] != NULL ? rows[r + i] : ZERO;                               \
+                y[i] = (r + 4 + i < nr && rows[r + 4 + i] != NULL) ? rows[r + 4 + i] : ZERO;   \
+            }                                                                                  \
+            fs_vd4 h0 = {0}, l0 = {0}, h1 = {0}, l1 = {0}, c0, c1, c2, c3, e0, e1, e2, e3;     \
+            for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
+                FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
+                FS_QUAD_T(y, j, 0, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                     \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, j);                                        \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e0, j);                                        \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, j + 1);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e1, j + 1);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, j + 2);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e2, j + 2);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, j + 3);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e3, j + 3);                                    \
+            }                                                                                  \
+            FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
+            FS_QUAD_T(y, jt, 1, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                        \
+            FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, jt);                                           \
+            FS_DOT2_STEP(TWO_PROD4, h1, l1, e0, jt);                                           \
+            if (nt > 1) {                                                                      \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, jt + 1);                                   \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e1, jt + 1);                                   \
+            }                                                                                  \
+            if (nt > 2) {                                                                      \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, jt + 2);                                   \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e2, jt + 2);                                   \
+            }                                                                                  \
+            if (nt > 3) {                                                                      \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, jt + 3);                                   \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, e3, jt + 3);                                   \
+            }                                                                                  \
+            FS_DOT2_FINISH(h0, l0, r);                                                         \
+            FS_DOT2_FINISH(h1, l1, r + 4);                                                     \
+        }                                                                                      \
+        if (r < nr) {                                                                          \
+            const T *x[4];                                                                     \
+            for (int i = 0; i < 4; i++)                                                        \
+                x[i] = (r + i < nr && rows[r + i] != NULL) ? rows[r + i] : ZERO;               \
+            fs_vd4 h0 = {0}, l0 = {0}, c0, c1, c2, c3;                                         \
+            for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
+                FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, j);                                        \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, j + 1);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, j + 2);                                    \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, j + 3);                                    \
+            }                                                                                  \
+            FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
+            FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, jt);                                           \
+            if (nt > 1) FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, jt + 1);                           \
+            if (nt > 2) FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, jt + 2);                           \
+            if (nt > 3) FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, jt + 3);                           \
+            FS_DOT2_FINISH(h0, l0, r);                                                         \
+        }                                                                                      \
+    }
 
 /* 4 x 4 transposes of four rows' quads into the tile. */
 #define FS_DEFINE_TILE_LOAD_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK)            \
@@ -845,6 +960,16 @@ static inline void fs_tile_dot2(const double *tile, int nr, const fs_theta *t, p
 static inline void fs_tile_dot(const double *tile, int nr, const fs_theta *t, ptrdiff_t d,
                                double *z) {
     fs_kern.tile_dot(tile, nr, t, d, z);
+}
+
+static inline void fs_rows_dot2_f64(const double *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    fs_kern.rows_dot2_f64(rows, nr, t, d, z, z_lo);
+}
+
+static inline void fs_rows_dot2_f32(const float *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    fs_kern.rows_dot2_f32(rows, nr, t, d, z, z_lo);
 }
 
 static inline void fs_narrow_acc_f64(double *g, const double *xa, const double *const *rows,
