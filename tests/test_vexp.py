@@ -23,7 +23,7 @@ def test_error_at_most_one_ulp(lo, hi):
     err = ulp_error(x)
     normal = np.exp(x) >= np.finfo(np.float64).tiny
     assert err.max() <= 1.0
-    assert err[normal].max() <= 0.75
+    assert err[normal].max() <= 0.8
     # nearly always the exactly rounded value
     assert np.mean(err[normal] <= 0.5) > 0.95
 
