@@ -76,11 +76,7 @@ cdef extern from "fastscore_simd.h" nogil:
     enum:
         FS_NARROW_D
         FS_TILE_ROWS
-    void fs_tile_load_f64(double *tile, const double **rows, int nr, Py_ssize_t d)
-    void fs_tile_load_f32(double *tile, const float **rows, int nr, Py_ssize_t d)
-    void fs_tile_dot2(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z,
-                      double *z_lo)
-    void fs_tile_dot(const double *tile, int nr, const fs_theta *t, Py_ssize_t d, double *z)
+    void fs_rows_dot_f32(const float **rows, int nr, const fs_theta *t, Py_ssize_t d, double *z)
     void fs_rows_dot2_f64(const double **rows, int nr, const fs_theta *t, Py_ssize_t d,
                           double *z, double *z_lo)
     void fs_rows_dot2_f32(const float **rows, int nr, const fs_theta *t, Py_ssize_t d,
@@ -313,15 +309,14 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     return z
 
 
-cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, double *tile,
-                              double *z, double *z_lo) noexcept nogil:
+cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, double *z,
+                              double *z_lo) noexcept nogil:
     """Logits z + z_lo of a block of n narrow rows (row_logit's contract; a
     NULL row, masked, gets z = -inf and is never read)."""
     cdef int k
     cdef double s
     if real_t is float and pr.out_f32:
-        fs_tile_load_f32(tile, rows, n, pr.d)
-        fs_tile_dot(tile, n, &pr.theta, pr.d, z)
+        fs_rows_dot_f32(rows, n, &pr.theta, pr.d, z)
         for k in range(n):
             z_lo[k] = 0.0
             if pr.tau != 1.0:
@@ -427,7 +422,6 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     cdef double weights[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
     cdef const real_t *brows[BLOCK_ROWS]
-    cdef double tile[FS_TILE_ROWS * FS_NARROW_D]
     cdef double zk, w, t, r_sum, S_sum
     cdef Py_ssize_t kb, ke, k
     cdef int n_rows, outputs = pr.outputs
@@ -446,7 +440,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
                     brows[k - kb] = NULL
                 else:
                     brows[k - kb] = <const real_t *>(v.phi + k * pr.phi_sn)
-            block_logits(brows, <int>(ke - kb), pr, tile, z, z_lo)
+            block_logits(brows, <int>(ke - kb), pr, z, z_lo)
             for k in range(ke - kb):
                 if not (isfinite(z[k]) and isfinite(z_lo[k])) and brows[k] != NULL:
                     return NONFINITE_LOGIT

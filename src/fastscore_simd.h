@@ -318,13 +318,14 @@ FS_DEFINE_KERNELS(generic, FS_CLONES, fs_load_f, fs_two_prod_dekker, fs_two_sum_
  * Narrow rows (d <= FS_NARROW_D): a block of rows with the ROWS in the
  * vector lanes.  Per-row dot products of short rows spend most of their time
  * on the lane sum, the zero-padded tail and the call; here a block of up to
- * FS_TILE_ROWS rows is first transposed into a tile (tile[j * FS_TILE_ROWS
- * + r] = row r's element j, in double), then each lane runs one row's Dot2
- * over j = 0, 1, ..., d - 1 in order: no lane sum at all.  A lane's
+ * FS_TILE_ROWS rows is transposed (the generic set through a tile in memory,
+ * tile[j * FS_TILE_ROWS + r] = row r's element j in double; the AVX2 and
+ * AVX-512 sets by 4 x 4 transposes in registers), then each lane runs one
+ * row's Dot2 over j = 0, 1, ..., d - 1 in order: no lane sum at all.  A lane's
  * arithmetic is the per-row Dot2 of the wide kernels with the lane sum
  * removed (TwoProduct, TwoSum into (hi, lo), then FastTwoSum(hi, lo)), so the
  * kernel sets again differ only in TwoProduct (exact everywhere, Dekker's
- * barring underflow) and in how the tile is loaded (data movement only):
+ * barring underflow) and in how the rows are transposed (data movement only):
  * every set returns the same bits.  The order of the compensated sum differs
  * from the wide kernels' (lane sums in a tree), so narrow and wide logits of
  * the same row may differ in the last bits of z_lo; both carry the logit to
@@ -471,6 +472,14 @@ FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f64_generic, double, fs_tile_load_f64_g
 FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f32_generic, float, fs_tile_load_f32_generic)
 FS_DEFINE_TILE_DOT(fs_tile_dot_generic, FS_CLONES, fs_madd4_plain)
 
+static void fs_rows_dot_f32_generic(const float *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    double tile[FS_TILE_ROWS * FS_NARROW_D];
+    (void)z_lo;
+    fs_tile_load_f32_generic(tile, rows, nr, d);
+    fs_tile_dot_generic(tile, nr, t, d, z);
+}
+
 /*
  * w[i] = exp((z[i] - m) + (z_lo[i] - m_lo)) for i < n (rounded up to 4; the
  * arrays have room), the weights of a block of rows.
@@ -573,14 +582,12 @@ static struct {
                     ptrdiff_t);
     void (*acc_f32)(double *, const float *, const float *const *, const double *, int,
                     ptrdiff_t);
-    void (*tile_f64)(double *, const double *const *, int, ptrdiff_t);
-    void (*tile_f32)(double *, const float *const *, int, ptrdiff_t);
-    void (*tile_dot2)(const double *, int, const fs_theta *, ptrdiff_t, double *, double *);
-    void (*tile_dot)(const double *, int, const fs_theta *, ptrdiff_t, double *);
     void (*rows_dot2_f64)(const double *const *, int, const fs_theta *, ptrdiff_t, double *,
                           double *);
     void (*rows_dot2_f32)(const float *const *, int, const fs_theta *, ptrdiff_t, double *,
                           double *);
+    void (*rows_dot_f32)(const float *const *, int, const fs_theta *, ptrdiff_t, double *,
+                         double *);
     void (*nacc_f64)(double *, const double *, const double *const *, const double *, int,
                      ptrdiff_t);
     void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
@@ -588,8 +595,8 @@ static struct {
     const char *level;
 } fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
-             fs_tile_load_f64_generic, fs_tile_load_f32_generic, fs_tile_dot2_generic,
-             fs_tile_dot_generic, fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
+fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
+             fs_rows_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
              "Dekker split (no FMA)"};
 
@@ -600,12 +607,9 @@ static struct {
         fs_kern.dot_f32 = fs_dot_f32_##SUFFIX;         \
         fs_kern.acc_f64 = fs_block_acc_f64_##SUFFIX;   \
         fs_kern.acc_f32 = fs_block_acc_f32_##SUFFIX;   \
-        fs_kern.tile_f64 = fs_tile_load_f64_##NSUFFIX; \
-        fs_kern.tile_f32 = fs_tile_load_f32_##NSUFFIX; \
-        fs_kern.tile_dot2 = fs_tile_dot2_##NSUFFIX;    \
-        fs_kern.tile_dot = fs_tile_dot_##NSUFFIX;      \
         fs_kern.rows_dot2_f64 = fs_rows_dot2_f64_##NSUFFIX; \
         fs_kern.rows_dot2_f32 = fs_rows_dot2_f32_##NSUFFIX; \
+        fs_kern.rows_dot_f32 = fs_rows_dot_f32_##NSUFFIX; \
         fs_kern.nacc_f64 = NACC_F64;                   \
         fs_kern.nacc_f32 = NACC_F32;                   \
         fs_kern.level = LEVEL;                         \
@@ -708,10 +712,6 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
             _mm256_permutevar8x32_epi32(m, _mm256_set_epi32(7, 7, 7, 7, 6, 4, 2, 0)));         \
         return _mm256_cvtps_pd(_mm_maskload_ps(p, m32));                                       \
     }                                                                                          \
-    FS_DEFINE_TILE_LOAD_X86(fs_tile_load_f64_##SUFFIX, double, fs_zero_row_d, ATTRS,           \
-                            fs_q_f64_##SUFFIX, fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX)      \
-    FS_DEFINE_TILE_LOAD_X86(fs_tile_load_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,            \
-                            fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX)      \
     ATTRS FS_INLINE void fs_two_prod4_##SUFFIX(fs_vd4 x, const fs_theta *t, ptrdiff_t j,       \
                                                fs_vd4 *p, fs_vd4 *e) {                         \
         __m256d y = _mm256_set1_pd(t->val[j]);                                                 \
@@ -722,14 +722,15 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
     ATTRS FS_INLINE fs_vd4 fs_madd4_##SUFFIX(fs_vd4 x, double y, fs_vd4 acc) {                 \
         return (fs_vd4)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(y), (__m256d)acc);           \
     }                                                                                          \
-    FS_DEFINE_TILE_DOT2(fs_tile_dot2_##SUFFIX, ATTRS, fs_two_prod4_##SUFFIX)                   \
     FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f64_##SUFFIX, double, fs_zero_row_d, ATTRS,           \
                             fs_q_f64_##SUFFIX, fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX,      \
                             fs_two_prod4_##SUFFIX)                                             \
     FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,            \
                             fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX,      \
                             fs_two_prod4_##SUFFIX)                                             \
-    FS_DEFINE_TILE_DOT(fs_tile_dot_##SUFFIX, ATTRS, fs_madd4_##SUFFIX)                         \
+    FS_DEFINE_ROWS_DOT_X86(fs_rows_dot_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,              \
+                           fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX,       \
+                           FS_DOT_STEP, FS_DOT_FINISH, fs_madd4_##SUFFIX)                      \
     FS_DEFINE_NARROW_ACC(fs_narrow_acc_f64_##SUFFIX, double, ATTRS, fs_q_f64_##SUFFIX,         \
                          fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX)                            \
     FS_DEFINE_NARROW_ACC(fs_narrow_acc_f32_##SUFFIX, float, ATTRS, fs_q_f32_##SUFFIX,          \
@@ -760,7 +761,8 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
  * steps of its four columns at once.  Each lane still takes j = 0, 1, ...,
  * d - 1 in order, so the bits are fs_tile_dot2's.
  */
-#define FS_DEFINE_ROWS_DOT2_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, TWO_PROD4)  \
+#define FS_DEFINE_ROWS_DOT_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, STEP, FINISH, \
+                               OP)                                                      \
     ATTRS static void NAME(const T *const *rows, int nr, const fs_theta *t, ptrdiff_t d,       \
                            double *z, double *z_lo) {                                          \
         ptrdiff_t jt = (d - 1) / 4 * 4;                                                        \
@@ -777,33 +779,33 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
             for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
                 FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
                 FS_QUAD_T(y, j, 0, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                     \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, j);                                        \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e0, j);                                        \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, j + 1);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e1, j + 1);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, j + 2);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e2, j + 2);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, j + 3);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e3, j + 3);                                    \
+                STEP(OP, h0, l0, c0, j);                                        \
+                STEP(OP, h1, l1, e0, j);                                        \
+                STEP(OP, h0, l0, c1, j + 1);                                    \
+                STEP(OP, h1, l1, e1, j + 1);                                    \
+                STEP(OP, h0, l0, c2, j + 2);                                    \
+                STEP(OP, h1, l1, e2, j + 2);                                    \
+                STEP(OP, h0, l0, c3, j + 3);                                    \
+                STEP(OP, h1, l1, e3, j + 3);                                    \
             }                                                                                  \
             FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
             FS_QUAD_T(y, jt, 1, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                        \
-            FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, jt);                                           \
-            FS_DOT2_STEP(TWO_PROD4, h1, l1, e0, jt);                                           \
+            STEP(OP, h0, l0, c0, jt);                                           \
+            STEP(OP, h1, l1, e0, jt);                                           \
             if (nt > 1) {                                                                      \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, jt + 1);                                   \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e1, jt + 1);                                   \
+                STEP(OP, h0, l0, c1, jt + 1);                                   \
+                STEP(OP, h1, l1, e1, jt + 1);                                   \
             }                                                                                  \
             if (nt > 2) {                                                                      \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, jt + 2);                                   \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e2, jt + 2);                                   \
+                STEP(OP, h0, l0, c2, jt + 2);                                   \
+                STEP(OP, h1, l1, e2, jt + 2);                                   \
             }                                                                                  \
             if (nt > 3) {                                                                      \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, jt + 3);                                   \
-                FS_DOT2_STEP(TWO_PROD4, h1, l1, e3, jt + 3);                                   \
+                STEP(OP, h0, l0, c3, jt + 3);                                   \
+                STEP(OP, h1, l1, e3, jt + 3);                                   \
             }                                                                                  \
-            FS_DOT2_FINISH(h0, l0, r);                                                         \
-            FS_DOT2_FINISH(h1, l1, r + 4);                                                     \
+            FINISH(h0, l0, r);                                                         \
+            FINISH(h1, l1, r + 4);                                                     \
         }                                                                                      \
         if (r < nr) {                                                                          \
             const T *x[4];                                                                     \
@@ -812,48 +814,27 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
             fs_vd4 h0 = {0}, l0 = {0}, c0, c1, c2, c3;                                         \
             for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
                 FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, j);                                        \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, j + 1);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, j + 2);                                    \
-                FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, j + 3);                                    \
+                STEP(OP, h0, l0, c0, j);                                        \
+                STEP(OP, h0, l0, c1, j + 1);                                    \
+                STEP(OP, h0, l0, c2, j + 2);                                    \
+                STEP(OP, h0, l0, c3, j + 3);                                    \
             }                                                                                  \
             FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
-            FS_DOT2_STEP(TWO_PROD4, h0, l0, c0, jt);                                           \
-            if (nt > 1) FS_DOT2_STEP(TWO_PROD4, h0, l0, c1, jt + 1);                           \
-            if (nt > 2) FS_DOT2_STEP(TWO_PROD4, h0, l0, c2, jt + 2);                           \
-            if (nt > 3) FS_DOT2_STEP(TWO_PROD4, h0, l0, c3, jt + 3);                           \
-            FS_DOT2_FINISH(h0, l0, r);                                                         \
+            STEP(OP, h0, l0, c0, jt);                                           \
+            if (nt > 1) STEP(OP, h0, l0, c1, jt + 1);                           \
+            if (nt > 2) STEP(OP, h0, l0, c2, jt + 2);                           \
+            if (nt > 3) STEP(OP, h0, l0, c3, jt + 3);                           \
+            FINISH(h0, l0, r);                                                         \
         }                                                                                      \
     }
 
-/* 4 x 4 transposes of four rows' quads into the tile. */
-#define FS_DEFINE_TILE_LOAD_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK)            \
-    ATTRS static void NAME(double *tile, const T *const *rows, int nr, ptrdiff_t d) {          \
-        __m256i tm = TAIL_MASK(d - (d - 1) / 4 * 4);                                           \
-        ptrdiff_t jt = (d - 1) / 4 * 4; /* start of the last (possibly partial) quad */        \
-        for (int r = 0; r < nr; r += 4) {                                                      \
-            const T *x[4];                                                                     \
-            for (int i = 0; i < 4; i++)                                                        \
-                x[i] = (r + i < nr && rows[r + i] != NULL) ? rows[r + i] : ZERO;               \
-            for (ptrdiff_t j = 0; j <= jt; j += 4) {                                           \
-                __m256d a0, a1, a2, a3;                                                        \
-                if (j < jt) {                                                                  \
-                    a0 = LOADQ(x[0] + j); a1 = LOADQ(x[1] + j);                                \
-                    a2 = LOADQ(x[2] + j); a3 = LOADQ(x[3] + j);                                \
-                } else {                                                                       \
-                    a0 = LOADQ_TAIL(x[0] + j, tm); a1 = LOADQ_TAIL(x[1] + j, tm);              \
-                    a2 = LOADQ_TAIL(x[2] + j, tm); a3 = LOADQ_TAIL(x[3] + j, tm);              \
-                }                                                                              \
-                __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);      \
-                __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);      \
-                double *o = tile + j * FS_TILE_ROWS + r;                                       \
-                _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));                     \
-                _mm256_storeu_pd(o + FS_TILE_ROWS, _mm256_permute2f128_pd(t1, t3, 0x20));      \
-                _mm256_storeu_pd(o + 2 * FS_TILE_ROWS, _mm256_permute2f128_pd(t0, t2, 0x31));  \
-                _mm256_storeu_pd(o + 3 * FS_TILE_ROWS, _mm256_permute2f128_pd(t1, t3, 0x31));  \
-            }                                                                                  \
-        }                                                                                      \
-    }
+#define FS_DEFINE_ROWS_DOT2_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, TWO_PROD4) \
+    FS_DEFINE_ROWS_DOT_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, FS_DOT2_STEP,      \
+                           FS_DOT2_FINISH, TWO_PROD4)
+
+/* The plain float32 dot (fs_tile_dot) in the same frame: L unused. */
+#define FS_DOT_STEP(MADD4, H, L, X, J) ((void)(L), (H) = MADD4((X), t->val[(J)], (H)))
+#define FS_DOT_FINISH(H, L, R) ((void)(L), fs_store4(z + (R), (H)))
 
 /*
  * g += sum_r w[r] (xa - rows[r]) for rows of d <= FS_NARROW_D: the whole of
@@ -948,26 +929,8 @@ static inline void fs_block_acc_f32(double *g, const float *xa, const float *con
     fs_kern.acc_f32(g, xa, rows, w, nr, d);
 }
 
-/* Narrow rows (d <= FS_NARROW_D): the tile of a block, its logits, and the
+/* Narrow rows (d <= FS_NARROW_D): the logits of a block of rows, and the
  * accumulation into g (same bits as fs_block_acc_*). */
-static inline void fs_tile_load_f64(double *tile, const double *const *rows, int nr, ptrdiff_t d) {
-    fs_kern.tile_f64(tile, rows, nr, d);
-}
-
-static inline void fs_tile_load_f32(double *tile, const float *const *rows, int nr, ptrdiff_t d) {
-    fs_kern.tile_f32(tile, rows, nr, d);
-}
-
-static inline void fs_tile_dot2(const double *tile, int nr, const fs_theta *t, ptrdiff_t d,
-                                double *z, double *z_lo) {
-    fs_kern.tile_dot2(tile, nr, t, d, z, z_lo);
-}
-
-static inline void fs_tile_dot(const double *tile, int nr, const fs_theta *t, ptrdiff_t d,
-                               double *z) {
-    fs_kern.tile_dot(tile, nr, t, d, z);
-}
-
 static inline void fs_rows_dot2_f64(const double *const *rows, int nr, const fs_theta *t,
                                     ptrdiff_t d, double *z, double *z_lo) {
     fs_kern.rows_dot2_f64(rows, nr, t, d, z, z_lo);
@@ -976,6 +939,11 @@ static inline void fs_rows_dot2_f64(const double *const *rows, int nr, const fs_
 static inline void fs_rows_dot2_f32(const float *const *rows, int nr, const fs_theta *t,
                                     ptrdiff_t d, double *z, double *z_lo) {
     fs_kern.rows_dot2_f32(rows, nr, t, d, z, z_lo);
+}
+
+static inline void fs_rows_dot_f32(const float *const *rows, int nr, const fs_theta *t,
+                                   ptrdiff_t d, double *z) {
+    fs_kern.rows_dot_f32(rows, nr, t, d, z, NULL);
 }
 
 static inline void fs_narrow_acc_f64(double *g, const double *xa, const double *const *rows,
