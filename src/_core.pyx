@@ -86,6 +86,7 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_narrow_acc_f32(double *g, const float *xa, const float **rows, const double *w,
                            int nr, Py_ssize_t d)
     int fs_block_argmax(const double *z, int n)
+    bint fs_block_finite(const double *z, const double *z_lo, int n)
     void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo, int n,
                       double *w)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -309,10 +310,11 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     return z
 
 
-cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, double *z,
+cdef inline bint block_logits(const real_t **rows, int n, const Problem *pr, double *z,
                               double *z_lo) noexcept nogil:
     """Logits z + z_lo of a block of n narrow rows (row_logit's contract; a
-    NULL row, masked, gets z = -inf and is never read)."""
+    NULL row, masked, gets z = -inf and is never read).  False if a logit
+    is not finite."""
     cdef int k
     cdef double s
     if real_t is float and pr.out_f32:
@@ -331,10 +333,14 @@ cdef inline void block_logits(const real_t **rows, int n, const Problem *pr, dou
                 s = z[k]
                 z[k] = s / pr.tau
                 z_lo[k] = (fma(-z[k], pr.tau, s) + z_lo[k]) / pr.tau  # fma: s - z tau, exactly
+    # (masked rows read zeros: their logits are 0 here)
+    if not fs_block_finite(z, z_lo, n):
+        return False
     for k in range(n):
         if rows[k] == NULL:
             z[k] = -INFINITY
             z_lo[k] = 0.0
+    return True
 
 
 cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
@@ -440,10 +446,8 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
                     brows[k - kb] = NULL
                 else:
                     brows[k - kb] = <const real_t *>(v.phi + k * pr.phi_sn)
-            block_logits(brows, <int>(ke - kb), pr, z, z_lo)
-            for k in range(ke - kb):
-                if not (isfinite(z[k]) and isfinite(z_lo[k])) and brows[k] != NULL:
-                    return NONFINITE_LOGIT
+            if not block_logits(brows, <int>(ke - kb), pr, z, z_lo):
+                return NONFINITE_LOGIT
         else:
             for k in range(kb, ke):
                 if v.mask != NULL and not v.mask[k * pr.mask_sn]:

@@ -565,6 +565,21 @@ static FS_CLONES int fs_block_argmax(const double *z, int n) {
     return i;
 }
 
+/* 1 if z[0:n] and z_lo[0:n] are all finite: x - x is 0 for finite x and
+ * NaN otherwise, so one sum tells (n rounded up to 4; the arrays have room,
+ * lanes past n are not looked at). */
+static FS_CLONES int fs_block_finite(const double *z, const double *z_lo, int n) {
+    fs_vd4 acc = {0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fs_vd4 x = fs_load4(z + i), y = fs_load4(z_lo + i);
+        acc += (x - x) + (y - y);
+    }
+    double bad = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; i < n; i++) bad += (z[i] - z[i]) + (z_lo[i] - z_lo[i]);
+    return bad == 0.0;
+}
+
 static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo,
                                    int n, double *w) {
     for (int i = 0; i < n; i += 4) {
