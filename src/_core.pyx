@@ -170,9 +170,11 @@ cdef enum:
     # Rows whose logits are computed before the running max is updated once
     # (FS_TILE_ROWS, the rows of a narrow tile, is the same).
     BLOCK_ROWS = 32
-    # Rows of at most this many features take the narrow kernels (rows in
-    # the vector lanes); at most FS_NARROW_D.
-    NARROW_D = 32
+    # Rows of at most NARROW_D features take the narrow logits (rows in the
+    # vector lanes; at most FS_NARROW_D), and rows of at most NARROW_ACC_D
+    # the narrow accumulation (g in registers).
+    NARROW_D = 64
+    NARROW_ACC_D = 32
     # Rows of one partial state.  States with more rows are split into chunks
     # of exactly this size and the partials merged left to right, whatever the
     # thread count, so the result does not depend on it.
@@ -405,12 +407,12 @@ cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t *
                                   const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
     # The narrow kernels give the same bits as the general ones.
     if real_t is double:
-        if d <= NARROW_D:
+        if d <= NARROW_ACC_D:
             fs_narrow_acc_f64(g, row_a, rows, w, n_rows, d)
         else:
             fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
-        if d <= NARROW_D:
+        if d <= NARROW_ACC_D:
             fs_narrow_acc_f32(g, row_a, rows, w, n_rows, d)
         else:
             fs_block_acc_f32(g, row_a, rows, w, n_rows, d)

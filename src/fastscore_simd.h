@@ -334,7 +334,7 @@ FS_DEFINE_KERNELS(generic, FS_CLONES, fs_load_f, fs_two_prod_dekker, fs_two_sum_
  * Rows are given as pointers; a NULL pointer (a masked row) and the lanes
  * past the block's end read a row of zeros, so masked rows are never read.
  */
-#define FS_NARROW_D 32
+#define FS_NARROW_D 64
 #define FS_TILE_ROWS 32
 
 typedef long long fs_vl4 __attribute__((vector_size(4 * sizeof(long long))));
@@ -852,7 +852,7 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
 #define FS_DOT_FINISH(H, L, R) ((void)(L), fs_store4(z + (R), (H)))
 
 /*
- * g += sum_r w[r] (xa - rows[r]) for rows of d <= FS_NARROW_D: the whole of
+ * g += sum_r w[r] (xa - rows[r]) for rows of d <= 32 (only): the whole of
  * g in (at most 8) registers of 4 lanes, the last d % 4 columns by masked
  * loads and stores.  Each element adds the rows in order, as
  * fs_block_acc does (the generic set's narrow accumulation): the same bits.

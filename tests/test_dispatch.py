@@ -28,7 +28,7 @@ for shape, scale in [((3, 40, 37), 1.0), ((2, 300, 64), 300.0), ((1, 2000, 5), 1
                                temperature=0.7))
 # Narrow rows (the tile kernels, rows in the vector lanes) and every function
 # of the family, masks, temperatures, float32.
-for d in (3, 4, 8, 13, 20, 32):
+for d in (3, 4, 8, 13, 20, 32, 40, 64):
     for N in (1, 3, 10, 37):
         B = 5
         phi = rng.standard_normal((B, N, d)) * (30.0 if d == 13 else 1.0)
