@@ -467,10 +467,10 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
             for k in range(kb, ke):
                 wk.z[2 * k] = z[k - kb]
                 wk.z[2 * k + 1] = z_lo[k - kb]
-        # The block's maximum in a loop of its own: a branch on a logit that
-        # mispredicts inside the loop above, where the logit arrives late,
-        # discards the next row's dot product already under way.
-        # (fs_block_argmax: the first of the largest, without a branch per row)
+        # The block's maximum after its logits, by a vector max and one scan
+        # (fs_block_argmax: the first of the largest): a branch per row on a
+        # random logit mispredicts, and one inside the logit loop discards
+        # the next row's dot product already under way.
         k = fs_block_argmax(z, <int>(ke - kb))
         if k >= 0 and z[k] > p.m:
             partial_raise_max(p, pr, z[k], z_lo[k], kb + k)
