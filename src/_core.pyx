@@ -74,6 +74,22 @@ cdef extern from "fastscore_simd.h" nogil:
     void fs_hess_acc_f32(double *C, Py_ssize_t dp, double *Y, const double *mu,
                          const float **rows, const double *w, int nr, Py_ssize_t d)
     double fs_sum_f64(const double *x, Py_ssize_t n)
+    enum:
+        FS_NARROW_D
+        FS_TILE_ROWS
+    void fs_rows_dot_f32(const float **rows, int nr, const fs_theta *t, Py_ssize_t d, double *z)
+    void fs_rows_dot2_f64(const double **rows, int nr, const fs_theta *t, Py_ssize_t d,
+                          double *z, double *z_lo)
+    void fs_rows_dot2_f32(const float **rows, int nr, const fs_theta *t, Py_ssize_t d,
+                          double *z, double *z_lo)
+    void fs_narrow_acc_f64(double *g, const double *xa, const double **rows, const double *w,
+                           int nr, Py_ssize_t d)
+    void fs_narrow_acc_f32(double *g, const float *xa, const float **rows, const double *w,
+                           int nr, Py_ssize_t d)
+    int fs_block_argmax(const double *z, int n)
+    bint fs_block_finite(const double *z, const double *z_lo, int n)
+    void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo, int n,
+                      double *w)
     int fs_store_f64(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
                      Py_ssize_t n)
     int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
@@ -118,8 +134,14 @@ ctypedef fused real_t:
 
 
 cdef enum:
-    # Rows whose logits are computed before the running max is updated once.
+    # Rows whose logits are computed before the running max is updated once
+    # (FS_TILE_ROWS, the rows of a narrow tile, is the same).
     BLOCK_ROWS = 32
+    # Rows of at most NARROW_D features take the narrow logits (rows in the
+    # vector lanes; at most FS_NARROW_D), and rows of at most NARROW_ACC_D
+    # the narrow accumulation (g in registers).
+    NARROW_D = 64
+    NARROW_ACC_D = 32
     # Rows of one partial state.  States with more rows are split into chunks
     # of exactly this size and the partials merged left to right, whatever the
     # thread count, so the result does not depend on it.
@@ -257,6 +279,39 @@ cdef inline double row_logit(const real_t *row, const Problem *pr, double *z_lo)
     return z
 
 
+cdef inline bint block_logits(const real_t **rows, int n, const Problem *pr, double *z,
+                              double *z_lo) noexcept nogil:
+    """Logits z + z_lo of a block of n narrow rows (row_logit's contract; a
+    NULL row, masked, gets z = -inf and is never read).  False if a logit
+    is not finite."""
+    cdef int k
+    cdef double s
+    if real_t is float and pr.out_f32:
+        fs_rows_dot_f32(rows, n, &pr.theta, pr.d, z)
+        for k in range(n):
+            z_lo[k] = 0.0
+            if pr.tau != 1.0:
+                z[k] = z[k] / pr.tau
+    else:
+        if real_t is double:
+            fs_rows_dot2_f64(rows, n, &pr.theta, pr.d, z, z_lo)
+        else:
+            fs_rows_dot2_f32(rows, n, &pr.theta, pr.d, z, z_lo)
+        if pr.tau != 1.0:
+            for k in range(n):
+                s = z[k]
+                z[k] = s / pr.tau
+                z_lo[k] = (fma(-z[k], pr.tau, s) + z_lo[k]) / pr.tau  # fma: s - z tau, exactly
+    # (masked rows read zeros: their logits are 0 here)
+    if not fs_block_finite(z, z_lo, n):
+        return False
+    for k in range(n):
+        if rows[k] == NULL:
+            z[k] = -INFINITY
+            z_lo[k] = 0.0
+    return True
+
+
 cdef inline double exp_diff(double x, double x_lo, double y, double y_lo) noexcept nogil:
     """exp((x + x_lo) - (y + y_lo)) for x <= y."""
     return exp((x - y) + (x_lo - y_lo))
@@ -317,10 +372,17 @@ cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double 
 
 cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
                                   const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
+    # The narrow kernels give the same bits as the general ones.
     if real_t is double:
-        fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
+        if d <= NARROW_ACC_D:
+            fs_narrow_acc_f64(g, row_a, rows, w, n_rows, d)
+        else:
+            fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
-        fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
+        if d <= NARROW_ACC_D:
+            fs_narrow_acc_f32(g, row_a, rows, w, n_rows, d)
+        else:
+            fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
 
 
 cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
@@ -331,11 +393,14 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     phi_type only selects the instantiation (float or double rows)."""
     cdef double z[BLOCK_ROWS]
     cdef double z_lo[BLOCK_ROWS]
+    cdef double wexp[BLOCK_ROWS]
     cdef double weights[BLOCK_ROWS]
     cdef const real_t *rows[BLOCK_ROWS]
-    cdef double zk, w, t, block_max, block_max_lo
-    cdef Py_ssize_t kb, ke, k, block_kmax
+    cdef const real_t *brows[BLOCK_ROWS]
+    cdef double zk, w, t, r_sum, S_sum
+    cdef Py_ssize_t kb, ke, k
     cdef int n_rows, outputs = pr.outputs
+    cdef bint narrow = pr.d <= NARROW_D
     cdef const real_t *row_a = NULL
     cdef uint64_t state_key = <uint64_t>(b + pr.state_offset)
     if v.a >= 0:
@@ -343,15 +408,25 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     kb = k0
     while kb < k1:
         ke = min(kb + BLOCK_ROWS, k1)
-        for k in range(kb, ke):
-            if v.mask != NULL and not v.mask[k * pr.mask_sn]:
-                z[k - kb] = -INFINITY
-                z_lo[k - kb] = 0.0
-                continue
-            zk = row_logit(<const real_t *>(v.phi + (k) * pr.phi_sn), pr, &z_lo[k - kb])
-            if not (isfinite(zk) and isfinite(z_lo[k - kb])):
+        if narrow:
+            # Rows in the vector lanes: the whole block's logits at once.
+            for k in range(kb, ke):
+                if v.mask != NULL and not v.mask[k * pr.mask_sn]:
+                    brows[k - kb] = NULL
+                else:
+                    brows[k - kb] = <const real_t *>(v.phi + k * pr.phi_sn)
+            if not block_logits(brows, <int>(ke - kb), pr, z, z_lo):
                 return NONFINITE_LOGIT
-            z[k - kb] = zk
+        else:
+            for k in range(kb, ke):
+                if v.mask != NULL and not v.mask[k * pr.mask_sn]:
+                    z[k - kb] = -INFINITY
+                    z_lo[k - kb] = 0.0
+                    continue
+                zk = row_logit(<const real_t *>(v.phi + (k) * pr.phi_sn), pr, &z_lo[k - kb])
+                if not (isfinite(zk) and isfinite(z_lo[k - kb])):
+                    return NONFINITE_LOGIT
+                z[k - kb] = zk
         if kb <= v.a < ke and outputs & NEED_ZA:
             p.za = z[v.a - kb]
             p.za_lo = z_lo[v.a - kb]
@@ -359,32 +434,33 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
             for k in range(kb, ke):
                 wk.z[2 * k] = z[k - kb]
                 wk.z[2 * k + 1] = z_lo[k - kb]
-        # The block's maximum in a loop of its own: a branch on a logit that
-        # mispredicts inside the loop above, where the logit arrives late,
-        # discards the next row's dot product already under way.
-        block_max = -INFINITY
-        block_max_lo = 0.0
-        block_kmax = -1
-        for k in range(ke - kb):
-            if z[k] > block_max:
-                block_max = z[k]
-                block_max_lo = z_lo[k]
-                block_kmax = kb + k
-        if block_max > p.m:
-            partial_raise_max(p, pr, block_max, block_max_lo, block_kmax)
+        # The block's maximum after its logits, by a vector max and one scan
+        # (fs_block_argmax: the first of the largest): a branch per row on a
+        # random logit mispredicts, and one inside the logit loop discards
+        # the next row's dot product already under way.
+        k = fs_block_argmax(z, <int>(ke - kb))
+        if k >= 0 and z[k] > p.m:
+            partial_raise_max(p, pr, z[k], z_lo[k], kb + k)
         n_rows = 0
+        # exp((z_k - m) + (z_lo_k - m_lo)) of the whole block, vectorised.
+        fs_block_exp(z, z_lo, p.m, p.m_lo, <int>(ke - kb), wexp)
+        # Sums in locals: through p, every store to weights[] might alias them.
+        r_sum = p.r
+        S_sum = p.S
         for k in range(kb, ke):
             if z[k - kb] == -INFINITY:
                 continue
-            w = exp_diff(z[k - kb], z_lo[k - kb], p.m, p.m_lo)
+            w = wexp[k - kb]
             if k != p.kmax:
-                p.r += w
+                r_sum += w
             if outputs & OUT_ENTROPY:
-                p.S += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
+                S_sum += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
             if k != v.a and w != 0.0:
                 rows[n_rows] = <const real_t *>(v.phi + (k) * pr.phi_sn)
                 weights[n_rows] = w
                 n_rows += 1
+        p.r = r_sum
+        p.S = S_sum
         if outputs & NEED_G:
             block_accumulate(p.g, row_a, rows, weights, n_rows, pr.d)
         if outputs & OUT_SAMPLE:
@@ -1674,3 +1750,25 @@ def read_pass(const double[::1] x, int n_threads):
         for i in prange(n_blocks, schedule='static', num_threads=nt, use_threads_if=threaded):
             total += fs_sum_f64(&x[i * block], min(block, n - i * block))
     return total
+
+
+def _vexp(const double[::1] x):
+    """exp(x) by the vectorised exp that weighs a block's rows (for tests)."""
+    cdef Py_ssize_t n = x.shape[0], i, j, m
+    cdef double buf[BLOCK_ROWS]
+    cdef double zero[BLOCK_ROWS]
+    cdef double w[BLOCK_ROWS]
+    out = np.empty(n)
+    cdef double[::1] o = out
+    memset(zero, 0, sizeof(zero))
+    i = 0
+    while i < n:
+        m = min(<Py_ssize_t>BLOCK_ROWS, n - i)
+        memset(buf, 0, sizeof(buf))
+        for j in range(m):
+            buf[j] = x[i + j]
+        fs_block_exp(buf, zero, 0.0, 0.0, <int>m, w)
+        for j in range(m):
+            o[i + j] = w[j]
+        i += m
+    return out

@@ -314,6 +314,280 @@ FS_INLINE fs_vd fs_madd(fs_vd x, fs_vd y, fs_vd acc) {
 
 FS_DEFINE_KERNELS(generic, FS_CLONES, fs_load_f, fs_two_prod_dekker, fs_two_sum_acc, fs_madd)
 
+/*
+ * Narrow rows (d <= FS_NARROW_D): a block of rows with the ROWS in the
+ * vector lanes.  Per-row dot products of short rows spend most of their time
+ * on the lane sum, the zero-padded tail and the call; here a block of up to
+ * FS_TILE_ROWS rows is transposed (the generic set through a tile in memory,
+ * tile[j * FS_TILE_ROWS + r] = row r's element j in double; the AVX2 and
+ * AVX-512 sets by 4 x 4 transposes in registers), then each lane runs one
+ * row's Dot2 over j = 0, 1, ..., d - 1 in order: no lane sum at all.  A lane's
+ * arithmetic is the per-row Dot2 of the wide kernels with the lane sum
+ * removed (TwoProduct, TwoSum into (hi, lo), then FastTwoSum(hi, lo)), so the
+ * kernel sets again differ only in TwoProduct (exact everywhere, Dekker's
+ * barring underflow) and in how the rows are transposed (data movement only):
+ * every set returns the same bits.  The order of the compensated sum differs
+ * from the wide kernels' (lane sums in a tree), so narrow and wide logits of
+ * the same row may differ in the last bits of z_lo; both carry the logit to
+ * about twice the working precision.
+ *
+ * Rows are given as pointers; a NULL pointer (a masked row) and the lanes
+ * past the block's end read a row of zeros, so masked rows are never read.
+ */
+#define FS_NARROW_D 64
+#define FS_TILE_ROWS 32
+
+typedef long long fs_vl4 __attribute__((vector_size(4 * sizeof(long long))));
+
+static const double fs_zero_row_d[FS_NARROW_D + 4] = {0};
+static const float fs_zero_row_f[FS_NARROW_D + 4] = {0};
+
+FS_INLINE fs_vd4 fs_load4(const double *p) {
+    fs_vd4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+FS_INLINE void fs_store4(double *p, fs_vd4 v) { memcpy(p, &v, sizeof v); }
+
+FS_INLINE fs_vd4 fs_sel4(fs_vl4 m, fs_vd4 a, fs_vd4 b) {
+    return (fs_vd4)(((fs_vl4)a & m) | ((fs_vl4)b & ~m));
+}
+
+/* The transpose of the generic set: element by element. */
+#define FS_DEFINE_TILE_LOAD_GENERIC(NAME, T, ZERO)                                     \
+    FS_CLONES static void NAME(double *tile, const T *const *rows, int nr, ptrdiff_t d) { \
+        int nl = (nr + 3) & ~3;                                                        \
+        for (int r = 0; r < nl; r++) {                                                 \
+            const T *x = (r < nr && rows[r] != NULL) ? rows[r] : ZERO;                  \
+            for (ptrdiff_t j = 0; j < d; j++) tile[j * FS_TILE_ROWS + r] = (double)x[j]; \
+        }                                                                              \
+    }
+
+FS_DEFINE_TILE_LOAD_GENERIC(fs_tile_load_f64_generic, double, fs_zero_row_d)
+FS_DEFINE_TILE_LOAD_GENERIC(fs_tile_load_f32_generic, float, fs_zero_row_f)
+
+/* Dekker's TwoProduct of 4 lanes with theta[j] (the libm fma where the
+ * split could overflow, as in fs_two_prod_dekker). */
+FS_INLINE void fs_two_prod4_dekker(fs_vd4 x, const fs_theta *t, ptrdiff_t j, fs_vd4 *p,
+                                   fs_vd4 *e) {
+    double y = t->val[j], yh = t->hi[j], yl = t->lo[j];
+    fs_vl4 huge = (x > FS_SPLIT_MAX) | (x < -FS_SPLIT_MAX);
+    long long any_huge = t->huge | huge[0] | huge[1] | huge[2] | huge[3];
+    *p = x * y;
+    if (any_huge) {
+        for (int i = 0; i < 4; i++) (*e)[i] = fma(x[i], y, -(*p)[i]);
+        return;
+    }
+    fs_vd4 c = FS_SPLITTER * x;
+    fs_vd4 xh = c - (c - x);
+    fs_vd4 xl = x - xh;
+    *e = ((xh * yh - *p) + xh * yl + xl * yh) + xl * yl;
+}
+
+FS_INLINE void fs_two_sum4(fs_vd4 *hi, fs_vd4 *lo, fs_vd4 p, fs_vd4 e) {
+    fs_vd4 s = *hi + p;
+    fs_vd4 b = s - *hi;
+    fs_vd4 q = (*hi - (s - b)) + (p - b);
+    *hi = s;
+    *lo += q + e;
+}
+
+FS_INLINE fs_vd4 fs_madd4_plain(fs_vd4 x, double y, fs_vd4 acc) { return acc + x * y; }
+
+/*
+ * Logits of the nr rows of a tile: z[r] + z_lo[r] (Dot2), or for float32
+ * rows with a float32 result z[r] alone (a plain sum in double: the products
+ * of two floats are exact).  Rows go four lanes at a time, two groups of
+ * four interleaved (two independent TwoSum chains).  z and z_lo have room
+ * for nr rounded up to 4.
+ */
+#define FS_DOT2_STEP(TWO_PROD4, H, L, X, J) \
+    do {                                  \
+        fs_vd4 p_, e_;                    \
+        TWO_PROD4((X), t, (J), &p_, &e_); \
+        fs_two_sum4(&(H), &(L), p_, e_);  \
+    } while (0)
+
+#define FS_DOT2_FINISH(H, L, R)                      \
+    do {                                             \
+        fs_vd4 s_ = (H) + (L);                       \
+        fs_store4(z + (R), s_);                      \
+        fs_store4(z_lo + (R), (L) - (s_ - (H)));     \
+    } while (0)
+
+#define FS_DEFINE_TILE_DOT2(NAME, ATTRS, TWO_PROD4)                                      \
+    ATTRS static void NAME(const double *tile, int nr, const fs_theta *t, ptrdiff_t d,   \
+                           double *z, double *z_lo) {                                    \
+        int r = 0;                                                                       \
+        for (; r + 4 < nr; r += 8) {                                                     \
+            fs_vd4 h0 = {0}, l0 = {0}, h1 = {0}, l1 = {0};                               \
+            for (ptrdiff_t j = 0; j < d; j++) {                                          \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, fs_load4(tile + j * FS_TILE_ROWS + r), j);          \
+                FS_DOT2_STEP(TWO_PROD4, h1, l1, fs_load4(tile + j * FS_TILE_ROWS + r + 4), j);      \
+            }                                                                            \
+            FS_DOT2_FINISH(h0, l0, r);                                                   \
+            FS_DOT2_FINISH(h1, l1, r + 4);                                               \
+        }                                                                                \
+        if (r < nr) {                                                                    \
+            fs_vd4 h0 = {0}, l0 = {0};                                                   \
+            for (ptrdiff_t j = 0; j < d; j++)                                            \
+                FS_DOT2_STEP(TWO_PROD4, h0, l0, fs_load4(tile + j * FS_TILE_ROWS + r), j);          \
+            FS_DOT2_FINISH(h0, l0, r);                                                   \
+        }                                                                                \
+    }
+
+#define FS_DEFINE_TILE_DOT(NAME, ATTRS, MADD4)                                            \
+    ATTRS static void NAME(const double *tile, int nr, const fs_theta *t, ptrdiff_t d,    \
+                           double *z) {                                                   \
+        int r = 0;                                                                        \
+        for (; r + 4 < nr; r += 8) {                                                      \
+            fs_vd4 a0 = {0}, a1 = {0};                                                    \
+            for (ptrdiff_t j = 0; j < d; j++) {                                           \
+                a0 = MADD4(fs_load4(tile + j * FS_TILE_ROWS + r), t->val[j], a0);         \
+                a1 = MADD4(fs_load4(tile + j * FS_TILE_ROWS + r + 4), t->val[j], a1);     \
+            }                                                                             \
+            fs_store4(z + r, a0);                                                         \
+            fs_store4(z + r + 4, a1);                                                     \
+        }                                                                                 \
+        if (r < nr) {                                                                     \
+            fs_vd4 a0 = {0};                                                              \
+            for (ptrdiff_t j = 0; j < d; j++)                                             \
+                a0 = MADD4(fs_load4(tile + j * FS_TILE_ROWS + r), t->val[j], a0);         \
+            fs_store4(z + r, a0);                                                         \
+        }                                                                                 \
+    }
+
+FS_DEFINE_TILE_DOT2(fs_tile_dot2_generic, FS_CLONES, fs_two_prod4_dekker)
+
+/* The generic set's logits from the rows: through the tile. */
+#define FS_DEFINE_ROWS_DOT2_GENERIC(NAME, T, TILE_LOAD)                                 \
+    static void NAME(const T *const *rows, int nr, const fs_theta *t, ptrdiff_t d,      \
+                     double *z, double *z_lo) {                                         \
+        double tile[FS_TILE_ROWS * FS_NARROW_D];                                        \
+        TILE_LOAD(tile, rows, nr, d);                                                   \
+        fs_tile_dot2_generic(tile, nr, t, d, z, z_lo);                                  \
+    }
+FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f64_generic, double, fs_tile_load_f64_generic)
+FS_DEFINE_ROWS_DOT2_GENERIC(fs_rows_dot2_f32_generic, float, fs_tile_load_f32_generic)
+FS_DEFINE_TILE_DOT(fs_tile_dot_generic, FS_CLONES, fs_madd4_plain)
+
+static void fs_rows_dot_f32_generic(const float *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    double tile[FS_TILE_ROWS * FS_NARROW_D];
+    (void)z_lo;
+    fs_tile_load_f32_generic(tile, rows, nr, d);
+    fs_tile_dot_generic(tile, nr, t, d, z);
+}
+
+/*
+ * w[i] = exp((z[i] - m) + (z_lo[i] - m_lo)) for i < n (rounded up to 4; the
+ * arrays have room), the weights of a block of rows.
+ *
+ * The exp is our own, so that it is the same function on every CPU and
+ * kernel set: only +, -, *, comparisons and integer bit operations, no FMA
+ * (the module is built with -ffp-contract=off).  x = n ln2 + r with
+ * n = round(x / ln2) (by the 1.5 * 2^52 shifter) and r = x - n ln2 by
+ * Cody and Waite (ln2 in two parts, the first with 32 significant bits so
+ * n * ln2_hi is exact), |r| <= 0.347; exp(r) = 1 + r + r^2 q(r) with q the
+ * Taylor series to degree 13 (truncation below 1e-17, evaluated by Estrin's
+ * scheme), the sum 1 + r kept
+ * as an exact pair and the rounding error of r added back; then the result
+ * is scaled by 2^n through the exponent bits, in two steps when it is
+ * subnormal (one rounding) or would overflow the exponent field.
+ * Error: below 1 ulp against the exactly rounded exp (tests/test_vexp.py,
+ * against numpy.longdouble over 10^6 uniform arguments in each of [-745, 0],
+ * [-2, 2], [0, 709]: at most 0.71 ulp for normal results, exactly rounded
+ * for 98.3 % of them; 0.80 ulp for subnormal results, where the 53-bit y is
+ * rounded once more).  The error comes from the final rounding (0.5) and
+ * the rounding of r^2 q(r) (up to ~0.2).  exp(-inf) = 0, exp(x < -746) = 0, exp(x > 710) = inf, NaN
+ * stays NaN.
+ */
+FS_INLINE fs_vd4 fs_vexp4(fs_vd4 x) {
+    const double inv_ln2 = 0x1.71547652b82fep0;
+    const double shifter = 0x1.8p52;
+    const double ln2_hi = 0x1.62e42feep-1; /* 6.93147180369123816490e-01, 32 bits */
+    const double ln2_lo = 0x1.a39ef35793c76p-33;
+    fs_vd4 lo_lim = {-746.0, -746.0, -746.0, -746.0}, hi_lim = {710.0, 710.0, 710.0, 710.0};
+    fs_vd4 xc = fs_sel4(x < lo_lim, lo_lim, x);
+    xc = fs_sel4(xc > hi_lim, hi_lim, xc);
+    fs_vd4 t = xc * inv_ln2 + shifter;
+    fs_vd4 nd = t - shifter;
+    fs_vd4 hi = xc - nd * ln2_hi; /* exact */
+    fs_vd4 lo = nd * ln2_lo;
+    fs_vd4 r = hi - lo;
+    fs_vd4 r_err = (hi - r) - lo;
+    /* q(r) = sum_{k=2}^{13} r^(k-2) / k! by Estrin's scheme: a chain of
+     * about 7 dependent operations instead of Horner's 22 (a block of a few
+     * rows is one vector, and its exp was latency bound). */
+    fs_vd4 r2 = r * r;
+    fs_vd4 r4 = r2 * r2;
+    fs_vd4 r8 = r4 * r4;
+    fs_vd4 a0 = r * (1.0 / 6.0) + 0.5;
+    fs_vd4 a1 = r * (1.0 / 120.0) + (1.0 / 24.0);
+    fs_vd4 a2 = r * (1.0 / 5040.0) + (1.0 / 720.0);
+    fs_vd4 a3 = r * (1.0 / 362880.0) + (1.0 / 40320.0);
+    fs_vd4 a4 = r * (1.0 / 39916800.0) + (1.0 / 3628800.0);
+    fs_vd4 a5 = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
+    fs_vd4 b0 = a1 * r2 + a0;
+    fs_vd4 b1 = a3 * r2 + a2;
+    fs_vd4 b2 = a5 * r2 + a4;
+    fs_vd4 q = (b2 * r8 + b1 * r4) + b0;
+    fs_vd4 s = 1.0 + r;
+    fs_vd4 s_err = (1.0 - s) + r; /* exact: |r| < 1 */
+    fs_vd4 y = s + (s_err + (r_err + r2 * q));
+    /* 2^n: n sits in the low bits of t. */
+    fs_vl4 n = (fs_vl4)t - (fs_vl4)(fs_vd4){shifter, shifter, shifter, shifter};
+    fs_vl4 small = n < -1020, big = n > 1000;
+    fs_vl4 k = n + (small & 64) - (big & 64);
+    fs_vd4 scale = (fs_vd4)((k + 1023) << 52);
+    fs_vd4 one = {1.0, 1.0, 1.0, 1.0};
+    fs_vd4 post = fs_sel4(small, (fs_vd4){0x1p-64, 0x1p-64, 0x1p-64, 0x1p-64},
+                          fs_sel4(big, (fs_vd4){0x1p64, 0x1p64, 0x1p64, 0x1p64}, one));
+    return (y * scale) * post;
+}
+
+/* The first index of the largest of z[0:n] (no NaN), or -1 if all are -inf:
+ * one vector max and one scan, instead of a branch per row that mispredicts
+ * on random logits. */
+static FS_CLONES int fs_block_argmax(const double *z, int n) {
+    fs_vd4 mv = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fs_vd4 x = fs_load4(z + i);
+        mv = fs_sel4(x > mv, x, mv);
+    }
+    double m = mv[0];
+    for (int j = 1; j < 4; j++) m = mv[j] > m ? mv[j] : m;
+    for (; i < n; i++) m = z[i] > m ? z[i] : m;
+    if (m == -INFINITY) return -1;
+    for (i = 0; z[i] != m; i++) {}
+    return i;
+}
+
+/* 1 if z[0:n] and z_lo[0:n] are all finite: x - x is 0 for finite x and
+ * NaN otherwise, so one sum tells (n rounded up to 4; the arrays have room,
+ * lanes past n are not looked at). */
+static FS_CLONES int fs_block_finite(const double *z, const double *z_lo, int n) {
+    fs_vd4 acc = {0};
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        fs_vd4 x = fs_load4(z + i), y = fs_load4(z_lo + i);
+        acc += (x - x) + (y - y);
+    }
+    double bad = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (; i < n; i++) bad += (z[i] - z[i]) + (z_lo[i] - z_lo[i]);
+    return bad == 0.0;
+}
+
+static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m, double m_lo,
+                                   int n, double *w) {
+    for (int i = 0; i < n; i += 4) {
+        fs_vd4 x = (fs_load4(z + i) - m) + (fs_load4(z_lo + i) - m_lo);
+        fs_store4(w + i, fs_vexp4(x));
+    }
+}
+
 /* The kernel set chosen once by fs_init() when the module loads. */
 static struct {
     double (*dot2_f64)(const double *, const fs_theta *, ptrdiff_t, double *);
@@ -323,17 +597,36 @@ static struct {
                     ptrdiff_t);
     void (*acc_f32)(double *, const float *, const float *const *, const double *, int,
                     ptrdiff_t);
+    void (*rows_dot2_f64)(const double *const *, int, const fs_theta *, ptrdiff_t, double *,
+                          double *);
+    void (*rows_dot2_f32)(const float *const *, int, const fs_theta *, ptrdiff_t, double *,
+                          double *);
+    void (*rows_dot_f32)(const float *const *, int, const fs_theta *, ptrdiff_t, double *,
+                         double *);
+    void (*nacc_f64)(double *, const double *, const double *const *, const double *, int,
+                     ptrdiff_t);
+    void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
+                     ptrdiff_t);
     const char *level;
 } fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
-             fs_block_acc_f64_generic, fs_block_acc_f32_generic, "Dekker split (no FMA)"};
+             fs_block_acc_f64_generic, fs_block_acc_f32_generic,
+fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
+             fs_rows_dot_f32_generic,
+             fs_block_acc_f64_generic, fs_block_acc_f32_generic,
+             "Dekker split (no FMA)"};
 
-#define FS_USE_KERNELS(SUFFIX, LEVEL)                  \
+#define FS_USE_KERNELS(SUFFIX, NSUFFIX, NACC_F64, NACC_F32, LEVEL) \
     do {                                               \
         fs_kern.dot2_f64 = fs_dot2_f64_##SUFFIX;       \
         fs_kern.dot2_f32 = fs_dot2_f32_##SUFFIX;       \
         fs_kern.dot_f32 = fs_dot_f32_##SUFFIX;         \
         fs_kern.acc_f64 = fs_block_acc_f64_##SUFFIX;   \
         fs_kern.acc_f32 = fs_block_acc_f32_##SUFFIX;   \
+        fs_kern.rows_dot2_f64 = fs_rows_dot2_f64_##NSUFFIX; \
+        fs_kern.rows_dot2_f32 = fs_rows_dot2_f32_##NSUFFIX; \
+        fs_kern.rows_dot_f32 = fs_rows_dot_f32_##NSUFFIX; \
+        fs_kern.nacc_f64 = NACC_F64;                   \
+        fs_kern.nacc_f32 = NACC_F32;                   \
         fs_kern.level = LEVEL;                         \
     } while (0)
 
@@ -408,12 +701,212 @@ FS_DEFINE_KERNELS(avx512, FS_AVX512, fs_load_f_avx512, fs_two_prod_avx512, fs_tw
                   fs_madd_avx512)
 FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs_madd_avx2)
 
+/*
+ * Narrow kernels with AVX2 + FMA (also the AVX-512 set's: 4-lane groups fit
+ * the short rows better than 8-lane ones, and every AVX-512 CPU has AVX2 and
+ * FMA).  The transpose loads four rows at a time, four elements each
+ * (masked loads for the last d % 4, which never touch memory past a row),
+ * and transposes 4 x 4 in registers; the arithmetic is the generic set's
+ * with TwoProduct by FMA.
+ */
+#define FS_DEFINE_NARROW_X86(SUFFIX, ATTRS)                                                    \
+    ATTRS FS_INLINE __m256i fs_tail_mask_##SUFFIX(ptrdiff_t n) {                               \
+        return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n),                            \
+                                  _mm256_set_epi64x(3, 2, 1, 0));                               \
+    }                                                                                          \
+    ATTRS FS_INLINE __m256d fs_q_f64_##SUFFIX(const double *p) { return _mm256_loadu_pd(p); }  \
+    ATTRS FS_INLINE __m256d fs_qt_f64_##SUFFIX(const double *p, __m256i m) {                   \
+        return _mm256_maskload_pd(p, m);                                                       \
+    }                                                                                          \
+    ATTRS FS_INLINE __m256d fs_q_f32_##SUFFIX(const float *p) {                                \
+        return _mm256_cvtps_pd(_mm_loadu_ps(p));                                               \
+    }                                                                                          \
+    ATTRS FS_INLINE __m256d fs_qt_f32_##SUFFIX(const float *p, __m256i m) {                    \
+        /* the low 32 bits of each 64-bit mask lane, packed to four 32-bit lanes */            \
+        __m128i m32 = _mm256_castsi256_si128(                                                  \
+            _mm256_permutevar8x32_epi32(m, _mm256_set_epi32(7, 7, 7, 7, 6, 4, 2, 0)));         \
+        return _mm256_cvtps_pd(_mm_maskload_ps(p, m32));                                       \
+    }                                                                                          \
+    ATTRS FS_INLINE void fs_two_prod4_##SUFFIX(fs_vd4 x, const fs_theta *t, ptrdiff_t j,       \
+                                               fs_vd4 *p, fs_vd4 *e) {                         \
+        __m256d y = _mm256_set1_pd(t->val[j]);                                                 \
+        __m256d pv = _mm256_mul_pd((__m256d)x, y);                                             \
+        *p = (fs_vd4)pv;                                                                       \
+        *e = (fs_vd4)_mm256_fmsub_pd((__m256d)x, y, pv);                                       \
+    }                                                                                          \
+    ATTRS FS_INLINE fs_vd4 fs_madd4_##SUFFIX(fs_vd4 x, double y, fs_vd4 acc) {                 \
+        return (fs_vd4)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(y), (__m256d)acc);           \
+    }                                                                                          \
+    FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f64_##SUFFIX, double, fs_zero_row_d, ATTRS,           \
+                            fs_q_f64_##SUFFIX, fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX,      \
+                            fs_two_prod4_##SUFFIX)                                             \
+    FS_DEFINE_ROWS_DOT2_X86(fs_rows_dot2_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,            \
+                            fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX,      \
+                            fs_two_prod4_##SUFFIX)                                             \
+    FS_DEFINE_ROWS_DOT_X86(fs_rows_dot_f32_##SUFFIX, float, fs_zero_row_f, ATTRS,              \
+                           fs_q_f32_##SUFFIX, fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX,       \
+                           FS_DOT_STEP, FS_DOT_FINISH, fs_madd4_##SUFFIX)                      \
+    FS_DEFINE_NARROW_ACC(fs_narrow_acc_f64_##SUFFIX, double, ATTRS, fs_q_f64_##SUFFIX,         \
+                         fs_qt_f64_##SUFFIX, fs_tail_mask_##SUFFIX)                            \
+    FS_DEFINE_NARROW_ACC(fs_narrow_acc_f32_##SUFFIX, float, ATTRS, fs_q_f32_##SUFFIX,          \
+                         fs_qt_f32_##SUFFIX, fs_tail_mask_##SUFFIX)
+
+/* Four rows' quads at column j, transposed: C0..C3 hold columns j..j+3. */
+#define FS_QUAD_T(X, J, TAIL, LOADQ, LOADQ_TAIL, tm, C0, C1, C2, C3)                           \
+    do {                                                                                       \
+        __m256d a0, a1, a2, a3;                                                                \
+        if (TAIL) {                                                                            \
+            a0 = LOADQ_TAIL(X[0] + (J), tm); a1 = LOADQ_TAIL(X[1] + (J), tm);                  \
+            a2 = LOADQ_TAIL(X[2] + (J), tm); a3 = LOADQ_TAIL(X[3] + (J), tm);                  \
+        } else {                                                                               \
+            a0 = LOADQ(X[0] + (J)); a1 = LOADQ(X[1] + (J));                                    \
+            a2 = LOADQ(X[2] + (J)); a3 = LOADQ(X[3] + (J));                                    \
+        }                                                                                      \
+        __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);              \
+        __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);              \
+        C0 = (fs_vd4)_mm256_permute2f128_pd(t0, t2, 0x20);                                     \
+        C1 = (fs_vd4)_mm256_permute2f128_pd(t1, t3, 0x20);                                     \
+        C2 = (fs_vd4)_mm256_permute2f128_pd(t0, t2, 0x31);                                     \
+        C3 = (fs_vd4)_mm256_permute2f128_pd(t1, t3, 0x31);                                     \
+    } while (0)
+
+/*
+ * The tile's logits straight from the rows (fs_tile_load then fs_tile_dot2,
+ * without the tile's stores and loads): each 4 x 4 transpose feeds the Dot2
+ * steps of its four columns at once.  Each lane still takes j = 0, 1, ...,
+ * d - 1 in order, so the bits are fs_tile_dot2's.
+ */
+#define FS_DEFINE_ROWS_DOT_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, STEP, FINISH, \
+                               OP)                                                      \
+    ATTRS static void NAME(const T *const *rows, int nr, const fs_theta *t, ptrdiff_t d,       \
+                           double *z, double *z_lo) {                                          \
+        ptrdiff_t jt = (d - 1) / 4 * 4;                                                        \
+        int nt = (int)(d - jt);                                                                \
+        __m256i tm = TAIL_MASK(nt);                                                            \
+        int r = 0;                                                                             \
+        for (; r + 4 < nr; r += 8) {                                                           \
+            const T *x[4], *y[4];                                                              \
+            for (int i = 0; i < 4; i++) {                                                      \
+                x[i] = rows[r + i] != NULL ? rows[r + i] : ZERO;                               \
+                y[i] = (r + 4 + i < nr && rows[r + 4 + i] != NULL) ? rows[r + 4 + i] : ZERO;   \
+            }                                                                                  \
+            fs_vd4 h0 = {0}, l0 = {0}, h1 = {0}, l1 = {0}, c0, c1, c2, c3, e0, e1, e2, e3;     \
+            for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
+                FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
+                FS_QUAD_T(y, j, 0, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                     \
+                STEP(OP, h0, l0, c0, j);                                        \
+                STEP(OP, h1, l1, e0, j);                                        \
+                STEP(OP, h0, l0, c1, j + 1);                                    \
+                STEP(OP, h1, l1, e1, j + 1);                                    \
+                STEP(OP, h0, l0, c2, j + 2);                                    \
+                STEP(OP, h1, l1, e2, j + 2);                                    \
+                STEP(OP, h0, l0, c3, j + 3);                                    \
+                STEP(OP, h1, l1, e3, j + 3);                                    \
+            }                                                                                  \
+            FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
+            FS_QUAD_T(y, jt, 1, LOADQ, LOADQ_TAIL, tm, e0, e1, e2, e3);                        \
+            STEP(OP, h0, l0, c0, jt);                                           \
+            STEP(OP, h1, l1, e0, jt);                                           \
+            if (nt > 1) {                                                                      \
+                STEP(OP, h0, l0, c1, jt + 1);                                   \
+                STEP(OP, h1, l1, e1, jt + 1);                                   \
+            }                                                                                  \
+            if (nt > 2) {                                                                      \
+                STEP(OP, h0, l0, c2, jt + 2);                                   \
+                STEP(OP, h1, l1, e2, jt + 2);                                   \
+            }                                                                                  \
+            if (nt > 3) {                                                                      \
+                STEP(OP, h0, l0, c3, jt + 3);                                   \
+                STEP(OP, h1, l1, e3, jt + 3);                                   \
+            }                                                                                  \
+            FINISH(h0, l0, r);                                                         \
+            FINISH(h1, l1, r + 4);                                                     \
+        }                                                                                      \
+        if (r < nr) {                                                                          \
+            const T *x[4];                                                                     \
+            for (int i = 0; i < 4; i++)                                                        \
+                x[i] = (r + i < nr && rows[r + i] != NULL) ? rows[r + i] : ZERO;               \
+            fs_vd4 h0 = {0}, l0 = {0}, c0, c1, c2, c3;                                         \
+            for (ptrdiff_t j = 0; j < jt; j += 4) {                                            \
+                FS_QUAD_T(x, j, 0, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                     \
+                STEP(OP, h0, l0, c0, j);                                        \
+                STEP(OP, h0, l0, c1, j + 1);                                    \
+                STEP(OP, h0, l0, c2, j + 2);                                    \
+                STEP(OP, h0, l0, c3, j + 3);                                    \
+            }                                                                                  \
+            FS_QUAD_T(x, jt, 1, LOADQ, LOADQ_TAIL, tm, c0, c1, c2, c3);                        \
+            STEP(OP, h0, l0, c0, jt);                                           \
+            if (nt > 1) STEP(OP, h0, l0, c1, jt + 1);                           \
+            if (nt > 2) STEP(OP, h0, l0, c2, jt + 2);                           \
+            if (nt > 3) STEP(OP, h0, l0, c3, jt + 3);                           \
+            FINISH(h0, l0, r);                                                         \
+        }                                                                                      \
+    }
+
+#define FS_DEFINE_ROWS_DOT2_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, TWO_PROD4) \
+    FS_DEFINE_ROWS_DOT_X86(NAME, T, ZERO, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK, FS_DOT2_STEP,      \
+                           FS_DOT2_FINISH, TWO_PROD4)
+
+/* The plain float32 dot (fs_tile_dot) in the same frame: L unused. */
+#define FS_DOT_STEP(MADD4, H, L, X, J) ((void)(L), (H) = MADD4((X), t->val[(J)], (H)))
+#define FS_DOT_FINISH(H, L, R) ((void)(L), fs_store4(z + (R), (H)))
+
+/*
+ * g += sum_r w[r] (xa - rows[r]) for rows of d <= 32 (only): the whole of
+ * g in (at most 8) registers of 4 lanes, the last d % 4 columns by masked
+ * loads and stores.  Each element adds the rows in order, as
+ * fs_block_acc does (the generic set's narrow accumulation): the same bits.
+ */
+#define FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, NV)                                                                     \
+    do {                                                                                       \
+        __m256d acc[NV], xav[NV];                                                              \
+        for (int v = 0; v < NV - 1; v++) {                                                     \
+            acc[v] = _mm256_loadu_pd(g + 4 * v);                                               \
+            xav[v] = LOADQ(xa + 4 * v);                                                        \
+        }                                                                                      \
+        acc[NV - 1] = _mm256_maskload_pd(g + 4 * (NV - 1), tm);                                \
+        xav[NV - 1] = LOADQ_TAIL(xa + 4 * (NV - 1), tm);                                       \
+        for (int r = 0; r < nr; r++) {                                                         \
+            __m256d wr = _mm256_set1_pd(w[r]);                                                 \
+            const T *x = rows[r];                                                              \
+            for (int v = 0; v < NV - 1; v++)                                                   \
+                acc[v] = _mm256_add_pd(acc[v],                                                 \
+                                       _mm256_mul_pd(wr, _mm256_sub_pd(xav[v], LOADQ(x + 4 * v)))); \
+            acc[NV - 1] = _mm256_add_pd(                                                       \
+                acc[NV - 1],                                                                   \
+                _mm256_mul_pd(wr, _mm256_sub_pd(xav[NV - 1], LOADQ_TAIL(x + 4 * (NV - 1), tm)))); \
+        }                                                                                      \
+        for (int v = 0; v < NV - 1; v++) _mm256_storeu_pd(g + 4 * v, acc[v]);                  \
+        _mm256_maskstore_pd(g + 4 * (NV - 1), tm, acc[NV - 1]);                                \
+    } while (0)
+
+#define FS_DEFINE_NARROW_ACC(NAME, T, ATTRS, LOADQ, LOADQ_TAIL, TAIL_MASK)                     \
+    ATTRS static void NAME(double *g, const T *xa, const T *const *rows, const double *w,      \
+                           int nr, ptrdiff_t d) {                                              \
+        __m256i tm = TAIL_MASK(d - (d - 1) / 4 * 4);                                           \
+        switch ((d + 3) / 4) {                                                                 \
+        case 1: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 1); break;                                                        \
+        case 2: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 2); break;                                                        \
+        case 3: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 3); break;                                                        \
+        case 4: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 4); break;                                                        \
+        case 5: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 5); break;                                                        \
+        case 6: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 6); break;                                                        \
+        case 7: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 7); break;                                                        \
+        default: FS_NACC_BODY(T, LOADQ, LOADQ_TAIL, 8); break;                                                       \
+        }                                                                                      \
+    }
+
+#define FS_AVX512_NARROW __attribute__((target("avx512f,avx512dq,avx2,fma")))
+FS_DEFINE_NARROW_X86(avx512, FS_AVX512_NARROW)
+FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
+
 static void fs_pick_kernels(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
-        FS_USE_KERNELS(avx512, "AVX-512 + FMA");
+        FS_USE_KERNELS(avx512, avx512, fs_narrow_acc_f64_avx512, fs_narrow_acc_f32_avx512,
+                       "AVX-512 + FMA");
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        FS_USE_KERNELS(avx2, "AVX2 + FMA");
+        FS_USE_KERNELS(avx2, avx2, fs_narrow_acc_f64_avx2, fs_narrow_acc_f32_avx2, "AVX2 + FMA");
 }
 #else
 static void fs_pick_kernels(void) {}
@@ -423,7 +916,8 @@ static void fs_pick_kernels(void) {}
  * the CPU has FMA, as a CPU without it would (for tests). */
 static inline void fs_init(int force_split) {
     if (force_split)
-        FS_USE_KERNELS(generic, "Dekker split (forced by FASTSCORE_NO_FMA)");
+        FS_USE_KERNELS(generic, generic, fs_block_acc_f64_generic, fs_block_acc_f32_generic,
+                       "Dekker split (forced by FASTSCORE_NO_FMA)");
     else
         fs_pick_kernels();
 }
@@ -450,6 +944,33 @@ static inline void fs_block_acc_f32(double *g, const float *xa, const float *con
     fs_kern.acc_f32(g, xa, rows, w, nr, d);
 }
 
+/* Narrow rows (d <= FS_NARROW_D): the logits of a block of rows, and the
+ * accumulation into g (same bits as fs_block_acc_*). */
+static inline void fs_rows_dot2_f64(const double *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    fs_kern.rows_dot2_f64(rows, nr, t, d, z, z_lo);
+}
+
+static inline void fs_rows_dot2_f32(const float *const *rows, int nr, const fs_theta *t,
+                                    ptrdiff_t d, double *z, double *z_lo) {
+    fs_kern.rows_dot2_f32(rows, nr, t, d, z, z_lo);
+}
+
+static inline void fs_rows_dot_f32(const float *const *rows, int nr, const fs_theta *t,
+                                   ptrdiff_t d, double *z) {
+    fs_kern.rows_dot_f32(rows, nr, t, d, z, NULL);
+}
+
+static inline void fs_narrow_acc_f64(double *g, const double *xa, const double *const *rows,
+                                     const double *w, int nr, ptrdiff_t d) {
+    fs_kern.nacc_f64(g, xa, rows, w, nr, d);
+}
+
+static inline void fs_narrow_acc_f32(double *g, const float *xa, const float *const *rows,
+                                     const double *w, int nr, ptrdiff_t d) {
+    fs_kern.nacc_f32(g, xa, rows, w, nr, d);
+}
+
 /*
  * out[i] = g[i] * scale / tau, written to a float64 or float32 result row with
  * element stride `stride` (bytes).  Returns 0 if any written value is not
@@ -464,14 +985,14 @@ static inline void fs_block_acc_f32(double *g, const float *xa, const float *con
         if (stride == (ptrdiff_t)sizeof(T)) {                                      \
             T *o = (T *)out;                                                       \
             TV check = {0};                                                        \
-            for (; i + FS_LANES <= n; i += FS_LANES) {                             \
-                fs_vd x = fs_load_d(g + i) * scale;                                \
+            for (; i + 4 <= n; i += 4) {                                           \
+                fs_vd4 x = fs_load4(g + i) * scale;                                \
                 if (tau != 1.0) x /= tau;                                          \
                 TV v = CONVERT(x);                                                 \
                 memcpy(o + i, &v, sizeof v);                                       \
                 check += v - v;                                                    \
             }                                                                      \
-            for (int j = 0; j < FS_LANES; j++) bad += check[j];                    \
+            for (int j = 0; j < 4; j++) bad += check[j];                           \
         }                                                                          \
         for (; i < n; i++) {                                                       \
             T v = (T)(g[i] * scale / tau);                                         \
@@ -482,10 +1003,11 @@ static inline void fs_block_acc_f32(double *g, const float *xa, const float *con
     }
 
 #define FS_AS_F64(v) (v)
-#define FS_AS_F32(v) __builtin_convertvector((v), fs_vf)
+#define FS_AS_F32(v) __builtin_convertvector((v), fs_vf4)
 
-FS_DEFINE_STORE(fs_store_f64, double, fs_vd, FS_AS_F64)
-FS_DEFINE_STORE(fs_store_f32, float, fs_vf, FS_AS_F32)
+typedef float fs_vf4 __attribute__((vector_size(4 * sizeof(float))));
+FS_DEFINE_STORE(fs_store_f64, double, fs_vd4, FS_AS_F64)
+FS_DEFINE_STORE(fs_store_f32, float, fs_vf4, FS_AS_F32)
 
 /*
  * The weighted second moment of a block of centred rows, for the Hessian:

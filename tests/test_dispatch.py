@@ -26,6 +26,26 @@ for shape, scale in [((3, 40, 37), 1.0), ((2, 300, 64), 300.0), ((1, 2000, 5), 1
     out.append(fastscore.score(phi.astype(np.float32), theta, a))
     out.append(fastscore.score(phi.astype(np.float32), theta.astype(np.float32), a,
                                temperature=0.7))
+# Narrow rows (the tile kernels, rows in the vector lanes) and every function
+# of the family, masks, temperatures, float32.
+for d in (3, 4, 8, 13, 20, 32, 40, 64):
+    for N in (1, 3, 10, 37):
+        B = 5
+        phi = rng.standard_normal((B, N, d)) * (30.0 if d == 13 else 1.0)
+        theta = rng.standard_normal(d)
+        a = rng.integers(0, N, size=B)
+        mask = rng.random((B, N)) < 0.8
+        mask[np.arange(B), a] = True
+        for x, th in ((phi, theta), (phi.astype(np.float32), theta),
+                      (phi.astype(np.float32), theta.astype(np.float32))):
+            for kw in ({}, {"mask": mask, "temperature": 0.7}):
+                out.append(fastscore.score(x, th, a, **kw))
+                out.append(fastscore.log_prob(x, th, a, **kw))
+                out.append(fastscore.entropy(x, th, **kw))
+                out.append(fastscore.probs(x, th, **kw))
+                v, g, h = fastscore.loglik(x, th, a, grad=True, hess=True, **kw)
+                out.extend([np.float64(v), g, h])
+                out.append(fastscore.sample(x, th, seed=3, **kw)[1])
 print(fastscore._core.build_info()["float64_logits"], file=sys.stderr)
 sys.stdout.buffer.write(b"".join(x.tobytes() for x in out))
 """
