@@ -372,14 +372,14 @@ cdef void partial_raise_max(Partial *p, const Problem *pr, double m_new, double 
 
 cdef inline void block_accumulate(double *g, const real_t *row_a, const real_t **rows,
                                   const double *w, int n_rows, Py_ssize_t d) noexcept nogil:
-    # The narrow kernels give the same bits as the general ones.
+    # The narrow kernels give the same bits as the general ones (and assume d > 0).
     if real_t is double:
-        if d <= NARROW_ACC_D:
+        if 0 < d <= NARROW_ACC_D:
             fs_narrow_acc_f64(g, row_a, rows, w, n_rows, d)
         else:
             fs_block_acc_f64(g, row_a, rows, w, n_rows, d)
     else:
-        if d <= NARROW_ACC_D:
+        if 0 < d <= NARROW_ACC_D:
             fs_narrow_acc_f32(g, row_a, rows, w, n_rows, d)
         else:
             fs_block_acc_f32(g, row_a, rows, w, n_rows, d)
@@ -400,7 +400,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
     cdef double zk, w, t, r_sum, S_sum
     cdef Py_ssize_t kb, ke, k
     cdef int n_rows, outputs = pr.outputs
-    cdef bint narrow = pr.d <= NARROW_D
+    cdef bint narrow = 0 < pr.d <= NARROW_D  # (the narrow kernels assume d > 0)
     cdef const real_t *row_a = NULL
     cdef uint64_t state_key = <uint64_t>(b + pr.state_offset)
     if v.a >= 0:

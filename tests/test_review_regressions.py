@@ -86,3 +86,23 @@ def test_out_with_a_zero_stride_is_rejected():
     out = np.lib.stride_tricks.as_strided(base, shape=(4, 2), strides=(0, 8), writeable=True)
     with pytest.raises(ValueError, match="out must not overlap itself"):
         fastscore.score(phi, np.ones(2), np.zeros(4, dtype=np.intp), out=out)
+
+
+def test_zero_features_do_not_write_past_the_scratch():
+    """d = 0 once sent the narrow accumulation into its widest case, writing
+    28 doubles past the state's scratch (heap corruption that crashed the
+    interpreter at exit; found by the fuzzer).  A child process makes many
+    such calls and must exit cleanly."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np, fastscore\n"
+        "for n in (1, 4, 40, 1100):\n"
+        "    phi = np.zeros((n, 0)); theta = np.zeros(0)\n"
+        "    for _ in range(200):\n"
+        "        fastscore.score(phi, theta, n - 1); fastscore.entropy(phi, theta)\n"
+        "        fastscore.loglik(phi[None], theta, [0], grad=True, hess=True)\n"
+        "        fastscore.probs(phi, theta); fastscore.log_prob(phi, theta, 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
