@@ -173,13 +173,20 @@ def _state_hess(phi, theta, mask, tau):
     return -cov / tau**2
 
 
-def _stack(problem: Problem, values):
+def _stack(problem: Problem, values, per_state_shape=()):
+    """The per-state values as the function returns them: one state's value,
+    or a (B, ...) array (B may be 0: then (0,) + per_state_shape)."""
     values = [np.asarray(v, dtype=np.float64) for v in values]
-    return values[0] if problem.layout == "single" else np.stack(values)
+    if problem.layout == "single":
+        return values[0]
+    if not values:  # an empty batch: np.stack needs at least one array
+        return np.zeros((0,) + tuple(per_state_shape))
+    return np.stack(values)
 
 
 def ref_score(p: Problem):
-    return _stack(p, [_state_score(x, p.theta, a, m, p.temperature) for x, a, m in p.states()])
+    return _stack(p, [_state_score(x, p.theta, a, m, p.temperature) for x, a, m in p.states()],
+                  (p.d,))
 
 
 def ref_log_prob(p: Problem):
@@ -194,22 +201,25 @@ def ref_entropy(p: Problem):
 def ref_probs(p: Problem):
     per = [_state_probs(x, p.theta, m, p.temperature) for x, _, m in p.states()]
     if p.layout == "ragged":
-        return np.concatenate(per)
-    return _stack(p, per)
+        return np.concatenate(per) if per else np.zeros(0)
+    return _stack(p, per, np.shape(p.phi)[1:-1])
 
 
 def ref_loglik(p: Problem, grad=False, hess=False):
+    """Sums over the states, starting from zeros of the right shape (an empty
+    batch gives 0.0, zeros(d), zeros((d, d)))."""
     w = np.asarray(p.weights, np.float64)
     states = p.states()
-    value = sum(wb * _state_log_prob(x, p.theta, a, m, p.temperature)
-                for wb, (x, a, m) in zip(w, states))
+    d = p.d
+    value = sum((wb * _state_log_prob(x, p.theta, a, m, p.temperature)
+                 for wb, (x, a, m) in zip(w, states)), np.float64(0.0))
     res = [np.float64(value)]
     if grad:
-        res.append(sum(wb * _state_score(x, p.theta, a, m, p.temperature)
-                       for wb, (x, a, m) in zip(w, states)))
+        res.append(sum((wb * _state_score(x, p.theta, a, m, p.temperature)
+                        for wb, (x, a, m) in zip(w, states)), np.zeros(d)))
     if hess:
-        res.append(sum(wb * _state_hess(x, p.theta, m, p.temperature)
-                       for wb, (x, _, m) in zip(w, states)))
+        res.append(sum((wb * _state_hess(x, p.theta, m, p.temperature)
+                        for wb, (x, _, m) in zip(w, states)), np.zeros((d, d))))
     return res[0] if len(res) == 1 else tuple(res)
 
 
