@@ -52,6 +52,32 @@ KNOWN_UNNAMED: list[str] = [
     r"^the log-likelihood overflows \(it is not finite in the output dtype\)$",
 ]
 
+# Results known to be wrong, accepted (and counted as "known-bad") so the
+# fuzz keeps finding new things; each pinned by a strict xfail in
+# test_fuzz_findings.py.  (entry name prefix, predicate(kw, result arrays)).
+def _tiny_tau(kw):
+    t = kw.get("temperature", 1.0)
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        return False
+    return 0.0 < t < 1.0 / np.finfo(np.float64).max  # 1 / tau overflows to inf
+
+
+KNOWN_BAD_RESULTS = [
+    # NaN score for a state with one legal action when 1 / tau overflows:
+    # test_fuzz_findings.py::test_matrix_score_one_legal_action_tiny_temperature_is_not_nan
+    ("matrix.score", lambda kw, arrays: _tiny_tau(kw)
+     and any(np.isnan(r).any() for r in arrays if r.dtype.kind == "f")),
+]
+
+
+def _known_bad(entry, kw, res):
+    arrays = rc.as_arrays(res)
+    return any(entry.name.startswith(prefix) and pred(kw, arrays)
+               for prefix, pred in KNOWN_BAD_RESULTS)
+
+
 DELETE = object()
 
 
@@ -831,6 +857,8 @@ def run_one(entry, p, base_kw, kw, muts, last_path=None):
     elif isinstance(kw.get("out"), tuple):
         assert isinstance(res, tuple) and len(res) == len(kw["out"]) and all(
             r is o for r, o in zip(res, kw["out"])), "the result is not the arrays of out"
+    if _known_bad(entry, kw, res):
+        return "known-bad"
     for r in rc.as_arrays(res):
         assert r.dtype.kind in "fiu", f"result dtype {r.dtype}"
         if r.dtype.kind == "f":

@@ -130,13 +130,3 @@ def test_matrix_overflow_names_the_arguments(call):
     with pytest.raises(ValueError, match=r"\btemperature\b|\bweights\b"):
         calls[call]()
 
-
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix.score raises an overflow for k = 0, "
-                   "whose result (0, N) is empty")
-def test_matrix_score_with_no_features_cannot_overflow():
-    """s (0,), W (0, 2): grad_W = outer(s, e_a - pi) / tau is empty, whatever
-    tau; today a tiny temperature raises 'the result of the state overflows'
-    (the residual (e_a - pi) / tau, which is not part of the result, does)."""
-    import fastscore.matrix as M
-    got = M.score(np.zeros(0), np.zeros((0, 2)), 0, temperature=1e-310)
-    assert got.shape == (0, 2)
