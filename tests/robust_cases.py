@@ -24,12 +24,14 @@ Argument kinds (what ``robust_fuzz.MUTATORS`` knows how to break):
     n_threads    None or a positive int
     seed         None or a non-negative int
     flag         a bool (loglik's grad=, hess=)
-    states       s: (d,) or (B, d) (fastscore.matrix)
-    matrix       W: (d, N) (fastscore.matrix)
+    states       s: (k,) or (B, k) (fastscore.matrix)
+    matrix       W: (k, N) (fastscore.matrix)
+    bias         b: (N,) or absent (fastscore.matrix)
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from typing import Callable, Optional
 
@@ -173,13 +175,20 @@ def _state_hess(phi, theta, mask, tau):
     return -cov / tau**2
 
 
-def _stack(problem: Problem, values):
+def _stack(problem: Problem, values, per_state_shape=()):
+    """The per-state values as the function returns them: one state's value,
+    or a (B, ...) array (B may be 0: then (0,) + per_state_shape)."""
     values = [np.asarray(v, dtype=np.float64) for v in values]
-    return values[0] if problem.layout == "single" else np.stack(values)
+    if problem.layout == "single":
+        return values[0]
+    if not values:  # an empty batch: np.stack needs at least one array
+        return np.zeros((0,) + tuple(per_state_shape))
+    return np.stack(values)
 
 
 def ref_score(p: Problem):
-    return _stack(p, [_state_score(x, p.theta, a, m, p.temperature) for x, a, m in p.states()])
+    return _stack(p, [_state_score(x, p.theta, a, m, p.temperature) for x, a, m in p.states()],
+                  (p.d,))
 
 
 def ref_log_prob(p: Problem):
@@ -194,22 +203,25 @@ def ref_entropy(p: Problem):
 def ref_probs(p: Problem):
     per = [_state_probs(x, p.theta, m, p.temperature) for x, _, m in p.states()]
     if p.layout == "ragged":
-        return np.concatenate(per)
-    return _stack(p, per)
+        return np.concatenate(per) if per else np.zeros(0)
+    return _stack(p, per, np.shape(p.phi)[1:-1])
 
 
 def ref_loglik(p: Problem, grad=False, hess=False):
+    """Sums over the states, starting from zeros of the right shape (an empty
+    batch gives 0.0, zeros(d), zeros((d, d)))."""
     w = np.asarray(p.weights, np.float64)
     states = p.states()
-    value = sum(wb * _state_log_prob(x, p.theta, a, m, p.temperature)
-                for wb, (x, a, m) in zip(w, states))
+    d = p.d
+    value = sum((wb * _state_log_prob(x, p.theta, a, m, p.temperature)
+                 for wb, (x, a, m) in zip(w, states)), np.float64(0.0))
     res = [np.float64(value)]
     if grad:
-        res.append(sum(wb * _state_score(x, p.theta, a, m, p.temperature)
-                       for wb, (x, a, m) in zip(w, states)))
+        res.append(sum((wb * _state_score(x, p.theta, a, m, p.temperature)
+                        for wb, (x, a, m) in zip(w, states)), np.zeros(d)))
     if hess:
-        res.append(sum(wb * _state_hess(x, p.theta, m, p.temperature)
-                       for wb, (x, _, m) in zip(w, states)))
+        res.append(sum((wb * _state_hess(x, p.theta, m, p.temperature)
+                        for wb, (x, _, m) in zip(w, states)), np.zeros((d, d))))
     return res[0] if len(res) == 1 else tuple(res)
 
 
@@ -232,12 +244,12 @@ class Entry:
     # -- resolution ---------------------------------------------------------
     def resolve(self):
         """The function, or None when it is not there (yet)."""
-        obj = fastscore
-        for part in self.name.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                return None
-        return obj
+        *mod, fname = self.name.split(".")
+        try:  # fastscore.matrix is not loaded by `import fastscore`
+            obj = importlib.import_module(".".join(["fastscore"] + mod))
+        except ImportError:
+            return None
+        return getattr(obj, fname, None)
 
     def inactive_reason(self) -> Optional[str]:
         fn = self.resolve()
@@ -370,66 +382,165 @@ def _register_score_with_offsets():
 _register_score_with_offsets()
 
 
-# fastscore.matrix: z = s @ W (the state-input form).  Problems for it are
-# built by make_matrix_problem; the entries activate when the module exists.
-# (Guessed signatures: the entries skip with a pointer here until they match.)
+# fastscore.matrix: z = (s @ W + b) / tau, the state-input form (src/_matrix.pyx,
+# fastscore/matrix.pyi).  s (k,) or (B, k), W (k, N), optional bias b (N,).
+# Problems for it are built by make_matrix_problem; references are computed
+# directly from the logits (the phi form of the same policy, as_phi_problem,
+# has k N features per action: too large for the fuzzer's big sizes).
 
 @dataclasses.dataclass
 class MatrixProblem:
-    layout: str            # "single" (s (d,)) or "batch" (s (B, d))
+    layout: str            # "single" (s (k,)) or "batch" (s (B, k))
     s: np.ndarray
-    W: np.ndarray          # (d, N)
+    W: np.ndarray          # (k, N)
     a: object
     mask: Optional[np.ndarray]
     weights: np.ndarray
     temperature: float
+    b: Optional[np.ndarray] = None   # bias (N,)
+
+    @property
+    def n_states(self) -> int:
+        return 1 if self.layout == "single" else np.shape(self.s)[0]
+
+    def logits(self):
+        """[(z (N,) float64 with masked entries -inf, a_b, s_b (k,))] per state."""
+        s = np.atleast_2d(np.asarray(self.s, np.float64))
+        W = np.asarray(self.W, np.float64)
+        z = s @ W
+        if self.b is not None:
+            z = z + np.asarray(self.b, np.float64)
+        z = z / self.temperature
+        if self.mask is not None:
+            m = np.broadcast_to(np.asarray(self.mask, bool), z.shape)
+            z = np.where(m, z, -np.inf)
+        a = np.atleast_1d(np.asarray(self.a))
+        return [(z[i], int(a[i]) if i < a.size else 0, s[i]) for i in range(s.shape[0])]
 
     def as_phi_problem(self) -> Problem:
-        """The same policy in phi form: phi_k = s (x) e_k, theta = vec(W)."""
+        """The same policy in phi form: phi_k = s (x) e_k (then e_k when there
+        is a bias), theta = (vec(W), b)."""
         s = np.atleast_2d(np.asarray(self.s, np.float64))
         d, N = self.W.shape
         B = s.shape[0]
-        phi = np.zeros((B, N, d * N))
+        nb = 0 if self.b is None else N
+        phi = np.zeros((B, N, d * N + nb))
         for k in range(N):
-            phi[:, k, k::N] = s
+            phi[:, k, k:d * N:N] = s
+            if nb:
+                phi[:, k, d * N + k] = 1.0
         theta = np.asarray(self.W, np.float64).reshape(-1)
+        if nb:
+            theta = np.concatenate([theta, np.asarray(self.b, np.float64)])
         lay = "single" if self.layout == "single" else "batch"
         return Problem(lay, phi[0] if lay == "single" else phi, theta, self.a, self.mask, None,
                        self.weights, self.temperature)
 
 
 def make_matrix_problem(rng, layout="batch", *, B=3, N=4, d=3, dtype=np.float64,
-                        masked=False, temperature=1.0) -> MatrixProblem:
-    p = make_problem(rng, layout, B=B, N=N, d=d, dtype=dtype, masked=masked,
-                     temperature=temperature)
-    s = rng.standard_normal((B, d) if layout == "batch" else (d,)).astype(dtype)
+                        masked=False, temperature=1.0, bias=False) -> MatrixProblem:
+    p = make_problem(rng, "single" if layout == "single" else "batch", B=B, N=N, d=1,
+                     dtype=dtype, masked=masked, temperature=temperature)
+    s = rng.standard_normal((B, d) if layout != "single" else (d,)).astype(dtype)
     W = rng.standard_normal((d, N)).astype(dtype)
-    return MatrixProblem(layout, s, W, p.a, p.mask, p.weights, p.temperature)
+    b = rng.standard_normal(N).astype(dtype) if bias else None
+    return MatrixProblem("single" if layout == "single" else "batch", s, W, p.a, p.mask,
+                         p.weights, p.temperature, b)
+
+
+def _z_log_softmax(z):
+    m = z.max()
+    return (z - m) - np.log(np.exp(z - m).sum())
+
+
+def _z_softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def _z_entropy(z):
+    p = _z_softmax(z)
+    lp = _z_log_softmax(z)
+    return -np.sum(np.where(p > 0, p * np.where(p > 0, lp, 0.0), 0.0))
+
+
+def _z_residual(z, a, tau):
+    """(e_a - pi) / tau."""
+    r = -_z_softmax(z)
+    r[a] += 1.0
+    return r / tau
+
+
+def _matrix_stack(mp, values, per_state_shape=()):
+    values = [np.asarray(v, np.float64) for v in values]
+    if mp.layout == "single":
+        return values[0]
+    if not values:
+        return np.zeros((0,) + tuple(per_state_shape))
+    return np.stack(values)
 
 
 def _matrix_ref(kind):
+    """The float64 NumPy reference of fastscore.matrix.<kind> (None: sample,
+    checked by robust_fuzz.check_sample)."""
     def ref(mp: MatrixProblem, kw):
-        p = mp.as_phi_problem()
-        if kind == "score":   # outer(s, r) / tau, shape (d, N) per state
-            g = ref_score(p)
-            d, N = mp.W.shape
-            return g.reshape(g.shape[:-1] + (d, N))
+        states = mp.logits()
+        k, N = np.shape(mp.W)
+        tau = mp.temperature
+        if kind == "score":
+            gw = _matrix_stack(mp, [np.outer(s, _z_residual(z, a, tau)) for z, a, s in states],
+                               (k, N))
+            if mp.b is None:
+                return gw
+            gb = _matrix_stack(mp, [_z_residual(z, a, tau) for z, a, s in states], (N,))
+            return gw, gb
         if kind == "log_prob":
-            return ref_log_prob(p)
+            return _matrix_stack(mp, [_z_log_softmax(z)[a] for z, a, s in states])
         if kind == "entropy":
-            return ref_entropy(p)
+            return _matrix_stack(mp, [_z_entropy(z) for z, a, s in states])
         if kind == "probs":
-            return ref_probs(p)
+            return _matrix_stack(mp, [_z_softmax(z) for z, a, s in states], (N,))
         if kind == "loglik":
-            res = ref_loglik(p, bool(kw.get("grad")), bool(kw.get("hess")))
-            return res
+            w = np.broadcast_to(np.asarray(mp.weights, np.float64).reshape(-1),
+                                (len(states),)) if len(states) else np.zeros(0)
+            value = np.float64(sum((wi * _z_log_softmax(z)[a]
+                                    for wi, (z, a, s) in zip(w, states)), 0.0))
+            if not kw.get("grad"):
+                return value
+            gw = sum((wi * np.outer(s, _z_residual(z, a, tau))
+                      for wi, (z, a, s) in zip(w, states)), np.zeros((k, N)))
+            if mp.b is None:
+                return value, gw
+            gb = sum((wi * _z_residual(z, a, tau) for wi, (z, a, s) in zip(w, states)),
+                     np.zeros(N))
+            return value, (gw, gb)
         return None
     return ref
 
 
-def _matrix_params(extra=None, out=True):
-    params = {"s": "states", "W": "matrix"}
-    params.update(extra or {})
+def matrix_result_dtype(mp: MatrixProblem, weights=None):
+    """float32 when every float input (s, W, b, weights) is float32."""
+    arrs = [mp.s, mp.W] + ([mp.b] if mp.b is not None else []) \
+        + ([weights] if weights is not None else [])
+    return np.float32 if all(np.asarray(x).dtype == np.float32 for x in arrs) else np.float64
+
+
+def _matrix_out_shape(kind):
+    def shape(mp: MatrixProblem):
+        k, N = np.shape(mp.W)
+        lead = () if mp.layout == "single" else (mp.n_states,)
+        if kind == "score":
+            return (lead + (k, N), lead + (N,)) if mp.b is not None else lead + (k, N)
+        if kind == "probs":
+            return lead + (N,)
+        return lead
+    return shape
+
+
+def _matrix_params(extra=None, out=True, seed=False):
+    params = {"s": "states", "W": "matrix", **(extra or {}), "b": "bias"}
+    if seed:
+        params["seed"] = "seed"
     params.update({"mask": "mask", "temperature": "temperature"})
     if out:
         params["out"] = "out"
@@ -439,19 +550,19 @@ def _matrix_params(extra=None, out=True):
 
 MATRIX_ENTRIES = [
     Entry("matrix.score", _matrix_params({"a": "actions"}), ("s", "W", "a"), ("single", "batch"),
-          _matrix_ref("score")),
+          _matrix_ref("score"), out_shape=_matrix_out_shape("score")),
     Entry("matrix.log_prob", _matrix_params({"a": "actions"}), ("s", "W", "a"),
-          ("single", "batch"), _matrix_ref("log_prob")),
+          ("single", "batch"), _matrix_ref("log_prob"), out_shape=_matrix_out_shape("log_prob")),
     Entry("matrix.entropy", _matrix_params(), ("s", "W"), ("single", "batch"),
-          _matrix_ref("entropy")),
+          _matrix_ref("entropy"), out_shape=_matrix_out_shape("entropy")),
     Entry("matrix.probs", _matrix_params(), ("s", "W"), ("single", "batch"),
-          _matrix_ref("probs")),
-    Entry("matrix.sample", _matrix_params({"seed": "seed"}, out=False), ("s", "W"),
+          _matrix_ref("probs"), out_shape=_matrix_out_shape("probs")),
+    Entry("matrix.sample", _matrix_params(out=False, seed=True), ("s", "W"),
           ("single", "batch"), _matrix_ref("sample"), result_kind="sample"),
     Entry("matrix.loglik", _matrix_params({"a": "actions", "weights": "weights",
-                                           "grad": "flag", "hess": "flag"}, out=False),
+                                           "grad": "flag"}, out=False),
           ("s", "W", "a"), ("single", "batch"), _matrix_ref("loglik"), result_kind="tuple",
-          needs_flags=("grad", "hess")),
+          needs_flags=("grad",)),
 ]
 for _e in MATRIX_ENTRIES:
     _e.problem_kind = "matrix"
@@ -487,7 +598,9 @@ def build(entry: Entry, rng, layout=None, *, dtype=np.float64, masked=None, temp
         if temperature is None else temperature
     if entry.problem_kind == "matrix":
         p = make_matrix_problem(rng, layout, B=B, N=N, d=d, dtype=dtype, masked=masked,
-                                temperature=temperature)
+                                temperature=temperature, bias=bool(rng.integers(2)))
+        if flags is None and entry.needs_flags:
+            flags = {f: bool(rng.integers(2)) for f in entry.needs_flags}
         kw = matrix_call_kwargs(entry, p, flags=flags, **call_opts)
         return p, kw
     p = make_problem(rng, layout, B=B, N=N, d=d, dtype=dtype, masked=masked,
@@ -505,14 +618,18 @@ def matrix_call_kwargs(entry, mp: MatrixProblem, *, n_threads=None, out=False, s
             kw[name] = mp.s
         elif kind == "matrix":
             kw[name] = mp.W
+        elif kind == "bias" and mp.b is not None:
+            kw[name] = mp.b
         elif kind == "actions":
             kw[name] = mp.a
         elif kind == "mask" and mp.mask is not None:
             kw[name] = mp.mask
-        elif kind == "weights":
-            kw[name] = mp.weights if mp.layout != "single" else mp.weights[:1]
+        elif kind == "weights":  # a scalar for one state
+            kw[name] = mp.weights if mp.layout != "single" else mp.weights[0]
         elif kind == "temperature" and mp.temperature != 1.0:
             kw[name] = mp.temperature
+        elif kind == "out" and out and entry.out_shape is not None:
+            kw[name] = matrix_out(entry, mp)
         elif kind == "n_threads" and n_threads is not None:
             kw[name] = n_threads
         elif kind == "seed":
@@ -520,6 +637,15 @@ def matrix_call_kwargs(entry, mp: MatrixProblem, *, n_threads=None, out=False, s
         elif kind == "flag" and flags and name in flags:
             kw[name] = flags[name]
     return kw
+
+
+def matrix_out(entry, mp: MatrixProblem, fill=np.nan):
+    """A valid out= for mp: an array, or (out_W, out_b) for score with a bias."""
+    shape = entry.out_shape(mp)
+    dt = matrix_result_dtype(mp)
+    if isinstance(shape[0] if shape else None, tuple):
+        return tuple(np.full(sh, fill, dt) for sh in shape)
+    return np.full(shape, fill, dt)
 
 
 def as_arrays(result):

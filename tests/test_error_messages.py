@@ -101,3 +101,32 @@ def test_overflowing_result_names_an_argument(case):
         kw = dict(theta=np.zeros(2, np.float32), temperature=0.5)
     with pytest.raises(ValueError, match=r"\b(phi|temperature)\b"):
         fastscore.score(phi, a=0, **kw)
+
+
+# ---------------------------------------------------------------------------
+# fastscore.matrix: findings of the fuzzer (tests/robust_fuzz.py accepts these
+# messages through KNOWN_UNNAMED until the fixes land).
+
+@pytest.mark.xfail(strict=True, reason="fastscore.matrix overflow errors name no argument "
+                   "(the phi form's name temperature, phi, theta, weights)")
+@pytest.mark.parametrize("call", ["score-one", "score-batch", "loglik-grad", "loglik-value-f32"])
+def test_matrix_overflow_names_the_arguments(call):
+    """A result that overflows its dtype: the message must say what to change
+    (the temperature, s, W or b, the weights), as fastscore.score's does.
+    Today: 'the result of the state overflows (it is not finite in the output
+    dtype)', 'the gradient overflows (...)', 'the log-likelihood overflows (...)'."""
+    import fastscore.matrix as M
+    ones = np.ones((2, 1))
+    calls = {
+        "score-one": lambda: M.score(np.array([1.0]), np.zeros((1, 2)), 0, temperature=1e-310),
+        "score-batch": lambda: M.score(ones, np.zeros((1, 2)), np.zeros(2, int),
+                                       temperature=1e-310),
+        "loglik-grad": lambda: M.loglik(ones, np.zeros((1, 2)), np.zeros(2, int),
+                                        temperature=1e-310, grad=True),
+        "loglik-value-f32": lambda: M.loglik(ones.astype(np.float32),
+                                             np.ones((1, 2), np.float32), np.zeros(2, int),
+                                             weights=np.full(2, 3e38, np.float32)),
+    }
+    with pytest.raises(ValueError, match=r"\btemperature\b|\bweights\b"):
+        calls[call]()
+

@@ -58,8 +58,11 @@ def variants(entry):
         add(f"{layout}", p)
         add(f"{layout}-masked-tau", mk(rng, layout, masked=True, temperature=0.7, **small))
         add(f"{layout}-f32", mk(rng, layout, dtype=np.float32, **small))
-        if entry.out_shape is not None and entry.problem_kind == "phi":
+        if entry.out_shape is not None:
             add(f"{layout}-out", p, out=True)
+        if entry.problem_kind == "matrix":
+            add(f"{layout}-bias", mk(rng, layout, bias=True, **small),
+                out=entry.out_shape is not None)
     p = mk(rng, entry.layouts[-1], **small)
     big_d = mk(rng, entry.layouts[-1], B=2, N=3, d=300)
     add("malloc-scratch", big_d)
@@ -67,6 +70,10 @@ def variants(entry):
         add("threads-over-states", mk(rng, "batch" if "batch" in entry.layouts else
                                       entry.layouts[0], B=8, N=30, d=300), n_threads=2)
         add("threads-over-chunks", mk(rng, "single", N=2100, d=32), n_threads=2)
+    if "n_threads" in entry.params and entry.problem_kind == "matrix":
+        # past PARALLEL_MIN_WORK (B k N >= 2**16): threaded; loglik's BLAS blocks
+        add("threads-over-states", mk(rng, "batch", B=64, N=40, d=32, bias=True),
+            n_threads=2)
 
     def setitem(name, value):
         def f(kw):
@@ -92,6 +99,10 @@ def variants(entry):
         add("err-nan-features-big-d", big_d, ValueError, mutate=nan_in(feat, 5))
         add("err-features-str", p, TypeError,
             mutate=lambda kw: kw.__setitem__(feat, np.asarray(kw[feat]).astype(str)))
+        if "n_threads" in entry.params and entry.problem_kind == "matrix":
+            q = mk(rng, "batch", B=64, N=40, d=32)
+            add("err-nan-threads-over-states", q, ValueError, n_threads=2,
+                mutate=nan_in(feat, 64 * 32 - 5))
         if "n_threads" in entry.params and entry.problem_kind == "phi":
             q = mk(rng, "batch" if "batch" in entry.layouts else entry.layouts[0],
                    B=8, N=30, d=300)
@@ -129,9 +140,14 @@ def variants(entry):
                             np.shape(kw[kinds["matrix"]])[1:], bool)
             kw[kinds["mask"]] = np.zeros(np.shape(m), bool)
         add("err-all-masked", p, ValueError, mutate=all_masked)
-    if entry.out_shape is not None and entry.problem_kind == "phi":
+    if entry.out_shape is not None:
         add("err-out-dtype", p, TypeError, out=True,
-            mutate=lambda kw: kw.__setitem__("out", kw["out"].astype(np.int64)))
+            mutate=lambda kw: kw.__setitem__("out", np.zeros(np.shape(kw["out"]), np.int64)))
+    if "bias" in kinds:
+        add("err-nan-bias", mk(rng, entry.layouts[-1], bias=True, **small), ValueError,
+            mutate=nan_in(kinds["bias"], 2))
+        add("err-bias-shape", mk(rng, entry.layouts[-1], bias=True, **small), ValueError,
+            mutate=setitem(kinds["bias"], np.ones(17)))
     if "offsets" in kinds and "ragged" in entry.layouts:
         q = mk(rng, "ragged", **small)
         add("err-offsets", q, ValueError,

@@ -50,7 +50,8 @@ if [ ! -x "$work/venv/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$work/venv/bin/activate"
-python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2" "pytest>=7" \
+# scipy: fastscore.matrix cimports its BLAS (scipy.linalg.cython_blas) to build
+python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2" "scipy>=1.11" "pytest>=7" \
     "hypothesis>=6" "threadpoolctl>=3"
 
 cd "$work/src"
@@ -68,11 +69,12 @@ if [ "$mode" = asan ]; then
     libubsan=$(${CC:-gcc-12} -print-file-name=libubsan.so)
     # Prove the module really is instrumented (a silent plain build would
     # make a clean run meaningless).
-    so=$(ls fastscore/_core*.so)
-    if ! nm -D "$so" | grep -q __asan_report; then
-        echo "error: $so is not instrumented with ASan" >&2
-        exit 1
-    fi
+    for so in fastscore/_core*.so fastscore/_matrix*.so; do
+        if ! nm -D "$so" | grep -q __asan_report; then
+            echo "error: $so is not instrumented with ASan" >&2
+            exit 1
+        fi
+    done
     t1=$(date +%s)
     echo "== built in $((t1 - t0)) s; running pytest under ASan + UBSan + LSan"
     export LD_PRELOAD="$libasan $libubsan"
