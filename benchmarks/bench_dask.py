@@ -177,8 +177,10 @@ class DaskOverhead:
         self.dsk, self.mem, self.theta = make_persisted(self.client, (20000, 16, 32), 5000)
 
     def teardown(self, function):
-        self.client.close()
-        self.cluster.close()
+        # asv calls teardown after a skipped setup too: close only what started.
+        if hasattr(self, "client"):
+            self.client.close()
+            self.cluster.close()
 
     def track_overhead(self, function):
         cases = overhead_cases(self.client, self.dsk, self.mem, self.theta)
