@@ -592,8 +592,8 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
                          Work *wk, double *slot) noexcept nogil:
     """Every requested output of state b from its partial: one step each."""
     cdef int o = pr.outputs
-    cdef double l, inv_l, lp = 0.0, h, pi, wb, coef, gi
-    cdef Py_ssize_t i, j, k, d = pr.d
+    cdef double l, inv_l, lp = 0.0, h, pi, wb, gi
+    cdef Py_ssize_t i, k, d = pr.d
     cdef bint f32 = pr.out_f32
     cdef char *base
     if p.m == -INFINITY:
@@ -1250,15 +1250,6 @@ cdef str bad_row_message(const Problem *pr, Py_ssize_t b, str state):
         if not (isfinite(z) and isfinite(z_lo)):
             return f"the logit phi @ theta / temperature overflows at {where}"
     return f"non-finite logit in {state}"
-
-
-# Which results each entry point asks of the pass.
-cdef enum Kind:
-    K_SCORE = OUT_SCORE
-    K_LOGP = OUT_LOGP
-    K_ENTROPY = OUT_ENTROPY
-    K_PROBS = OUT_PROBS
-    K_SAMPLE = OUT_SAMPLE
 
 
 cdef object run_call(int outputs, object phi, object theta, object a, object mask,
