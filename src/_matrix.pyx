@@ -81,10 +81,16 @@ cdef extern from "fastscore_vexp.h" nogil:
     void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
                   double *z, double *colsq)
     double fsm_sumsq(const double *x, Py_ssize_t n)
+    void fsm_add_to(double *y, const double *x, Py_ssize_t n)
+    void fsm_ger(double *g, Py_ssize_t ldg, const double *s, Py_ssize_t k, const double *r,
+                 Py_ssize_t n)
+    void fsm_outer(double *o, Py_ssize_t ldo, const double *s, Py_ssize_t k, const double *r,
+                   Py_ssize_t n)
+    double fsm_colsq_max(const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n, double *tmp)
     void fsm_log1p_block(double *x, Py_ssize_t n)
     bint fsm_all_finite(const double *x, Py_ssize_t n)
-    double fsm_prepare_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
-                         Py_ssize_t n, Py_ssize_t ldw, double *w)
+    void fsm_copy_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
+                    Py_ssize_t n, double *w)
 
 
 cdef extern from "fastscore_rng.h" nogil:
@@ -159,13 +165,12 @@ cdef struct MProb:
     Py_ssize_t s_sb, s_sk
     bint s_f32
     Py_ssize_t k, n, kp, np_   # np_: n padded to a multiple of FS_LANES
-    const double *w        # (k, ldw) row-major W as double: a zero-padded copy (ldw = np_),
-    Py_ssize_t ldw         # or W itself for one float64 state (wnorm then found per call)
-    bint w_direct
-    const double *wt       # (n, k) row-major copy of W.T (columns for Dot2)
+    const double *w        # (k, ldw) row-major W as double: W itself when it is float64 with
+    Py_ssize_t ldw         # unit column stride, else a copy (ldw = N)
+    bint norm_in_pass      # one state reading W in place: wnorm found by its logits pass
     const double *bias     # (n,) or NULL
     double bmax            # max |b|
-    double wnorm           # max_j ||W[:, j]||_2
+    double wnorm           # max_j ||W[:, j]||_2 (inf: every state gets compensated logits)
     double tau
     const char *act
     Py_ssize_t act_s
@@ -218,12 +223,17 @@ cdef inline double weight_of(const MProb *p, Py_ssize_t i) noexcept nogil:
 cdef Status state_load(const MProb *p, Py_ssize_t i, double *tb) noexcept nogil:
     """s_i as double in tb[:k]."""
     cdef Py_ssize_t c
-    cdef double v
-    for c in range(p.k):
-        v = s_at(p, i, c)
-        if not isfinite(v):
-            return NONFINITE_S
-        tb[c] = v
+    cdef const char *row = p.s + i * p.s_sb
+    if not p.s_f32 and p.s_sk == sizeof(double):
+        memcpy(tb, row, p.k * sizeof(double))
+    elif p.s_f32 and p.s_sk == sizeof(float):
+        for c in range(p.k):   # a loop the compiler vectorises
+            tb[c] = (<const float *>row)[c]
+    else:
+        for c in range(p.k):
+            tb[c] = s_at(p, i, c)
+    if not fsm_all_finite(tb, p.k):
+        return NONFINITE_S
     return OK
 
 
@@ -258,9 +268,9 @@ cdef inline void finish_logit(const MProb *p, Py_ssize_t j, double hi, double lo
     zl[0] = lo
 
 
-cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, double *zh,
-                         double *zl) noexcept nogil:
-    """Compensated logits of state i (masked ones -inf)."""
+cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, const double *wt,
+                         double *zh, double *zl) noexcept nogil:
+    """Compensated logits of state i (masked ones -inf); wt: W.T (wt_of)."""
     cdef Py_ssize_t j
     cdef double hi, lo
     for j in range(p.n):
@@ -268,16 +278,35 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, doubl
             zh[j] = -INFINITY
             zl[j] = 0.0
             continue
-        hi = fs_dot2_f64(p.wt + j * p.k, th, p.k, &lo)
+        hi = fs_dot2_f64(wt + j * p.k, th, p.k, &lo)
         finish_logit(p, j, hi, lo, &zh[j], &zl[j])
         if not (isfinite(zh[j]) and isfinite(zl[j])):
             return NONFINITE_LOGIT
     return OK
 
 
-cdef inline double *wv_scratch_of(double *zl, const MProb *p) noexcept nogil:
-    """The state's wv area (after zl), free while the logits are computed."""
-    return zl + p.np_
+# One thread's scratch (doubles), from the start: tb (3 kp: s_i and its Dot2
+# split, zero padding kept), zh, zl, wv, res (np_ each), a flag and W.T
+# (k n, built on first use by wt_of); loglik's blocks add their own after it.
+
+cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
+    return 3 * p.kp + 4 * p.np_ + 1 + p.k * p.n
+
+
+cdef inline void scratch_init(const MProb *p, double *scratch) noexcept nogil:
+    """Zero what must start zero: the Dot2 operand's padding and W.T's flag."""
+    memset(scratch, 0, 3 * p.kp * sizeof(double))
+    scratch[3 * p.kp + 4 * p.np_] = 0.0
+
+
+cdef inline const double *wt_of(const MProb *p, double *scratch) noexcept nogil:
+    """W.T (n, k), the columns of W as Dot2 rows: built in this thread's
+    scratch the first time one of its states needs compensated logits."""
+    cdef double *flag = scratch + 3 * p.kp + 4 * p.np_
+    if flag[0] == 0.0:
+        transpose_w(p, flag + 1)
+        flag[0] = 1.0
+    return flag + 1
 
 
 cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *zh,
@@ -290,21 +319,22 @@ cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *
     cdef fs_theta th
     cdef double m2
     cdef Py_ssize_t c
-    if p.w_direct:
+    cdef double *colsq = zl + p.np_   # the wv area, free while the logits are computed
+    if p.norm_in_pass:
         # One state reading W in place: its column norms (and its NaN check)
         # come from the same pass.
-        fsm_gemv(tb, p.w, p.ldw, p.k, p.n, zh, wv_scratch_of(zl, p))
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.n, zh, colsq)
         m2 = 0.0
         for j in range(p.n):
-            if not isfinite(wv_scratch_of(zl, p)[j]):
+            if not isfinite(colsq[j]):
                 for c in range(p.k):
                     if not isfinite(p.w[c * p.ldw + j]):
                         return NONFINITE_W
                 m2 = INFINITY  # entries beyond 1e154: compensated logits below
-            m2 = max(m2, wv_scratch_of(zl, p)[j])
+            m2 = max(m2, colsq[j])
         (<MProb *>p).wnorm = sqrt(m2)
     else:
-        fsm_gemv(tb, p.w, p.ldw, p.k, p.np_, zh, NULL)
+        fsm_gemv(tb, p.w, p.ldw, p.k, p.n, zh, NULL)
     if p.bias != NULL:
         for j in range(p.n):
             zh[j] = zh[j] + p.bias[j]
@@ -325,11 +355,7 @@ cdef Status state_logits_auto(const MProb *p, Py_ssize_t i, double *tb, double *
                     zh[j] = -INFINITY
         return OK
     state_split(p, tb, &th)
-    if p.wt == NULL:
-        # One state: W.T was not prepared; build it in the scratch's tail.
-        transpose_w(p, zl + 2 * p.np_ + 1)
-        (<MProb *>p).wt = zl + 2 * p.np_ + 1
-    return state_logits(p, i, &th, zh, zl)
+    return state_logits(p, i, &th, wt_of(p, tb), zh, zl)
 
 
 cdef Status soft_of(const MProb *p, const double *zh, const double *zl, double *wv,
@@ -450,12 +476,8 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         if not (smax * rmax <= lim and rmax <= lim):
             return NONFINITE_RESULT
         o = p.out + i * p.out_sb
-        if not p.out_f32 and p.out_s2 == sizeof(double):
-            for c in range(p.k):   # contiguous rows: a loop the compiler vectorises
-                sc = tb[c]
-                orow = <double *>(o + c * p.out_s1)
-                for j in range(n):
-                    orow[j] = sc * res[j]
+        if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
+            fsm_outer(<double *>o, p.out_s1 // sizeof(double), tb, p.k, res, n)
         elif p.out_f32:
             for c in range(p.k):
                 sc = tb[c]
@@ -471,10 +493,6 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
             for j in range(n):
                 store(o + j * p.outb_s, res[j], p.out_f32)
     return OK
-
-
-cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
-    return 3 * p.kp + 3 * p.np_ + 1 + (p.k * p.n if p.wt == NULL else 0)
 
 
 cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
@@ -496,7 +514,7 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
         with parallel(num_threads=n_threads):
             buf = <double *>malloc(size * sizeof(double))
             if buf != NULL:
-                memset(buf, 0, size * sizeof(double))
+                scratch_init(p, buf)
             for i in prange(n_states, schedule='guided'):
                 t0 = fs_now()
                 if buf == NULL:
@@ -516,7 +534,7 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
         if buf == NULL:
             bad[0] = 0
             return NO_MEMORY
-    memset(buf, 0, 3 * p.kp * sizeof(double))   # the Dot2 operand's zero padding
+    scratch_init(p, buf)
     for i in range(n_states):
         st = state_outputs(p, i, buf)
         if st != OK:
@@ -535,21 +553,15 @@ cdef inline Py_ssize_t partial_size(const MProb *p) noexcept nogil:
     return 1 + p.n + p.k * p.n
 
 
-cdef inline void accumulate_state(const MProb *p, Py_ssize_t i, const double *sv,
-                                  Py_ssize_t s_step, const double *res, double lp,
-                                  double wi, double *part) noexcept nogil:
-    """part += (wi log pi, res, outer(s_i, res)); sv: s_i (step s_step) or NULL."""
-    cdef Py_ssize_t c, j, n = p.n
-    cdef double *g = part + 1 + n
-    cdef double sc
+cdef inline void accumulate_state(const MProb *p, const double *sv, const double *res,
+                                  double lp, double wi, double *part) noexcept nogil:
+    """part += (wi log pi, res, outer(s_i, res)); sv: s_i or NULL."""
+    cdef Py_ssize_t j, n = p.n
     part[0] += wi * lp
     for j in range(n):
         part[1 + j] += res[j]
     if sv != NULL:
-        for c in range(p.k):
-            sc = sv[c * s_step]
-            for j in range(n):
-                g[c * n + j] += sc * res[j]
+        fsm_ger(part + 1 + n, n, sv, p.k, res, n)
 
 
 cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *part,
@@ -578,7 +590,7 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
         return st
     lp = soft_log_pi(&sf, zh, zl, a)
     soft_residual(p, &sf, wv, a, wi, res)
-    accumulate_state(p, i, tb if grad_w else NULL, 1, res, lp, wi, part)
+    accumulate_state(p, tb if grad_w else NULL, res, lp, wi, part)
     return OK
 
 
@@ -606,7 +618,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef fs_theta th
     cdef Status st
     cdef Py_ssize_t am
-    cdef double *da = wv + p.np_                     # (rows,) z_a - m before the exp
+    cdef double *da = scratch + state_scratch(p)     # (rows,) z_a - m before the exp
     cdef Py_ssize_t *amax = <Py_ssize_t *>(da + BLAS_ROWS)  # (rows,) argmax
     cdef double *lr = da + 2 * BLAS_ROWS   # (rows,) r, then log1p(r)
     cdef double *oth = da + 3 * BLAS_ROWS  # (rows,) sum of the weights but a's
@@ -662,7 +674,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             st = state_load(p, i, tb)
             if st == OK:
                 state_split(p, tb, &th)
-                st = state_logits(p, i, &th, zh, zl)
+                st = state_logits(p, i, &th, wt_of(p, tb), zh, zl)
             if st != OK:
                 bad[0] = i
                 return st
@@ -782,81 +794,112 @@ cdef Status loglik_chunk(const MProb *p, Py_ssize_t i0, Py_ssize_t i1, bint blas
     return OK
 
 
+cdef inline Py_ssize_t loglik_extra(const MProb *p, bint blas) noexcept nogil:
+    """Scratch beyond state_scratch: with blas, da, amax, lr, oth, fr."""
+    return 5 * BLAS_ROWS if blas else 0
+
+
+cdef inline Status loglik_chunk_of(const MProb *p, Py_ssize_t c, Py_ssize_t ch,
+                                   Py_ssize_t n_states, bint blas, bint grad_w, double *buf,
+                                   double *parts, Py_ssize_t *bads) noexcept nogil:
+    """Chunk c of run_loglik into parts[c]; buf is one thread's scratch
+    (NULL if it could not be allocated)."""
+    cdef Py_ssize_t br = blas_rows(p)
+    cdef Py_ssize_t sblk = state_scratch(p) + loglik_extra(p, blas)
+    if buf == NULL:
+        bads[c] = c * ch
+        return NO_MEMORY
+    return loglik_chunk(p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf, buf + sblk,
+                        buf + sblk + br * p.k, parts + c * partial_size(p), &bads[c])
+
+
 cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint grad_w,
                        double *total, Py_ssize_t *bad) noexcept nogil:
-    """total (partial_size doubles) = the sums over every state, chunk by chunk."""
-    cdef Py_ssize_t ch = chunk_rows(n_states), c, q, i
+    """total (partial_size doubles) = the sums over every state, chunk by chunk.
+
+    Chunks depend on B only and are merged in order, so the bits do not
+    depend on the thread count.  Serial calls (small work, one thread) take
+    no OpenMP region and, when small enough, no heap memory."""
+    cdef Py_ssize_t ch = chunk_rows(n_states), c
     cdef Py_ssize_t n_chunks = (n_states + ch - 1) // ch
     cdef Py_ssize_t psize = partial_size(p)
     cdef bint blas = grad_w and use_blas(p, n_states)
     cdef Py_ssize_t br = blas_rows(p)
-    cdef Py_ssize_t extra = p.np_ + (5 * BLAS_ROWS if blas else 0)   # res; da, amax, lr, oth, fr
-    cdef Py_ssize_t ssize = state_scratch(p) + extra + (br * p.k + br * p.n if blas else 0)
-    cdef double *parts = <double *>malloc(n_chunks * psize * sizeof(double) + 8)
-    cdef Status *status = <Status *>malloc(n_chunks * sizeof(Status) + 8)
-    cdef Py_ssize_t *bads = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t) + 8)
-    cdef double *buf
+    cdef Py_ssize_t ssize = (state_scratch(p) + loglik_extra(p, blas)
+                             + (br * p.k + br * p.n if blas else 0))
     cdef double work = <double>n_states * p.k * p.n
     cdef bint threaded = (FS_OPENMP and n_threads > 1 and n_chunks > 1
                           and work >= PARALLEL_MIN_WORK and fs_threads_allowed())
+    cdef double stack_parts[STACK_W]
+    cdef double stack_buf[STACK_W]
+    cdef Status stack_status[1]
+    cdef Py_ssize_t stack_bads[1]
+    cdef double *parts = stack_parts
+    cdef Status *status = stack_status
+    cdef Py_ssize_t *bads = stack_bads
+    cdef double *buf = stack_buf
     cdef double master[2]
     cdef double t_start = fs_now(), t0
     cdef Status st = OK
     bad[0] = 0
     master[0] = master[1] = 0.0
-    if parts == NULL or status == NULL or bads == NULL:
-        free(parts)
-        free(status)
-        free(bads)
-        return NO_MEMORY
-    with parallel(num_threads=n_threads if threaded else 1, use_threads_if=threaded):
-        buf = <double *>malloc(ssize * sizeof(double))
-        if buf != NULL:
-            memset(buf, 0, ssize * sizeof(double))
-        for c in prange(n_chunks, schedule='guided'):
-            t0 = fs_now()
-            if buf == NULL:
-                status[c] = NO_MEMORY
-                bads[c] = c * ch
-            else:
-                status[c] = loglik_chunk(
-                    p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf,
-                    buf + state_scratch(p) + extra, buf + state_scratch(p) + extra + br * p.k,
-                    parts + c * psize, &bads[c])
-            fs_clock_master(master, t0, min((c + 1) * ch, n_states) - c * ch)
-        free(buf)
+    if n_chunks * psize > STACK_W or n_chunks > 1:
+        parts = <double *>malloc(n_chunks * psize * sizeof(double) + 8)
+        status = <Status *>malloc(n_chunks * sizeof(Status) + 8)
+        bads = <Py_ssize_t *>malloc(n_chunks * sizeof(Py_ssize_t) + 8)
+        if parts == NULL or status == NULL or bads == NULL:
+            free(parts)
+            free(status)
+            free(bads)
+            return NO_MEMORY
     if threaded:
+        with parallel(num_threads=n_threads):
+            buf = <double *>malloc(ssize * sizeof(double))
+            if buf != NULL:
+                scratch_init(p, buf)
+            for c in prange(n_chunks, schedule='guided'):
+                t0 = fs_now()
+                status[c] = loglik_chunk_of(p, c, ch, n_states, blas, grad_w, buf, parts, bads)
+                fs_clock_master(master, t0, min((c + 1) * ch, n_states) - c * ch)
+            free(buf)
         fs_threads_judge(t_start, master, n_states)
+    else:
+        if ssize > STACK_W:
+            buf = <double *>malloc(ssize * sizeof(double))
+        if buf != NULL:
+            scratch_init(p, buf)
+        for c in range(n_chunks):
+            status[c] = loglik_chunk_of(p, c, ch, n_states, blas, grad_w, buf, parts, bads)
+            if status[c] != OK:
+                n_chunks = c + 1
+                break
+        if buf != stack_buf:
+            free(buf)
     memset(total, 0, psize * sizeof(double))
     for c in range(n_chunks):
         if status[c] != OK:
             st = status[c]
             bad[0] = bads[c]
             break
-        for q in range(psize):
-            total[q] += parts[c * psize + q]
-    free(parts)
-    free(status)
-    free(bads)
+        fsm_add_to(total, parts + c * psize, psize)
+    if parts != stack_parts:
+        free(parts)
+        free(status)
+        free(bads)
     return st
 
 
-
-
-cdef Py_ssize_t prepare_w(cnp.ndarray W, Py_ssize_t k, Py_ssize_t n, Py_ssize_t ldw, double *w,
-                          double *wnorm) noexcept:
-    """W as double (k, ldw), zero-padded, and its largest column norm; the
-    flat index of the first non-finite entry, or -1."""
+cdef Py_ssize_t wnorm_of(MProb *p, double *tmp) noexcept nogil:
+    """p.wnorm of a W read in place (tmp: n doubles); the flat index of its
+    first non-finite entry, or -1."""
     cdef Py_ssize_t c, j
-    cdef double m = fsm_prepare_w(<const char *>cnp.PyArray_DATA(W), cnp.PyArray_STRIDES(W)[0],
-                                  cnp.PyArray_STRIDES(W)[1], cnp.PyArray_TYPE(W) == cnp.NPY_FLOAT,
-                                  k, n, ldw, w)
+    cdef double m = fsm_colsq_max(p.w, p.ldw, p.k, p.n, tmp)
     if not isfinite(m):
-        for c in range(k):
-            for j in range(n):
-                if not isfinite(w[c * ldw + j]):
-                    return c * n + j
-    wnorm[0] = sqrt(m)  # inf for entries beyond 1e154: every state then refined
+        for c in range(p.k):
+            for j in range(p.n):
+                if not isfinite(p.w[c * p.ldw + j]):
+                    return c * p.n + j
+    p.wnorm = sqrt(m)  # inf for entries beyond 1e154: every state then refined
     return -1
 
 
@@ -1108,27 +1151,31 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef double *bbuf = bstack
     cdef Py_ssize_t bad_w
     p.np_ = fs_padded(p.n)
+    # A float64 W with unit column stride (and rows no closer than N, as
+    # dgemm needs) is read in place; any other W is copied (k, N) as double.
+    # One state finds the column norms in its logits pass, a batch first.
     cdef Py_ssize_t ws0 = cnp.PyArray_STRIDES(w_arr)[0]
-    p.w_direct = (not batch and kind != K_LOGLIK and cnp.PyArray_TYPE(w_arr) == cnp.NPY_DOUBLE
-                  and cnp.PyArray_STRIDES(w_arr)[1] == sizeof(double)
-                  and ws0 > 0 and ws0 % sizeof(double) == 0)
-    if p.w_direct:
-        p.w = <const double *>cnp.PyArray_DATA(w_arr)
-        p.ldw = ws0 // sizeof(double)
-        p.wt = NULL
-        bad_w = -1
-    elif p.k * (p.np_ + p.n) > STACK_W:
-        wbuf = <double *>malloc(p.k * (p.np_ + p.n) * sizeof(double) + 8)
+    cdef bint w_direct = (cnp.PyArray_TYPE(w_arr) == cnp.NPY_DOUBLE
+                          and cnp.PyArray_STRIDES(w_arr)[1] == sizeof(double)
+                          and ((ws0 >= p.n * <Py_ssize_t>sizeof(double)
+                                and ws0 % sizeof(double) == 0) or p.k <= 1))
+    cdef Py_ssize_t wsize = (0 if w_direct else p.k * p.n) + p.n
+    bad_w = -1
+    if wsize > STACK_W:
+        wbuf = <double *>malloc(wsize * sizeof(double))
         if wbuf == NULL:
             raise MemoryError()
-    if not p.w_direct:
-        bad_w = prepare_w(w_arr, p.k, p.n, p.np_, wbuf, &p.wnorm)
+    if w_direct:
+        p.w = <const double *>cnp.PyArray_DATA(w_arr)
+        p.ldw = ws0 // sizeof(double) if p.k > 1 else max(p.n, 1)
+    else:
+        fsm_copy_w(<const char *>cnp.PyArray_DATA(w_arr), ws0, cnp.PyArray_STRIDES(w_arr)[1],
+                   cnp.PyArray_TYPE(w_arr) == cnp.NPY_FLOAT, p.k, p.n, wbuf)
         p.w = wbuf
-        p.ldw = p.np_
-        p.wt = NULL  # built when a state needs compensated logits (transpose_w)
-        if n_states > 1 or kind == K_LOGLIK:
-            transpose_w(&p, wbuf + p.k * p.np_)
-            p.wt = wbuf + p.k * p.np_
+        p.ldw = max(p.n, 1)
+    p.norm_in_pass = n_states <= 1
+    if not p.norm_in_pass:
+        bad_w = wnorm_of(&p, wbuf + wsize - p.n)
     if bad_w >= 0:
         if wbuf != wstack:
             free(wbuf)
@@ -1226,32 +1273,47 @@ cdef inline object make_scalar(double *buf, int out_type):
 
 cdef object loglik_result(const MProb *p, const double *total, bint grad, bint has_b,
                           int out_type):
-    cdef Py_ssize_t j, q
-    cdef double lim = FLT_MAX if out_type == cnp.NPY_FLOAT else 1.7976931348623157e308
-    dtype = np.float32 if out_type == cnp.NPY_FLOAT else np.float64
-    if not fabs(total[0]) <= lim:
+    """The result objects from the sums total (value, grad_b, grad_W)."""
+    cdef Py_ssize_t q, m = p.n + p.k * p.n
+    cdef bint f32 = out_type == cnp.NPY_FLOAT
+    cdef double lim = FLT_MAX if f32 else 1.7976931348623157e308
+    cdef double v = total[0]
+    cdef float v32
+    if not fabs(v) <= lim:
         raise ValueError("the log-likelihood overflows (it is not finite in the output dtype)")
-    value = dtype(total[0])
+    if f32:
+        v32 = <float>v
+        value = make_scalar(<double *>&v32, out_type)
+    else:
+        value = make_scalar(&v, out_type)
     if not grad:
         return value
+    if not fsm_all_finite(total + 1, m):
+        raise ValueError("the gradient overflows (it is not finite in the output dtype)")
+    if f32:
+        for q in range(m):
+            if not fabs(total[1 + q]) <= lim:
+                raise ValueError("the gradient overflows (it is not finite in the output dtype)")
     cdef cnp.npy_intp dims[2]
     dims[0] = p.k
     dims[1] = p.n
     cdef cnp.ndarray gw = cnp.PyArray_EMPTY(2, dims, out_type, 0)
-    cdef cnp.ndarray gb
-    cdef char *o = <char *>cnp.PyArray_DATA(gw)
-    for q in range(p.n + p.k * p.n):
-        if not fabs(total[1 + q]) <= lim:
-            raise ValueError("the gradient overflows (it is not finite in the output dtype)")
-    for q in range(p.k * p.n):
-        store(o + q * cnp.PyArray_ITEMSIZE(gw), total[1 + p.n + q], out_type == cnp.NPY_FLOAT)
+    store_doubles(<char *>cnp.PyArray_DATA(gw), total + 1 + p.n, p.k * p.n, f32)
     if not has_b:
         return (value, gw)
-    gb = cnp.PyArray_EMPTY(1, &dims[1], out_type, 0)
-    o = <char *>cnp.PyArray_DATA(gb)
-    for j in range(p.n):
-        store(o + j * cnp.PyArray_ITEMSIZE(gb), total[1 + j], out_type == cnp.NPY_FLOAT)
+    cdef cnp.ndarray gb = cnp.PyArray_EMPTY(1, &dims[1], out_type, 0)
+    store_doubles(<char *>cnp.PyArray_DATA(gb), total + 1, p.n, f32)
     return (value, (gw, gb))
+
+
+cdef inline void store_doubles(char *o, const double *x, Py_ssize_t m, bint f32) noexcept nogil:
+    """A new contiguous array's data from x[:m] (as float when f32)."""
+    cdef Py_ssize_t q
+    if f32:
+        for q in range(m):
+            (<float *>o)[q] = <float>x[q]
+    else:
+        memcpy(o, x, m * sizeof(double))
 
 
 def coerce_args(s, W, a, b, mask, weights, bint has_action):

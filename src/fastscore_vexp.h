@@ -74,6 +74,17 @@ FS_INLINE fsm_vd fsm_exp_nonpos(fsm_vd x) {
 
 static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
     ptrdiff_t i = 0;
+    /* Two independent vectors an iteration: each exp is a chain of dependent
+     * operations, so a second chain fills the adders' idle cycles. */
+    for (; i + 2 * FSM_LANES <= n; i += 2 * FSM_LANES) {
+        fsm_vd v, u;
+        memcpy(&v, x + i, sizeof v);
+        memcpy(&u, x + i + FSM_LANES, sizeof u);
+        v = fsm_exp_nonpos(v);
+        u = fsm_exp_nonpos(u);
+        memcpy(x + i, &v, sizeof v);
+        memcpy(x + i + FSM_LANES, &u, sizeof u);
+    }
     for (; i + FSM_LANES <= n; i += FSM_LANES) {
         fsm_vd v;
         memcpy(&v, x + i, sizeof v);
@@ -172,96 +183,162 @@ static FS_CLONES double fsm_sumsq(const double *x, ptrdiff_t n) {
 }
 
 /* z[j] = sum_c s[c] w[c ldw + j] for j < n: the plain logits of one state,
- * and, when colsq is not NULL, colsq[j] = sum_c w[c ldw + j]**2.  Columns in
- * groups of FSM_LANES, the rest one by one; each sum runs over c in order in
- * two interleaved partial sums (even and odd c) added at the end, the same on
- * every call.  Reads only w[c ldw + j] for c < k, j < n. */
-static FS_CLONES void fsm_gemv(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
-                              ptrdiff_t n, double *z, double *colsq) {
-    ptrdiff_t j = 0;
-    for (; j + FSM_LANES <= n; j += FSM_LANES) {
-        fsm_vd a0 = {0}, a1 = {0}, q0 = {0}, q1 = {0}, v0, v1;
-        ptrdiff_t c = 0;
-        for (; c + 2 <= k; c += 2) {
-            memcpy(&v0, w + c * ldw + j, sizeof v0);
-            memcpy(&v1, w + (c + 1) * ldw + j, sizeof v1);
-            a0 += s[c] * v0;
-            a1 += s[c + 1] * v1;
+ * and, when colsq is not NULL, colsq[j] = sum_c w[c ldw + j]**2.  Each sum
+ * runs over c in order in two interleaved partial sums (even and odd c) added
+ * at the end, the same on every call and in every lane or scalar, so a
+ * column's bits do not depend on where it falls.  Columns go in panels of up
+ * to FSM_PANEL groups of FSM_LANES (plus up to FSM_LANES - 1 scalar columns),
+ * all accumulated in one sweep over c: 2 FSM_PANEL independent chains keep
+ * the adders busy where one group at a time waited on each addition.  Reads
+ * only w[c ldw + j] for c < k, j < n. */
+#define FSM_PANEL 4
+
+FS_INLINE void fsm_gemv_panel(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
+                              const int G, const int T, double *z, double *colsq) {
+    fsm_vd a0[FSM_PANEL], a1[FSM_PANEL], q0[FSM_PANEL], q1[FSM_PANEL], v0, v1;
+    double t0[FSM_LANES], t1[FSM_LANES], u0[FSM_LANES], u1[FSM_LANES];
+    const int J = G * FSM_LANES;
+    for (int g = 0; g < G; g++) a0[g] = a1[g] = q0[g] = q1[g] = (fsm_vd){0};
+    for (int e = 0; e < T; e++) t0[e] = t1[e] = u0[e] = u1[e] = 0.0;
+    ptrdiff_t c = 0;
+    for (; c + 2 <= k; c += 2) {
+        const double *r0 = w + c * ldw, *r1 = r0 + ldw;
+        const double s0 = s[c], s1 = s[c + 1];
+        for (int g = 0; g < G; g++) {
+            memcpy(&v0, r0 + g * FSM_LANES, sizeof v0);
+            memcpy(&v1, r1 + g * FSM_LANES, sizeof v1);
+            a0[g] += s0 * v0;
+            a1[g] += s1 * v1;
             if (colsq) {
-                q0 += v0 * v0;
-                q1 += v1 * v1;
+                q0[g] += v0 * v0;
+                q1[g] += v1 * v1;
             }
         }
-        if (c < k) {
-            memcpy(&v0, w + c * ldw + j, sizeof v0);
-            a0 += s[c] * v0;
-            if (colsq) q0 += v0 * v0;
-        }
-        a0 += a1;
-        memcpy(z + j, &a0, sizeof a0);
-        if (colsq) {
-            q0 += q1;
-            memcpy(colsq + j, &q0, sizeof q0);
+        for (int e = 0; e < T; e++) {
+            const double x0 = r0[J + e], x1 = r1[J + e];
+            t0[e] += s0 * x0;
+            t1[e] += s1 * x1;
+            if (colsq) {
+                u0[e] += x0 * x0;
+                u1[e] += x1 * x1;
+            }
         }
     }
-    for (; j < n; j++) {
-        double a0 = 0.0, a1 = 0.0, q0 = 0.0, q1 = 0.0;
-        ptrdiff_t c = 0;
-        for (; c + 2 <= k; c += 2) {
-            double v0 = w[c * ldw + j], v1 = w[(c + 1) * ldw + j];
-            a0 += s[c] * v0;
-            a1 += s[c + 1] * v1;
-            q0 += v0 * v0;
-            q1 += v1 * v1;
+    if (c < k) {
+        const double *r0 = w + c * ldw;
+        const double s0 = s[c];
+        for (int g = 0; g < G; g++) {
+            memcpy(&v0, r0 + g * FSM_LANES, sizeof v0);
+            a0[g] += s0 * v0;
+            if (colsq) q0[g] += v0 * v0;
         }
-        if (c < k) {
-            double v0 = w[c * ldw + j];
-            a0 += s[c] * v0;
-            q0 += v0 * v0;
+        for (int e = 0; e < T; e++) {
+            t0[e] += s0 * r0[J + e];
+            if (colsq) u0[e] += r0[J + e] * r0[J + e];
         }
-        z[j] = a0 + a1;
-        if (colsq) colsq[j] = q0 + q1;
+    }
+    for (int g = 0; g < G; g++) {
+        v0 = a0[g] + a1[g];
+        memcpy(z + g * FSM_LANES, &v0, sizeof v0);
+        if (colsq) {
+            v1 = q0[g] + q1[g];
+            memcpy(colsq + g * FSM_LANES, &v1, sizeof v1);
+        }
+    }
+    for (int e = 0; e < T; e++) {
+        z[J + e] = t0[e] + t1[e];
+        if (colsq) colsq[J + e] = u0[e] + u1[e];
     }
 }
 
-/* Copy W (k, n; byte strides s0, s1; float64 or float32) into w (k, ldw) as
- * double, zero-padded (ldw a multiple of FSM_LANES and >= n), and return the
- * largest column sum of squares: inf or NaN when W holds inf or NaN (or
- * entries beyond 1e154). */
-static FS_CLONES double fsm_prepare_w(const char *src, ptrdiff_t s0, ptrdiff_t s1, int f32,
-                                     ptrdiff_t k, ptrdiff_t n, ptrdiff_t ldw, double *w) {
-    enum { MAXG = 16 };  /* column groups kept in registers; more go round again */
-    double m = 0.0;
-    for (ptrdiff_t j0 = 0; j0 < ldw; j0 += MAXG * FSM_LANES) {
-        ptrdiff_t j1 = j0 + MAXG * FSM_LANES < ldw ? j0 + MAXG * FSM_LANES : ldw;
-        fsm_vd acc[MAXG];
-        memset(acc, 0, sizeof acc);
-        for (ptrdiff_t c = 0; c < k; c++) {
-            const char *row = src + c * s0;
-            double *wr = w + c * ldw;
-            if (!f32 && s1 == (ptrdiff_t)sizeof(double)) {
-                ptrdiff_t e = j1 < n ? j1 : n;
-                if (e > j0) memcpy(wr + j0, row + j0 * s1, (size_t)(e - j0) * sizeof(double));
-            } else if (f32) {
-                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const float *)(row + j * s1);
-            } else {
-                for (ptrdiff_t j = j0; j < j1 && j < n; j++) wr[j] = *(const double *)(row + j * s1);
-            }
-            for (ptrdiff_t j = n > j0 ? n : j0; j < j1; j++) wr[j] = 0.0;
-            for (ptrdiff_t j = j0, g = 0; j < j1; j += FSM_LANES, g++) {
-                fsm_vd v;
-                memcpy(&v, wr + j, sizeof v);
-                acc[g] += v * v;
-            }
+/* One panel with G and T as constants, so its accumulators live in registers. */
+#define FSM_PANEL_CASE(G, T) \
+    case (G) * FSM_LANES + (T): fsm_gemv_panel(s, w, ldw, k, G, T, z, colsq); break;
+
+static FS_CLONES void fsm_gemv(const double *s, const double *w, ptrdiff_t ldw, ptrdiff_t k,
+                              ptrdiff_t n, double *z, double *colsq) {
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FSM_PANEL * FSM_LANES) {
+        ptrdiff_t r = n - j0;
+        int cols = r < FSM_PANEL * FSM_LANES ? (int)r : FSM_PANEL * FSM_LANES;
+        switch (cols) {
+            FSM_PANEL_CASE(0, 1) FSM_PANEL_CASE(0, 2) FSM_PANEL_CASE(0, 3)
+            FSM_PANEL_CASE(1, 0) FSM_PANEL_CASE(1, 1) FSM_PANEL_CASE(1, 2) FSM_PANEL_CASE(1, 3)
+            FSM_PANEL_CASE(2, 0) FSM_PANEL_CASE(2, 1) FSM_PANEL_CASE(2, 2) FSM_PANEL_CASE(2, 3)
+            FSM_PANEL_CASE(3, 0) FSM_PANEL_CASE(3, 1) FSM_PANEL_CASE(3, 2) FSM_PANEL_CASE(3, 3)
+            default: fsm_gemv_panel(s, w, ldw, k, FSM_PANEL, 0, z, colsq); break;
         }
-        for (ptrdiff_t g = 0; g < (j1 - j0) / FSM_LANES; g++)
-            for (int l = 0; l < FSM_LANES; l++) {
-                double a = acc[g][l];
-                if (a != a) return a; /* NaN */
-                if (a > m) m = a;
-            }
+        w += FSM_PANEL * FSM_LANES;
+        z += FSM_PANEL * FSM_LANES;
+        if (colsq) colsq += FSM_PANEL * FSM_LANES;
+    }
+}
+#undef FSM_PANEL_CASE
+
+/* y[i] += x[i] for i < n. */
+static FS_CLONES void fsm_add_to(double *y, const double *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* g[c ldg + j] += s[c] r[j] for c < k, j < n: one state's outer product
+ * added to a sum.  A multiplication then an addition per element, so every
+ * clone gives the same bits. */
+static FS_CLONES void fsm_ger(double *g, ptrdiff_t ldg, const double *s, ptrdiff_t k,
+                              const double *r, ptrdiff_t n) {
+    for (ptrdiff_t c = 0; c < k; c++) {
+        double *gr = g + c * ldg;
+        const double sc = s[c];
+        for (ptrdiff_t j = 0; j < n; j++) gr[j] += sc * r[j];
+    }
+}
+
+/* o[c ldo + j] = s[c] r[j] for c < k, j < n: one state's outer product. */
+static FS_CLONES void fsm_outer(double *o, ptrdiff_t ldo, const double *s, ptrdiff_t k,
+                                const double *r, ptrdiff_t n) {
+    for (ptrdiff_t c = 0; c < k; c++) {
+        double *orow = o + c * ldo;
+        const double sc = s[c];
+        for (ptrdiff_t j = 0; j < n; j++) orow[j] = sc * r[j];
+    }
+}
+
+/* The largest column sum of squares of w (k, n; row stride ldw), with
+ * tmp (n doubles) as the running sums: inf or NaN when w holds inf or NaN
+ * (or entries beyond 1e154), as the checks of W expect. */
+static FS_CLONES double fsm_colsq_max(const double *w, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t n,
+                                      double *tmp) {
+    double m = 0.0;
+    for (ptrdiff_t j = 0; j < n; j++) tmp[j] = 0.0;
+    for (ptrdiff_t c = 0; c < k; c++) {
+        const double *row = w + c * ldw;
+        for (ptrdiff_t j = 0; j < n; j++) tmp[j] += row[j] * row[j];
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        if (tmp[j] != tmp[j]) return tmp[j]; /* NaN */
+        if (tmp[j] > m) m = tmp[j];
     }
     return m;
+}
+
+/* Copy W (k, n; byte strides s0, s1; float64 or float32) into w (k, n),
+ * row-major, as double. */
+static FS_CLONES void fsm_copy_w(const char *src, ptrdiff_t s0, ptrdiff_t s1, int f32,
+                                 ptrdiff_t k, ptrdiff_t n, double *w) {
+    const ptrdiff_t size = f32 ? (ptrdiff_t)sizeof(float) : (ptrdiff_t)sizeof(double);
+    if (s1 == size && (s0 == n * size || k <= 1)) {   /* C-contiguous: one flat loop */
+        if (f32)
+            for (ptrdiff_t q = 0; q < k * n; q++) w[q] = ((const float *)src)[q];
+        else
+            memcpy(w, src, (size_t)(k * n) * sizeof(double));
+        return;
+    }
+    for (ptrdiff_t c = 0; c < k; c++) {
+        const char *row = src + c * s0;
+        double *wr = w + c * n;
+        if (f32)
+            for (ptrdiff_t j = 0; j < n; j++) wr[j] = *(const float *)(row + j * s1);
+        else
+            for (ptrdiff_t j = 0; j < n; j++) wr[j] = *(const double *)(row + j * s1);
+    }
 }
 
 /* No NaN or inf among x[:n] (x * 0 is NaN exactly for those). */
