@@ -495,11 +495,37 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     return OK
 
 
+cdef inline bint use_blocks(const MProb *p, Py_ssize_t n_states) noexcept nogil:
+    """Whether run_states takes blocks of states (block_soft) rather than
+    one state at a time: every per-state output but the score (whose k N
+    result per state is the cost) of a large enough batch."""
+    return ((p.kind == K_LOG_PROB or p.kind == K_ENTROPY or p.kind == K_PROBS
+             or p.kind == K_SAMPLE) and use_blas(p, n_states))
+
+
+cdef inline Status states_unit(const MProb *p, Py_ssize_t u, bint blocked, Py_ssize_t n_states,
+                               double *buf, Py_ssize_t *where) noexcept nogil:
+    """Unit u of run_states: state u, or (blocked) the u-th block of
+    blas_rows states; where: the failing state."""
+    cdef Py_ssize_t br
+    cdef BlockBufs bb
+    if not blocked:
+        where[0] = u
+        return state_outputs(p, u, buf)
+    br = blas_rows(p)
+    block_bufs(p, buf + state_scratch(p), &bb)
+    return states_block(p, u * br, <int>min(br, n_states - u * br), buf, &bb, where)
+
+
 cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
                        Py_ssize_t *bad) noexcept nogil:
-    """Per-state outputs for every state: each state independent, so any
-    thread may do any state and the bits never depend on the thread count."""
-    cdef Py_ssize_t i, size = state_scratch(p)
+    """Per-state outputs for every state, one state or one block of states
+    (fixed by B alone) at a time: each unit independent, so any thread may do
+    any unit and the bits never depend on the thread count."""
+    cdef bint blocked = use_blocks(p, n_states)
+    cdef Py_ssize_t br = blas_rows(p) if blocked else 1
+    cdef Py_ssize_t n_units = (n_states + br - 1) // br
+    cdef Py_ssize_t u, where, size = state_scratch(p) + (block_scratch(p) if blocked else 0)
     cdef double *buf
     cdef Status st = OK
     cdef int first = OK
@@ -507,7 +533,7 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
     cdef double master[2]
     cdef double t_start, t0
     bad[0] = n_states
-    if (FS_OPENMP and n_threads > 1 and n_states > 1 and work >= PARALLEL_MIN_WORK
+    if (FS_OPENMP and n_threads > 1 and n_units > 1 and work >= PARALLEL_MIN_WORK
             and fs_threads_allowed()):
         master[0] = master[1] = 0.0
         t_start = fs_now()
@@ -515,15 +541,16 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
             buf = <double *>malloc(size * sizeof(double))
             if buf != NULL:
                 scratch_init(p, buf)
-            for i in prange(n_states, schedule='guided'):
+            for u in prange(n_units, schedule='guided'):
                 t0 = fs_now()
+                where = u * br
                 if buf == NULL:
                     st = NO_MEMORY
                 else:
-                    st = state_outputs(p, i, buf)
+                    st = states_unit(p, u, blocked, n_states, buf, &where)
                 if st != OK:
-                    fsm_record_failure(i, st, bad, &first)
-                fs_clock_master(master, t0, 1.0)
+                    fsm_record_failure(where, st, bad, &first)
+                fs_clock_master(master, t0, min(br, n_states - u * br))
             free(buf)
         fs_threads_judge(t_start, master, n_states)
         return <Status>first
@@ -535,10 +562,10 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
             bad[0] = 0
             return NO_MEMORY
     scratch_init(p, buf)
-    for i in range(n_states):
-        st = state_outputs(p, i, buf)
+    for u in range(n_units):
+        st = states_unit(p, u, blocked, n_states, buf, &where)
         if st != OK:
-            bad[0] = i
+            bad[0] = where
             break
     if buf != stack:
         free(buf)
@@ -594,20 +621,57 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     return OK
 
 
-cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
-                         double *sblk, double *zb, double *part, Py_ssize_t *bad) noexcept nogil:
-    """Add states [i0, i0 + rows) to part: Z = S_blk @ W and G += S_blk^T R_blk
-    by dgemm, the softmax and residual fused in between."""
+cdef struct BlockBufs:
+    # One thread's buffers for a block of states (block_soft), after its
+    # state scratch: the rows of S as double when S cannot be read in place
+    # (rows, k), the weights (rows, N), z - m kept for the entropy (rows, N),
+    # and per row: z_a - m, the argmax, r (then log1p(r)), the sum of the
+    # weights but a's, 1 / (1 + r).
+    double *sblk
+    double *zb
+    double *dz
+    double *da
+    Py_ssize_t *amax
+    double *lr
+    double *oth
+    double *fr
+
+
+cdef inline Py_ssize_t block_scratch(const MProb *p) noexcept nogil:
+    """Doubles of BlockBufs (see block_bufs)."""
+    cdef Py_ssize_t br = blas_rows(p)
+    return br * p.k + 2 * br * p.n + 5 * BLAS_ROWS
+
+
+cdef inline void block_bufs(const MProb *p, double *buf, BlockBufs *bb) noexcept nogil:
+    cdef Py_ssize_t br = blas_rows(p)
+    bb.sblk = buf
+    bb.zb = buf + br * p.k
+    bb.dz = bb.zb + br * p.n
+    bb.da = bb.dz + br * p.n
+    bb.amax = <Py_ssize_t *>(bb.da + BLAS_ROWS)
+    bb.lr = bb.da + 2 * BLAS_ROWS
+    bb.oth = bb.da + 3 * BLAS_ROWS
+    bb.fr = bb.da + 4 * BLAS_ROWS
+
+
+cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
+                       const BlockBufs *bb, bint keep_dz, const double **S_out, int *ld_out,
+                       Py_ssize_t *bad) noexcept nogil:
+    """The softmax weights of states [i0, i0 + rows) in bb.zb: Z = S_blk @ W
+    by dgemm, then per row the logits (refined where needed), their maximum
+    (bb.amax), z_a - m (bb.da, kinds with actions) and z - m (bb.dz, with
+    keep_dz), then exp(z - m) of the whole block on vectors.  S_out, ld_out:
+    the block's states as double, for a second product."""
     cdef int n = <int>p.n, k = <int>p.k, ld, r
     cdef double one = 1.0, zero = 0.0
     cdef const double *S
-    cdef Py_ssize_t c, j, i, a, kp = p.kp
+    cdef Py_ssize_t c, j, i, a = 0, kp = p.kp
     cdef double *tb = scratch
     cdef double *zh = scratch + 3 * kp
     cdef double *zl = zh + p.np_
-    cdef double *wv = zl + p.np_
     cdef double *zrow
-    cdef double ns, zmax, bound, wi, lp, m, m_lo, rs, others, f, wa, base
+    cdef double ns, zmax, bound, m, m_lo
     cdef const float *srow
     cdef bint refined
     cdef double gam = k * UNIT_ROUNDOFF / (1.0 - k * UNIT_ROUNDOFF)
@@ -618,11 +682,8 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef fs_theta th
     cdef Status st
     cdef Py_ssize_t am
-    cdef double *da = scratch + state_scratch(p)     # (rows,) z_a - m before the exp
-    cdef Py_ssize_t *amax = <Py_ssize_t *>(da + BLAS_ROWS)  # (rows,) argmax
-    cdef double *lr = da + 2 * BLAS_ROWS   # (rows,) r, then log1p(r)
-    cdef double *oth = da + 3 * BLAS_ROWS  # (rows,) sum of the weights but a's
-    cdef double *fr = da + 4 * BLAS_ROWS   # (rows,) 1 / (1 + r)
+    cdef double *sblk = bb.sblk
+    cdef double *zb = bb.zb
     if (not p.s_f32 and p.s_sk == sizeof(double) and p.s_sb % sizeof(double) == 0
             and p.s_sb >= k * <Py_ssize_t>sizeof(double)):
         S = <const double *>(p.s + i0 * p.s_sb)
@@ -639,16 +700,19 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                     sblk[r * k + c] = s_at(p, i0 + r, c)
         S = sblk
         ld = k
+    S_out[0] = S
+    ld_out[0] = ld
     cdef int ldw = <int>p.ldw
     dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb, &n)
     # Pass 1, per row: the logits (refined where needed), their maximum, and
     # d_j = z_j - m written over the row of Z.
     for r in range(rows):
         i = i0 + r
-        a = action_of(p, i)
-        if a < 0 or a >= p.n:
-            bad[0] = i
-            return ACTION_CHANGED
+        if p.act != NULL:
+            a = action_of(p, i)
+            if a < 0 or a >= p.n:
+                bad[0] = i
+                return ACTION_CHANGED
         ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
         zrow = zb + r * p.n
         # Plain logits in place: (Z + b) / tau, -inf where masked.
@@ -703,18 +767,37 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         if not isfinite(m):
             bad[0] = i
             return NONFINITE_LOGIT
-        amax[r] = am
-        da[r] = zrow[a]
+        bb.amax[r] = am
+        if p.act != NULL:
+            bb.da[r] = zrow[a]
+    if keep_dz:
+        memcpy(bb.dz, zb, rows * p.n * sizeof(double))
     # Pass 2: the weights exp(z_j - m) of the whole block, on vectors.
     fsm_exp_block(zb, rows * p.n)
-    # Pass 3, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
+    return OK
+
+
+cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
+                         const BlockBufs *bb, double *part, Py_ssize_t *bad) noexcept nogil:
+    """Add states [i0, i0 + rows) to part: the block's weights (block_soft),
+    the residual over them, then G += S_blk^T R_blk by dgemm."""
+    cdef int n = <int>p.n, k = <int>p.k, ld, r
+    cdef double one = 1.0
+    cdef const double *S
+    cdef Py_ssize_t j, i, a, am
+    cdef double *zb = bb.zb
+    cdef double *zrow
+    cdef double wi, lp, f, wa, base
+    cdef Status st = block_soft(p, i0, rows, scratch, bb, False, &S, &ld, bad)
+    if st != OK:
+        return st
     # Pass 3a, per row: r = 1 - pi_max and 1 - pi_a (unnormalised), from
     # base = the weights of every action but a and the maximum (a branch-free
     # sum), without cancellation.
     for r in range(rows):
         a = action_of(p, i0 + r)
         zrow = zb + r * p.n
-        am = amax[r]
+        am = bb.amax[r]
         wa = zrow[a]
         zrow[am] = 0.0
         zrow[a] = 0.0
@@ -722,35 +805,100 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         for j in range(p.n):
             base += zrow[j]
         if a != am:
-            lr[r] = base + wa
-            oth[r] = base + 1.0
+            bb.lr[r] = base + wa
+            bb.oth[r] = base + 1.0
         else:
-            lr[r] = base
-            oth[r] = base
+            bb.lr[r] = base
+            bb.oth[r] = base
         zrow[a] = wa
         zrow[am] = 1.0
-        fr[r] = 1.0 / (1.0 + lr[r])
-    fsm_log1p_block(lr, rows)          # lr = log(1 + r), on vectors
+        bb.fr[r] = 1.0 / (1.0 + bb.lr[r])
+    fsm_log1p_block(bb.lr, rows)          # lr = log(1 + r), on vectors
     # Pass 3b, per row: log pi(a) and the residual w_i (e_a - pi) / tau (over Z).
     for r in range(rows):
         i = i0 + r
         a = action_of(p, i)
         zrow = zb + r * p.n
-        am = amax[r]
+        am = bb.amax[r]
         wi = weight_of(p, i)
-        lp = (0.0 if a == am else da[r]) - lr[r]
-        f = wi * fr[r]
+        lp = (0.0 if a == am else bb.da[r]) - bb.lr[r]
+        f = wi * bb.fr[r]
         if p.tau != 1.0:
             f = f / p.tau
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
-        zrow[a] = oth[r] * f
+        zrow[a] = bb.oth[r] * f
         part[0] += wi * lp
         for j in range(p.n):
             part[1 + j] += zrow[j]
     if p.k > 0:
         dgemm("N", "T", &n, &k, &rows, &one, zb, &n, <double *>S, &ld, &one,
               part + 1 + p.n, &n)
+    return OK
+
+
+cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
+                         const BlockBufs *bb, Py_ssize_t *bad) noexcept nogil:
+    """log pi(a), the entropy, pi or a sample of states [i0, i0 + rows) from
+    the block's weights (block_soft); r = the sum of every weight but the
+    maximum's, so 1 - pi_max keeps its digits.  A sample is the Gumbel-max
+    over z - m, and its log pi is formed as log_prob's, bit for bit."""
+    cdef int ld, r
+    cdef const double *S
+    cdef Py_ssize_t j, i, a, am
+    cdef double *zrow
+    cdef double *drow
+    cdef double rs, h, v, best
+    cdef char *o
+    cdef Status st = block_soft(p, i0, rows, scratch, bb,
+                                p.kind == K_ENTROPY or p.kind == K_SAMPLE, &S, &ld, bad)
+    if st != OK:
+        return st
+    for r in range(rows):
+        zrow = bb.zb + r * p.n
+        am = bb.amax[r]
+        zrow[am] = 0.0
+        rs = 0.0
+        for j in range(p.n):
+            rs += zrow[j]
+        zrow[am] = 1.0
+        bb.lr[r] = rs
+        bb.fr[r] = 1.0 + rs
+    if p.kind == K_PROBS:
+        for r in range(rows):
+            zrow = bb.zb + r * p.n
+            o = p.out + (i0 + r) * p.out_sb
+            for j in range(p.n):
+                store(o + j * p.out_s1, zrow[j] / bb.fr[r], p.out_f32)
+        return OK
+    fsm_log1p_block(bb.lr, rows)          # lr = log(1 + r), on vectors
+    for r in range(rows):
+        i = i0 + r
+        if p.kind == K_LOG_PROB:
+            a = action_of(p, i)
+            store(p.out + i * p.out_sb, (0.0 if a == bb.amax[r] else bb.da[r]) - bb.lr[r],
+                  p.out_f32)
+        elif p.kind == K_SAMPLE:
+            drow = bb.dz + r * p.n
+            best = -INFINITY
+            a = bb.amax[r]
+            for j in range(p.n):
+                if drow[j] != -INFINITY:
+                    v = drow[j] + fs_gumbel(p.key, <uint64_t>i, <uint64_t>j)
+                    if v > best:
+                        best = v
+                        a = j
+            (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = a
+            store(p.outb + i * p.outb_sb, (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r],
+                  p.out_f32)
+        else:  # K_ENTROPY: log(1 + r) + sum_j w_j (m - z_j) / (1 + r)
+            zrow = bb.zb + r * p.n
+            drow = bb.dz + r * p.n
+            h = 0.0
+            for j in range(p.n):
+                if zrow[j] != 0.0:
+                    h -= zrow[j] * drow[j]
+            store(p.out + i * p.out_sb, bb.lr[r] + h / bb.fr[r], p.out_f32)
     return OK
 
 
@@ -773,15 +921,17 @@ cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_states) noexcept nogil:
 
 
 cdef Status loglik_chunk(const MProb *p, Py_ssize_t i0, Py_ssize_t i1, bint blas, bint grad_w,
-                         double *scratch, double *sblk, double *zb, double *part,
-                         Py_ssize_t *bad) noexcept nogil:
+                         double *scratch, double *part, Py_ssize_t *bad) noexcept nogil:
+    """Sums over states [i0, i1) into part: by blocks (blas) or state by state."""
     cdef Py_ssize_t i, br = blas_rows(p)
     cdef Status st
+    cdef BlockBufs bb
     memset(part, 0, partial_size(p) * sizeof(double))
     if blas:
+        block_bufs(p, scratch + state_scratch(p), &bb)
         i = i0
         while i < i1:
-            st = loglik_block(p, i, <int>min(br, i1 - i), scratch, sblk, zb, part, bad)
+            st = loglik_block(p, i, <int>min(br, i1 - i), scratch, &bb, part, bad)
             if st != OK:
                 return st
             i += br
@@ -794,23 +944,16 @@ cdef Status loglik_chunk(const MProb *p, Py_ssize_t i0, Py_ssize_t i1, bint blas
     return OK
 
 
-cdef inline Py_ssize_t loglik_extra(const MProb *p, bint blas) noexcept nogil:
-    """Scratch beyond state_scratch: with blas, da, amax, lr, oth, fr."""
-    return 5 * BLAS_ROWS if blas else 0
-
-
 cdef inline Status loglik_chunk_of(const MProb *p, Py_ssize_t c, Py_ssize_t ch,
                                    Py_ssize_t n_states, bint blas, bint grad_w, double *buf,
                                    double *parts, Py_ssize_t *bads) noexcept nogil:
     """Chunk c of run_loglik into parts[c]; buf is one thread's scratch
     (NULL if it could not be allocated)."""
-    cdef Py_ssize_t br = blas_rows(p)
-    cdef Py_ssize_t sblk = state_scratch(p) + loglik_extra(p, blas)
     if buf == NULL:
         bads[c] = c * ch
         return NO_MEMORY
-    return loglik_chunk(p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf, buf + sblk,
-                        buf + sblk + br * p.k, parts + c * partial_size(p), &bads[c])
+    return loglik_chunk(p, c * ch, min((c + 1) * ch, n_states), blas, grad_w, buf,
+                        parts + c * partial_size(p), &bads[c])
 
 
 cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint grad_w,
@@ -824,9 +967,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef Py_ssize_t n_chunks = (n_states + ch - 1) // ch
     cdef Py_ssize_t psize = partial_size(p)
     cdef bint blas = grad_w and use_blas(p, n_states)
-    cdef Py_ssize_t br = blas_rows(p)
-    cdef Py_ssize_t ssize = (state_scratch(p) + loglik_extra(p, blas)
-                             + (br * p.k + br * p.n if blas else 0))
+    cdef Py_ssize_t ssize = state_scratch(p) + (block_scratch(p) if blas else 0)
     cdef double work = <double>n_states * p.k * p.n
     cdef bint threaded = (FS_OPENMP and n_threads > 1 and n_chunks > 1
                           and work >= PARALLEL_MIN_WORK and fs_threads_allowed())
