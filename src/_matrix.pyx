@@ -367,12 +367,18 @@ cdef inline double soft_log_pi(const Soft *sf, const double *zh, const double *z
     return ((zh[a] - sf.m) + (zl[a] - sf.m_lo)) - log1p(sf.r)
 
 
-cdef inline void soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
+cdef inline bint soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
                                double scale, double *res) noexcept nogil:
-    """res = scale (e_a - pi) / tau, with 1 - pi_a as the sum of the others."""
+    """res = scale (e_a - pi) / tau, with 1 - pi_a as the sum of the others,
+    and True.  When that is not finite (1 / tau overflows: a subnormal tau),
+    res = scale (e_a - pi) instead, finite, and False: the caller divides each
+    result entry by tau, so an exact 0 (one legal action, a masked action,
+    s_c = 0) stays 0 rather than 0 * inf = NaN.  res[a] is the entry of
+    largest magnitude (others >= each wv_j), so it alone tells."""
     cdef Py_ssize_t j
     cdef double others = 0.0
-    cdef double f = scale / sf.l
+    cdef double f0 = scale / sf.l
+    cdef double f = f0
     if p.tau != 1.0:
         f = f / p.tau
     for j in range(p.n):
@@ -380,6 +386,15 @@ cdef inline void soft_residual(const MProb *p, const Soft *sf, const double *wv,
             others += wv[j]
             res[j] = -wv[j] * f
     res[a] = others * f
+    if isfinite(res[a]):
+        return True
+    others = 0.0
+    for j in range(p.n):
+        if j != a:
+            others += wv[j]
+            res[j] = -wv[j] * f0
+    res[a] = others * f0
+    return False
 
 
 cdef inline void store(char *o, double v, bint f32) noexcept nogil:
@@ -387,6 +402,21 @@ cdef inline void store(char *o, double v, bint f32) noexcept nogil:
         (<float *>o)[0] = <float>v
     else:
         (<double *>o)[0] = v
+
+
+cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
+                         const double *res) noexcept nogil:
+    """Store the score of state i from res = e_a - pi without its 1 / tau (see
+    soft_residual): (s_c res_j) / tau, and res_j / tau for b."""
+    cdef Py_ssize_t c, j
+    cdef char *o = p.out + i * p.out_sb
+    for c in range(p.k):
+        for j in range(p.n):
+            store(o + c * p.out_s1 + j * p.out_s2, (tb[c] * res[j]) / p.tau, p.out_f32)
+    if p.outb != NULL:
+        o = p.outb + i * p.outb_sb
+        for j in range(p.n):
+            store(o + j * p.outb_s, res[j] / p.tau, p.out_f32)
 
 
 cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
@@ -402,6 +432,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef char *o
     cdef double *orow
     cdef Status st
+    cdef bint scaled
     if p.act != NULL:
         a = action_of(p, i)
         if a < 0 or a >= n:
@@ -439,16 +470,26 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
         store(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j), p.out_f32)
     else:  # K_SCORE
-        soft_residual(p, &sf, wv, a, 1.0, res)
+        scaled = soft_residual(p, &sf, wv, a, 1.0, res)
         smax = 0.0
         rmax = 0.0
         for c in range(p.k):
             smax = max(smax, fabs(tb[c]))
         for j in range(n):
-            rmax = max(rmax, fabs(res[j]))
+            if not (fabs(res[j]) <= rmax) and rmax == rmax:   # a NaN sticks
+                rmax = fabs(res[j])
+        # The largest result entries, |s_c res_j| (and |res_j| when b is
+        # given): rounding is monotone, so these are exactly the largest
+        # entries as computed (before the float32 conversion).
         lim = FLT_MAX if p.out_f32 else 1.7976931348623157e308
-        if not (smax * rmax <= lim and rmax <= lim):
-            return NONFINITE_RESULT
+        if scaled:
+            if not (smax * rmax <= lim and (p.outb == NULL or rmax <= lim)):
+                return NONFINITE_RESULT
+        else:
+            if not ((smax * rmax) / p.tau <= lim and (p.outb == NULL or rmax / p.tau <= lim)):
+                return NONFINITE_RESULT
+            score_unscaled(p, i, tb, res)
+            return OK
         o = p.out + i * p.out_sb
         if not p.out_f32 and p.out_s2 == sizeof(double):
             for c in range(p.k):   # contiguous rows: a loop the compiler vectorises
@@ -536,13 +577,24 @@ cdef inline Py_ssize_t partial_size(const MProb *p) noexcept nogil:
 
 
 cdef inline void accumulate_state(const MProb *p, Py_ssize_t i, const double *sv,
-                                  Py_ssize_t s_step, const double *res, double lp,
+                                  Py_ssize_t s_step, const double *res, bint scaled, double lp,
                                   double wi, double *part) noexcept nogil:
-    """part += (wi log pi, res, outer(s_i, res)); sv: s_i (step s_step) or NULL."""
+    """part += (wi log pi, res, outer(s_i, res)); sv: s_i (step s_step) or NULL.
+    Without scaled, res lacks its 1 / tau (see soft_residual): each term is
+    divided by tau after its product."""
     cdef Py_ssize_t c, j, n = p.n
     cdef double *g = part + 1 + n
     cdef double sc
     part[0] += wi * lp
+    if not scaled:
+        for j in range(n):
+            part[1 + j] += res[j] / p.tau
+        if sv != NULL:
+            for c in range(p.k):
+                sc = sv[c * s_step]
+                for j in range(n):
+                    g[c * n + j] += (sc * res[j]) / p.tau
+        return
     for j in range(n):
         part[1 + j] += res[j]
     if sv != NULL:
@@ -564,6 +616,7 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     cdef Soft sf
     cdef Status st
     cdef double wi = weight_of(p, i), lp
+    cdef bint scaled
     cdef Py_ssize_t a = action_of(p, i)
     if a < 0 or a >= n:
         return ACTION_CHANGED
@@ -577,9 +630,33 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     if st != OK:
         return st
     lp = soft_log_pi(&sf, zh, zl, a)
-    soft_residual(p, &sf, wv, a, wi, res)
-    accumulate_state(p, i, tb if grad_w else NULL, 1, res, lp, wi, part)
+    scaled = soft_residual(p, &sf, wv, a, wi, res)
+    accumulate_state(p, i, tb if grad_w else NULL, 1, res, scaled, lp, wi, part)
     return OK
+
+
+cdef void loglik_row_unscaled(const MProb *p, Py_ssize_t a, double f0, double oth,
+                              double wlp, const double *sv, double *zrow,
+                              double *part) noexcept nogil:
+    """Add one row of a BLAS block whose residual overflows with its 1 / tau:
+    res = f0 (e_a - pi) unscaled (zrow: the weights exp(z_j - m), oth: the sum
+    of all but a's), each term divided by tau after its product, as
+    accumulate_state does; zrow is left 0 for the block's dgemm."""
+    cdef Py_ssize_t c, j, n = p.n
+    cdef double *g = part + 1 + n
+    cdef double sc
+    for j in range(n):
+        zrow[j] = -zrow[j] * f0
+    zrow[a] = oth * f0
+    part[0] += wlp
+    for j in range(n):
+        part[1 + j] += zrow[j] / p.tau
+    for c in range(p.k):
+        sc = sv[c]
+        for j in range(n):
+            g[c * n + j] += (sc * zrow[j]) / p.tau
+    for j in range(n):
+        zrow[j] = 0.0
 
 
 cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
@@ -730,6 +807,12 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         f = wi * fr[r]
         if p.tau != 1.0:
             f = f / p.tau
+        if not isfinite(oth[r] * f):
+            # 1 / tau overflows (see soft_residual; oth[r] f is the entry of
+            # largest magnitude): the row's terms are added here, each
+            # divided by tau after its product, and its row of R zeroed.
+            loglik_row_unscaled(p, a, wi * fr[r], oth[r], wi * lp, S + r * ld, zrow, part)
+            continue
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
         zrow[a] = oth[r] * f
@@ -1240,7 +1323,7 @@ cdef object loglik_result(const MProb *p, const double *total, bint grad, bint h
     cdef cnp.ndarray gw = cnp.PyArray_EMPTY(2, dims, out_type, 0)
     cdef cnp.ndarray gb
     cdef char *o = <char *>cnp.PyArray_DATA(gw)
-    for q in range(p.n + p.k * p.n):
+    for q in range(0 if has_b else p.n, p.n + p.k * p.n):   # what is returned
         if not fabs(total[1 + q]) <= lim:
             raise ValueError("the gradient overflows (it is not finite in the output dtype)")
     for q in range(p.k * p.n):
