@@ -404,6 +404,17 @@ cdef inline void store(char *o, double v, bint f32) noexcept nogil:
         (<double *>o)[0] = v
 
 
+cdef inline bint store_finite(char *o, double v, bint f32) noexcept nogil:
+    """store, and whether the stored value is finite (in the output dtype)."""
+    cdef float vf
+    if f32:
+        vf = <float>v
+        (<float *>o)[0] = vf
+        return isfinite(vf)
+    (<double *>o)[0] = v
+    return isfinite(v)
+
+
 cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
                          const double *res) noexcept nogil:
     """Store the score of state i from res = e_a - pi without its 1 / tau (see
@@ -447,13 +458,17 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     if st != OK:
         return st
     if p.kind == K_LOG_PROB:
-        store(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32)
+        # log pi(a) is finite in double, but may not be in float32 (or z_a - m
+        # may overflow double): an error, as for the phi form.
+        if not store_finite(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
+            return NONFINITE_RESULT
     elif p.kind == K_ENTROPY:
         h = 0.0
         for j in range(n):
             if wv[j] != 0.0:
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
-        store(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32)
+        if not store_finite(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32):
+            return NONFINITE_RESULT
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
         for j in range(n):
@@ -468,7 +483,9 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                     best = v
                     best_j = j
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
-        store(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j), p.out_f32)
+        if not store_finite(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
+                            p.out_f32):
+            return NONFINITE_RESULT
     else:  # K_SCORE
         scaled = soft_residual(p, &sf, wv, a, 1.0, res)
         smax = 0.0

@@ -55,12 +55,7 @@ KNOWN_UNNAMED: list[str] = [
 # Results known to be wrong, accepted (and counted as "known-bad") so the
 # fuzz keeps finding new things; each pinned by a strict xfail in
 # test_fuzz_findings.py.  (entry name prefix, predicate(kw, result arrays)).
-KNOWN_BAD_RESULTS = [
-    # -inf instead of an overflow error when log pi(a) < -FLT_MAX (float32):
-    # test_fuzz_findings.py::test_matrix_log_prob_float32_overflow_raises
-    ("matrix.log_prob", lambda kw, arrays: any(
-        r.dtype == np.float32 and np.isneginf(r).any() for r in arrays)),
-]
+KNOWN_BAD_RESULTS: list = []
 
 
 def _known_bad(entry, kw, res):

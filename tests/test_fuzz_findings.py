@@ -55,14 +55,12 @@ def test_matrix_score_zero_state_cannot_overflow(k):
     assert got.shape == (k, 2) and np.all(got == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix.log_prob returns -inf when log pi(a) "
-                   "overflows float32 (fastscore.log_prob raises)")
 @pytest.mark.parametrize("layout", ["single", "batch"])
 def test_matrix_log_prob_float32_overflow_raises(layout):
     """float32 inputs, logits 1e300 apart: log pi(1) = -1e300, not finite in
     the float32 result.  fastscore.log_prob (batch) and fastscore.matrix.loglik
     raise ValueError ('... overflows ... float32; the temperature is too
-    small ...'); fastscore.matrix.log_prob returns np.float32(-inf) (single)
+    small ...'); fastscore.matrix.log_prob returned np.float32(-inf) (single)
     or array([-inf], dtype=float32) (batch)."""
     s, W = np.array([1.0], np.float32), np.array([[1.0, 0.0]], np.float32)
     if layout == "batch":
