@@ -973,8 +973,9 @@ def first_nonfinite(x):
     return int(np.flatnonzero(~np.isfinite(x))[0])
 
 
-cdef raise_status(Status st, Py_ssize_t i, bint batch):
+cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
     cdef str state = f"state {i}" if batch else "the state"
+    cdef str why
     if st == NO_MEMORY:
         raise MemoryError("fastscore: could not allocate per-thread scratch")
     if st == ACTION_CHANGED:
@@ -984,7 +985,16 @@ cdef raise_status(Status st, Py_ssize_t i, bint batch):
     if st == NONFINITE_LOGIT:
         raise ValueError(
             f"non-finite logit in {state}: (s @ W + b) / temperature overflows")
-    raise ValueError(f"the result of {state} overflows (it is not finite in the output dtype)")
+    if p.kind == K_SCORE:
+        # outer(s, e_a - pi) / tau, with |e_a - pi| <= 1
+        why = "the temperature is too small, or s too large in magnitude"
+    else:
+        # log pi(a) = z_a - m - log(1 + r), z = (s @ W + b) / tau
+        why = ("the temperature is too small, or s, W or b too large in magnitude "
+               "(the logits too far apart)")
+    raise ValueError(
+        f"the result for {state} overflows: it is not finite in the output dtype "
+        f"({'float32' if p.out_f32 else 'float64'}); {why}, for that dtype")
 
 
 cdef object canonical(int kind, object s, object W, object a, object b, object mask,
@@ -1293,7 +1303,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         if st == NONFINITE_W:
             bad_w = first_nonfinite(np.asarray(W))
             raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
-        raise_status(st, bad, batch)
+        raise_status(st, bad, batch, &p)
 
     if kind == K_LOGLIK:
         try:
@@ -1329,8 +1339,12 @@ cdef object loglik_result(const MProb *p, const double *total, bint grad, bint h
     cdef Py_ssize_t j, q
     cdef double lim = FLT_MAX if out_type == cnp.NPY_FLOAT else 1.7976931348623157e308
     dtype = np.float32 if out_type == cnp.NPY_FLOAT else np.float64
+    cdef str dt = "float32" if out_type == cnp.NPY_FLOAT else "float64"
     if not fabs(total[0]) <= lim:
-        raise ValueError("the log-likelihood overflows (it is not finite in the output dtype)")
+        raise ValueError(
+            f"the log-likelihood overflows: it is not finite in the output dtype ({dt}); the "
+            f"temperature is too small, or the weights, s, W or b too large in magnitude, "
+            f"for that dtype")
     value = dtype(total[0])
     if not grad:
         return value
@@ -1342,7 +1356,10 @@ cdef object loglik_result(const MProb *p, const double *total, bint grad, bint h
     cdef char *o = <char *>cnp.PyArray_DATA(gw)
     for q in range(0 if has_b else p.n, p.n + p.k * p.n):   # what is returned
         if not fabs(total[1 + q]) <= lim:
-            raise ValueError("the gradient overflows (it is not finite in the output dtype)")
+            raise ValueError(
+                f"the gradient overflows: it is not finite in the output dtype ({dt}); the "
+                f"temperature is too small, or s or the weights too large in magnitude, "
+                f"for that dtype")
     for q in range(p.k * p.n):
         store(o + q * cnp.PyArray_ITEMSIZE(gw), total[1 + p.n + q], out_type == cnp.NPY_FLOAT)
     if not has_b:
@@ -1463,7 +1480,9 @@ def score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=No
     ValueError
         Shapes that do not match; N = 0; the taken action masked; a state with
         every action masked; NaN or inf in ``s``, ``W`` or ``b``; logits that
-        overflow; ``temperature`` not finite and positive; ``n_threads < 1``.
+        overflow; a result not finite in the result dtype (``temperature``
+        too small for it, or ``s`` too large); ``temperature`` not finite and
+        positive; ``n_threads < 1``.
     """
     return call(K_SCORE, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 

@@ -44,13 +44,7 @@ DOCUMENTED = (TypeError, ValueError, IndexError)
 
 # Messages accepted although they name no argument: each is a finding
 # reported to the lead and pinned by a strict xfail in test_error_messages.py.
-KNOWN_UNNAMED: list[str] = [
-    # fastscore.matrix's overflow errors (the phi form's name temperature,
-    # phi, theta and the weights): test_error_messages.py::test_matrix_overflow_*
-    r"^the result of (the state|state \d+) overflows \(it is not finite in the output dtype\)$",
-    r"^the gradient overflows \(it is not finite in the output dtype\)$",
-    r"^the log-likelihood overflows \(it is not finite in the output dtype\)$",
-]
+KNOWN_UNNAMED: list[str] = []
 
 # Results known to be wrong, accepted (and counted as "known-bad") so the
 # fuzz keeps finding new things; each pinned by a strict xfail in
