@@ -393,12 +393,18 @@ cdef inline double soft_log_pi(const Soft *sf, const double *zh, const double *z
     return ((zh[a] - sf.m) + (zl[a] - sf.m_lo)) - log1p(sf.r)
 
 
-cdef inline void soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
+cdef inline bint soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
                                double scale, double *res) noexcept nogil:
-    """res = scale (e_a - pi) / tau, with 1 - pi_a as the sum of the others."""
+    """res = scale (e_a - pi) / tau, with 1 - pi_a as the sum of the others,
+    and True.  When that is not finite (1 / tau overflows: a subnormal tau),
+    res = scale (e_a - pi) instead, finite, and False: the caller divides each
+    result entry by tau, so an exact 0 (one legal action, a masked action,
+    s_c = 0) stays 0 rather than 0 * inf = NaN.  res[a] is the entry of
+    largest magnitude (others >= each wv_j), so it alone tells."""
     cdef Py_ssize_t j
     cdef double others = 0.0
-    cdef double f = scale / sf.l
+    cdef double f0 = scale / sf.l
+    cdef double f = f0
     if p.tau != 1.0:
         f = f / p.tau
     for j in range(p.n):
@@ -406,6 +412,15 @@ cdef inline void soft_residual(const MProb *p, const Soft *sf, const double *wv,
             others += wv[j]
             res[j] = -wv[j] * f
     res[a] = others * f
+    if isfinite(res[a]):
+        return True
+    others = 0.0
+    for j in range(p.n):
+        if j != a:
+            others += wv[j]
+            res[j] = -wv[j] * f0
+    res[a] = others * f0
+    return False
 
 
 cdef inline void store(char *o, double v, bint f32) noexcept nogil:
@@ -413,6 +428,32 @@ cdef inline void store(char *o, double v, bint f32) noexcept nogil:
         (<float *>o)[0] = <float>v
     else:
         (<double *>o)[0] = v
+
+
+cdef inline bint store_finite(char *o, double v, bint f32) noexcept nogil:
+    """store, and whether the stored value is finite (in the output dtype)."""
+    cdef float vf
+    if f32:
+        vf = <float>v
+        (<float *>o)[0] = vf
+        return isfinite(vf)
+    (<double *>o)[0] = v
+    return isfinite(v)
+
+
+cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
+                         const double *res) noexcept nogil:
+    """Store the score of state i from res = e_a - pi without its 1 / tau (see
+    soft_residual): (s_c res_j) / tau, and res_j / tau for b."""
+    cdef Py_ssize_t c, j
+    cdef char *o = p.out + i * p.out_sb
+    for c in range(p.k):
+        for j in range(p.n):
+            store(o + c * p.out_s1 + j * p.out_s2, (tb[c] * res[j]) / p.tau, p.out_f32)
+    if p.outb != NULL:
+        o = p.outb + i * p.outb_sb
+        for j in range(p.n):
+            store(o + j * p.outb_s, res[j] / p.tau, p.out_f32)
 
 
 cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
@@ -428,6 +469,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef char *o
     cdef double *orow
     cdef Status st
+    cdef bint scaled
     if p.act != NULL:
         a = action_of(p, i)
         if a < 0 or a >= n:
@@ -442,13 +484,17 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     if st != OK:
         return st
     if p.kind == K_LOG_PROB:
-        store(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32)
+        # log pi(a) is finite in double, but may not be in float32 (or z_a - m
+        # may overflow double): an error, as for the phi form.
+        if not store_finite(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
+            return NONFINITE_RESULT
     elif p.kind == K_ENTROPY:
         h = 0.0
         for j in range(n):
             if wv[j] != 0.0:
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
-        store(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32)
+        if not store_finite(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32):
+            return NONFINITE_RESULT
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
         for j in range(n):
@@ -463,18 +509,30 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                     best = v
                     best_j = j
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
-        store(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j), p.out_f32)
+        if not store_finite(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
+                            p.out_f32):
+            return NONFINITE_RESULT
     else:  # K_SCORE
-        soft_residual(p, &sf, wv, a, 1.0, res)
+        scaled = soft_residual(p, &sf, wv, a, 1.0, res)
         smax = 0.0
         rmax = 0.0
         for c in range(p.k):
             smax = max(smax, fabs(tb[c]))
         for j in range(n):
-            rmax = max(rmax, fabs(res[j]))
+            if not (fabs(res[j]) <= rmax) and rmax == rmax:   # a NaN sticks
+                rmax = fabs(res[j])
+        # The largest result entries, |s_c res_j| (and |res_j| when b is
+        # given): rounding is monotone, so these are exactly the largest
+        # entries as computed (before the float32 conversion).
         lim = FLT_MAX if p.out_f32 else 1.7976931348623157e308
-        if not (smax * rmax <= lim and rmax <= lim):
-            return NONFINITE_RESULT
+        if scaled:
+            if not (smax * rmax <= lim and (p.outb == NULL or rmax <= lim)):
+                return NONFINITE_RESULT
+        else:
+            if not ((smax * rmax) / p.tau <= lim and (p.outb == NULL or rmax / p.tau <= lim)):
+                return NONFINITE_RESULT
+            score_unscaled(p, i, tb, res)
+            return OK
         o = p.out + i * p.out_sb
         if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
             fsm_outer(<double *>o, p.out_s1 // sizeof(double), tb, p.k, res, n)
@@ -581,10 +639,21 @@ cdef inline Py_ssize_t partial_size(const MProb *p) noexcept nogil:
 
 
 cdef inline void accumulate_state(const MProb *p, const double *sv, const double *res,
-                                  double lp, double wi, double *part) noexcept nogil:
-    """part += (wi log pi, res, outer(s_i, res)); sv: s_i or NULL."""
-    cdef Py_ssize_t j, n = p.n
+                                  bint scaled, double lp, double wi, double *part) noexcept nogil:
+    """part += (wi log pi, res, outer(s_i, res)); sv: s_i or NULL.  Without
+    scaled, res lacks its 1 / tau (see soft_residual): each term is divided
+    by tau after its product."""
+    cdef Py_ssize_t c, j, n = p.n
+    cdef double *g = part + 1 + n
     part[0] += wi * lp
+    if not scaled:
+        for j in range(n):
+            part[1 + j] += res[j] / p.tau
+        if sv != NULL:
+            for c in range(p.k):
+                for j in range(n):
+                    g[c * n + j] += (sv[c] * res[j]) / p.tau
+        return
     for j in range(n):
         part[1 + j] += res[j]
     if sv != NULL:
@@ -603,6 +672,7 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     cdef Soft sf
     cdef Status st
     cdef double wi = weight_of(p, i), lp
+    cdef bint scaled
     cdef Py_ssize_t a = action_of(p, i)
     if a < 0 or a >= n:
         return ACTION_CHANGED
@@ -616,9 +686,25 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     if st != OK:
         return st
     lp = soft_log_pi(&sf, zh, zl, a)
-    soft_residual(p, &sf, wv, a, wi, res)
-    accumulate_state(p, tb if grad_w else NULL, res, lp, wi, part)
+    scaled = soft_residual(p, &sf, wv, a, wi, res)
+    accumulate_state(p, tb if grad_w else NULL, res, scaled, lp, wi, part)
     return OK
+
+
+cdef void loglik_row_unscaled(const MProb *p, Py_ssize_t a, double f0, double oth,
+                              double wlp, const double *sv, double *zrow,
+                              double *part) noexcept nogil:
+    """Add one row of a BLAS block whose residual overflows with its 1 / tau:
+    res = f0 (e_a - pi) unscaled (zrow: the weights exp(z_j - m), oth: the sum
+    of all but a's), each term divided by tau after its product, as
+    accumulate_state does; zrow is left 0 for the block's dgemm."""
+    cdef Py_ssize_t j
+    for j in range(p.n):
+        zrow[j] = -zrow[j] * f0
+    zrow[a] = oth * f0
+    accumulate_state(p, sv, zrow, False, 1.0, wlp, part)
+    for j in range(p.n):
+        zrow[j] = 0.0
 
 
 cdef struct BlockBufs:
@@ -825,6 +911,12 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         f = wi * bb.fr[r]
         if p.tau != 1.0:
             f = f / p.tau
+        if not isfinite(bb.oth[r] * f):
+            # 1 / tau overflows (see soft_residual; oth[r] f is the entry of
+            # largest magnitude): the row's terms are added here, each
+            # divided by tau after its product, and its row of R zeroed.
+            loglik_row_unscaled(p, a, wi * bb.fr[r], bb.oth[r], wi * lp, S + r * ld, zrow, part)
+            continue
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
         zrow[a] = bb.oth[r] * f
@@ -876,8 +968,10 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         i = i0 + r
         if p.kind == K_LOG_PROB:
             a = action_of(p, i)
-            store(p.out + i * p.out_sb, (0.0 if a == bb.amax[r] else bb.da[r]) - bb.lr[r],
-                  p.out_f32)
+            v = (0.0 if a == bb.amax[r] else bb.da[r]) - bb.lr[r]
+            if not store_finite(p.out + i * p.out_sb, v, p.out_f32):
+                bad[0] = i
+                return NONFINITE_RESULT
         elif p.kind == K_SAMPLE:
             drow = bb.dz + r * p.n
             best = -INFINITY
@@ -889,8 +983,10 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                         best = v
                         a = j
             (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = a
-            store(p.outb + i * p.outb_sb, (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r],
-                  p.out_f32)
+            v = (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r]
+            if not store_finite(p.outb + i * p.outb_sb, v, p.out_f32):
+                bad[0] = i
+                return NONFINITE_RESULT
         else:  # K_ENTROPY: log(1 + r) + sum_j w_j (m - z_j) / (1 + r)
             zrow = bb.zb + r * p.n
             drow = bb.dz + r * p.n
@@ -898,7 +994,9 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             for j in range(p.n):
                 if zrow[j] != 0.0:
                     h -= zrow[j] * drow[j]
-            store(p.out + i * p.out_sb, bb.lr[r] + h / bb.fr[r], p.out_f32)
+            if not store_finite(p.out + i * p.out_sb, bb.lr[r] + h / bb.fr[r], p.out_f32):
+                bad[0] = i
+                return NONFINITE_RESULT
     return OK
 
 
@@ -1057,8 +1155,9 @@ def first_nonfinite(x):
     return int(np.flatnonzero(~np.isfinite(x))[0])
 
 
-cdef raise_status(Status st, Py_ssize_t i, bint batch):
+cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
     cdef str state = f"state {i}" if batch else "the state"
+    cdef str why
     if st == NO_MEMORY:
         raise MemoryError("fastscore: could not allocate per-thread scratch")
     if st == ACTION_CHANGED:
@@ -1068,7 +1167,16 @@ cdef raise_status(Status st, Py_ssize_t i, bint batch):
     if st == NONFINITE_LOGIT:
         raise ValueError(
             f"non-finite logit in {state}: (s @ W + b) / temperature overflows")
-    raise ValueError(f"the result of {state} overflows (it is not finite in the output dtype)")
+    if p.kind == K_SCORE:
+        # outer(s, e_a - pi) / tau, with |e_a - pi| <= 1
+        why = "the temperature is too small, or s too large in magnitude"
+    else:
+        # log pi(a) = z_a - m - log(1 + r), z = (s @ W + b) / tau
+        why = ("the temperature is too small, or s, W or b too large in magnitude "
+               "(the logits too far apart)")
+    raise ValueError(
+        f"the result for {state} overflows: it is not finite in the output dtype "
+        f"({'float32' if p.out_f32 else 'float64'}); {why}, for that dtype")
 
 
 cdef object canonical(int kind, object s, object W, object a, object b, object mask,
@@ -1381,7 +1489,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         if st == NONFINITE_W:
             bad_w = first_nonfinite(np.asarray(W))
             raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
-        raise_status(st, bad, batch)
+        raise_status(st, bad, batch, &p)
 
     if kind == K_LOGLIK:
         try:
@@ -1415,13 +1523,17 @@ cdef inline object make_scalar(double *buf, int out_type):
 cdef object loglik_result(const MProb *p, const double *total, bint grad, bint has_b,
                           int out_type):
     """The result objects from the sums total (value, grad_b, grad_W)."""
-    cdef Py_ssize_t q, m = p.n + p.k * p.n
+    cdef Py_ssize_t q, q0 = 0 if has_b else p.n, m = p.n + p.k * p.n
     cdef bint f32 = out_type == cnp.NPY_FLOAT
     cdef double lim = FLT_MAX if f32 else 1.7976931348623157e308
     cdef double v = total[0]
     cdef float v32
+    cdef str dt = "float32" if f32 else "float64"
     if not fabs(v) <= lim:
-        raise ValueError("the log-likelihood overflows (it is not finite in the output dtype)")
+        raise ValueError(
+            f"the log-likelihood overflows: it is not finite in the output dtype ({dt}); the "
+            f"temperature is too small, or the weights, s, W or b too large in magnitude, "
+            f"for that dtype")
     if f32:
         v32 = <float>v
         value = make_scalar(<double *>&v32, out_type)
@@ -1429,12 +1541,16 @@ cdef object loglik_result(const MProb *p, const double *total, bint grad, bint h
         value = make_scalar(&v, out_type)
     if not grad:
         return value
-    if not fsm_all_finite(total + 1, m):
-        raise ValueError("the gradient overflows (it is not finite in the output dtype)")
-    if f32:
-        for q in range(m):
-            if not fabs(total[1 + q]) <= lim:
-                raise ValueError("the gradient overflows (it is not finite in the output dtype)")
+    # Only what is returned (grad_b with b) must be finite in the output dtype.
+    cdef bint finite = fsm_all_finite(total + 1 + q0, m - q0)
+    if finite and f32:
+        for q in range(q0, m):
+            finite = finite and fabs(total[1 + q]) <= lim
+    if not finite:
+        raise ValueError(
+            f"the gradient overflows: it is not finite in the output dtype ({dt}); the "
+            f"temperature is too small, or s or the weights too large in magnitude, "
+            f"for that dtype")
     cdef cnp.npy_intp dims[2]
     dims[0] = p.k
     dims[1] = p.n
@@ -1566,7 +1682,9 @@ def score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=No
     ValueError
         Shapes that do not match; N = 0; the taken action masked; a state with
         every action masked; NaN or inf in ``s``, ``W`` or ``b``; logits that
-        overflow; ``temperature`` not finite and positive; ``n_threads < 1``.
+        overflow; a result not finite in the result dtype (``temperature``
+        too small for it, or ``s`` too large); ``temperature`` not finite and
+        positive; ``n_threads < 1``.
     """
     return call(K_SCORE, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 

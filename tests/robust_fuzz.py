@@ -44,36 +44,12 @@ DOCUMENTED = (TypeError, ValueError, IndexError)
 
 # Messages accepted although they name no argument: each is a finding
 # reported to the lead and pinned by a strict xfail in test_error_messages.py.
-KNOWN_UNNAMED: list[str] = [
-    # fastscore.matrix's overflow errors (the phi form's name temperature,
-    # phi, theta and the weights): test_error_messages.py::test_matrix_overflow_*
-    r"^the result of (the state|state \d+) overflows \(it is not finite in the output dtype\)$",
-    r"^the gradient overflows \(it is not finite in the output dtype\)$",
-    r"^the log-likelihood overflows \(it is not finite in the output dtype\)$",
-]
+KNOWN_UNNAMED: list[str] = []
 
 # Results known to be wrong, accepted (and counted as "known-bad") so the
 # fuzz keeps finding new things; each pinned by a strict xfail in
 # test_fuzz_findings.py.  (entry name prefix, predicate(kw, result arrays)).
-def _tiny_tau(kw):
-    t = kw.get("temperature", 1.0)
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        return False
-    return 0.0 < t < 1.0 / np.finfo(np.float64).max  # 1 / tau overflows to inf
-
-
-KNOWN_BAD_RESULTS = [
-    # NaN score for a state with one legal action when 1 / tau overflows:
-    # test_fuzz_findings.py::test_matrix_score_one_legal_action_tiny_temperature_is_not_nan
-    ("matrix.score", lambda kw, arrays: _tiny_tau(kw)
-     and any(np.isnan(r).any() for r in arrays if r.dtype.kind == "f")),
-    # -inf instead of an overflow error when log pi(a) < -FLT_MAX (float32):
-    # test_fuzz_findings.py::test_matrix_log_prob_float32_overflow_raises
-    ("matrix.log_prob", lambda kw, arrays: any(
-        r.dtype == np.float32 and np.isneginf(r).any() for r in arrays)),
-]
+KNOWN_BAD_RESULTS: list = []
 
 
 def _known_bad(entry, kw, res):

@@ -104,16 +104,14 @@ def test_overflowing_result_names_an_argument(case):
 
 
 # ---------------------------------------------------------------------------
-# fastscore.matrix: findings of the fuzzer (tests/robust_fuzz.py accepts these
-# messages through KNOWN_UNNAMED until the fixes land).
+# fastscore.matrix: findings of the fuzzer (tests/robust_fuzz.py accepted these
+# messages through KNOWN_UNNAMED until the fixes landed).
 
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix overflow errors name no argument "
-                   "(the phi form's name temperature, phi, theta, weights)")
 @pytest.mark.parametrize("call", ["score-one", "score-batch", "loglik-grad", "loglik-value-f32"])
 def test_matrix_overflow_names_the_arguments(call):
     """A result that overflows its dtype: the message must say what to change
     (the temperature, s, W or b, the weights), as fastscore.score's does.
-    Today: 'the result of the state overflows (it is not finite in the output
+    They were: 'the result of the state overflows (it is not finite in the output
     dtype)', 'the gradient overflows (...)', 'the log-likelihood overflows (...)'."""
     import fastscore.matrix as M
     ones = np.ones((2, 1))

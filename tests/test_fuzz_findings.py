@@ -13,16 +13,14 @@ M = pytest.importorskip("fastscore.matrix")
 TINY_TAU = 1e-310   # subnormal: 1 / tau overflows to inf in double
 
 
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix.score returns NaN for a state with one "
-                   "legal action when 1 / temperature overflows (0 * inf in the residual)")
 @pytest.mark.parametrize("case", ["one-action", "one-action-batch", "one-action-bias",
                                   "masked-to-one", "s-zero"])
 def test_matrix_score_one_legal_action_tiny_temperature_is_not_nan(case):
     """With one legal action pi_a = 1, so e_a - pi = 0 and the score is 0
-    (fastscore.score gives 0 for the same policy).  The kernel forms the
+    (fastscore.score gives 0 for the same policy).  The kernel formed the
     residual as (sum of the others) * (1 / l / tau) = 0 * inf = NaN (and
-    -0 * inf for masked actions); its overflow guard takes max(rmax, |NaN|),
-    which drops the NaN, so NaN is returned instead of 0 or an error."""
+    -0 * inf for masked actions); its overflow guard took max(rmax, |NaN|),
+    which dropped the NaN, so NaN was returned instead of 0 or an error."""
     s, W = np.array([0.001]), np.array([[1.0]])
     if case == "one-action":
         call = lambda: M.score(s, W, 0, temperature=TINY_TAU)          # noqa: E731
@@ -47,30 +45,28 @@ def test_matrix_score_one_legal_action_tiny_temperature_is_not_nan(case):
         assert np.all(r == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix.score raises an overflow for an "
-                   "empty (k = 0) or all-zero (s = 0) result")
 @pytest.mark.parametrize("k", [0, 1])
 def test_matrix_score_zero_state_cannot_overflow(k):
     """grad_W = outer(s, e_a - pi) / tau: with k = 0 it is empty, with s = 0 it
     is 0, whatever tau; fastscore.score gives 0 for the same policy (phi = 0).
-    Today a tiny temperature raises 'the result of the state overflows' (the
-    residual (e_a - pi) / tau, not part of the result without b, does)."""
+    A tiny temperature used to raise 'the result of the state overflows' (the
+    residual (e_a - pi) / tau, not part of the result without b, did)."""
     got = M.score(np.zeros(k), np.zeros((k, 2)), 0, temperature=TINY_TAU)
     assert got.shape == (k, 2) and np.all(got == 0)
 
 
-@pytest.mark.xfail(strict=True, reason="fastscore.matrix.log_prob returns -inf when log pi(a) "
-                   "overflows float32 (fastscore.log_prob raises)")
-@pytest.mark.parametrize("layout", ["single", "batch"])
+@pytest.mark.parametrize("layout", ["single", "batch", "blocks"])
 def test_matrix_log_prob_float32_overflow_raises(layout):
     """float32 inputs, logits 1e300 apart: log pi(1) = -1e300, not finite in
     the float32 result.  fastscore.log_prob (batch) and fastscore.matrix.loglik
     raise ValueError ('... overflows ... float32; the temperature is too
-    small ...'); fastscore.matrix.log_prob returns np.float32(-inf) (single)
+    small ...'); fastscore.matrix.log_prob returned np.float32(-inf) (single)
     or array([-inf], dtype=float32) (batch)."""
     s, W = np.array([1.0], np.float32), np.array([[1.0, 0.0]], np.float32)
     if layout == "batch":
         s, a = s[None], np.array([1])
+    elif layout == "blocks":   # a batch large enough for the block path
+        s, a = np.repeat(s[None], 200, axis=0), np.ones(200, np.intp)
     else:
         a = 1
     with pytest.raises(ValueError, match="overflow"):
