@@ -1,13 +1,13 @@
 """The bench's optional Numba and JAX baselines (``fastscore._baselines``):
-they agree with the NumPy reference, and ``import fastscore`` does not
-import them.  Nothing here is timed."""
+they agree with the NumPy reference, join the bench only where they apply,
+and ``import fastscore`` does not import them.  Nothing here is timed."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from fastscore import _baselines, reference
+from fastscore import _baselines, _bench, reference
 
 
 def _inputs(rng, masked, shape=(40, 6, 5)):
@@ -40,8 +40,48 @@ def test_baseline_matches_reference(lib, masked, rng):
     np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-10, atol=1e-12)
 
 
+def test_bench_adds_baselines_where_they_apply():
+    modules = {"numba": pytest.importorskip("numba"), "jax": pytest.importorskip("jax")}
+    inputs = _bench.make_inputs((30, 4, 8), "float32", True, 0.5)
+    for func in ("score", "loglik"):
+        calls = _bench.implementations(inputs, _bench.default_threads(), None, func, modules)
+        assert {"numba", "jax"} <= set(calls)
+        want = calls["numpy"]()
+        for lib in ("numba", "jax"):
+            assert _bench.check_error(func, inputs, calls[lib](), want) <= _bench.RTOL["float32"]
+    for func in ("log_prob", "loglik+hess"):  # not theirs
+        assert not {"numba", "jax"} & set(_bench.implementations(
+            inputs, _bench.default_threads(), None, func, modules))
+    one_state = _bench.make_inputs((4, 8), "float64", False, 1.0)
+    ragged = _bench.make_inputs((3, 4, 8), "float64", False, 1.0, ragged=True)
+    for inp in (one_state, ragged):
+        assert not {"numba", "jax"} & set(_bench.implementations(
+            inp, _bench.default_threads(), None, "score", modules))
+
+
+def _row(seconds, rel_error):
+    return _bench.Row("tiny states", (8, 4, 8), "float64", False, 1.0, 2048,
+                      dict(seconds, read_pass=1e-6), rel_error, 1e-6, 0.0)
+
+
+def test_table_columns():
+    rows = [_row({"numpy": 4e-3, "fastscore": 1e-3}, {"fastscore": 0.0}),
+            _row({"numpy": 4e-3, "fastscore": 1e-3, "numba": 2e-3, "jax": 3e-3},
+                 {"fastscore": 0.0, "numba": 0.0, "jax": 1.0})]
+    head, _, no_baselines, with_baselines = _bench.table(rows)
+    assert "vs numba" in head and "vs jax" in head
+    assert head.index("vs numba") < head.index("vs jax") < head.index("GB/s")
+    assert " - " in no_baselines and no_baselines.split()[-1] == "ok"
+    assert "2.00x" in with_baselines and "3.00x" in with_baselines
+    assert "MISMATCH (jax)" in with_baselines
+    env = _bench.environment(1, True, None, "note",
+                             {"numba": None, "jax": None})
+    assert "numba not installed" in _bench.header(env)[1]
+    assert _bench.to_json(env, rows)["results"][1]["speedup_vs_jax"] == pytest.approx(3.0)
+
+
 def test_import_fastscore_imports_neither():
-    code = ("import sys, fastscore, fastscore._baselines; "
+    code = ("import sys, fastscore, fastscore._bench, fastscore._baselines; "
             "print(sorted({'numba', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
