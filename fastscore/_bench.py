@@ -91,6 +91,15 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("medium ragged", (1024, 16, 256), ragged=True),
     Workload("choice data", (100000, 10, 20), func="loglik+hess",
              quick_shape=(20000, 10, 20)),
+    # Many states with few actions and features (issue 11: the Numba and JAX columns).
+    Workload("choice data", (100000, 10, 20)),
+    Workload("choice data, large", (1000000, 10, 20), quick_shape=(200000, 10, 20)),
+    Workload("tiny states", (65536, 4, 8)),
+    Workload("small batch", (4096, 8, 32), func="loglik"),
+    Workload("choice data", (100000, 10, 20), func="loglik"),
+    Workload("choice data, large", (1000000, 10, 20), func="loglik",
+             quick_shape=(200000, 10, 20)),
+    Workload("tiny states", (65536, 4, 8), func="loglik"),
 )
 
 #: The optional baselines (``fastscore._baselines``), in column order.
