@@ -3,11 +3,14 @@ they agree with the NumPy reference, join the bench only where they apply,
 and ``import fastscore`` does not import them.  Nothing here is timed."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastscore import _baselines, _bench, reference
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _inputs(rng, masked, shape=(40, 6, 5)):
@@ -38,6 +41,15 @@ def test_baseline_matches_reference(lib, masked, rng):
                                              grad=True)
     assert float(value) == pytest.approx(want_value, rel=1e-12)
     np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-10, atol=1e-12)
+
+
+def test_asv_copy_is_the_same_code():
+    """benchmarks/baselines.py is fastscore/_baselines.py under another docstring."""
+    def body(path):
+        text = path.read_text()
+        return text[text.index('"""', 3) + 3:]
+
+    assert body(ROOT / "benchmarks" / "baselines.py") == body(ROOT / "fastscore" / "_baselines.py")
 
 
 def test_bench_adds_baselines_where_they_apply():
