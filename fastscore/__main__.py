@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         "from the reference.",
     )
     bench.add_argument("--quick", action="store_true",
-                       help="fewer repeats and a smaller large batch (well under 30 s)")
+                       help="fewer repeats and smaller large batches (about 1.5 minutes)")
     bench.add_argument("--threads", type=_positive_int, metavar="N",
                        help="threads for fastscore, the read pass, NumPy's BLAS, PyTorch and "
                        "Numba (default: what OpenMP allows, see OMP_NUM_THREADS; JAX keeps "
