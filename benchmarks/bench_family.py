@@ -21,17 +21,29 @@ from fastscore import reference
 from .common import (
     BLAS_SETTLE,
     THREADS,
+    WORKLOADS,
     BlasThreads,
     best_time,
     make_inputs,
     n_threads_arg,
 )
 
-#: Workloads of this file: the two of ``common.WORKLOADS`` the targets name,
-#: and a choice-model data set (many states, few actions, few features).
-SHAPES = {"small": (8, 32), "medium": (1024, 16, 256), "choice": (100000, 10, 20)}
-
 FUNCS = ["log_prob", "entropy", "probs", "sample", "loglik_grad", "loglik_hess"]
+
+#: Workloads of this file (from ``common.WORKLOADS``) and the functions timed
+#: on each: every function but the Hessian on the two the targets name; the
+#: Hessian, and loglik with the gradient, on the choice-model data set (many
+#: states, few actions, few features); loglik with the gradient on the other
+#: batches of many small states.
+FUNCS_OF = {
+    "small": FUNCS[:-1],
+    "medium": FUNCS[:-1],
+    "choice": ["loglik_grad", "loglik_hess"],
+    "small_batch": ["loglik_grad"],
+    "choice_large": ["loglik_grad"],
+    "tiny_states": ["loglik_grad"],
+}
+SHAPES = {name: WORKLOADS[name] for name in FUNCS_OF}
 
 
 def _require(name: str) -> None:
@@ -40,13 +52,7 @@ def _require(name: str) -> None:
 
 
 def _inputs(workload: str):
-    if workload in ("small", "medium"):
-        return make_inputs(workload, "float64")
-    rng = np.random.default_rng(0)
-    shape = SHAPES[workload]
-    phi = rng.standard_normal(shape)
-    theta = rng.standard_normal(shape[-1]) / np.sqrt(shape[-1])
-    return phi, theta, rng.integers(0, shape[1], size=shape[0]), None
+    return make_inputs(workload, "float64")
 
 
 def family_call(module: Any, func: str, phi, theta, a, **options) -> Callable[[], Any]:
@@ -66,8 +72,8 @@ def family_call(module: Any, func: str, phi, theta, a, **options) -> Callable[[]
 def _skip(func: str, workload: str, threads: Union[int, str]) -> None:
     if workload == "small" and threads != 1:
         raise NotImplementedError("one small state runs on one thread")
-    if (workload == "choice") != (func == "loglik_hess"):
-        raise NotImplementedError("the Hessian is benchmarked on the choice data set only")
+    if func not in FUNCS_OF[workload]:
+        raise NotImplementedError(f"{func} is not benchmarked on {workload}")
 
 
 class Family:

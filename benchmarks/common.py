@@ -23,6 +23,11 @@ WORKLOADS = {
     "medium": (1024, 16, 256),
     "large": (64, 1000, 1000),  # 512 MB in float64
     "huge": (262144, 64),  # one state with many actions
+    # Many states, few actions and features: choice-model data (1.6 GB in
+    # float64 for the large one), and a batch of tiny states.
+    "choice": (100000, 10, 20),
+    "choice_large": (1000000, 10, 20),
+    "tiny_states": (65536, 4, 8),
 }
 
 IMPLEMENTATIONS: dict[str, Callable] = {

@@ -71,9 +71,10 @@ def _bench_command(args) -> int:
     n_threads = args.threads or _bench.default_threads()
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     torch = _bench.import_torch()
-    with _bench.thread_limits(n_threads, torch) as blas_note:
-        env = _bench.environment(n_threads, args.quick, torch, blas_note)
-        rows = _bench.run(dtypes, args.quick, n_threads, torch)
+    baselines = _bench.import_baselines()
+    with _bench.thread_limits(n_threads, torch, baselines["numba"]) as blas_note:
+        env = _bench.environment(n_threads, args.quick, torch, blas_note, baselines)
+        rows = _bench.run(dtypes, args.quick, n_threads, torch, baselines=baselines)
         matrix_rows = _bench.run_matrix(dtypes, args.quick, n_threads)
     print("\n".join(_bench.header(env) + [""] + _bench.table(rows)))
     print("\n".join([""] + _bench.matrix_table(matrix_rows)))
@@ -97,17 +98,18 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser(
         "bench",
-        help="time fastscore against NumPy (and PyTorch) on the benchmark workloads",
-        description="Time fastscore.score against the NumPy reference (and PyTorch, if "
-        "installed) on the benchmark workloads, check every result against the reference "
+        help="time fastscore against NumPy (and PyTorch, Numba, JAX) on the benchmark workloads",
+        description="Time fastscore against the NumPy reference (and PyTorch, Numba and JAX, "
+        "those installed) on the benchmark workloads, check every result against the reference "
         "and print a table.  Progress goes to stderr.  Exit status 1 if a result differs "
         "from the reference.",
     )
     bench.add_argument("--quick", action="store_true",
-                       help="fewer repeats and a smaller large batch (well under 30 s)")
+                       help="fewer repeats and smaller large batches (about 1.5 minutes)")
     bench.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="threads for fastscore, the read pass, NumPy's BLAS and PyTorch "
-                       "(default: what OpenMP allows, see OMP_NUM_THREADS)")
+                       help="threads for fastscore, the read pass, NumPy's BLAS, PyTorch and "
+                       "Numba (default: what OpenMP allows, see OMP_NUM_THREADS; JAX keeps "
+                       "its own)")
     bench.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     bench.add_argument("--loops", action="store_true",
                        help="time whole training loops (REINFORCE, a logit fit) written with "

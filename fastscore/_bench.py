@@ -1,4 +1,4 @@
-"""``python -m fastscore bench``: fastscore against NumPy (and PyTorch) per workload.
+"""``python -m fastscore bench``: fastscore against NumPy (and PyTorch, Numba, JAX) per workload.
 
 A workload is one public function (``score``, ``log_prob``, ``entropy``,
 ``probs``, ``sample``, ``loglik``) on one shape; its NumPy baseline is the
@@ -12,6 +12,10 @@ and the fraction it is of this machine's read bandwidth, measured by
 ``fastscore._core.read_pass`` over as many bytes with the same thread count
 (or one thread, if that is faster: it is for a few kilobytes, where the
 kernel does not start threads either).
+
+Numba and JAX, when installed, are optional columns of the batch ``score``
+and ``loglik`` rows (``fastscore._baselines``); nothing here imports them
+before ``import_baselines``.
 
 The asv suite in ``benchmarks/`` runs the same workloads.
 """
@@ -33,7 +37,7 @@ import numpy as np
 
 import fastscore
 
-from . import __version__, _core, reference
+from . import __version__, _baselines, _core, reference
 
 #: Environment variables that change which BLAS kernels NumPy runs.
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -87,7 +91,19 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("medium ragged", (1024, 16, 256), ragged=True),
     Workload("choice data", (100000, 10, 20), func="loglik+hess",
              quick_shape=(20000, 10, 20)),
+    # Many states with few actions and features (issue 11: the Numba and JAX columns).
+    Workload("choice data", (100000, 10, 20)),
+    Workload("choice data, large", (1000000, 10, 20), quick_shape=(200000, 10, 20)),
+    Workload("tiny states", (65536, 4, 8)),
+    Workload("small batch", (4096, 8, 32), func="loglik"),
+    Workload("choice data", (100000, 10, 20), func="loglik"),
+    Workload("choice data, large", (1000000, 10, 20), func="loglik",
+             quick_shape=(200000, 10, 20)),
+    Workload("tiny states", (65536, 4, 8), func="loglik"),
 )
+
+#: The optional baselines (``fastscore._baselines``), in column order.
+BASELINES = ("numba", "jax")
 
 #: Functions whose result is a sum over the states (their rows also time
 #: ``score`` on the same data, or the Hessian's floor).
@@ -190,8 +206,13 @@ def _arguments(func: str, inputs: Inputs) -> tuple[Callable[..., Any], str, tupl
 
 
 def implementations(inputs: Inputs, n_threads: int, torch: Any,
-                    func: str = "score") -> dict[str, Callable[[], Any]]:
+                    func: str = "score",
+                    baselines: Optional[dict[str, Any]] = None) -> dict[str, Callable[[], Any]]:
     """Zero-argument calls of each implementation on ``inputs``, by name.
+
+    ``baselines`` maps "numba" and "jax" to their modules (None: not
+    installed); they join where ``_baselines.applies`` (batches of score and
+    loglik without offsets), compiled here by a warm-up call.
 
     Rows of reductions also time what their targets compare with: ``score``
     on the same data ("score"), and for the Hessian one ``X.T @ X`` over all
@@ -206,6 +227,12 @@ def implementations(inputs: Inputs, n_threads: int, torch: Any,
         t_mask = None if mask is None else torch.from_numpy(mask)
         calls["torch"] = functools.partial(
             torch_score, torch, torch.from_numpy(phi), torch.from_numpy(theta), t_a, t_mask, tau)
+    if _baselines.applies(func, inputs.phi, inputs.offsets):
+        for lib in BASELINES:
+            module = (baselines or {}).get(lib)
+            if module is not None:
+                calls[lib] = _baselines.CALLS[lib](module, func, inputs.phi, inputs.theta,
+                                                   inputs.a, inputs.mask, inputs.temperature)
     threads = None if n_threads == default_threads() else n_threads
     calls["fastscore"] = _call(getattr(fastscore, name), *args, n_threads=threads, **options)
     if func == "loglik":
@@ -364,9 +391,9 @@ class Row:
     masked: bool
     temperature: float
     phi_bytes: int
-    seconds: dict[str, float]  # per call: numpy, [torch,] fastscore, read_pass[, read_pass_1],
-    # [score] (loglik rows), [floor] (Hessian rows)
-    rel_error: dict[str, float]  # against the reference: fastscore, [torch]
+    seconds: dict[str, float]  # per call: numpy, [torch, numba, jax,] fastscore, read_pass
+    # [, read_pass_1], [score] (loglik rows), [floor] (Hessian rows)
+    rel_error: dict[str, float]  # against the reference: fastscore, [torch, numba, jax]
     rtol: float
     other_load: Optional[float]  # OtherLoad.share() while the row was timed
     func: str = "score"
@@ -375,6 +402,11 @@ class Row:
     @property
     def ok(self) -> bool:
         return all(err <= self.rtol for err in self.rel_error.values())
+
+    @property
+    def mismatched(self) -> list[str]:
+        """The implementations whose result differs from the reference."""
+        return [name for name, err in self.rel_error.items() if not err <= self.rtol]
 
     def speedup(self, other: str) -> Optional[float]:
         """``other``'s time over fastscore's, None if ``other`` was not run."""
@@ -418,12 +450,32 @@ def import_torch() -> Any:
     return torch
 
 
+def import_baselines() -> dict[str, Any]:
+    """The optional baselines' modules by name ("numba", "jax"), None where
+    one is not installed (or fails to import)."""
+    modules: dict[str, Any] = {}
+    for name in BASELINES:
+        try:
+            modules[name] = __import__(name)
+        except ImportError:
+            modules[name] = None
+    return modules
+
+
+def numba_threads(n_threads: int, numba: Any) -> int:
+    """The threads Numba runs with: ``n_threads``, at most what it was started
+    with (``NUMBA_NUM_THREADS``, all CPUs by default)."""
+    return min(n_threads, int(numba.config.NUMBA_NUM_THREADS))
+
+
 @contextlib.contextmanager
-def thread_limits(n_threads: int, torch: Any) -> Iterator[str]:
-    """Run NumPy's BLAS and PyTorch with ``n_threads``; yields how NumPy is limited.
+def thread_limits(n_threads: int, torch: Any, numba: Any = None) -> Iterator[str]:
+    """Run NumPy's BLAS, PyTorch and Numba with ``n_threads``; yields how NumPy is limited.
 
     The BLAS is limited with threadpoolctl when it is installed; otherwise
-    NumPy keeps its own default, and the returned note says so.
+    NumPy keeps its own default, and the returned note says so.  Numba gets
+    at most ``NUMBA_NUM_THREADS`` (see ``numba_threads``); JAX's XLA thread
+    pool cannot be limited after its import, and is not.
     """
     with contextlib.ExitStack() as stack:
         try:
@@ -437,19 +489,23 @@ def thread_limits(n_threads: int, torch: Any) -> Iterator[str]:
             previous = torch.get_num_threads()
             torch.set_num_threads(n_threads)
             stack.callback(torch.set_num_threads, previous)
+        if numba is not None:
+            previous_numba = numba.get_num_threads()
+            numba.set_num_threads(numba_threads(n_threads, numba))
+            stack.callback(numba.set_num_threads, previous_numba)
         yield note
 
 
 def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, torch: Any,
-                 settings: Settings) -> Row:
+                 settings: Settings, baselines: Optional[dict[str, Any]] = None) -> Row:
     """Check and time every implementation on one workload."""
     shape = workload.shape_for(quick)
     inputs = make_inputs(shape, dtype, workload.masked, workload.temperature,
                          ragged=workload.ragged)
-    calls = implementations(inputs, n_threads, torch, workload.func)
+    calls = implementations(inputs, n_threads, torch, workload.func, baselines)
     want = calls["numpy"]()
     errors = {name: check_error(workload.func, inputs, call(), want)
-              for name, call in calls.items() if name in ("fastscore", "torch")}
+              for name, call in calls.items() if name in ("fastscore", "torch") + BASELINES}
     calls.update(read_pass_calls(inputs.phi.nbytes, n_threads))
     load = OtherLoad()
     seconds = best_times(calls, settings)
@@ -459,8 +515,10 @@ def run_workload(workload: Workload, dtype: str, quick: bool, n_threads: int, to
 
 
 def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
-        progress: TextIO = sys.stderr) -> list[Row]:
-    """Every workload in every dtype, with progress lines on ``progress``."""
+        progress: TextIO = sys.stderr, baselines: Optional[dict[str, Any]] = None) -> list[Row]:
+    """Every workload in every dtype, with progress lines on ``progress``.
+
+    ``baselines``: the modules of ``import_baselines()`` (None: neither)."""
     warm_allocator()
     settings = Settings.for_mode(quick)
     cases = [(w, dtype) for w in WORKLOADS for dtype in dtypes]
@@ -469,7 +527,7 @@ def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
         shape = workload.shape_for(quick)
         print(f"[{i:2d}/{len(cases)}] {workload.func} {workload.name} {_shape_str(shape)} {dtype}",
               file=progress, flush=True)
-        rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings))
+        rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings, baselines))
     return rows
 
 
@@ -486,13 +544,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(n_threads: int, quick: bool, torch: Any, blas_note: str) -> dict[str, Any]:
+def environment(n_threads: int, quick: bool, torch: Any, blas_note: str,
+                baselines: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """What the numbers depend on: versions, threads, CPU, BLAS settings."""
     info = _core.build_info()
+    baselines = baselines or {}
+    numba, jax = baselines.get("numba"), baselines.get("jax")
     return {
         "fastscore": __version__,
         "numpy": np.__version__,
         "torch": None if torch is None else torch.__version__,
+        "numba": None if numba is None else numba.__version__,
+        "numba_threads": None if numba is None else numba_threads(n_threads, numba),
+        "jax": None if jax is None else jax.__version__,
         "python": platform.python_version(),
         "cpu": cpu_name(),
         "cpus": os.cpu_count(),
@@ -529,7 +593,11 @@ def header(env: dict[str, Any]) -> list[str]:
         f" ({env['cpu']}), SIMD {env['simd']}, OpenMP {'on' if env['openmp'] else 'off'}",
         f"numpy {env['numpy']} ({env['numpy_blas_threads']})"
         + (f", torch {env['torch']} ({env['threads']} threads)" if env["torch"] else
-           ", torch not installed"),
+           ", torch not installed")
+        + (f", numba {env['numba']} ({env['numba_threads']} threads)" if env.get("numba") else
+           ", numba not installed")
+        + (f", jax {env['jax']} (XLA's own threads)" if env.get("jax") else
+           ", jax not installed (pip install jax adds its column)"),
     ]
     if env["blas_env"]:
         settings = ", ".join(f"{k}={v}" for k, v in env["blas_env"].items())
@@ -539,7 +607,9 @@ def header(env: dict[str, Any]) -> list[str]:
     repeat = Settings.for_mode(env["quick"]).repeat
     lines += [
         f"times: per call, best of {repeat} interleaved repeats"
-        + (" (--quick)" if env["quick"] else "") + "; vs X = X time / fastscore time",
+        + (" (--quick)" if env["quick"] else "") + "; vs X = X time / fastscore time"
+        + ("; numba, jax: batches of score and loglik only" if env.get("numba") or env.get("jax")
+           else ""),
         "GB/s: bytes of phi / fastscore time; read GB/s: a read-only pass over as many bytes"
         " (same threads, or 1 if faster); % read = GB/s / read GB/s",
         "busy: CPU share other processes took while the row was timed; above a few %"
@@ -553,6 +623,7 @@ def table(rows: Sequence[Row]) -> list[str]:
     with_torch = any("torch" in row.seconds for row in rows)
     head = ["function", "workload", "shape", "dtype", "numpy"] + (["torch"] if with_torch else [])
     head += ["fastscore", "vs numpy"] + (["vs torch"] if with_torch else [])
+    head += [f"vs {lib}" for lib in BASELINES]
     head += ["GB/s", "read GB/s", "% read", "busy", "check", "note"]
     body = []
     for row in rows:
@@ -564,10 +635,16 @@ def table(rows: Sequence[Row]) -> list[str]:
         if with_torch:
             vs_torch = row.speedup("torch")
             cells.append("-" if vs_torch is None else f"{vs_torch:.2f}x")
+        for lib in BASELINES:
+            vs = row.speedup(lib)
+            cells.append("-" if vs is None else f"{vs:.2f}x")
+        check = "ok" if row.ok else "MISMATCH"
+        if not row.ok and row.mismatched != ["fastscore"]:
+            check += f" ({', '.join(row.mismatched)})"
         cells += [f"{row.gbps:.1f}", f"{row.read_gbps:.1f}",
                   f"{100 * row.gbps / row.read_gbps:.0f}%",
                   "?" if row.other_load is None else f"{100 * row.other_load:.0f}%",
-                  "ok" if row.ok else "MISMATCH", row.note]
+                  check, row.note]
         body.append(cells)
     widths = [max(len(str(r[i])) for r in [head] + body) for i in range(len(head))]
     left = {0, 1, 2, 3}
@@ -596,6 +673,8 @@ def to_json(env: dict[str, Any], rows: Sequence[Row]) -> dict[str, Any]:
                 "seconds": row.seconds,
                 "speedup_vs_numpy": row.speedup("numpy"),
                 "speedup_vs_torch": row.speedup("torch"),
+                "speedup_vs_numba": row.speedup("numba"),
+                "speedup_vs_jax": row.speedup("jax"),
                 "gbps": row.gbps,
                 "read_gbps": row.read_gbps,
                 "fraction_of_read_bandwidth": row.gbps / row.read_gbps,
