@@ -1,20 +1,14 @@
 /*
- * exp of non-positive arguments on vectors, for the softmax of fastscore.matrix.
+ * Vector helpers of fastscore.matrix: the softmax weights and log1p of a
+ * block of states, its small matrix-vector products and copies.
  *
- * fsm_exp_block(x, n) replaces x[i] (<= 0, -inf allowed) by exp(x[i]).  The
- * softmax weights exp(z_k - m) are all of this form, and the batch gradient
- * needs B N of them: with the C library's scalar exp they cost more than the
- * two matrix products around them.
- *
- * Method: x = n ln2 + r with n = round(x / ln2) (by the 1.5 2**52 trick) and
- * ln2 in two parts (Cody and Waite; the high part has 21 trailing zero bits,
- * so n ln2_hi is exact), |r| <= ln2 / 2; exp(r) by its Taylor polynomial of
- * degree 13 (truncation below 2e-17 relative) in Horner form; then the
- * exponent n is added to the bits.  Results below 2**-1000 are scaled in two
- * steps so that subnormal results are rounded once; x < -746 gives 0.  The
- * error is within a few units in the last place (tests/test_matrix.py checks
- * it against the C library's exp), far below what the 1e-12 accuracy target
- * of the callers needs.
+ * fsm_exp_block(x, n) replaces x[i] (<= 0, -inf allowed) by exp(x[i]) with
+ * fs_vexp4, the vectorised exp of the phi form's kernels (fastscore_simd.h:
+ * Cody-Waite reduction, degree-13 Taylor polynomial by Estrin's scheme, at
+ * most 0.71 ulp for normal results; x < -746 gives 0).  The softmax weights
+ * exp(z_k - m) are all of this form, and a batch needs B N of them: with the
+ * C library's scalar exp they would cost more than the two matrix products
+ * around them.
  *
  * Only additions and multiplications, no FMA (the module is compiled with
  * -ffp-contract=off), so every instruction set's clone returns the same bits.
@@ -39,39 +33,6 @@ FS_INLINE fsm_vd fsm_select(fsm_vl mask, fsm_vd a, fsm_vd b) {
     return (fsm_vd)(((fsm_vl)a & mask) | ((fsm_vl)b & ~mask));
 }
 
-FS_INLINE fsm_vd fsm_exp_nonpos(fsm_vd x) {
-    const fsm_vd lim = (fsm_vd){0} - 746.0;
-    const fsm_vd magic = (fsm_vd){0} + 6755399441055744.0; /* 1.5 * 2**52 */
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
-    const double log2e = 1.4426950408889634074;
-    fsm_vd t, n, r, p;
-    fsm_vl ni, small, bits;
-    x = fsm_select(x < lim, lim, x); /* also -inf and -746 <= x: no NaN from -inf */
-    t = x * log2e + magic;
-    n = t - magic;
-    r = (x - n * ln2_hi) - n * ln2_lo;
-    p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
-    p = p * r + (1.0 / 39916800.0);
-    p = p * r + (1.0 / 3628800.0);
-    p = p * r + (1.0 / 362880.0);
-    p = p * r + (1.0 / 40320.0);
-    p = p * r + (1.0 / 5040.0);
-    p = p * r + (1.0 / 720.0);
-    p = p * r + (1.0 / 120.0);
-    p = p * r + (1.0 / 24.0);
-    p = p * r + (1.0 / 6.0);
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    ni = (fsm_vl)t - (fsm_vl)magic;          /* n as an integer */
-    small = ni < -1000;
-    ni = ni + (small & 200);                 /* scale by 2**(n + 200), then 2**-200 */
-    bits = (ni + 1023) << 52;
-    p = p * (fsm_vd)bits;
-    return fsm_select(small, p * 6.2230152778611417e-61 /* 2**-200 */, p);
-}
-
 static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
     ptrdiff_t i = 0;
     /* Two independent vectors an iteration: each exp is a chain of dependent
@@ -80,15 +41,15 @@ static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
         fsm_vd v, u;
         memcpy(&v, x + i, sizeof v);
         memcpy(&u, x + i + FSM_LANES, sizeof u);
-        v = fsm_exp_nonpos(v);
-        u = fsm_exp_nonpos(u);
+        v = fs_vexp4(v);
+        u = fs_vexp4(u);
         memcpy(x + i, &v, sizeof v);
         memcpy(x + i + FSM_LANES, &u, sizeof u);
     }
     for (; i + FSM_LANES <= n; i += FSM_LANES) {
         fsm_vd v;
         memcpy(&v, x + i, sizeof v);
-        v = fsm_exp_nonpos(v);
+        v = fs_vexp4(v);
         memcpy(x + i, &v, sizeof v);
     }
     if (i < n) {
@@ -96,7 +57,7 @@ static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
         fsm_vd v;
         memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
         memcpy(&v, buf, sizeof v);
-        v = fsm_exp_nonpos(v);
+        v = fs_vexp4(v);
         memcpy(buf, &v, sizeof v);
         memcpy(x + i, buf, (size_t)(n - i) * sizeof(double));
     }
