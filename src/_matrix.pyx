@@ -459,6 +459,21 @@ cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
             store(o + j * p.outb_s, res[j] / p.tau, p.out_f32)
 
 
+cdef inline Py_ssize_t gumbel_argmax(const MProb *p, Py_ssize_t i, const double *z,
+                                    Py_ssize_t amax) noexcept nogil:
+    """The Gumbel-max draw of state i: argmax_j z_j + G(key, i, j) over the
+    legal actions (z_j > -inf; z the logits, or the logits minus their max)."""
+    cdef Py_ssize_t j, best_j = amax
+    cdef double v, best = -INFINITY
+    for j in range(p.n):
+        if z[j] != -INFINITY:
+            v = z[j] + fs_gumbel(p.key, <uint64_t>i, <uint64_t>j)
+            if v > best:
+                best = v
+                best_j = j
+    return best_j
+
+
 cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
     """All the per-state outputs of state i (every kind but loglik)."""
     cdef Py_ssize_t kp = p.kp, n = p.n, c, j, a = 0, best_j
@@ -468,9 +483,8 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef double *wv = zl + p.np_
     cdef double *res = zh           # score: the residual overwrites zh (read before)
     cdef Soft sf
-    cdef double v, best, sc, smax, rmax, h, lim
+    cdef double sc, smax, rmax, h, lim
     cdef char *o
-    cdef double *orow
     cdef Status st
     cdef bint scaled
     if p.act != NULL:
@@ -503,14 +517,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         for j in range(n):
             store(o + j * p.out_s1, wv[j] / sf.l, p.out_f32)
     elif p.kind == K_SAMPLE:
-        best = -INFINITY
-        best_j = sf.amax
-        for j in range(n):
-            if zh[j] != -INFINITY:
-                v = zh[j] + fs_gumbel(p.key, <uint64_t>i, <uint64_t>j)
-                if v > best:
-                    best = v
-                    best_j = j
+        best_j = gumbel_argmax(p, i, zh, sf.amax)
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
         if not store_finite(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
                             p.out_f32):
@@ -945,7 +952,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef Py_ssize_t j, i, a, am
     cdef double *zrow
     cdef double *drow
-    cdef double rs, h, v, best
+    cdef double rs, h, v
     cdef char *o
     cdef Status st = block_soft(p, i0, rows, scratch, bb,
                                 p.kind == K_ENTROPY or p.kind == K_SAMPLE, &S, &ld, bad)
@@ -979,14 +986,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
                 return NONFINITE_RESULT
         elif p.kind == K_SAMPLE:
             drow = bb.dz + r * p.n
-            best = -INFINITY
-            a = bb.amax[r]
-            for j in range(p.n):
-                if drow[j] != -INFINITY:
-                    v = drow[j] + fs_gumbel(p.key, <uint64_t>i, <uint64_t>j)
-                    if v > best:
-                        best = v
-                        a = j
+            a = gumbel_argmax(p, i, drow, bb.amax[r])
             (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = a
             v = (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r]
             if not store_finite(p.outb + i * p.outb_sb, v, p.out_f32):
@@ -1189,7 +1189,6 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
                       uint64_t key, bint grad):
     """The call on canonical inputs; NotImplemented when one needs coercion."""
     cdef MProb p
-    cdef int i
     memset(&p, 0, sizeof(MProb))
     p.kind = kind
     p.key = key
