@@ -37,7 +37,9 @@ def coerce_weights(weights, n_states: int) -> np.ndarray:
     w = _as_array(weights, "weights")
     if w.dtype.kind not in "biuf":
         raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
-    w = np.ascontiguousarray(w, dtype=np.float64)
+    # C-contiguous and aligned: the kernel reads weights[b] as a double
+    # (ascontiguousarray alone keeps an unaligned float64 array as it is).
+    w = np.require(w, dtype=np.float64, requirements=("C", "A"))
     if w.shape != (n_states,):
         raise ValueError(f"weights must have shape ({n_states},), one per state, got {w.shape}")
     bad = np.flatnonzero(~np.isfinite(w))

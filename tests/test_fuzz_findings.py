@@ -71,3 +71,34 @@ def test_matrix_log_prob_float32_overflow_raises(layout):
         a = 1
     with pytest.raises(ValueError, match="overflow"):
         M.log_prob(s, W, a, temperature=1e-300)
+
+
+@pytest.mark.parametrize("module", ["phi", "matrix"])
+def test_loglik_unaligned_weights_are_copied_aligned(module):
+    """The fuzzer under UBSan (CI's sanitizer step): fastscore.loglik with a
+    float64 weights array that is contiguous but not 8-byte aligned read
+    weights[b] through a misaligned double pointer (undefined behaviour;
+    x86 tolerates it, so only the sanitizer saw it).  coerce_weights used
+    np.ascontiguousarray, which keeps such an array as it is."""
+    from fastscore._coerce import coerce_weights
+    import fastscore
+
+    w = np.array([0.65, 0.57, 0.68, 1.49])
+    buf = np.empty(w.nbytes + 1, np.uint8)
+    wu = buf[1:].view(np.float64)
+    wu[...] = w
+    assert not wu.flags.aligned
+    assert coerce_weights(wu, 4).flags.aligned
+    rng = np.random.default_rng(0)
+    a = np.zeros(4, np.intp)
+    if module == "phi":
+        phi, theta = rng.standard_normal((4, 2, 3)), rng.standard_normal(3)
+        got = fastscore.loglik(phi, theta, a, weights=wu, grad=True, hess=True)
+        want = fastscore.loglik(phi, theta, a, weights=w, grad=True, hess=True)
+    else:
+        s, W = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+        got = M.loglik(s, W, a, weights=wu, grad=True)
+        want = M.loglik(s, W, a, weights=w, grad=True)
+    assert got[0] == want[0]
+    for x, y in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(x, y)
