@@ -704,7 +704,7 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
 
 
 cdef void loglik_row_unscaled(const MProb *p, Py_ssize_t a, double f0, double oth,
-                              double wlp, const double *sv, double *zrow,
+                              double lp, double wi, const double *sv, double *zrow,
                               double *part) noexcept nogil:
     """Add one row of a BLAS block whose residual overflows with its 1 / tau:
     res = f0 (e_a - pi) unscaled (zrow: the weights exp(z_j - m), oth: the sum
@@ -714,7 +714,7 @@ cdef void loglik_row_unscaled(const MProb *p, Py_ssize_t a, double f0, double ot
     for j in range(p.n):
         zrow[j] = -zrow[j] * f0
     zrow[a] = oth * f0
-    accumulate_state(p, sv, zrow, False, 1.0, wlp, part)
+    accumulate_state(p, sv, zrow, False, lp, wi, part)
     for j in range(p.n):
         zrow[j] = 0.0
 
@@ -724,7 +724,7 @@ cdef struct BlockBufs:
     # state scratch: the rows of S as double when S cannot be read in place
     # (rows, k), the weights (rows, N), z - m kept for the entropy (rows, N),
     # and per row: z_a - m, the argmax, r (then log1p(r)), the sum of the
-    # weights but a's, 1 / (1 + r).
+    # weights but a's (loglik), 1 / (1 + r) (loglik), 1 + r (states_block).
     double *sblk
     double *zb
     double *dz
@@ -733,12 +733,13 @@ cdef struct BlockBufs:
     double *lr
     double *oth
     double *fr
+    double *l
 
 
 cdef inline Py_ssize_t block_scratch(const MProb *p) noexcept nogil:
     """Doubles of BlockBufs (see block_bufs)."""
     cdef Py_ssize_t br = blas_rows(p)
-    return br * p.k + 2 * br * p.n + 5 * BLAS_ROWS
+    return br * p.k + 2 * br * p.n + 6 * BLAS_ROWS
 
 
 cdef inline void block_bufs(const MProb *p, double *buf, BlockBufs *bb) noexcept nogil:
@@ -751,6 +752,7 @@ cdef inline void block_bufs(const MProb *p, double *buf, BlockBufs *bb) noexcept
     bb.lr = bb.da + 2 * BLAS_ROWS
     bb.oth = bb.da + 3 * BLAS_ROWS
     bb.fr = bb.da + 4 * BLAS_ROWS
+    bb.l = bb.da + 5 * BLAS_ROWS
 
 
 cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
@@ -927,7 +929,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             # 1 / tau overflows (see soft_residual; oth[r] f is the entry of
             # largest magnitude): the row's terms are added here, each
             # divided by tau after its product, and its row of R zeroed.
-            loglik_row_unscaled(p, a, wi * bb.fr[r], bb.oth[r], wi * lp, S + r * ld, zrow, part)
+            loglik_row_unscaled(p, a, wi * bb.fr[r], bb.oth[r], lp, wi, S + r * ld, zrow, part)
             continue
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
@@ -967,13 +969,13 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             rs += zrow[j]
         zrow[am] = 1.0
         bb.lr[r] = rs
-        bb.fr[r] = 1.0 + rs
+        bb.l[r] = 1.0 + rs
     if p.kind == K_PROBS:
         for r in range(rows):
             zrow = bb.zb + r * p.n
             o = p.out + (i0 + r) * p.out_sb
             for j in range(p.n):
-                store(o + j * p.out_s1, zrow[j] / bb.fr[r], p.out_f32)
+                store(o + j * p.out_s1, zrow[j] / bb.l[r], p.out_f32)
         return OK
     fsm_log1p_block(bb.lr, rows)          # lr = log(1 + r), on vectors
     for r in range(rows):
@@ -999,7 +1001,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             for j in range(p.n):
                 if zrow[j] != 0.0:
                     h -= zrow[j] * drow[j]
-            if not store_finite(p.out + i * p.out_sb, bb.lr[r] + h / bb.fr[r], p.out_f32):
+            if not store_finite(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
     return OK
