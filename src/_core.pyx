@@ -95,8 +95,17 @@ cdef extern from "fastscore_simd.h" nogil:
     int fs_store_f32(char *out, Py_ssize_t stride, const double *g, double scale, double tau,
                      Py_ssize_t n)
     const char *fs_simd_level()
+    enum:
+        FS_FUSED_RUN
+        FS_FUSED_MAX_N
+        FS_FUSED_MAX_D
     struct fs_kernel_set:
         const char *level
+        Py_ssize_t (*fused_score_f64)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
+                                      const fs_theta *t, const char *act, Py_ssize_t act_s,
+                                      Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
+                                      double tau, char *out, Py_ssize_t out_sb,
+                                      Py_ssize_t out_sd) noexcept nogil
     fs_kernel_set fs_kern
     void fs_init(int force_split)
 
@@ -221,6 +230,7 @@ cdef struct Problem:
     uint64_t key                  # sampling: the call's key ...
     Py_ssize_t state_offset       # ... and the global index of state 0
     const double *weights         # loglik: (B,) contiguous; NULL: all 1
+    bint fused                    # tiny states: the score by runs of states (run_fused)
 
 
 cdef struct StateView:
@@ -709,6 +719,41 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
     return finish_state(pr, b, &v, &acc, wk, slot)
 
 
+cdef inline bint takes_fused(const Problem *pr, bint batch) noexcept nogil:
+    """Whether the call's states go through the fused kernel (run_fused): the
+    score alone of a batch of tiny float64 states, padded, unmasked, with
+    the AVX-512 set.  (One-state calls keep the per-state path.)"""
+    return (pr.outputs == OUT_SCORE and batch and pr.phi_f64 and not pr.out_f32
+            and pr.offsets == NULL and pr.mask == NULL and pr.act != NULL
+            and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D
+            and fs_kern.fused_score_f64 != NULL)
+
+
+cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
+                      Py_ssize_t *bad) noexcept nogil:
+    """The scores of states [b0, b1) by the fused kernel, in runs of
+    FS_FUSED_RUN states from b0, every lane doing do_state's arithmetic (the
+    same bits).  A run with a non-finite logit or result goes again through
+    do_state, state by state, so the first bad state (bad[0]) and its status
+    are do_state's."""
+    cdef Py_ssize_t r, b, e
+    cdef Status st
+    while b0 < b1:
+        r = fs_kern.fused_score_f64(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
+                                    b0, b1, <int>pr.n_actions, pr.d, pr.tau, pr.score,
+                                    pr.score_sb, pr.score_sd)
+        if r < 0:
+            return OK
+        e = min(r + FS_FUSED_RUN, b1)
+        for b in range(r, e):
+            st = do_state(pr, b, wk, NULL)
+            if st != OK:
+                bad[0] = b
+                return st
+        b0 = e
+    return OK
+
+
 # ---------------------------------------------------------------------------
 # Scratch, groups and the thread drivers.
 
@@ -833,6 +878,11 @@ cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_
     cdef Py_ssize_t g, b, ss = slot_size(pr)
     cdef Status st
     for g in range(n_groups):
+        if pr.fused:
+            st = run_fused(pr, start[g], start[g + 1], wk, bad)
+            if st != OK:
+                return st
+            continue
         for b in range(start[g], start[g + 1]):
             st = do_state(pr, b, wk, slots + g * ss if slots != NULL else NULL)
             if st != OK:
@@ -879,6 +929,7 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
     cdef Status *status
     cdef double *slab
     cdef Status st
+    cdef Py_ssize_t fb
     cdef int first = OK
     bad[0] = PY_SSIZE_T_MAX
     master[0] = master[1] = 0.0
@@ -890,11 +941,18 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
     for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
         if not is_wide_group(pr, start, g):
             t0 = fs_now()
-            for b in range(start[g], start[g + 1]):
-                st = do_state(pr, b, &wks[threadid()], slots + g * ss if slots != NULL else NULL)
+            if pr.fused:
+                fb = -1  # (assigned here: private to the thread)
+                st = run_fused(pr, start[g], start[g + 1], &wks[threadid()], &fb)
                 if st != OK:
-                    fs_record_failure(b, st, bad, &first)
-                    break
+                    fs_record_failure(fb, st, bad, &first)
+            else:
+                for b in range(start[g], start[g + 1]):
+                    st = do_state(pr, b, &wks[threadid()],
+                                  slots + g * ss if slots != NULL else NULL)
+                    if st != OK:
+                        fs_record_failure(b, st, bad, &first)
+                        break
             fs_clock_master(master, t0, group_rows(pr, start, g))
     works_free(wks, n_threads, bufs)
     if n_wide == 0:
@@ -1348,6 +1406,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Status st = OK
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
     cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
+    pr.fused = takes_fused(&pr, dm.batch)
     if bad_theta < 0 and dm.n_states > 0:
         if release:
             with nogil:
@@ -1722,6 +1781,11 @@ def build_info():
         "float64_logits": f"compensated dot product, TwoProduct by {fs_kern.level.decode()}",
         "cflags": FASTSCORE_CFLAGS.decode(),
     }
+
+
+def _fused_available():
+    """Whether this CPU's kernel set has the fused tiny-state score (for tests)."""
+    return fs_kern.fused_score_f64 != NULL
 
 
 def read_pass(const double[::1] x, int n_threads):

@@ -607,12 +607,17 @@ static struct {
                      ptrdiff_t);
     void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
                      ptrdiff_t);
+    /* The fused score of runs of tiny states (AVX-512VL only; NULL: none). */
+    ptrdiff_t (*fused_score_f64)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
+                                 const char *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
+                                 double, char *, ptrdiff_t, ptrdiff_t);
     const char *level;
 } fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
 fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
              fs_rows_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
+             NULL,
              "Dekker split (no FMA)"};
 
 #define FS_USE_KERNELS(SUFFIX, NSUFFIX, NACC_F64, NACC_F32, LEVEL) \
@@ -627,6 +632,7 @@ fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
         fs_kern.rows_dot_f32 = fs_rows_dot_f32_##NSUFFIX; \
         fs_kern.nacc_f64 = NACC_F64;                   \
         fs_kern.nacc_f32 = NACC_F32;                   \
+        fs_kern.fused_score_f64 = NULL;                \
         fs_kern.level = LEVEL;                         \
     } while (0)
 
@@ -900,12 +906,254 @@ FS_DEFINE_KERNELS(avx2, FS_AVX2, fs_load_f, fs_two_prod_avx2, fs_two_sum_acc, fs
 FS_DEFINE_NARROW_X86(avx512, FS_AVX512_NARROW)
 FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 
+/*
+ * The score of a run of tiny states by one fused kernel (float64 phi and
+ * result, padded layout, no mask, 1 <= N <= 8 rows, 1 <= d <= 32 features):
+ * states [b0, b1) in runs of 8 (the last one partial), each run end to end.
+ *
+ * The logits put the STATES in the vector lanes: quad (k, q) holds row k
+ * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
+ * narrow kernels), so each lane runs fs_rows_dot2's Dot2 in feature order,
+ * and every per-state step after it (the temperature, finiteness, the first
+ * index of the largest logit, the weights by fs_vexp4, r, 1 / (1 + r)) is
+ * plain vertical SIMD over 4 states.  Only g (features in the lanes, the rows
+ * in order, skipping the taken action and zero weights by a masked add, as
+ * fs_narrow_acc) and the store (fs_store_f64's g * scale / tau) go state by
+ * state.  Every lane does exactly the operations of the one-state path
+ * (partial_add_rows -> finish_state with the AVX-512 set), so the bits are
+ * the same.  Lanes past the run's end read a row of zeros: their logits are
+ * 0 and their exp input 0 (an exp of -inf lanes would be subnormal-slow).
+ *
+ * Returns -1 when every state is done, else the first state of the run in
+ * which a logit or a result was not finite (that run's results may be
+ * partly written, none after it): the caller does that run again state by
+ * state to name the state and its error.  The action of every state must
+ * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.
+ */
+#define FS_FUSED_RUN 8
+#define FS_FUSED_MAX_N 8
+#define FS_FUSED_MAX_D 32
+
+#define FS_AVX512_FUSED __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+
+FS_AVX512_FUSED FS_INLINE void fs_fused_quad_t(const double *const *x, ptrdiff_t j, int tail,
+                                               __mmask8 tm, __m256d *c0, __m256d *c1,
+                                               __m256d *c2, __m256d *c3) {
+    __m256d a0, a1, a2, a3;
+    if (tail) {
+        a0 = _mm256_maskz_loadu_pd(tm, x[0] + j); a1 = _mm256_maskz_loadu_pd(tm, x[1] + j);
+        a2 = _mm256_maskz_loadu_pd(tm, x[2] + j); a3 = _mm256_maskz_loadu_pd(tm, x[3] + j);
+    } else {
+        a0 = _mm256_loadu_pd(x[0] + j); a1 = _mm256_loadu_pd(x[1] + j);
+        a2 = _mm256_loadu_pd(x[2] + j); a3 = _mm256_loadu_pd(x[3] + j);
+    }
+    __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);
+    __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);
+    *c0 = _mm256_permute2f128_pd(t0, t2, 0x20);
+    *c1 = _mm256_permute2f128_pd(t1, t3, 0x20);
+    *c2 = _mm256_permute2f128_pd(t0, t2, 0x31);
+    *c3 = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* One Dot2 step of 4 lanes: TwoProduct by FMA (fs_two_prod4), TwoSum into
+ * (h, l) (fs_two_sum4) with three of its additions as fma(x, +-1, y), which
+ * round exactly as x +- y (fs_two_sum_acc_avx512 does the same). */
+FS_AVX512_FUSED FS_INLINE void fs_fused_dot2_step(__m256d *h, __m256d *l, __m256d x, __m256d y,
+                                                  __m256d one) {
+    __m256d p = _mm256_mul_pd(x, y);
+    __m256d e = _mm256_fmsub_pd(x, y, p);
+    __m256d s = _mm256_add_pd(*h, p);
+    __m256d b = _mm256_sub_pd(s, *h);
+    __m256d q1 = _mm256_fnmadd_pd(_mm256_sub_pd(s, b), one, *h); /* h - (s - b) */
+    __m256d q2 = _mm256_fnmadd_pd(b, one, p);                    /* p - b */
+    __m256d q = _mm256_fmadd_pd(q1, one, q2);                    /* q1 + q2 */
+    *l = _mm256_add_pd(*l, _mm256_add_pd(q, e));
+    *h = s;
+}
+
+/* Logits of NQ quads of rows: quad c is rows x[4c .. 4c+3]. */
+#define FS_DEFINE_FUSED_LOGITS(NQ)                                                             \
+    FS_AVX512_FUSED FS_INLINE void fs_fused_logits_##NQ(const double *const *x,                \
+                                                        const double *theta, ptrdiff_t d,      \
+                                                        double *z, double *zl) {               \
+        ptrdiff_t jt = (d - 1) / 4 * 4;                                                        \
+        int nt = (int)(d - jt);                                                                \
+        __mmask8 tm = (__mmask8)((1u << nt) - 1);                                              \
+        __m256d one = _mm256_set1_pd(1.0);                                                     \
+        __asm__("" : "+v"(one));                                                               \
+        __m256d h[NQ], l[NQ], c[NQ][4];                                                        \
+        for (int g = 0; g < NQ; g++) h[g] = l[g] = _mm256_setzero_pd();                        \
+        for (ptrdiff_t j = 0; j < jt; j += 4) {                                                \
+            for (int g = 0; g < NQ; g++)                                                       \
+                fs_fused_quad_t(x + 4 * g, j, 0, tm, &c[g][0], &c[g][1], &c[g][2], &c[g][3]);  \
+            for (int u = 0; u < 4; u++) {                                                      \
+                __m256d y = _mm256_set1_pd(theta[j + u]);                                      \
+                for (int g = 0; g < NQ; g++) fs_fused_dot2_step(&h[g], &l[g], c[g][u], y, one); \
+            }                                                                                  \
+        }                                                                                      \
+        for (int g = 0; g < NQ; g++)                                                           \
+            fs_fused_quad_t(x + 4 * g, jt, 1, tm, &c[g][0], &c[g][1], &c[g][2], &c[g][3]);     \
+        for (int u = 0; u < nt; u++) {                                                         \
+            __m256d y = _mm256_set1_pd(theta[jt + u]);                                         \
+            for (int g = 0; g < NQ; g++) fs_fused_dot2_step(&h[g], &l[g], c[g][u], y, one);    \
+        }                                                                                      \
+        for (int g = 0; g < NQ; g++) {                                                         \
+            __m256d s = _mm256_add_pd(h[g], l[g]);                                             \
+            _mm256_store_pd(z + 4 * g, s);                                                     \
+            _mm256_store_pd(zl + 4 * g, _mm256_sub_pd(l[g], _mm256_sub_pd(s, h[g])));          \
+        }                                                                                      \
+    }
+FS_DEFINE_FUSED_LOGITS(2)
+FS_DEFINE_FUSED_LOGITS(4)
+
+/* g of one state in NV zmm registers (the last one masked by gm), then
+ * out = (g * inv_l) / tau; chk collects v - v of every result. */
+#define FS_FUSED_G_BODY(NV)                                                                     \
+    do {                                                                                        \
+        __m512d acc[NV], xav[NV], o[NV];                                                        \
+        for (int v = 0; v < NV - 1; v++) {                                                      \
+            acc[v] = _mm512_setzero_pd();                                                       \
+            xav[v] = _mm512_loadu_pd(xa + 8 * v);                                               \
+        }                                                                                       \
+        acc[NV - 1] = _mm512_setzero_pd();                                                      \
+        xav[NV - 1] = _mm512_maskz_loadu_pd(gm, xa + 8 * (NV - 1));                             \
+        for (int k = 0; k < N; k++) {                                                           \
+            const double *xk = rows[(2 * k + (s >> 2)) * 4 + (s & 3)];                          \
+            __m512d wk = _mm512_set1_pd(w[k]);                                                  \
+            __mmask8 use = (k != a && w[k] != 0.0) ? 0xFF : 0;                                  \
+            for (int v = 0; v < NV - 1; v++)                                                    \
+                acc[v] = _mm512_mask_add_pd(                                                    \
+                    acc[v], use, acc[v],                                                        \
+                    _mm512_mul_pd(wk, _mm512_sub_pd(xav[v], _mm512_loadu_pd(xk + 8 * v))));     \
+            acc[NV - 1] = _mm512_mask_add_pd(                                                   \
+                acc[NV - 1], use, acc[NV - 1],                                                  \
+                _mm512_mul_pd(wk, _mm512_sub_pd(xav[NV - 1],                                    \
+                                                _mm512_maskz_loadu_pd(gm, xk + 8 * (NV - 1))))); \
+        }                                                                                       \
+        __m512d il = _mm512_set1_pd(inv_l);                                                     \
+        for (int v = 0; v < NV; v++) {                                                          \
+            o[v] = _mm512_mul_pd(acc[v], il);                                                   \
+            if (scaled) o[v] = _mm512_div_pd(o[v], tauv);                                       \
+            chk = _mm512_add_pd(chk, _mm512_maskz_sub_pd(v == NV - 1 ? gm : 0xFF, o[v], o[v])); \
+        }                                                                                       \
+        if (contiguous) {                                                                       \
+            for (int v = 0; v < NV - 1; v++) _mm512_storeu_pd((double *)ob + 8 * v, o[v]);      \
+            _mm512_mask_storeu_pd((double *)ob + 8 * (NV - 1), gm, o[NV - 1]);                 \
+        } else {                                                                                \
+            double tmp[8 * NV] __attribute__((aligned(64)));                                    \
+            for (int v = 0; v < NV; v++) _mm512_store_pd(tmp + 8 * v, o[v]);                    \
+            for (ptrdiff_t i = 0; i < d; i++) memcpy(ob + i * out_sd, &tmp[i], sizeof(double)); \
+        }                                                                                       \
+    } while (0)
+
+struct fs_fused_scratch {
+    double z[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
+    double zl[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
+    double W[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
+    double INV[FS_FUSED_RUN] __attribute__((aligned(64)));
+    const double *rows[2 * FS_FUSED_MAX_N * 4];
+};
+
+static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned(64)));
+
+FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
+    const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act,
+    ptrdiff_t act_s, ptrdiff_t b0, ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out,
+    ptrdiff_t out_sb, ptrdiff_t out_sd) {
+    const int nv8 = (int)((d + 7) / 8);
+    const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);
+    const int nq = 2 * N; /* quads per run */
+    const int scaled = tau != 1.0;
+    const int contiguous = out_sd == (ptrdiff_t)sizeof(double);
+    const __m256d tau4 = _mm256_set1_pd(tau);
+    const __m512d tauv = _mm512_set1_pd(tau);
+    const double *theta = t->val;
+    struct fs_fused_scratch sc;
+    double *z = sc.z, *zl = sc.zl, *W = sc.W, *INV = sc.INV;
+    const double **rows = sc.rows;
+    for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {
+        int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);
+        /* quad c = 2k + q, lane i: row k of state 4q + i */
+        for (int k = 0; k < N; k++)
+            for (int q = 0; q < 2; q++)
+                for (int i = 0; i < 4; i++) {
+                    int s = 4 * q + i;
+                    rows[(2 * k + q) * 4 + i] =
+                        s < ns ? (const double *)(phi + (r0 + s) * phi_sb + k * phi_sn)
+                               : fs_fused_zero_row;
+                }
+        int c = 0;
+        for (; c + 4 <= nq; c += 4)
+            fs_fused_logits_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);
+        if (c < nq) fs_fused_logits_2(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);
+        /* per set q of 4 states: temperature, finiteness, max, weights, r, 1 / (1 + r) */
+        __m256d nf = _mm256_setzero_pd();
+        for (int q = 0; q < 2; q++) {
+            __m256d zk[FS_FUSED_MAX_N], zlk[FS_FUSED_MAX_N];
+            for (int k = 0; k < N; k++) {
+                zk[k] = _mm256_load_pd(z + (2 * k + q) * 4);
+                zlk[k] = _mm256_load_pd(zl + (2 * k + q) * 4);
+                if (scaled) { /* block_logits: z = s / tau, z_lo = (fma(-z, tau, s) + z_lo) / tau */
+                    __m256d sv = zk[k];
+                    zk[k] = _mm256_div_pd(sv, tau4);
+                    zlk[k] = _mm256_div_pd(_mm256_add_pd(_mm256_fnmadd_pd(zk[k], tau4, sv), zlk[k]),
+                                           tau4);
+                }
+                nf = _mm256_add_pd(nf, _mm256_add_pd(_mm256_sub_pd(zk[k], zk[k]),
+                                                     _mm256_sub_pd(zlk[k], zlk[k])));
+            }
+            /* the first index of the largest: a strict > keeps the first */
+            __m256d m = zk[0], mlo = zlk[0];
+            __m256i km = _mm256_setzero_si256();
+            for (int k = 1; k < N; k++) {
+                __mmask8 gt = _mm256_cmp_pd_mask(zk[k], m, _CMP_GT_OQ);
+                m = _mm256_mask_mov_pd(m, gt, zk[k]);
+                mlo = _mm256_mask_mov_pd(mlo, gt, zlk[k]);
+                km = _mm256_mask_mov_epi64(km, gt, _mm256_set1_epi64x(k));
+            }
+            __m256d r = _mm256_setzero_pd();
+            for (int k = 0; k < N; k++) {
+                __m256d x = _mm256_add_pd(_mm256_sub_pd(zk[k], m), _mm256_sub_pd(zlk[k], mlo));
+                __m256d w = (__m256d)fs_vexp4((fs_vd4)x);
+                _mm256_store_pd(W + (2 * k + q) * 4, w);
+                /* r += w_k but for the max's row (adding +0 to r >= +0 is exact) */
+                __mmask8 notmax =
+                    _mm256_cmp_epi64_mask(km, _mm256_set1_epi64x(k), _MM_CMPINT_NE);
+                r = _mm256_add_pd(r, _mm256_maskz_mov_pd(notmax, w));
+            }
+            _mm256_store_pd(INV + 4 * q, _mm256_div_pd(_mm256_set1_pd(1.0),
+                                                       _mm256_add_pd(_mm256_set1_pd(1.0), r)));
+        }
+        if ((nf[0] + nf[1]) + (nf[2] + nf[3]) != 0.0) return r0;
+        /* g and the score, state by state */
+        __m512d chk = _mm512_setzero_pd();
+        for (int s = 0; s < ns; s++) {
+            double w[FS_FUSED_MAX_N];
+            for (int k = 0; k < N; k++) w[k] = W[(2 * k + (s >> 2)) * 4 + (s & 3)];
+            double inv_l = INV[s];
+            ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);
+            const double *xa = rows[(2 * a + (s >> 2)) * 4 + (s & 3)];
+            char *ob = out + (r0 + s) * out_sb;
+            switch (nv8) {
+            case 1: FS_FUSED_G_BODY(1); break;
+            case 2: FS_FUSED_G_BODY(2); break;
+            case 3: FS_FUSED_G_BODY(3); break;
+            default: FS_FUSED_G_BODY(4); break;
+            }
+        }
+        if (_mm512_reduce_add_pd(chk) != 0.0) return r0;
+    }
+    return -1;
+}
+
 static void fs_pick_kernels(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
         FS_USE_KERNELS(avx512, avx512, fs_narrow_acc_f64_avx512, fs_narrow_acc_f32_avx512,
                        "AVX-512 + FMA");
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        if (__builtin_cpu_supports("avx512vl"))
+            fs_kern.fused_score_f64 = fs_fused_score_f64_avx512;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         FS_USE_KERNELS(avx2, avx2, fs_narrow_acc_f64_avx2, fs_narrow_acc_f32_avx2, "AVX2 + FMA");
 }
 #else
