@@ -1,0 +1,124 @@
+"""The fused score of runs of tiny states (float64, padded, no mask, N <= 8,
+d <= 32, the AVX-512 set): bit for bit the per-state path.
+
+A call with one state (phi of shape (N, d)) never takes the fused path, so
+scoring the states one call at a time gives the per-state results to
+compare with.  Shapes cover every N and partial last runs (B % 8 != 0)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastscore
+from fastscore import _core
+
+FUSED = _core._fused_available()
+
+
+def one_by_one(phi, theta, a, **kw):
+    return np.stack([fastscore.score(phi[b], theta, int(a[b]), **kw) for b in range(len(a))])
+
+
+def same_bits(x, y):
+    return x.shape == y.shape and np.array_equal(x.view(np.int64), y.view(np.int64))
+
+
+def data(B, N, d, seed, scale=1.0, kind="normal"):
+    rng = np.random.default_rng(seed)
+    if kind == "int":  # tied logits
+        phi = rng.integers(-2, 3, (B, N, d)).astype(np.float64)
+        theta = rng.integers(-2, 3, d).astype(np.float64) * scale
+    elif kind == "wide":  # magnitudes over many binades
+        phi = rng.standard_normal((B, N, d)) * np.exp2(rng.integers(-30, 30, (B, N, d)))
+        theta = rng.standard_normal(d) * scale
+    else:
+        phi = rng.standard_normal((B, N, d))
+        theta = rng.standard_normal(d) * scale
+    return phi, theta, rng.integers(0, N, B)
+
+
+# (B, N, d): the last run partial for most; 4000 x 4 x 8 and up is enough
+# work for the threaded driver.
+SHAPES = [(1000, 1, 1), (999, 2, 3), (777, 5, 7), (1001, 6, 13), (513, 7, 17), (333, 8, 24),
+          (10, 4, 9), (3, 8, 31), (2, 8, 32), (4001, 4, 8), (2049, 3, 5), (1500, 8, 32)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind,scale", [("normal", 0.1), ("normal", 1.0), ("normal", 300.0),
+                                        ("int", 1.0), ("int", 30.0), ("wide", 1.0)])
+def test_fused_equals_per_state(shape, kind, scale):
+    phi, theta, a = data(*shape, seed=sum(shape), scale=scale, kind=kind)
+    for tau in (1.0, 0.3):
+        want = one_by_one(phi, theta, a, temperature=tau)
+        for nt in (1, 2):
+            got = fastscore.score(phi, theta, a, temperature=tau, n_threads=nt)
+            assert same_bits(got, want), (shape, kind, scale, tau, nt)
+
+
+@pytest.mark.parametrize("shape", [(4001, 4, 8), (333, 7, 17), (21, 3, 32)])
+def test_fused_strided_out(shape):
+    """Output rows written through their strides; strided phi too."""
+    B, N, d = shape
+    phi, theta, a = data(B, N, d, seed=5)
+    want = one_by_one(phi, theta, a)
+    for nt in (1, 2):
+        big = np.full((B, 2 * d), 7.0)
+        fastscore.score(phi, theta, a, n_threads=nt, out=big[:, ::2])
+        assert same_bits(big[:, ::2].copy(), want)
+        assert np.all(big[:, 1::2] == 7.0)
+        buf = np.full((d, B), 5.0)
+        fastscore.score(phi, theta, a, n_threads=nt, out=buf.T)
+        assert same_bits(buf.T.copy(), want)
+        phi2 = np.zeros((2 * B, 2 * N, d))
+        phi2[::2, ::2] = phi
+        assert same_bits(fastscore.score(phi2[::2, ::2], theta, a, n_threads=nt), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 8), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]))
+def test_fused_equals_per_state_fuzz(B, N, d, seed, scale, kind, tau):
+    phi, theta, a = data(B, N, d, seed, scale, kind)
+    got = fastscore.score(phi, theta, a, temperature=tau, n_threads=1)
+    assert same_bits(got, one_by_one(phi, theta, a, temperature=tau))
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", [(4000, 4, 8), (1003, 7, 17)])
+def test_fused_error_in_middle_run(shape, nt):
+    """A NaN in a middle run (and another later in the same run): the first
+    bad state and the message of the per-state path."""
+    B, N, d = shape
+    phi, theta, a = data(B, N, d, seed=7)
+    phi[700, N - 1, d // 2] = np.nan
+    phi[702, 0, 0] = np.nan
+    with pytest.raises(ValueError) as fused:
+        fastscore.score(phi, theta, a, n_threads=nt)
+    with pytest.raises(ValueError) as one:
+        fastscore.score(phi[700], theta, int(a[700]))
+    assert "state 700" in str(fused.value)
+    assert f"row {N - 1} of state 700" in str(fused.value)
+    assert "NaN or inf" in str(one.value)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_result_overflow_names_state(nt):
+    """Finite logits, an overflowing result (phi_a - phi_k = inf where theta is
+    0): the per-state path's message for the first such state."""
+    B, N, d = 4000, 4, 8
+    phi, theta, a = data(B, N, d, seed=8)
+    theta[3] = 0.0
+    for b in (700, 703):
+        phi[b, 2, 3] = 1.7e308
+        phi[b, 1, 3] = -1.7e308
+        a[b] = 2
+    with pytest.raises(ValueError, match=r"the result for state 700 overflows"):
+        fastscore.score(phi, theta, a, n_threads=nt)
+
+
+def test_fused_active_where_expected():
+    """The fused kernel exists exactly with the AVX-512 set."""
+    level = _core.build_info()["float64_logits"]
+    if "AVX-512" not in level:
+        assert not FUSED
