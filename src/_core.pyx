@@ -30,7 +30,7 @@ row the pass gives.
 
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, NAN, exp, fabs, fma, isfinite, isnan, log1p
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, uintptr_t
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -101,11 +101,11 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_MAX_D
     struct fs_kernel_set:
         const char *level
-        Py_ssize_t (*fused_score_f64)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
-                                      const fs_theta *t, const char *act, Py_ssize_t act_s,
-                                      Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
-                                      double tau, char *out, Py_ssize_t out_sb,
-                                      Py_ssize_t out_sd) noexcept nogil
+        Py_ssize_t (*fused_f64)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
+                                const fs_theta *t, const char *act, Py_ssize_t act_s,
+                                Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d, double tau,
+                                char *out, Py_ssize_t out_sb, Py_ssize_t out_sd,
+                                const double *weights, double *slot, int grad) noexcept nogil
     fs_kernel_set fs_kern
     void fs_init(int force_split)
 
@@ -721,32 +721,39 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
 
 cdef inline bint takes_fused(const Problem *pr, bint batch) noexcept nogil:
     """Whether the call's states go through the fused kernel (run_fused): the
-    score alone of a batch of tiny float64 states, padded, unmasked, with
-    the AVX-512 set.  (One-state calls keep the per-state path.)"""
-    return (pr.outputs == OUT_SCORE and batch and pr.phi_f64 and not pr.out_f32
+    score alone, or loglik without the Hessian, of a batch of tiny float64
+    states, padded, unmasked, with the AVX-512 set.  (One-state calls keep
+    the per-state path.)"""
+    return ((pr.outputs == OUT_SCORE or pr.outputs == RED_VALUE
+             or pr.outputs == RED_VALUE | RED_GRAD)
+            and batch and pr.phi_f64 and not pr.out_f32
             and pr.offsets == NULL and pr.mask == NULL and pr.act != NULL
             and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D
-            and fs_kern.fused_score_f64 != NULL)
+            and fs_kern.fused_f64 != NULL)
 
 
 cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
-                      Py_ssize_t *bad) noexcept nogil:
-    """The scores of states [b0, b1) by the fused kernel, in runs of
-    FS_FUSED_RUN states from b0, every lane doing do_state's arithmetic (the
-    same bits).  A run with a non-finite logit or result goes again through
-    do_state, state by state, so the first bad state (bad[0]) and its status
-    are do_state's."""
+                      double *slot, Py_ssize_t *bad) noexcept nogil:
+    """The scores, or the sums into slot, of states [b0, b1) by the fused
+    kernel, in runs of FS_FUSED_RUN states from b0, every lane doing
+    do_state's arithmetic (the same bits).  A run with a non-finite logit
+    (or score) goes again through do_state, state by state, so the first bad
+    state (bad[0]) and its status are do_state's (the kernel added nothing
+    of that run to slot)."""
     cdef Py_ssize_t r, b, e
     cdef Status st
+    cdef bint score = pr.outputs & OUT_SCORE
     while b0 < b1:
-        r = fs_kern.fused_score_f64(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                                    b0, b1, <int>pr.n_actions, pr.d, pr.tau, pr.score,
-                                    pr.score_sb, pr.score_sd)
+        r = fs_kern.fused_f64(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
+                              b0, b1, <int>pr.n_actions, pr.d, pr.tau,
+                              pr.score if score else NULL, pr.score_sb, pr.score_sd,
+                              pr.weights, NULL if score else slot,
+                              (pr.outputs & RED_GRAD) != 0)
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)
         for b in range(r, e):
-            st = do_state(pr, b, wk, NULL)
+            st = do_state(pr, b, wk, slot)
             if st != OK:
                 bad[0] = b
                 return st
@@ -769,6 +776,14 @@ cdef inline Py_ssize_t slot_size(const Problem *pr) noexcept nogil:
     if pr.outputs & RED_HESS:
         n += pr.dp * pr.dp
     return n
+
+
+cdef inline Py_ssize_t slot_stride(const Problem *pr) noexcept nogil:
+    """Doubles from one group's slot to the next: slot_size rounded up to
+    whole 64-byte lines, so that threads on neighbouring groups do not share
+    a cache line (loglik(grad) 100000 x 10 x 20, two threads, measured:
+    see docs/performance.md)."""
+    return (slot_size(pr) + 7) // 8 * 8
 
 
 cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own) noexcept nogil:
@@ -875,11 +890,12 @@ cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *pa
 
 cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
                        double *slots, Work *wk, Py_ssize_t *bad) noexcept nogil:
-    cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef Py_ssize_t g, b, ss = slot_stride(pr)
     cdef Status st
     for g in range(n_groups):
         if pr.fused:
-            st = run_fused(pr, start[g], start[g + 1], wk, bad)
+            st = run_fused(pr, start[g], start[g + 1], wk,
+                           slots + g * ss if slots != NULL else NULL, bad)
             if st != OK:
                 return st
             continue
@@ -920,7 +936,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
 cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
                               double *slots, Work *wk, Py_ssize_t max_rows, Py_ssize_t n_wide,
                               int n_threads, Py_ssize_t *bad, double *master) noexcept nogil:
-    cdef Py_ssize_t g, b, ss = slot_size(pr)
+    cdef Py_ssize_t g, b, ss = slot_stride(pr)
     cdef double t0
     cdef Py_ssize_t n_chunks = n_chunks_of(max_rows), part_doubles
     cdef double *bufs[MAX_THREADS_CAP]
@@ -943,7 +959,8 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
             t0 = fs_now()
             if pr.fused:
                 fb = -1  # (assigned here: private to the thread)
-                st = run_fused(pr, start[g], start[g + 1], &wks[threadid()], &fb)
+                st = run_fused(pr, start[g], start[g + 1], &wks[threadid()],
+                               slots + g * ss if slots != NULL else NULL, &fb)
                 if st != OK:
                     fs_record_failure(fb, st, bad, &first)
             else:
@@ -993,12 +1010,14 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
                 int n_threads, double *result, Py_ssize_t *bad) noexcept nogil:
     """Every state of the call; with reductions, their sums into result
     (value, gradient, upper Hessian), group by group in a fixed order."""
-    cdef Py_ssize_t ss = slot_size(pr), per_group, n_groups, n_wide = 0, b, g, i
+    cdef Py_ssize_t ss = slot_size(pr), sst = slot_stride(pr), per_group, n_groups, n_wide = 0
+    cdef Py_ssize_t b, g, i
     cdef Py_ssize_t target = MAX_GROUPS
     cdef bint threaded = (FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
                           and fs_threads_allowed())
     cdef Py_ssize_t *start
     cdef double *slots = NULL
+    cdef double *slots_mem = NULL
     cdef Work wk
     cdef double *buf
     cdef Status st
@@ -1017,12 +1036,13 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
         return NO_MEMORY
     n_groups = make_groups(pr, n_states, per_group, start)
     if pr.outputs & REDUCE:
-        slots = <double *>malloc((n_groups * ss + 1) * sizeof(double))
-        if slots == NULL:
+        slots_mem = <double *>malloc((n_groups * sst + 8) * sizeof(double))
+        if slots_mem == NULL:
             free(start)
             free(buf)
             return NO_MEMORY
-        memset(slots, 0, n_groups * ss * sizeof(double))
+        slots = <double *>((<uintptr_t>slots_mem + 63) // 64 * 64)
+        memset(slots, 0, n_groups * sst * sizeof(double))
     if threaded:
         st = run_threads(pr, start, n_groups, slots, &wk, n_rows, max_rows, n_wide, n_threads,
                          bad)
@@ -1032,8 +1052,8 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
         memset(result, 0, ss * sizeof(double))
         for g in range(n_groups):
             for i in range(ss):
-                result[i] += slots[g * ss + i]
-    free(slots)
+                result[i] += slots[g * sst + i]
+    free(slots_mem)
     free(start)
     free(buf)
     return st
@@ -1784,8 +1804,8 @@ def build_info():
 
 
 def _fused_available():
-    """Whether this CPU's kernel set has the fused tiny-state score (for tests)."""
-    return fs_kern.fused_score_f64 != NULL
+    """Whether this CPU's kernel set has the fused tiny-state kernel (for tests)."""
+    return fs_kern.fused_f64 != NULL
 
 
 def read_pass(const double[::1] x, int n_threads):

@@ -607,10 +607,10 @@ static struct {
                      ptrdiff_t);
     void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
                      ptrdiff_t);
-    /* The fused score of runs of tiny states (AVX-512VL only; NULL: none). */
-    ptrdiff_t (*fused_score_f64)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
-                                 const char *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
-                                 double, char *, ptrdiff_t, ptrdiff_t);
+    /* The fused score or loglik of runs of tiny states (AVX-512VL only; NULL: none). */
+    ptrdiff_t (*fused_f64)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *, const char *,
+                           ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, double, char *,
+                           ptrdiff_t, ptrdiff_t, const double *, double *, int);
     const char *level;
 } fs_kern = {fs_dot2_f64_generic, fs_dot2_f32_generic, fs_dot_f32_generic,
              fs_block_acc_f64_generic, fs_block_acc_f32_generic,
@@ -632,7 +632,7 @@ fs_rows_dot2_f64_generic, fs_rows_dot2_f32_generic,
         fs_kern.rows_dot_f32 = fs_rows_dot_f32_##NSUFFIX; \
         fs_kern.nacc_f64 = NACC_F64;                   \
         fs_kern.nacc_f32 = NACC_F32;                   \
-        fs_kern.fused_score_f64 = NULL;                \
+        fs_kern.fused_f64 = NULL;                      \
         fs_kern.level = LEVEL;                         \
     } while (0)
 
@@ -907,9 +907,13 @@ FS_DEFINE_NARROW_X86(avx512, FS_AVX512_NARROW)
 FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 
 /*
- * The score of a run of tiny states by one fused kernel (float64 phi and
- * result, padded layout, no mask, 1 <= N <= 16 rows, 1 <= d <= 32 features):
- * states [b0, b1) in runs of 8 (the last one partial), each run end to end.
+ * The score, or the loglik value and gradient, of runs of tiny states by one
+ * fused kernel (float64 phi and result, padded layout, no mask, 1 <= N <= 16
+ * rows, 1 <= d <= 32 features): states [b0, b1) in runs of 8 (the last one
+ * partial), each run end to end.  With out, the scores go to out; with slot
+ * (out NULL), slot[0] += w_b log pi_b(a_b) and, with grad, slot[1 ..] +=
+ * w_b score_b, state by state in order (finish_state's REDUCE step; w_b =
+ * weights[b], or 1 without weights).
  *
  * The logits put the STATES in the vector lanes: quad (k, q) holds row k
  * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
@@ -918,16 +922,17 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * index of the largest logit, the weights by fs_vexp4, r, 1 / (1 + r)) is
  * plain vertical SIMD over 4 states.  Only g (features in the lanes, the rows
  * in order, skipping the taken action and zero weights by a masked add, as
- * fs_narrow_acc) and the store (fs_store_f64's g * scale / tau) go state by
- * state.  Every lane does exactly the operations of the one-state path
+ * fs_narrow_acc), the store (fs_store_f64's g * scale / tau) and log pi(a)
+ * ((z_a - m) + (z_a_lo - m_lo) - log1p(r)) go state by state.  Every lane does exactly the operations of the one-state path
  * (partial_add_rows -> finish_state with the AVX-512 set), so the bits are
  * the same.  Lanes past the run's end read a row of zeros: their logits are
  * 0 and their exp input 0 (an exp of -inf lanes would be subnormal-slow).
  *
  * Returns -1 when every state is done, else the first state of the run in
- * which a logit or a result was not finite (that run's results may be
- * partly written, none after it): the caller does that run again state by
- * state to name the state and its error.  The action of every state must
+ * which a logit (or, with out, a result) was not finite (that run's scores
+ * may be partly written, none after it; nothing of it is added to slot):
+ * the caller does that run again state by state to name the state and its
+ * error.  The action of every state must
  * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about 2.2 KiB
  * of the kernel's stack (in a 4 KiB-aligned frame of about 6.3 KiB).
  */
@@ -1042,7 +1047,15 @@ FS_DEFINE_FUSED_LOGITS(4)
             if (scaled) o[v] = _mm512_div_pd(o[v], tauv);                                       \
             chk = _mm512_add_pd(chk, _mm512_maskz_sub_pd(v == NV - 1 ? gm : 0xFF, o[v], o[v])); \
         }                                                                                       \
-        if (contiguous) {                                                                       \
+        if (slot) {                                                                             \
+            __m512d wv = _mm512_set1_pd(wb);                                                    \
+            for (int v = 0; v < NV; v++) {                                                      \
+                __mmask8 lm = v == NV - 1 ? gm : 0xFF;                                          \
+                double *sp = slot + 1 + 8 * v;                                                  \
+                _mm512_mask_storeu_pd(sp, lm, _mm512_add_pd(_mm512_maskz_loadu_pd(lm, sp),      \
+                                                            _mm512_mul_pd(wv, o[v])));          \
+            }                                                                                   \
+        } else if (contiguous) {                                                                \
             for (int v = 0; v < NV - 1; v++) _mm512_storeu_pd((double *)ob + 8 * v, o[v]);      \
             _mm512_mask_storeu_pd((double *)ob + 8 * (NV - 1), gm, o[NV - 1]);                 \
         } else {                                                                                \
@@ -1057,15 +1070,18 @@ struct fs_fused_scratch {
     double zl[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
     double W[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
     double INV[FS_FUSED_RUN] __attribute__((aligned(64)));
+    double M[FS_FUSED_RUN] __attribute__((aligned(64))); /* the max logit m + m_lo, and r */
+    double MLO[FS_FUSED_RUN] __attribute__((aligned(64)));
+    double R[FS_FUSED_RUN] __attribute__((aligned(64)));
     const double *rows[2 * FS_FUSED_MAX_N * 4];
 };
 
 static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned(64)));
 
-FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
+FS_AVX512_FUSED static ptrdiff_t fs_fused_f64_avx512(
     const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act,
     ptrdiff_t act_s, ptrdiff_t b0, ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out,
-    ptrdiff_t out_sb, ptrdiff_t out_sd) {
+    ptrdiff_t out_sb, ptrdiff_t out_sd, const double *weights, double *slot, int grad) {
     const int nv8 = (int)((d + 7) / 8);
     const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);
     const int nq = 2 * N; /* quads per run */
@@ -1080,6 +1096,8 @@ FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
     char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));
     struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF);
     double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;
+    double *M = scp->M, *MLO = scp->MLO, *R = scp->R;
+    const int need_g = slot == NULL || grad;
     const double **rows = scp->rows;
     for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {
         int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);
@@ -1108,6 +1126,10 @@ FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
                     zk[k] = _mm256_div_pd(sv, tau4);
                     zlk[k] = _mm256_div_pd(_mm256_add_pd(_mm256_fnmadd_pd(zk[k], tau4, sv), zlk[k]),
                                            tau4);
+                    if (slot) { /* z_a for log pi(a) */
+                        _mm256_store_pd(z + (2 * k + q) * 4, zk[k]);
+                        _mm256_store_pd(zl + (2 * k + q) * 4, zlk[k]);
+                    }
                 }
                 nf = _mm256_add_pd(nf, _mm256_add_pd(_mm256_sub_pd(zk[k], zk[k]),
                                                      _mm256_sub_pd(zlk[k], zlk[k])));
@@ -1133,14 +1155,14 @@ FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
             }
             _mm256_store_pd(INV + 4 * q, _mm256_div_pd(_mm256_set1_pd(1.0),
                                                        _mm256_add_pd(_mm256_set1_pd(1.0), r)));
+            _mm256_store_pd(M + 4 * q, m);
+            _mm256_store_pd(MLO + 4 * q, mlo);
+            _mm256_store_pd(R + 4 * q, r);
         }
         if ((nf[0] + nf[1]) + (nf[2] + nf[3]) != 0.0) return r0;
-        /* g and the score, state by state */
+        /* g, the score and log pi(a), state by state */
         __m512d chk = _mm512_setzero_pd();
         for (int s = 0; s < ns; s++) {
-            double w[FS_FUSED_MAX_N];
-            for (int k = 0; k < N; k++) w[k] = W[(2 * k + (s >> 2)) * 4 + (s & 3)];
-            double inv_l = INV[s];
             /* Prefetch the same state FS_FUSED_AHEAD runs on, row by row, into
              * L2: the hardware prefetcher does not follow a run's interleaved
              * short row streams.  Measured, 100000 x 10 x 20 from DRAM, one
@@ -1156,7 +1178,17 @@ FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
                     __builtin_prefetch(p0 + d * (ptrdiff_t)sizeof(double) - 1, 0, FS_FUSED_PF_LOC);
                 }
             ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);
-            const double *xa = rows[(2 * a + (s >> 2)) * 4 + (s & 3)];
+            int ia = (2 * (int)a + (s >> 2)) * 4 + (s & 3);
+            double wb = 1.0;
+            if (slot) { /* finish_state: log pi(a) = (z_a - m) - log1p(r), times w_b */
+                wb = weights ? weights[r0 + s] : 1.0;
+                slot[0] += wb * (((z[ia] - M[s]) + (zl[ia] - MLO[s])) - log1p(R[s]));
+            }
+            if (!need_g) continue;
+            double w[FS_FUSED_MAX_N];
+            for (int k = 0; k < N; k++) w[k] = W[(2 * k + (s >> 2)) * 4 + (s & 3)];
+            double inv_l = INV[s];
+            const double *xa = rows[ia];
             char *ob = out + (r0 + s) * out_sb;
             switch (nv8) {
             case 1: FS_FUSED_G_BODY(1); break;
@@ -1165,7 +1197,7 @@ FS_AVX512_FUSED static ptrdiff_t fs_fused_score_f64_avx512(
             default: FS_FUSED_G_BODY(4); break;
             }
         }
-        if (_mm512_reduce_add_pd(chk) != 0.0) return r0;
+        if (!slot && _mm512_reduce_add_pd(chk) != 0.0) return r0;
     }
     return -1;
 }
@@ -1176,7 +1208,7 @@ static void fs_pick_kernels(void) {
         FS_USE_KERNELS(avx512, avx512, fs_narrow_acc_f64_avx512, fs_narrow_acc_f32_avx512,
                        "AVX-512 + FMA");
         if (__builtin_cpu_supports("avx512vl"))
-            fs_kern.fused_score_f64 = fs_fused_score_f64_avx512;
+            fs_kern.fused_f64 = fs_fused_f64_avx512;
     } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         FS_USE_KERNELS(avx2, avx2, fs_narrow_acc_f64_avx2, fs_narrow_acc_f32_avx2, "AVX2 + FMA");
 }

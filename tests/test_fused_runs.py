@@ -1,9 +1,11 @@
-"""The fused score of runs of tiny states (float64, padded, no mask, N <= 16,
-d <= 32, the AVX-512 set): bit for bit the per-state path.
+"""The fused score and loglik (value, gradient) of runs of tiny states
+(float64, padded, no mask, N <= 16, d <= 32, the AVX-512 set): bit for bit
+the per-state path.
 
 A call with one state (phi of shape (N, d)) never takes the fused path, so
 scoring the states one call at a time gives the per-state results to
-compare with.  Shapes cover every N and partial last runs (B % 8 != 0)."""
+compare with.  For loglik, a mask of all True does: it takes the per-state
+path, whose arithmetic an unmasked row does not change.  Shapes cover every N and partial last runs (B % 8 != 0)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -124,3 +126,68 @@ def test_fused_active_where_expected():
     level = _core.build_info()["float64_logits"]
     if "AVX-512" not in level:
         assert not FUSED
+
+
+def loglik_pair(phi, theta, a, **kw):
+    """loglik by the fused path and by the per-state path (all-True mask)."""
+    got = fastscore.loglik(phi, theta, a, **kw)
+    want = fastscore.loglik(phi, theta, a, mask=np.ones(phi.shape[:2], bool), **kw)
+    flat = lambda r: np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))])
+    return flat(got), flat(want)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind,scale", [("normal", 1.0), ("normal", 300.0), ("int", 30.0),
+                                        ("wide", 1.0)])
+def test_fused_loglik_equals_per_state(shape, kind, scale):
+    phi, theta, a = data(*shape, seed=sum(shape) + 1, scale=scale, kind=kind)
+    w = np.random.default_rng(3).standard_normal(shape[0])
+    for tau in (1.0, 0.3):
+        for weights in (None, w):
+            for grad in (False, True):
+                for nt in (1, 2):
+                    got, want = loglik_pair(phi, theta, a, weights=weights, grad=grad,
+                                            temperature=tau, n_threads=nt)
+                    assert same_bits(got, want), (shape, kind, scale, tau, grad, nt)
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       weighted=st.booleans(), grad=st.booleans())
+def test_fused_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad):
+    phi, theta, a = data(B, N, d, seed, scale, kind)
+    w = np.random.default_rng(seed).uniform(-2, 2, B) if weighted else None
+    got, want = loglik_pair(phi, theta, a, weights=w, grad=grad, temperature=tau, n_threads=1)
+    assert same_bits(got, want)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", [(4000, 4, 8), (1003, 10, 20)])
+def test_fused_loglik_error_in_middle_run(shape, nt):
+    """A NaN in a middle run: the per-state path's error for the same state."""
+    B, N, d = shape
+    phi, theta, a = data(B, N, d, seed=9)
+    phi[700, N - 1, d // 2] = np.nan
+    phi[702, 0, 0] = np.nan
+    with pytest.raises(ValueError) as fused:
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
+    with pytest.raises(ValueError) as per_state:
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt, mask=np.ones((B, N), bool))
+    assert "state 700" in str(fused.value)
+    assert str(fused.value) == str(per_state.value)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_loglik_overflow_as_per_state(nt):
+    """A state's gradient term overflows (finite logits): the same error."""
+    B, N, d = 4000, 4, 8
+    phi, theta, a = data(B, N, d, seed=8)
+    theta[3] = 0.0
+    phi[700, 2, 3], phi[700, 1, 3], a[700] = 1.7e308, -1.7e308, 2
+    with pytest.raises(ValueError) as fused:
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
+    with pytest.raises(ValueError) as per_state:
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt, mask=np.ones((B, N), bool))
+    assert str(fused.value) == str(per_state.value)
