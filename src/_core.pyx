@@ -99,13 +99,17 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_RUN
         FS_FUSED_MAX_N
         FS_FUSED_MAX_D
+    ctypedef Py_ssize_t (*fs_fused_fn)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
+                                       const fs_theta *t, const char *act, Py_ssize_t act_s,
+                                       Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
+                                       double tau, char *out, Py_ssize_t out_sb,
+                                       Py_ssize_t out_sd, const double *weights, double *slot,
+                                       int grad) noexcept nogil
     struct fs_kernel_set:
         const char *level
-        Py_ssize_t (*fused_f64)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
-                                const fs_theta *t, const char *act, Py_ssize_t act_s,
-                                Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d, double tau,
-                                char *out, Py_ssize_t out_sb, Py_ssize_t out_sd,
-                                const double *weights, double *slot, int grad) noexcept nogil
+        fs_fused_fn fused_f64       # float64 phi (and results)
+        fs_fused_fn fused_f32_dot2  # float32 phi, float64 results: Dot2 logits
+        fs_fused_fn fused_f32_dot   # float32 phi, float32 results: plain-dot logits
     fs_kernel_set fs_kern
     void fs_init(int force_split)
 
@@ -230,7 +234,8 @@ cdef struct Problem:
     uint64_t key                  # sampling: the call's key ...
     Py_ssize_t state_offset       # ... and the global index of state 0
     const double *weights         # loglik: (B,) contiguous; NULL: all 1
-    bint fused                    # tiny states: the score by runs of states (run_fused)
+    bint fused                    # tiny states: the score by runs of states (run_fused) ...
+    fs_fused_fn fused_kern        # ... with this kernel
 
 
 cdef struct StateView:
@@ -719,17 +724,22 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
     return finish_state(pr, b, &v, &acc, wk, slot)
 
 
-cdef inline bint takes_fused(const Problem *pr, bint batch) noexcept nogil:
-    """Whether the call's states go through the fused kernel (run_fused): the
-    score alone, or loglik without the Hessian, of a batch of tiny float64
-    states, padded, unmasked, with the AVX-512 set.  (One-state calls keep
-    the per-state path.)"""
-    return ((pr.outputs == OUT_SCORE or pr.outputs == RED_VALUE
+cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nogil:
+    """The fused kernel the call's states go through (run_fused), or NULL: the
+    score alone, or loglik without the Hessian, of a batch of tiny states,
+    padded, unmasked, with the AVX-512 set.  The kernel does the per-state
+    path's arithmetic for the call's dtypes: float64 phi; float32 phi with
+    float32 results (out_f32: plain-dot logits, float32 scores; loglik's
+    sums are float64 either way); float32 phi with float64 results (Dot2
+    logits).  (One-state calls keep the per-state path.)"""
+    if not ((pr.outputs == OUT_SCORE or pr.outputs == RED_VALUE
              or pr.outputs == RED_VALUE | RED_GRAD)
-            and batch and pr.phi_f64 and not pr.out_f32
-            and pr.offsets == NULL and pr.mask == NULL and pr.act != NULL
-            and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D
-            and fs_kern.fused_f64 != NULL)
+            and batch and pr.offsets == NULL and pr.mask == NULL and pr.act != NULL
+            and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
+        return NULL
+    if pr.phi_f64:
+        return NULL if pr.out_f32 else fs_kern.fused_f64
+    return fs_kern.fused_f32_dot if pr.out_f32 else fs_kern.fused_f32_dot2
 
 
 cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
@@ -744,11 +754,11 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
     cdef Status st
     cdef bint score = pr.outputs & OUT_SCORE
     while b0 < b1:
-        r = fs_kern.fused_f64(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                              b0, b1, <int>pr.n_actions, pr.d, pr.tau,
-                              pr.score if score else NULL, pr.score_sb, pr.score_sd,
-                              pr.weights, NULL if score else slot,
-                              (pr.outputs & RED_GRAD) != 0)
+        r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
+                          b0, b1, <int>pr.n_actions, pr.d, pr.tau,
+                          pr.score if score else NULL, pr.score_sb, pr.score_sd,
+                          pr.weights, NULL if score else slot,
+                          (pr.outputs & RED_GRAD) != 0)
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)
@@ -1426,7 +1436,8 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Status st = OK
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
     cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
-    pr.fused = takes_fused(&pr, dm.batch)
+    pr.fused_kern = fused_kernel(&pr, dm.batch)
+    pr.fused = pr.fused_kern != NULL
     if bad_theta < 0 and dm.n_states > 0:
         if release:
             with nogil:
@@ -1803,8 +1814,11 @@ def build_info():
     }
 
 
-def _fused_available():
-    """Whether this CPU's kernel set has the fused tiny-state kernel (for tests)."""
+def _fused_available(dtype="float64"):
+    """Whether this CPU's kernel set has the fused tiny-state kernels for phi
+    of this dtype (for tests)."""
+    if dtype == "float32":
+        return fs_kern.fused_f32_dot2 != NULL and fs_kern.fused_f32_dot != NULL
     return fs_kern.fused_f64 != NULL
 
 
