@@ -191,3 +191,184 @@ def test_fused_loglik_overflow_as_per_state(nt):
     with pytest.raises(ValueError) as per_state:
         fastscore.loglik(phi, theta, a, grad=True, n_threads=nt, mask=np.ones((B, N), bool))
     assert str(fused.value) == str(per_state.value)
+
+
+# float32 phi: with float32 theta the per-state path takes the plain-dot logits
+# and float32 results (fs_rows_dot_f32, fs_store_f32); with float64 theta the
+# Dot2 logits and float64 results.  Each has its fused instance; loglik's
+# sums are float64 either way.
+FUSED32 = _core._fused_available("float32")
+F32_KINDS = [(np.float32, np.float32), (np.float32, np.float64)]
+F32_IDS = ["phi32-theta32", "phi32-theta64"]
+
+
+def data32(B, N, d, seed, scale=1.0, kind="normal", dtypes=F32_KINDS[0]):
+    phi, theta, a = data(B, N, d, seed, scale, kind)
+    return phi.astype(dtypes[0]), theta.astype(dtypes[1]), a
+
+
+def same_bits_any(x, y):
+    """Bit equality of float32 or float64 arrays (dtype included)."""
+    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def test_fused_f32_active_where_expected():
+    assert FUSED32 == FUSED
+
+
+@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind,scale", [("normal", 0.1), ("normal", 1.0), ("normal", 30.0),
+                                        ("normal", 300.0), ("int", 1.0), ("int", 30.0),
+                                        ("wide", 1.0)])
+def test_fused_f32_equals_per_state(shape, kind, scale, dtypes):
+    phi, theta, a = data32(*shape, seed=sum(shape) + 2, scale=scale, kind=kind, dtypes=dtypes)
+    want_dtype = np.float32 if dtypes[1] == np.float32 else np.float64
+    for tau in (1.0, 0.3, 2.5):  # (x / 0.3 rounds as x * (1 / 0.3) for most x)
+        want = one_by_one(phi, theta, a, temperature=tau)
+        assert want.dtype == want_dtype
+        for nt in (1, 2):
+            got = fastscore.score(phi, theta, a, temperature=tau, n_threads=nt)
+            assert same_bits_any(got, want), (shape, kind, scale, tau, nt)
+
+
+@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("shape", [(4001, 4, 8), (333, 7, 17), (21, 3, 32), (1201, 16, 32)])
+def test_fused_f32_strided_out(shape, dtypes):
+    """float32 phi: output rows written through their strides; strided phi too."""
+    B, N, d = shape
+    phi, theta, a = data32(B, N, d, seed=6, dtypes=dtypes)
+    want = one_by_one(phi, theta, a, temperature=0.3)
+    odt = want.dtype
+    for nt in (1, 2):
+        big = np.full((B, 2 * d), 7.0, odt)
+        fastscore.score(phi, theta, a, n_threads=nt, temperature=0.3, out=big[:, ::2])
+        assert same_bits_any(big[:, ::2].copy(), want)
+        assert np.all(big[:, 1::2] == 7.0)
+        buf = np.full((d, B), 5.0, odt)
+        fastscore.score(phi, theta, a, n_threads=nt, temperature=0.3, out=buf.T)
+        assert same_bits_any(buf.T.copy(), want)
+        phi2 = np.zeros((2 * B, 2 * N, d), phi.dtype)
+        phi2[::2, ::2] = phi
+        got = fastscore.score(phi2[::2, ::2], theta, a, n_threads=nt, temperature=0.3)
+        assert same_bits_any(got, want)
+
+
+@settings(max_examples=80, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       dtypes=st.sampled_from(F32_KINDS))
+def test_fused_f32_equals_per_state_fuzz(B, N, d, seed, scale, kind, tau, dtypes):
+    phi, theta, a = data32(B, N, d, seed, scale, kind, dtypes)
+    got = fastscore.score(phi, theta, a, temperature=tau, n_threads=1)
+    assert same_bits_any(got, one_by_one(phi, theta, a, temperature=tau))
+
+
+@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind,scale", [("normal", 0.1), ("normal", 1.0), ("normal", 300.0),
+                                        ("int", 30.0), ("wide", 1.0)])
+def test_fused_f32_loglik_equals_per_state(shape, kind, scale, dtypes):
+    phi, theta, a = data32(*shape, seed=sum(shape) + 3, scale=scale, kind=kind, dtypes=dtypes)
+    w = np.random.default_rng(4).standard_normal(shape[0])
+    for tau in (1.0, 0.3, 2.5):  # (x / 0.3 rounds as x * (1 / 0.3) for most x)
+        for weights in (None, w):
+            for grad in (False, True):
+                for nt in (1, 2):
+                    got, want = loglik_pair(phi, theta, a, weights=weights, grad=grad,
+                                            temperature=tau, n_threads=nt)
+                    assert same_bits(got, want), (shape, kind, scale, tau, grad, nt)
+
+
+@settings(max_examples=80, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       weighted=st.booleans(), grad=st.booleans(), dtypes=st.sampled_from(F32_KINDS))
+def test_fused_f32_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad, dtypes):
+    phi, theta, a = data32(B, N, d, seed, scale, kind, dtypes)
+    w = np.random.default_rng(seed).uniform(-2, 2, B) if weighted else None
+    got, want = loglik_pair(phi, theta, a, weights=w, grad=grad, temperature=tau, n_threads=1)
+    assert same_bits(got, want)
+
+
+def per_state_error(f, phi, *args, **kw):
+    """The message of f by the per-state path (an all-True mask)."""
+    with pytest.raises(ValueError) as e:
+        f(phi, *args, mask=np.ones(phi.shape[:2], bool), **kw)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", [(4000, 4, 8), (1003, 7, 17), (1003, 10, 20)])
+def test_fused_f32_error_in_middle_run(shape, nt, dtypes):
+    """A NaN in a middle run (and another later in the same run): score and
+    loglik give the per-state path's error for the first bad state."""
+    B, N, d = shape
+    phi, theta, a = data32(B, N, d, seed=7, dtypes=dtypes)
+    phi[700, N - 1, d // 2] = np.nan
+    phi[702, 0, 0] = np.nan
+    for f, kw in ((fastscore.score, {}), (fastscore.loglik, {"grad": True}),
+                  (fastscore.loglik, {})):
+        with pytest.raises(ValueError) as fused:
+            f(phi, theta, a, n_threads=nt, **kw)
+        assert f"row {N - 1} of state 700" in str(fused.value)
+        assert str(fused.value) == per_state_error(f, phi, theta, a, n_threads=nt, **kw)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("tau", [1.0, 0.3])
+def test_fused_f32_result_overflow_as_per_state(nt, tau):
+    """float32 results: a score finite in double but beyond FLT_MAX (finite
+    logits: theta is 0 where phi is huge) is the per-state path's overflow
+    error for the first such state, and the finite ones below it match."""
+    B, N, d = 4000, 4, 8
+    phi, theta, a = data32(B, N, d, seed=8)
+    theta[3] = 0.0
+    for b in (700, 703):
+        phi[b, :, 3] = -3e38
+        phi[b, 2, 3] = 3e38
+        a[b] = 2
+    # in double 3e38 (2 - 2 pi_a) / tau > FLT_MAX: the float is inf
+    with pytest.raises(ValueError) as fused:
+        fastscore.score(phi, theta, a, n_threads=nt, temperature=tau)
+    want = per_state_error(fastscore.score, phi, theta, a, n_threads=nt, temperature=tau)
+    assert "the result for state 700 overflows" in want and "float32" in want
+    assert str(fused.value) == want
+    # below FLT_MAX: finite float32 scores, the same bits as one-state calls
+    for b in (700, 703):
+        phi[b, :, 3] = -1e37
+        phi[b, 2, 3] = 1e37
+    got = fastscore.score(phi, theta, a, n_threads=nt, temperature=tau)
+    assert same_bits_any(got, one_by_one(phi, theta, a, temperature=tau))
+
+
+def outcome(f, *args, **kw):
+    """f's result, flattened to float64 bits, or its ValueError's message."""
+    try:
+        r = f(*args, **kw)
+    except ValueError as e:
+        return str(e)
+    return np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))]).tobytes()
+
+
+@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_f32_loglik_overflow_as_per_state(nt, dtypes):
+    """A float32 state's gradient term overflows in double (finite logits,
+    equal in state 700): the same error, or bits, as the per-state path."""
+    B, N, d = 4000, 4, 8
+    phi, theta, a = data32(B, N, d, seed=8, dtypes=dtypes)
+    theta[3] = 0.0
+    phi[700] = 0.0
+    phi[700, :, 3] = -3e38
+    phi[700, 2, 3] = 3e38
+    a[700] = 2
+    for tau in (1.0, 1e-280):
+        kw = dict(grad=True, n_threads=nt, temperature=tau)
+        fused = outcome(fastscore.loglik, phi, theta, a, **kw)
+        want = outcome(fastscore.loglik, phi, theta, a, mask=np.ones((B, N), bool), **kw)
+        assert fused == want
+        assert isinstance(want, str) == (tau != 1.0)
