@@ -234,8 +234,7 @@ cdef struct Problem:
     uint64_t key                  # sampling: the call's key ...
     Py_ssize_t state_offset       # ... and the global index of state 0
     const double *weights         # loglik: (B,) contiguous; NULL: all 1
-    bint fused                    # tiny states: the score by runs of states (run_fused) ...
-    fs_fused_fn fused_kern        # ... with this kernel
+    fs_fused_fn fused_kern        # tiny states: by runs of states (run_fused); NULL: not
 
 
 cdef struct StateView:
@@ -903,7 +902,7 @@ cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_
     cdef Py_ssize_t g, b, ss = slot_stride(pr)
     cdef Status st
     for g in range(n_groups):
-        if pr.fused:
+        if pr.fused_kern != NULL:
             st = run_fused(pr, start[g], start[g + 1], wk,
                            slots + g * ss if slots != NULL else NULL, bad)
             if st != OK:
@@ -967,7 +966,7 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
     for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
         if not is_wide_group(pr, start, g):
             t0 = fs_now()
-            if pr.fused:
+            if pr.fused_kern != NULL:
                 fb = -1  # (assigned here: private to the thread)
                 st = run_fused(pr, start[g], start[g + 1], &wks[threadid()],
                                slots + g * ss if slots != NULL else NULL, &fb)
@@ -1437,7 +1436,6 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
     cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
     pr.fused_kern = fused_kernel(&pr, dm.batch)
-    pr.fused = pr.fused_kern != NULL
     if bad_theta < 0 and dm.n_states > 0:
         if release:
             with nogil:

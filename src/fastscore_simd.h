@@ -916,36 +916,36 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 
 /*
  * The score, or the loglik value and gradient, of runs of tiny states by one
- * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED, padded layout,
- * no mask, 1 <= N <= 16
- * rows, 1 <= d <= 32 features): states [b0, b1) in runs of 8 (the last one
- * partial), each run end to end.  With out, the scores go to out; with slot
- * (out NULL), slot[0] += w_b log pi_b(a_b) and, with grad, slot[1 ..] +=
- * w_b score_b, state by state in order (finish_state's REDUCE step; w_b =
- * weights[b], or 1 without weights).
+ * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED; padded layout,
+ * no mask, 1 <= N <= 16 rows, 1 <= d <= 32 features): states [b0, b1) in
+ * runs of 8 (the last one partial), each run end to end.  With out, the
+ * scores go to out; with slot (out NULL), slot[0] += w_b log pi_b(a_b) and,
+ * with grad, slot[1 ..] += w_b score_b, state by state in order
+ * (finish_state's REDUCE step; w_b = weights[b], or 1 without weights).
  *
  * The logits put the STATES in the vector lanes: quad (k, q) holds row k
  * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
  * narrow kernels), so each lane runs fs_rows_dot2's Dot2 (or, float32 phi
- * with float32 results, fs_rows_dot_f32's plain dot) in feature order,
- * and every per-state step after it (the temperature, finiteness, the first
+ * with float32 results, fs_rows_dot_f32's plain dot) in feature order, and
+ * every per-state step after it (the temperature, finiteness, the first
  * index of the largest logit, the weights by fs_vexp4, r, 1 / (1 + r)) is
- * plain vertical SIMD over 4 states.  Only g (features in the lanes, the rows
- * in order, skipping the taken action and zero weights by a masked add, as
- * fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's g * scale / tau) and log pi(a)
- * ((z_a - m) + (z_a_lo - m_lo) - log1p(r)) go state by state.  Every lane does exactly the operations of the one-state path
- * (partial_add_rows -> finish_state with the AVX-512 set), so the bits are
- * the same.  Lanes past the run's end read a row of zeros: their logits are
- * 0 and their exp input 0 (an exp of -inf lanes would be subnormal-slow).
+ * plain vertical SIMD over 4 states.  Only g (features in the lanes, the
+ * rows in order, skipping the taken action and zero weights by a masked
+ * add, as fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
+ * g * scale / tau) and log pi(a) ((z_a - m) + (z_a_lo - m_lo) - log1p(r))
+ * go state by state.  Every lane does exactly the operations of the
+ * one-state path (partial_add_rows -> finish_state with the AVX-512 set),
+ * so the bits are the same.  Lanes past the run's end read a row of zeros:
+ * their logits are 0 and their exp input 0 (an exp of -inf lanes would be
+ * subnormal-slow).
  *
  * Returns -1 when every state is done, else the first state of the run in
  * which a logit (or, with out, a result: for float32 results, as a float)
- * was not finite (that run's scores
- * may be partly written, none after it; nothing of it is added to slot):
- * the caller does that run again state by state to name the state and its
- * error.  The action of every state must
- * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about 2.2 KiB
- * of the kernel's stack (in a 4 KiB-aligned frame of about 6.3 KiB).
+ * was not finite (that run's scores may be partly written, none after it;
+ * nothing of it is added to slot): the caller does that run again state by
+ * state to name the state and its error.  The action of every state must
+ * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about 4.3 KiB of
+ * the kernel's stack (in a 4 KiB-aligned frame of about 8.4 KiB).
  */
 #define FS_FUSED_RUN 8
 #define FS_FUSED_MAX_N 16
