@@ -99,12 +99,17 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_RUN
         FS_FUSED_MAX_N
         FS_FUSED_MAX_D
+        FS_FUSED_SCORE
+        FS_FUSED_LOGP
+        FS_FUSED_ENTROPY
+        FS_FUSED_LOGLIK
+        FS_FUSED_LOGLIK_GRAD
     ctypedef Py_ssize_t (*fs_fused_fn)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
                                        const fs_theta *t, const char *act, Py_ssize_t act_s,
                                        Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
                                        double tau, char *out, Py_ssize_t out_sb,
                                        Py_ssize_t out_sd, const double *weights, double *slot,
-                                       int grad) noexcept nogil
+                                       int what) noexcept nogil
     struct fs_kernel_set:
         const char *level
         fs_fused_fn fused_f64       # float64 phi (and results)
@@ -723,17 +728,34 @@ cdef Status do_state(const Problem *pr, Py_ssize_t b, Work *wk, double *slot) no
     return finish_state(pr, b, &v, &acc, wk, slot)
 
 
+cdef inline int fused_what(int outputs) noexcept nogil:
+    """What the fused kernel computes for these outputs (FS_FUSED_*), or 0:
+    it does one output alone, or loglik without the Hessian."""
+    if outputs == OUT_SCORE:
+        return FS_FUSED_SCORE
+    if outputs == OUT_LOGP:
+        return FS_FUSED_LOGP
+    if outputs == OUT_ENTROPY:
+        return FS_FUSED_ENTROPY
+    if outputs == RED_VALUE:
+        return FS_FUSED_LOGLIK
+    if outputs == RED_VALUE | RED_GRAD:
+        return FS_FUSED_LOGLIK_GRAD
+    return 0
+
+
 cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nogil:
-    """The fused kernel the call's states go through (run_fused), or NULL: the
-    score alone, or loglik without the Hessian, of a batch of tiny states,
-    padded, unmasked, with the AVX-512 set.  The kernel does the per-state
-    path's arithmetic for the call's dtypes: float64 phi; float32 phi with
-    float32 results (out_f32: plain-dot logits, float32 scores; loglik's
-    sums are float64 either way); float32 phi with float64 results (Dot2
-    logits).  (One-state calls keep the per-state path.)"""
-    if not ((pr.outputs == OUT_SCORE or pr.outputs == RED_VALUE
-             or pr.outputs == RED_VALUE | RED_GRAD)
-            and batch and pr.offsets == NULL and pr.mask == NULL and pr.act != NULL
+    """The fused kernel the call's states go through (run_fused), or NULL:
+    score, log_prob or entropy alone, or loglik without the Hessian, of a
+    batch of tiny states, padded, unmasked, with the AVX-512 set.  The
+    kernel does the per-state path's arithmetic for the call's dtypes:
+    float64 phi; float32 phi with float32 results (out_f32: plain-dot
+    logits, float32 results; loglik's sums are float64 either way); float32
+    phi with float64 results (Dot2 logits).  (One-state calls keep the
+    per-state path.)"""
+    if not (fused_what(pr.outputs) != 0
+            and batch and pr.offsets == NULL and pr.mask == NULL
+            and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
             and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
         return NULL
     if pr.phi_f64:
@@ -743,21 +765,27 @@ cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nog
 
 cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
                       double *slot, Py_ssize_t *bad) noexcept nogil:
-    """The scores, or the sums into slot, of states [b0, b1) by the fused
+    """The results, or the sums into slot, of states [b0, b1) by the fused
     kernel, in runs of FS_FUSED_RUN states from b0, every lane doing
     do_state's arithmetic (the same bits).  A run with a non-finite logit
-    (or score) goes again through do_state, state by state, so the first bad
-    state (bad[0]) and its status are do_state's (the kernel added nothing
-    of that run to slot)."""
+    (or result) goes again through do_state, state by state, so the first
+    bad state (bad[0]) and its status are do_state's (the kernel added
+    nothing of that run to slot)."""
     cdef Py_ssize_t r, b, e
     cdef Status st
-    cdef bint score = pr.outputs & OUT_SCORE
+    cdef int what = fused_what(pr.outputs)
+    cdef char *out = NULL
+    cdef Py_ssize_t out_sb = 0, out_sd = 0
+    if what == FS_FUSED_SCORE:
+        out, out_sb, out_sd = pr.score, pr.score_sb, pr.score_sd
+    elif what == FS_FUSED_LOGP:
+        out, out_sb = pr.logp, pr.logp_s
+    elif what == FS_FUSED_ENTROPY:
+        out, out_sb = pr.ent, pr.ent_s
     while b0 < b1:
         r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                          b0, b1, <int>pr.n_actions, pr.d, pr.tau,
-                          pr.score if score else NULL, pr.score_sb, pr.score_sd,
-                          pr.weights, NULL if score else slot,
-                          (pr.outputs & RED_GRAD) != 0)
+                          b0, b1, <int>pr.n_actions, pr.d, pr.tau, out, out_sb, out_sd,
+                          pr.weights, slot if out == NULL else NULL, what)
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)

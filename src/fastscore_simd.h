@@ -588,7 +588,13 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
     }
 }
 
-/* The fused kernels' signature (see fs_fused_f64_avx512). */
+/* The fused kernels' signature (see fs_fused_f64_avx512) and what one
+ * computes (its last argument). */
+#define FS_FUSED_SCORE 1       /* the score, into out (B, d) */
+#define FS_FUSED_LOGP 2        /* log pi(a), into out (B,) with stride out_sb */
+#define FS_FUSED_ENTROPY 3     /* the entropy, the same (act is not read) */
+#define FS_FUSED_LOGLIK 4      /* loglik's value, into slot */
+#define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
                                  const char *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
                                  double, char *, ptrdiff_t, ptrdiff_t, const double *, double *,
@@ -918,10 +924,11 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * The score, or the loglik value and gradient, of runs of tiny states by one
  * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED; padded layout,
  * no mask, 1 <= N <= 16 rows, 1 <= d <= 32 features): states [b0, b1) in
- * runs of 8 (the last one partial), each run end to end.  With out, the
- * scores go to out; with slot (out NULL), slot[0] += w_b log pi_b(a_b) and,
- * with grad, slot[1 ..] += w_b score_b, state by state in order
- * (finish_state's REDUCE step; w_b = weights[b], or 1 without weights).
+ * runs of 8 (the last one partial), each run end to end.  `what` says what
+ * it computes: the scores, log pi(a) or the entropies into out; or, for
+ * loglik, slot[0] += w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..]
+ * += w_b score_b, state by state in order (finish_state's REDUCE step; w_b
+ * = weights[b], or 1 without weights; slot is NULL for the others).
  *
  * The logits put the STATES in the vector lanes: quad (k, q) holds row k
  * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
@@ -932,17 +939,18 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * plain vertical SIMD over 4 states.  Only g (features in the lanes, the
  * rows in order, skipping the taken action and zero weights by a masked
  * add, as fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
- * g * scale / tau) and log pi(a) ((z_a - m) + (z_a_lo - m_lo) - log1p(r))
- * go state by state.  Every lane does exactly the operations of the
+ * g * scale / tau), log pi(a) ((z_a - m) + (z_a_lo - m_lo) - log1p(r)) and
+ * the entropy (log1p(r) + S / (1 + r), S = sum_k w_k ((m - z_k) + (m_lo -
+ * z_lo_k)) summed in the vertical step) go state by state.  Every lane does exactly the operations of the
  * one-state path (partial_add_rows -> finish_state with the AVX-512 set),
  * so the bits are the same.  Lanes past the run's end read a row of zeros:
  * their logits are 0 and their exp input 0 (an exp of -inf lanes would be
  * subnormal-slow).
  *
  * Returns -1 when every state is done, else the first state of the run in
- * which a logit (or, with out, a result: for float32 results, as a float)
- * was not finite (that run's scores may be partly written, none after it;
- * nothing of it is added to slot): the caller does that run again state by
+ * which a logit (or, but for loglik, a result: for float32 results, as a
+ * float) was not finite (that run's results may be partly written, none
+ * after it; nothing of it is added to slot): the caller does that run again state by
  * state to name the state and its error.  The action of every state must
  * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about 4.3 KiB of
  * the kernel's stack (in a 4 KiB-aligned frame of about 8.4 KiB).
@@ -1105,6 +1113,18 @@ FS_DEFINE_FUSED_LOGITS(f32, dot2, 4)
 FS_DEFINE_FUSED_LOGITS(f32, dot, 2)
 FS_DEFINE_FUSED_LOGITS(f32, dot, 4)
 
+/* One state's log pi(a) or entropy stored as OT (store_real); returns v - v
+ * of the stored value (0, or NaN when it is not finite). */
+FS_INLINE double fs_fused_store1_f64(char *dst, double v) {
+    memcpy(dst, &v, sizeof(double));
+    return v - v;
+}
+FS_INLINE double fs_fused_store1_f32(char *dst, double v) {
+    float f = (float)v;
+    memcpy(dst, &f, sizeof(float));
+    return (double)(f - f);
+}
+
 /* g of one state in NV zmm registers (the last one masked by gm; rows of
  * phi type PT), then o = (g * inv_l) / tau, added to slot (times w_b) or
  * stored as OT; chk collects v - v of every stored value (for float32, of
@@ -1181,6 +1201,7 @@ struct fs_fused_scratch {
     double M[FS_FUSED_RUN] __attribute__((aligned(64))); /* the max logit m + m_lo, and r */
     double MLO[FS_FUSED_RUN] __attribute__((aligned(64)));
     double R[FS_FUSED_RUN] __attribute__((aligned(64)));
+    double S[FS_FUSED_RUN] __attribute__((aligned(64))); /* the entropy's sum */
     const char *rows[2 * FS_FUSED_MAX_N * 4];
 };
 
@@ -1191,7 +1212,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
     FS_AVX512_FUSED static ptrdiff_t NAME(                                                       \
         const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act, \
         ptrdiff_t act_s, ptrdiff_t b0, ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out,  \
-        ptrdiff_t out_sb, ptrdiff_t out_sd, const double *weights, double *slot, int grad) {     \
+        ptrdiff_t out_sb, ptrdiff_t out_sd, const double *weights, double *slot, int what) {     \
         const int plain = FS_FUSED_PLAIN_##LK; /* z_lo = 0 */                                    \
         const int nv8 = (int)((d + 7) / 8);                                                      \
         const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);                         \
@@ -1207,8 +1228,10 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));      \
         struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF); \
         double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;                         \
-        double *M = scp->M, *MLO = scp->MLO, *R = scp->R;                                        \
-        const int need_g = slot == NULL || grad;                                                 \
+        double *M = scp->M, *MLO = scp->MLO, *R = scp->R, *SE = scp->S;                          \
+        const int need_g = what == FS_FUSED_SCORE || what == FS_FUSED_LOGLIK_GRAD;               \
+        const int need_lp = slot != NULL || what == FS_FUSED_LOGP;                               \
+        const int entropy = what == FS_FUSED_ENTROPY;                                            \
         const char **rows = scp->rows;                                                           \
         for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {                                   \
             int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);                     \
@@ -1241,7 +1264,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                         if (!plain)                                                              \
                             zlk[k] = _mm256_div_pd(                                              \
                                 _mm256_add_pd(_mm256_fnmadd_pd(zk[k], tau4, sv), zlk[k]), tau4); \
-                        if (slot) { /* z_a for log pi(a) */                                      \
+                        if (need_lp) { /* z_a for log pi(a) */                                   \
                             _mm256_store_pd(z + (2 * k + q) * 4, zk[k]);                         \
                             if (!plain) _mm256_store_pd(zl + (2 * k + q) * 4, zlk[k]);           \
                         }                                                                        \
@@ -1258,12 +1281,16 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     mlo = _mm256_mask_mov_pd(mlo, gt, zlk[k]);                                   \
                     km = _mm256_mask_mov_epi64(km, gt, _mm256_set1_epi64x(k));                   \
                 }                                                                                \
-                __m256d r = _mm256_setzero_pd();                                                 \
+                __m256d r = _mm256_setzero_pd(), se = _mm256_setzero_pd();                       \
                 for (int k = 0; k < N; k++) {                                                    \
                     __m256d x =                                                                  \
                         _mm256_add_pd(_mm256_sub_pd(zk[k], m), _mm256_sub_pd(zlk[k], mlo));      \
                     __m256d w = (__m256d)fs_vexp4((fs_vd4)x);                                    \
                     _mm256_store_pd(W + (2 * k + q) * 4, w);                                     \
+                    if (entropy) /* S += w_k diff2(m, m_lo, z_k, z_lo_k), as partial_add_rows */ \
+                        se = _mm256_add_pd(se, _mm256_mul_pd(w, _mm256_add_pd(                   \
+                                                   _mm256_sub_pd(m, zk[k]),                      \
+                                                   _mm256_sub_pd(mlo, zlk[k]))));                \
                     /* r += w_k but for the max's row (adding +0 to r >= +0 is exact) */         \
                     __mmask8 notmax =                                                            \
                         _mm256_cmp_epi64_mask(km, _mm256_set1_epi64x(k), _MM_CMPINT_NE);         \
@@ -1274,10 +1301,12 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 _mm256_store_pd(M + 4 * q, m);                                                   \
                 _mm256_store_pd(MLO + 4 * q, mlo);                                               \
                 _mm256_store_pd(R + 4 * q, r);                                                   \
+                _mm256_store_pd(SE + 4 * q, se);                                                 \
             }                                                                                    \
             if ((nf[0] + nf[1]) + (nf[2] + nf[3]) != 0.0) return r0;                             \
-            /* g, the score and log pi(a), state by state */                                     \
+            /* g, the score, log pi(a) and the entropy, state by state */                        \
             __m512d chk = _mm512_setzero_pd();                                                   \
+            double chs = 0.0; /* v - v of the stored log pi(a) or entropies */                   \
             for (int s = 0; s < ns; s++) {                                                       \
                 /* Prefetch the same state FS_FUSED_AHEAD runs on, row by row, into              \
                  * L2: the hardware prefetcher does not follow a run's interleaved               \
@@ -1294,13 +1323,23 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                             __builtin_prefetch(p0 + o, 0, FS_FUSED_PF_LOC);                      \
                         __builtin_prefetch(p0 + rb - 1, 0, FS_FUSED_PF_LOC);                     \
                     }                                                                            \
+                if (entropy) { /* finish_state: H = log1p(r) + S * (1 / (1 + r)) */              \
+                    chs += fs_fused_store1_##OT(out + (r0 + s) * out_sb,                         \
+                                                log1p(R[s]) + SE[s] * INV[s]);                   \
+                    continue;                                                                    \
+                }                                                                                \
                 ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);                      \
                 int ia = (2 * (int)a + (s >> 2)) * 4 + (s & 3);                                  \
                 double wb = 1.0;                                                                 \
-                if (slot) { /* finish_state: log pi(a) = (z_a - m) - log1p(r), times w_b */      \
-                    wb = weights ? weights[r0 + s] : 1.0;                                        \
+                if (need_lp) { /* finish_state: log pi(a) = (z_a - m) - log1p(r) */             \
                     double zla = plain ? 0.0 : zl[ia];                                           \
-                    slot[0] += wb * (((z[ia] - M[s]) + (zla - MLO[s])) - log1p(R[s]));           \
+                    double lp = ((z[ia] - M[s]) + (zla - MLO[s])) - log1p(R[s]);                 \
+                    if (!slot) {                                                                 \
+                        chs += fs_fused_store1_##OT(out + (r0 + s) * out_sb, lp);                \
+                        continue;                                                                \
+                    }                                                                            \
+                    wb = weights ? weights[r0 + s] : 1.0;                                        \
+                    slot[0] += wb * lp;                                                          \
                 }                                                                                \
                 if (!need_g) continue;                                                           \
                 double w[FS_FUSED_MAX_N];                                                        \
@@ -1315,7 +1354,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 default: FS_FUSED_G_BODY(PT, OT, 4); break;                                      \
                 }                                                                                \
             }                                                                                    \
-            if (!slot && _mm512_reduce_add_pd(chk) != 0.0) return r0;                            \
+            if (!slot && (_mm512_reduce_add_pd(chk) != 0.0 || chs != 0.0)) return r0;           \
         }                                                                                        \
         return -1;                                                                               \
     }

@@ -372,3 +372,82 @@ def test_fused_f32_loglik_overflow_as_per_state(nt, dtypes):
         want = outcome(fastscore.loglik, phi, theta, a, mask=np.ones((B, N), bool), **kw)
         assert fused == want
         assert isinstance(want, str) == (tau != 1.0)
+
+
+# log_prob and entropy: each output alone takes the fused kernel (float64
+# and both float32 pairs); the all-True mask gives the per-state path.
+ALL_KINDS = [(np.float64, np.float64), (np.float64, np.float32)] + F32_KINDS
+ALL_IDS = ["phi64-theta64", "phi64-theta32"] + F32_IDS
+FAMILY = {"log_prob": lambda phi, theta, a, **kw: fastscore.log_prob(phi, theta, a, **kw),
+          "entropy": lambda phi, theta, a, **kw: fastscore.entropy(phi, theta, **kw)}
+
+
+def family_pair(func, phi, theta, a, **kw):
+    f = FAMILY[func]
+    return outcome(f, phi, theta, a, **kw), outcome(f, phi, theta, a,
+                                                    mask=np.ones(phi.shape[:2], bool), **kw)
+
+
+@pytest.mark.parametrize("func", sorted(FAMILY))
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind,scale", [("normal", 1.0), ("normal", 300.0), ("int", 30.0),
+                                        ("wide", 1.0)])
+def test_fused_family_equals_per_state(shape, kind, scale, dtypes, func):
+    phi, theta, a = data32(*shape, seed=sum(shape) + 4, scale=scale, kind=kind, dtypes=dtypes)
+    for tau in (1.0, 2.5):
+        for nt in (1, 2):
+            got, want = family_pair(func, phi, theta, a, temperature=tau, n_threads=nt)
+            assert got == want, (shape, kind, scale, tau, nt)
+
+
+def test_fused_family_dtype_and_strided_out():
+    """The results' dtype follows the inputs, and a strided out= is written
+    through its stride with the per-state bits."""
+    for dtypes in ALL_KINDS:
+        phi, theta, a = data32(1001, 6, 13, seed=3, dtypes=dtypes)
+        want_dtype = np.float32 if dtypes == (np.float32, np.float32) else np.float64
+        for func in FAMILY:
+            got = FAMILY[func](phi, theta, a)
+            assert got.dtype == want_dtype
+            buf = np.full(2 * len(a), 7.0, want_dtype)
+            FAMILY[func](phi, theta, a, out=buf[::2])
+            assert buf[::2].tobytes() == got.tobytes() and np.all(buf[1::2] == 7.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       dtypes=st.sampled_from(ALL_KINDS), func=st.sampled_from(sorted(FAMILY)))
+def test_fused_family_fuzz(B, N, d, seed, scale, kind, tau, dtypes, func):
+    phi, theta, a = data32(B, N, d, seed, scale, kind, dtypes)
+    got, want = family_pair(func, phi, theta, a, temperature=tau, n_threads=1)
+    assert got == want
+
+
+@pytest.mark.parametrize("func", sorted(FAMILY))
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", [(4000, 4, 8), (1003, 10, 20)])
+def test_fused_family_error_in_middle_run(shape, nt, func):
+    """A NaN in a middle run: the per-state path's error for the same state."""
+    B, N, d = shape
+    phi, theta, a = data(B, N, d, seed=9)
+    phi[700, N - 1, d // 2] = np.nan
+    phi[702, 0, 0] = np.nan
+    got, want = family_pair(func, phi, theta, a, n_threads=nt)
+    assert isinstance(got, str) and "state 700" in got
+    assert got == want
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_f32_log_prob_overflow_as_per_state(nt):
+    """float32 results: log pi(a) finite in double but below -FLT_MAX (a logit
+    gap of about 6e38) is the per-state path's error for that state."""
+    B, N, d = 4000, 4, 8
+    phi, theta, a = data32(B, N, d, seed=8)
+    theta[3] = 2.0
+    phi[700, 1, 3], phi[700, 2, 3], a[700] = 3e38, -3e38, 2
+    got, want = family_pair("log_prob", phi, theta, a, n_threads=nt)
+    assert isinstance(want, str) and "state 700" in want
+    assert got == want
