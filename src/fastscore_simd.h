@@ -502,50 +502,55 @@ static void fs_rows_dot_f32_generic(const float *const *rows, int nr, const fs_t
  * rounded once more).  The error comes from the final rounding (0.5) and
  * the rounding of r^2 q(r) (up to ~0.2).  exp(-inf) = 0, exp(x < -746) = 0, exp(x > 710) = inf, NaN
  * stays NaN.
+ *
+ * One body for any vector width (VD: doubles, VL: long longs of as many
+ * lanes, SEL: its lane select), lane-wise operations only, so every width
+ * gives the same bits lane by lane (fs_vexp8: the fused kernel's).
  */
-FS_INLINE fs_vd4 fs_vexp4(fs_vd4 x) {
-    const double inv_ln2 = 0x1.71547652b82fep0;
-    const double shifter = 0x1.8p52;
-    const double ln2_hi = 0x1.62e42feep-1; /* 6.93147180369123816490e-01, 32 bits */
-    const double ln2_lo = 0x1.a39ef35793c76p-33;
-    fs_vd4 lo_lim = {-746.0, -746.0, -746.0, -746.0}, hi_lim = {710.0, 710.0, 710.0, 710.0};
-    fs_vd4 xc = fs_sel4(x < lo_lim, lo_lim, x);
-    xc = fs_sel4(xc > hi_lim, hi_lim, xc);
-    fs_vd4 t = xc * inv_ln2 + shifter;
-    fs_vd4 nd = t - shifter;
-    fs_vd4 hi = xc - nd * ln2_hi; /* exact */
-    fs_vd4 lo = nd * ln2_lo;
-    fs_vd4 r = hi - lo;
-    fs_vd4 r_err = (hi - r) - lo;
-    /* q(r) = sum_{k=2}^{13} r^(k-2) / k! by Estrin's scheme: a chain of
-     * about 7 dependent operations instead of Horner's 22 (a block of a few
-     * rows is one vector, and its exp was latency bound). */
-    fs_vd4 r2 = r * r;
-    fs_vd4 r4 = r2 * r2;
-    fs_vd4 r8 = r4 * r4;
-    fs_vd4 a0 = r * (1.0 / 6.0) + 0.5;
-    fs_vd4 a1 = r * (1.0 / 120.0) + (1.0 / 24.0);
-    fs_vd4 a2 = r * (1.0 / 5040.0) + (1.0 / 720.0);
-    fs_vd4 a3 = r * (1.0 / 362880.0) + (1.0 / 40320.0);
-    fs_vd4 a4 = r * (1.0 / 39916800.0) + (1.0 / 3628800.0);
-    fs_vd4 a5 = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
-    fs_vd4 b0 = a1 * r2 + a0;
-    fs_vd4 b1 = a3 * r2 + a2;
-    fs_vd4 b2 = a5 * r2 + a4;
-    fs_vd4 q = (b2 * r8 + b1 * r4) + b0;
-    fs_vd4 s = 1.0 + r;
-    fs_vd4 s_err = (1.0 - s) + r; /* exact: |r| < 1 */
-    fs_vd4 y = s + (s_err + (r_err + r2 * q));
-    /* 2^n: n sits in the low bits of t. */
-    fs_vl4 n = (fs_vl4)t - (fs_vl4)(fs_vd4){shifter, shifter, shifter, shifter};
-    fs_vl4 small = n < -1020, big = n > 1000;
-    fs_vl4 k = n + (small & 64) - (big & 64);
-    fs_vd4 scale = (fs_vd4)((k + 1023) << 52);
-    fs_vd4 one = {1.0, 1.0, 1.0, 1.0};
-    fs_vd4 post = fs_sel4(small, (fs_vd4){0x1p-64, 0x1p-64, 0x1p-64, 0x1p-64},
-                          fs_sel4(big, (fs_vd4){0x1p64, 0x1p64, 0x1p64, 0x1p64}, one));
-    return (y * scale) * post;
-}
+#define FS_DEFINE_VEXP(ATTRS, NAME, VD, VL, SEL)                                              \
+    ATTRS FS_INLINE VD NAME(VD x) {                                                            \
+        const double inv_ln2 = 0x1.71547652b82fep0;                                            \
+        const double shifter = 0x1.8p52;                                                       \
+        const double ln2_hi = 0x1.62e42feep-1; /* 6.93147180369123816490e-01, 32 bits */       \
+        const double ln2_lo = 0x1.a39ef35793c76p-33;                                           \
+        const VD zero = {0};                                                                   \
+        VD lo_lim = zero - 746.0, hi_lim = zero + 710.0;                                       \
+        VD xc = SEL(x < lo_lim, lo_lim, x);                                                    \
+        xc = SEL(xc > hi_lim, hi_lim, xc);                                                     \
+        VD t = xc * inv_ln2 + shifter;                                                         \
+        VD nd = t - shifter;                                                                   \
+        VD hi = xc - nd * ln2_hi; /* exact */                                                  \
+        VD lo = nd * ln2_lo;                                                                   \
+        VD r = hi - lo;                                                                        \
+        VD r_err = (hi - r) - lo;                                                              \
+        /* q(r) = sum_{k=2}^{13} r^(k-2) / k! by Estrin's scheme: a chain of                   \
+         * about 7 dependent operations instead of Horner's 22 (a block of a few               \
+         * rows is one vector, and its exp was latency bound). */                              \
+        VD r2 = r * r;                                                                         \
+        VD r4 = r2 * r2;                                                                       \
+        VD r8 = r4 * r4;                                                                       \
+        VD a0 = r * (1.0 / 6.0) + 0.5;                                                         \
+        VD a1 = r * (1.0 / 120.0) + (1.0 / 24.0);                                              \
+        VD a2 = r * (1.0 / 5040.0) + (1.0 / 720.0);                                            \
+        VD a3 = r * (1.0 / 362880.0) + (1.0 / 40320.0);                                        \
+        VD a4 = r * (1.0 / 39916800.0) + (1.0 / 3628800.0);                                    \
+        VD a5 = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);                                \
+        VD b0 = a1 * r2 + a0;                                                                  \
+        VD b1 = a3 * r2 + a2;                                                                  \
+        VD b2 = a5 * r2 + a4;                                                                  \
+        VD q = (b2 * r8 + b1 * r4) + b0;                                                       \
+        VD s = 1.0 + r;                                                                        \
+        VD s_err = (1.0 - s) + r; /* exact: |r| < 1 */                                         \
+        VD y = s + (s_err + (r_err + r2 * q));                                                 \
+        /* 2^n: n sits in the low bits of t. */                                                \
+        VL n = (VL)t - (VL)(zero + shifter);                                                   \
+        VL small = n < -1020, big = n > 1000;                                                  \
+        VL k = n + (small & 64) - (big & 64);                                                  \
+        VD scale = (VD)((k + 1023) << 52);                                                     \
+        VD post = SEL(small, zero + 0x1p-64, SEL(big, zero + 0x1p64, zero + 1.0));             \
+        return (y * scale) * post;                                                             \
+    }
+FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
 
 /* The first index of the largest of z[0:n] (no NaN), or -1 if all are -inf:
  * one vector max and one scan, instead of a branch per row that mispredicts
@@ -987,6 +992,14 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 #define FS_FUSED_OUT32_f64 0
 #define FS_FUSED_OUT32_f32 1
 
+typedef double fs_vd8 __attribute__((vector_size(8 * sizeof(double))));
+typedef long long fs_vl8 __attribute__((vector_size(8 * sizeof(long long))));
+
+FS_AVX512_FUSED FS_INLINE fs_vd8 fs_sel8(fs_vl8 m, fs_vd8 a, fs_vd8 b) {
+    return (fs_vd8)(((fs_vl8)a & m) | ((fs_vl8)b & ~m));
+}
+FS_DEFINE_VEXP(FS_AVX512_FUSED, fs_vexp8, fs_vd8, fs_vl8, fs_sel8)
+
 /* Four elements at column j of a row (ld4), the first ones of them by mask
  * tm (ld4t: masked loads never touch memory past the row), and eight for g
  * (ld8, ld8t), as doubles. */
@@ -1219,7 +1232,6 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         const int nq = 2 * N; /* quads per run */                                                \
         const int scaled = tau != 1.0;                                                           \
         const int contiguous = out_sd == (ptrdiff_t)sizeof(FS_FUSED_T_##OT);                     \
-        const __m256d tau4 = _mm256_set1_pd(tau);                                                \
         const __m512d tauv = _mm512_set1_pd(tau);                                                \
         const double *theta = t->val;                                                            \
         /* The scratch at a fixed address modulo 4 KiB: where the stack put it,                  \
@@ -1249,61 +1261,62 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 fs_fused_logits_##PT##_##LK##_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
             if (c < nq)                                                                          \
                 fs_fused_logits_##PT##_##LK##_2(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
-            /* per set q of 4 states: temperature, finiteness, max, weights, r, 1 / (1 + r) */   \
-            __m256d nf = _mm256_setzero_pd();                                                    \
-            for (int q = 0; q < 2; q++) {                                                        \
-                __m256d zk[FS_FUSED_MAX_N], zlk[FS_FUSED_MAX_N];                                 \
+            /* The 8 states at once (row k of the run's states is z[8k .. 8k + 7]):     \
+             * temperature, finiteness, max, weights, r, 1 / (1 + r) */                          \
+            __m512d nf = _mm512_setzero_pd();                                                    \
+            {                                                                                    \
+                __m512d zk[FS_FUSED_MAX_N], zlk[FS_FUSED_MAX_N];                                 \
                 for (int k = 0; k < N; k++) {                                                    \
-                    zk[k] = _mm256_load_pd(z + (2 * k + q) * 4);                                 \
-                    zlk[k] = plain ? _mm256_setzero_pd() : _mm256_load_pd(zl + (2 * k + q) * 4); \
+                    zk[k] = _mm512_load_pd(z + 8 * k);                                           \
+                    zlk[k] = plain ? _mm512_setzero_pd() : _mm512_load_pd(zl + 8 * k);           \
                     if (scaled) {                                                                \
                         /* block_logits: z = s / tau, and for Dot2                               \
                          * z_lo = (fma(-z, tau, s) + z_lo) / tau */                              \
-                        __m256d sv = zk[k];                                                      \
-                        zk[k] = _mm256_div_pd(sv, tau4);                                         \
+                        __m512d sv = zk[k];                                                      \
+                        zk[k] = _mm512_div_pd(sv, tauv);                                         \
                         if (!plain)                                                              \
-                            zlk[k] = _mm256_div_pd(                                              \
-                                _mm256_add_pd(_mm256_fnmadd_pd(zk[k], tau4, sv), zlk[k]), tau4); \
+                            zlk[k] = _mm512_div_pd(                                              \
+                                _mm512_add_pd(_mm512_fnmadd_pd(zk[k], tauv, sv), zlk[k]), tauv); \
                         if (need_lp) { /* z_a for log pi(a) */                                   \
-                            _mm256_store_pd(z + (2 * k + q) * 4, zk[k]);                         \
-                            if (!plain) _mm256_store_pd(zl + (2 * k + q) * 4, zlk[k]);           \
+                            _mm512_store_pd(z + 8 * k, zk[k]);                                   \
+                            if (!plain) _mm512_store_pd(zl + 8 * k, zlk[k]);                     \
                         }                                                                        \
                     }                                                                            \
-                    nf = _mm256_add_pd(nf, _mm256_add_pd(_mm256_sub_pd(zk[k], zk[k]),            \
-                                                         _mm256_sub_pd(zlk[k], zlk[k])));        \
+                    nf = _mm512_add_pd(nf, _mm512_add_pd(_mm512_sub_pd(zk[k], zk[k]),            \
+                                                         _mm512_sub_pd(zlk[k], zlk[k])));        \
                 }                                                                                \
                 /* the first index of the largest: a strict > keeps the first */                 \
-                __m256d m = zk[0], mlo = zlk[0];                                                 \
-                __m256i km = _mm256_setzero_si256();                                             \
+                __m512d m = zk[0], mlo = zlk[0];                                                 \
+                __m512i km = _mm512_setzero_si512();                                             \
                 for (int k = 1; k < N; k++) {                                                    \
-                    __mmask8 gt = _mm256_cmp_pd_mask(zk[k], m, _CMP_GT_OQ);                      \
-                    m = _mm256_mask_mov_pd(m, gt, zk[k]);                                        \
-                    mlo = _mm256_mask_mov_pd(mlo, gt, zlk[k]);                                   \
-                    km = _mm256_mask_mov_epi64(km, gt, _mm256_set1_epi64x(k));                   \
+                    __mmask8 gt = _mm512_cmp_pd_mask(zk[k], m, _CMP_GT_OQ);                      \
+                    m = _mm512_mask_mov_pd(m, gt, zk[k]);                                        \
+                    mlo = _mm512_mask_mov_pd(mlo, gt, zlk[k]);                                   \
+                    km = _mm512_mask_mov_epi64(km, gt, _mm512_set1_epi64(k));                    \
                 }                                                                                \
-                __m256d r = _mm256_setzero_pd(), se = _mm256_setzero_pd();                       \
+                __m512d r = _mm512_setzero_pd(), se = _mm512_setzero_pd();                       \
                 for (int k = 0; k < N; k++) {                                                    \
-                    __m256d x =                                                                  \
-                        _mm256_add_pd(_mm256_sub_pd(zk[k], m), _mm256_sub_pd(zlk[k], mlo));      \
-                    __m256d w = (__m256d)fs_vexp4((fs_vd4)x);                                    \
-                    _mm256_store_pd(W + (2 * k + q) * 4, w);                                     \
+                    __m512d x =                                                                  \
+                        _mm512_add_pd(_mm512_sub_pd(zk[k], m), _mm512_sub_pd(zlk[k], mlo));      \
+                    __m512d w = (__m512d)fs_vexp8((fs_vd8)x);                                    \
+                    _mm512_store_pd(W + 8 * k, w);                                               \
                     if (entropy) /* S += w_k diff2(m, m_lo, z_k, z_lo_k), as partial_add_rows */ \
-                        se = _mm256_add_pd(se, _mm256_mul_pd(w, _mm256_add_pd(                   \
-                                                   _mm256_sub_pd(m, zk[k]),                      \
-                                                   _mm256_sub_pd(mlo, zlk[k]))));                \
+                        se = _mm512_add_pd(se, _mm512_mul_pd(w, _mm512_add_pd(                   \
+                                                   _mm512_sub_pd(m, zk[k]),                      \
+                                                   _mm512_sub_pd(mlo, zlk[k]))));                \
                     /* r += w_k but for the max's row (adding +0 to r >= +0 is exact) */         \
                     __mmask8 notmax =                                                            \
-                        _mm256_cmp_epi64_mask(km, _mm256_set1_epi64x(k), _MM_CMPINT_NE);         \
-                    r = _mm256_add_pd(r, _mm256_maskz_mov_pd(notmax, w));                        \
+                        _mm512_cmp_epi64_mask(km, _mm512_set1_epi64(k), _MM_CMPINT_NE);          \
+                    r = _mm512_add_pd(r, _mm512_maskz_mov_pd(notmax, w));                        \
                 }                                                                                \
-                _mm256_store_pd(INV + 4 * q, _mm256_div_pd(_mm256_set1_pd(1.0),                  \
-                                                           _mm256_add_pd(_mm256_set1_pd(1.0), r))); \
-                _mm256_store_pd(M + 4 * q, m);                                                   \
-                _mm256_store_pd(MLO + 4 * q, mlo);                                               \
-                _mm256_store_pd(R + 4 * q, r);                                                   \
-                _mm256_store_pd(SE + 4 * q, se);                                                 \
+                const __m512d one8 = _mm512_set1_pd(1.0);                                        \
+                _mm512_store_pd(INV, _mm512_div_pd(one8, _mm512_add_pd(one8, r)));               \
+                _mm512_store_pd(M, m);                                                           \
+                _mm512_store_pd(MLO, mlo);                                                       \
+                _mm512_store_pd(R, r);                                                           \
+                _mm512_store_pd(SE, se);                                                         \
             }                                                                                    \
-            if ((nf[0] + nf[1]) + (nf[2] + nf[3]) != 0.0) return r0;                             \
+            if (_mm512_reduce_add_pd(nf) != 0.0) return r0;                                      \
             /* g, the score, log pi(a) and the entropy, state by state */                        \
             __m512d chk = _mm512_setzero_pd();                                                   \
             double chs = 0.0; /* v - v of the stored log pi(a) or entropies */                   \
