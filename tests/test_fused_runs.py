@@ -136,33 +136,6 @@ def loglik_pair(phi, theta, a, **kw):
     return flat(got), flat(want)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("kind,scale", [("normal", 1.0), ("normal", 300.0), ("int", 30.0),
-                                        ("wide", 1.0)])
-def test_fused_loglik_equals_per_state(shape, kind, scale):
-    phi, theta, a = data(*shape, seed=sum(shape) + 1, scale=scale, kind=kind)
-    w = np.random.default_rng(3).standard_normal(shape[0])
-    for tau in (1.0, 0.3):
-        for weights in (None, w):
-            for grad in (False, True):
-                for nt in (1, 2):
-                    got, want = loglik_pair(phi, theta, a, weights=weights, grad=grad,
-                                            temperature=tau, n_threads=nt)
-                    assert same_bits(got, want), (shape, kind, scale, tau, grad, nt)
-
-
-@settings(max_examples=60, deadline=None)
-@given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
-       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
-       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
-       weighted=st.booleans(), grad=st.booleans())
-def test_fused_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad):
-    phi, theta, a = data(B, N, d, seed, scale, kind)
-    w = np.random.default_rng(seed).uniform(-2, 2, B) if weighted else None
-    got, want = loglik_pair(phi, theta, a, weights=w, grad=grad, temperature=tau, n_threads=1)
-    assert same_bits(got, want)
-
-
 @pytest.mark.parametrize("nt", [1, 2])
 @pytest.mark.parametrize("shape", [(4000, 4, 8), (1003, 10, 20)])
 def test_fused_loglik_error_in_middle_run(shape, nt):
@@ -200,6 +173,8 @@ def test_fused_loglik_overflow_as_per_state(nt):
 FUSED32 = _core._fused_available("float32")
 F32_KINDS = [(np.float32, np.float32), (np.float32, np.float64)]
 F32_IDS = ["phi32-theta32", "phi32-theta64"]
+ALL_KINDS = [(np.float64, np.float64), (np.float64, np.float32)] + F32_KINDS
+ALL_IDS = ["phi64-theta64", "phi64-theta32"] + F32_IDS
 
 
 def data32(B, N, d, seed, scale=1.0, kind="normal", dtypes=F32_KINDS[0]):
@@ -265,11 +240,11 @@ def test_fused_f32_equals_per_state_fuzz(B, N, d, seed, scale, kind, tau, dtypes
     assert same_bits_any(got, one_by_one(phi, theta, a, temperature=tau))
 
 
-@pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind,scale", [("normal", 0.1), ("normal", 1.0), ("normal", 300.0),
                                         ("int", 30.0), ("wide", 1.0)])
-def test_fused_f32_loglik_equals_per_state(shape, kind, scale, dtypes):
+def test_fused_loglik_equals_per_state(shape, kind, scale, dtypes):
     phi, theta, a = data32(*shape, seed=sum(shape) + 3, scale=scale, kind=kind, dtypes=dtypes)
     w = np.random.default_rng(4).standard_normal(shape[0])
     for tau in (1.0, 0.3, 2.5):  # (x / 0.3 rounds as x * (1 / 0.3) for most x)
@@ -278,19 +253,19 @@ def test_fused_f32_loglik_equals_per_state(shape, kind, scale, dtypes):
                 for nt in (1, 2):
                     got, want = loglik_pair(phi, theta, a, weights=weights, grad=grad,
                                             temperature=tau, n_threads=nt)
-                    assert same_bits(got, want), (shape, kind, scale, tau, grad, nt)
+                    assert same_bits_any(got, want), (shape, kind, scale, tau, grad, nt)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(B=st.integers(1, 40), N=st.integers(1, 16), d=st.integers(1, 32),
        seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
        kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
-       weighted=st.booleans(), grad=st.booleans(), dtypes=st.sampled_from(F32_KINDS))
-def test_fused_f32_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad, dtypes):
+       weighted=st.booleans(), grad=st.booleans(), dtypes=st.sampled_from(ALL_KINDS))
+def test_fused_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad, dtypes):
     phi, theta, a = data32(B, N, d, seed, scale, kind, dtypes)
     w = np.random.default_rng(seed).uniform(-2, 2, B) if weighted else None
     got, want = loglik_pair(phi, theta, a, weights=w, grad=grad, temperature=tau, n_threads=1)
-    assert same_bits(got, want)
+    assert same_bits_any(got, want)
 
 
 def per_state_error(f, phi, *args, **kw):
@@ -376,8 +351,6 @@ def test_fused_f32_loglik_overflow_as_per_state(nt, dtypes):
 
 # log_prob and entropy: each output alone takes the fused kernel (float64
 # and both float32 pairs); the all-True mask gives the per-state path.
-ALL_KINDS = [(np.float64, np.float64), (np.float64, np.float32)] + F32_KINDS
-ALL_IDS = ["phi64-theta64", "phi64-theta32"] + F32_IDS
 FAMILY = {"log_prob": lambda phi, theta, a, **kw: fastscore.log_prob(phi, theta, a, **kw),
           "entropy": lambda phi, theta, a, **kw: fastscore.entropy(phi, theta, **kw)}
 
