@@ -771,7 +771,7 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
     (or result) goes again through do_state, state by state, so the first
     bad state (bad[0]) and its status are do_state's (the kernel added
     nothing of that run to slot)."""
-    cdef Py_ssize_t r, b, e
+    cdef Py_ssize_t r, e
     cdef Status st
     cdef int what = fused_what(pr.outputs)
     cdef char *out = NULL
@@ -789,13 +789,39 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)
-        for b in range(r, e):
-            st = do_state(pr, b, wk, slot)
-            if st != OK:
-                bad[0] = b
-                return st
+        st = run_states(pr, r, e, wk, slot, bad)
+        if st != OK:
+            return st
         b0 = e
     return OK
+
+
+cdef Status run_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk, double *slot,
+                       Py_ssize_t *bad) noexcept nogil:
+    """States [b0, b1) one by one (do_state), stopping at the first that
+    fails (bad[0])."""
+    cdef Py_ssize_t b
+    cdef Status st
+    for b in range(b0, b1):
+        st = do_state(pr, b, wk, slot)
+        if st != OK:
+            bad[0] = b
+            return st
+    return OK
+
+
+cdef inline Status run_group(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
+                            double *slot, Py_ssize_t *bad) noexcept nogil:
+    """A group's states [b0, b1) on the calling thread, in order: by the fused
+    kernel when the call takes it, else state by state."""
+    if pr.fused_kern != NULL:
+        return run_fused(pr, b0, b1, wk, slot, bad)
+    return run_states(pr, b0, b1, wk, slot, bad)
+
+
+cdef inline double *group_slot(double *slots, Py_ssize_t g, Py_ssize_t stride) noexcept nogil:
+    """Group g's reduction slot (NULL when the call reduces nothing)."""
+    return slots + g * stride if slots != NULL else NULL
 
 
 # ---------------------------------------------------------------------------
@@ -927,20 +953,12 @@ cdef Status run_wide(const Problem *pr, Py_ssize_t b, int n_threads, Partial *pa
 
 cdef Status run_serial(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n_groups,
                        double *slots, Work *wk, Py_ssize_t *bad) noexcept nogil:
-    cdef Py_ssize_t g, b, ss = slot_stride(pr)
+    cdef Py_ssize_t g, ss = slot_stride(pr)
     cdef Status st
     for g in range(n_groups):
-        if pr.fused_kern != NULL:
-            st = run_fused(pr, start[g], start[g + 1], wk,
-                           slots + g * ss if slots != NULL else NULL, bad)
-            if st != OK:
-                return st
-            continue
-        for b in range(start[g], start[g + 1]):
-            st = do_state(pr, b, wk, slots + g * ss if slots != NULL else NULL)
-            if st != OK:
-                bad[0] = b
-                return st
+        st = run_group(pr, start[g], start[g + 1], wk, group_slot(slots, g, ss), bad)
+        if st != OK:
+            return st
     return OK
 
 
@@ -994,19 +1012,11 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
     for g in prange(n_groups, schedule='dynamic', num_threads=n_threads, nogil=True):
         if not is_wide_group(pr, start, g):
             t0 = fs_now()
-            if pr.fused_kern != NULL:
-                fb = -1  # (assigned here: private to the thread)
-                st = run_fused(pr, start[g], start[g + 1], &wks[threadid()],
-                               slots + g * ss if slots != NULL else NULL, &fb)
-                if st != OK:
-                    fs_record_failure(fb, st, bad, &first)
-            else:
-                for b in range(start[g], start[g + 1]):
-                    st = do_state(pr, b, &wks[threadid()],
-                                  slots + g * ss if slots != NULL else NULL)
-                    if st != OK:
-                        fs_record_failure(b, st, bad, &first)
-                        break
+            fb = -1  # (assigned here: private to the thread)
+            st = run_group(pr, start[g], start[g + 1], &wks[threadid()],
+                           group_slot(slots, g, ss), &fb)
+            if st != OK:
+                fs_record_failure(fb, st, bad, &first)
             fs_clock_master(master, t0, group_rows(pr, start, g))
     works_free(wks, n_threads, bufs)
     if n_wide == 0:
@@ -1033,7 +1043,7 @@ cdef Status run_threads_timed(const Problem *pr, const Py_ssize_t *start, Py_ssi
     for g in range(n_groups):
         if is_wide_group(pr, start, g) and start[g] < bad[0]:
             st = run_wide(pr, start[g], n_threads, parts, status, wk, wks,
-                          slots + g * ss if slots != NULL else NULL, master)
+                          group_slot(slots, g, ss), master)
             if st != OK:
                 fs_record_failure(start[g], st, bad, &first)
     works_free(wks, n_threads, bufs)
