@@ -624,7 +624,7 @@ static struct {
                      ptrdiff_t);
     void (*nacc_f32)(double *, const float *, const float *const *, const double *, int,
                      ptrdiff_t);
-    /* The fused score or loglik of runs of tiny states (AVX-512VL only; NULL: none):
+    /* The fused kernel for runs of tiny states (AVX-512VL only; NULL: none):
      * float64 phi; float32 phi with float64 results (Dot2 logits); float32 phi
      * with float32 results (plain-dot logits). */
     fs_fused_fn fused_f64, fused_f32_dot2, fused_f32_dot;
@@ -938,27 +938,27 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * The logits put the STATES in the vector lanes: quad (k, q) holds row k
  * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
  * narrow kernels), so each lane runs fs_rows_dot2's Dot2 (or, float32 phi
- * with float32 results, fs_rows_dot_f32's plain dot) in feature order, and
- * every per-state step after it (the temperature, finiteness, the first
- * index of the largest logit, the weights by fs_vexp4, r, 1 / (1 + r)) is
- * plain vertical SIMD over 4 states.  Only g (features in the lanes, the
- * rows in order, skipping the taken action and zero weights by a masked
- * add, as fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
+ * with float32 results, fs_rows_dot_f32's plain dot) in feature order.
+ * Every per-state step after it (the temperature, finiteness, the first
+ * index of the largest logit, the weights by fs_vexp8, r, 1 / (1 + r), the
+ * entropy's S = sum_k w_k ((m - z_k) + (m_lo - z_lo_k))) is plain vertical
+ * SIMD over the run's 8 states.  Only g (features in the lanes, the rows in
+ * order, skipping the taken action and zero weights by a masked add, as
+ * fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
  * g * scale / tau), log pi(a) ((z_a - m) + (z_a_lo - m_lo) - log1p(r)) and
- * the entropy (log1p(r) + S / (1 + r), S = sum_k w_k ((m - z_k) + (m_lo -
- * z_lo_k)) summed in the vertical step) go state by state.  Every lane does exactly the operations of the
- * one-state path (partial_add_rows -> finish_state with the AVX-512 set),
- * so the bits are the same.  Lanes past the run's end read a row of zeros:
- * their logits are 0 and their exp input 0 (an exp of -inf lanes would be
- * subnormal-slow).
+ * the entropy (log1p(r) + S / (1 + r)) go state by state.  Every lane does
+ * exactly the operations of the one-state path (partial_add_rows ->
+ * finish_state with the AVX-512 set), so the bits are the same.  Lanes past
+ * the run's end read a row of zeros: their logits are 0 and their exp input
+ * 0 (an exp of -inf lanes would be subnormal-slow).
  *
  * Returns -1 when every state is done, else the first state of the run in
  * which a logit (or, but for loglik, a result: for float32 results, as a
  * float) was not finite (that run's results may be partly written, none
- * after it; nothing of it is added to slot): the caller does that run again state by
- * state to name the state and its error.  The action of every state must
- * be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about 4.3 KiB of
- * the kernel's stack (in a 4 KiB-aligned frame of about 8.4 KiB).
+ * after it; nothing of it is added to slot): the caller does that run again
+ * state by state to name the state and its error.  The action of every
+ * state must be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about
+ * 4.3 KiB of the kernel's stack (in a 4 KiB-aligned frame of about 8.4 KiB).
  */
 #define FS_FUSED_RUN 8
 #define FS_FUSED_MAX_N 16
@@ -1152,7 +1152,7 @@ FS_INLINE double fs_fused_store1_f32(char *dst, double v) {
         acc[NV - 1] = _mm512_setzero_pd();                                                      \
         xav[NV - 1] = fs_fused_ld8t_##PT(xa, 8 * (NV - 1), gm);                                 \
         for (int k = 0; k < N; k++) {                                                           \
-            const char *xk = rows[(2 * k + (s >> 2)) * 4 + (s & 3)];                            \
+            const char *xk = rows[8 * k + s];                                                   \
             __m512d wk = _mm512_set1_pd(w[k]);                                                  \
             __mmask8 use = (k != a && w[k] != 0.0) ? 0xFF : 0;                                  \
             for (int v = 0; v < NV - 1; v++)                                                    \
@@ -1211,9 +1211,9 @@ struct fs_fused_scratch {
     double zl[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
     double W[2 * FS_FUSED_MAX_N * 4] __attribute__((aligned(64)));
     double INV[FS_FUSED_RUN] __attribute__((aligned(64)));
-    double M[FS_FUSED_RUN] __attribute__((aligned(64))); /* the max logit m + m_lo, and r */
+    double M[FS_FUSED_RUN] __attribute__((aligned(64))); /* per state: the max logit m + m_lo, */
     double MLO[FS_FUSED_RUN] __attribute__((aligned(64)));
-    double R[FS_FUSED_RUN] __attribute__((aligned(64)));
+    double R[FS_FUSED_RUN] __attribute__((aligned(64))); /* r, */
     double S[FS_FUSED_RUN] __attribute__((aligned(64))); /* the entropy's sum */
     const char *rows[2 * FS_FUSED_MAX_N * 4];
 };
@@ -1247,22 +1247,19 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         const char **rows = scp->rows;                                                           \
         for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {                                   \
             int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);                     \
-            /* quad c = 2k + q, lane i: row k of state 4q + i */                                 \
+            /* rows[8k + s]: row k of state s (quad c = 2k + q is states 4q .. 4q+3);           \
+             * z, zl and W hold the logits and weights in the same order */                      \
             for (int k = 0; k < N; k++)                                                          \
-                for (int q = 0; q < 2; q++)                                                      \
-                    for (int i = 0; i < 4; i++) {                                                \
-                        int s = 4 * q + i;                                                       \
-                        rows[(2 * k + q) * 4 + i] =                                              \
-                            s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn                        \
-                                   : (const char *)fs_fused_zero_row;                            \
-                    }                                                                            \
+                for (int s = 0; s < FS_FUSED_RUN; s++)                                           \
+                    rows[8 * k + s] = s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn              \
+                                             : (const char *)fs_fused_zero_row;                  \
             int c = 0;                                                                           \
             for (; c + 4 <= nq; c += 4)                                                          \
                 fs_fused_logits_##PT##_##LK##_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
             if (c < nq)                                                                          \
                 fs_fused_logits_##PT##_##LK##_2(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
-            /* The 8 states at once (row k of the run's states is z[8k .. 8k + 7]):     \
-             * temperature, finiteness, max, weights, r, 1 / (1 + r) */                          \
+            /* The run's 8 states at once (row k is z[8k .. 8k + 7]): temperature,              \
+             * finiteness, max, weights, r, 1 / (1 + r), the entropy's S */                      \
             __m512d nf = _mm512_setzero_pd();                                                    \
             {                                                                                    \
                 __m512d zk[FS_FUSED_MAX_N], zlk[FS_FUSED_MAX_N];                                 \
@@ -1342,7 +1339,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     continue;                                                                    \
                 }                                                                                \
                 ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);                      \
-                int ia = (2 * (int)a + (s >> 2)) * 4 + (s & 3);                                  \
+                int ia = 8 * (int)a + s;                                                         \
                 double wb = 1.0;                                                                 \
                 if (need_lp) { /* finish_state: log pi(a) = (z_a - m) - log1p(r) */             \
                     double zla = plain ? 0.0 : zl[ia];                                           \
@@ -1356,7 +1353,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 }                                                                                \
                 if (!need_g) continue;                                                           \
                 double w[FS_FUSED_MAX_N];                                                        \
-                for (int k = 0; k < N; k++) w[k] = W[(2 * k + (s >> 2)) * 4 + (s & 3)];          \
+                for (int k = 0; k < N; k++) w[k] = W[8 * k + s];                                 \
                 double inv_l = INV[s];                                                           \
                 const char *xa = rows[ia];                                                       \
                 char *ob = out + (r0 + s) * out_sb;                                              \
