@@ -331,6 +331,18 @@ def busy_core():
         proc.wait()
 
 
+def interleaved_medians(seconds_of: Callable[[Optional[int]], float],
+                        repeat: int) -> dict[str, float]:
+    """Median of ``repeat`` timings with the default thread count and with
+    one thread, the two interleaved so that both see the same machine.
+    ``seconds_of(n_threads)`` times one run."""
+    runs: dict[str, list[float]] = {"default": [], "1 thread": []}
+    for _ in range(repeat):
+        for name, nt in (("default", None), ("1 thread", 1)):
+            runs[name].append(seconds_of(nt))
+    return {name: float(np.median(t)) for name, t in runs.items()}
+
+
 def contention_rows(quick: bool) -> list[LoopRow]:
     """fastscore loops with the default thread count and with one thread, while
     another process keeps a core busy: default / 1 thread must stay <= 1.1.
@@ -356,21 +368,18 @@ def contention_rows(quick: bool) -> list[LoopRow]:
                 update_fastscore(matrix, S, W, A, adv, n_threads=nt)
                 X @ X  # the user's own NumPy work between calls (BLAS threads)
 
-            runs: dict[str, list[float]] = {"default": [], "1 thread": []}
-            for _ in range(repeat):  # interleaved: both see the same machine
-                for name, nt in (("default", None), ("1 thread", 1)):
-                    runs[name].append(per_step(functools.partial(loop, nt), steps, 1))
-            rows.append(LoopRow("reinforce update, core busy", f"minibatch {B}",
-                                {name: float(np.median(t)) for name, t in runs.items()}))
+            seconds = interleaved_medians(
+                lambda nt: per_step(functools.partial(loop, nt), steps, 1), repeat)
+            rows.append(LoopRow("reinforce update, core busy", f"minibatch {B}", seconds))
         phi, chosen = logit_data(20_000 if quick else 100_000)
-        runs = {"default": [], "1 thread": []}
-        for _ in range(min(repeat, 5)):
-            for name, nt in (("default", None), ("1 thread", 1)):
-                start = time.perf_counter()
-                fit_fastscore(phi, chosen, n_threads=nt)
-                runs[name].append(time.perf_counter() - start)
+
+        def fit_seconds(nt):
+            start = time.perf_counter()
+            fit_fastscore(phi, chosen, n_threads=nt)
+            return time.perf_counter() - start
+
         rows.append(LoopRow("logit fit, core busy", f"{len(chosen)}x10x20",
-                            {name: float(np.median(t)) for name, t in runs.items()}))
+                            interleaved_medians(fit_seconds, min(repeat, 5))))
     return rows
 
 
