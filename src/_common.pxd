@@ -12,6 +12,20 @@ from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from libc.math cimport isfinite
 
 
+cdef extern from "fastscore_simd.h" nogil:
+    # The kernel header's pieces both modules use.
+    ctypedef struct fs_theta:
+        const double *val
+        const double *hi
+        const double *lo
+        int huge
+    Py_ssize_t fs_padded(Py_ssize_t d)
+    const double FS_SPLIT_MAX
+    void fs_split(double x, double *hi, double *lo)
+    double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
+    void fs_init(int force_split)
+
+
 cdef extern from *:
     """
     #ifdef _OPENMP

@@ -44,9 +44,9 @@ import numpy as np
 from fastscore._coerce import coerce, coerce_weights
 
 from _common cimport (
-    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint, fs_clock_master,
-    fs_now, fs_omp_max_threads, fs_threads_allowed, fs_threads_judge, is_intp_array,
-    is_real_kernel_array,
+    FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
+    fs_clock_master, fs_dot2_f64, fs_init, fs_now, fs_omp_max_threads, fs_padded,
+    fs_split, fs_theta, fs_threads_allowed, fs_threads_judge, is_intp_array, is_real_kernel_array,
 )
 
 cnp.import_array()
@@ -54,15 +54,6 @@ fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", 
 
 
 cdef extern from "fastscore_simd.h" nogil:
-    ctypedef struct fs_theta:
-        const double *val
-        const double *hi
-        const double *lo
-        int huge
-    Py_ssize_t fs_padded(Py_ssize_t d)
-    const double FS_SPLIT_MAX
-    void fs_split(double x, double *hi, double *lo)
-    double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
     double fs_dot2_f32(const float *x, const fs_theta *t, Py_ssize_t n, double *rest)
     double fs_dot_f32(const float *x, const fs_theta *t, Py_ssize_t n)
     void fs_block_acc_f64(double *g, const double *xa, const double **rows, const double *w,
@@ -116,7 +107,6 @@ cdef extern from "fastscore_simd.h" nogil:
         fs_fused_fn fused_f32_dot2  # float32 phi, float64 results: Dot2 logits
         fs_fused_fn fused_f32_dot   # float32 phi, float32 results: plain-dot logits
     fs_kernel_set fs_kern
-    void fs_init(int force_split)
 
 
 cdef extern from "fastscore_rng.h" nogil:

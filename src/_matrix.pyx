@@ -45,8 +45,9 @@ from scipy.linalg.cython_blas cimport dgemm
 cimport numpy as cnp
 
 from _common cimport (
-    FS_OPENMP, as_temperature, as_thread_count, check_out, check_out_disjoint, fs_clock_master,
-    fs_now, fs_threads_allowed, fs_threads_judge, is_native_aligned, is_real_kernel_array,
+    FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
+    fs_clock_master, fs_dot2_f64, fs_init, fs_now, fs_padded, fs_split, fs_theta,
+    fs_threads_allowed, fs_threads_judge, is_native_aligned, is_real_kernel_array,
 )
 import operator
 import os
@@ -57,19 +58,6 @@ from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask
 
 cnp.import_array()
 fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
-
-
-cdef extern from "fastscore_simd.h" nogil:
-    ctypedef struct fs_theta:
-        const double *val
-        const double *hi
-        const double *lo
-        int huge
-    Py_ssize_t fs_padded(Py_ssize_t d)
-    const double FS_SPLIT_MAX
-    void fs_split(double x, double *hi, double *lo)
-    double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
-    void fs_init(int force_split)
 
 
 cdef extern from "numpy/arrayobject.h":
