@@ -23,6 +23,7 @@ cdef extern from "fastscore_simd.h" nogil:
     const double FS_SPLIT_MAX
     void fs_split(double x, double *hi, double *lo)
     double fs_dot2_f64(const double *x, const fs_theta *t, Py_ssize_t n, double *rest)
+    double fs_log1p(double x)
     void fs_init(int force_split)
 
 

@@ -29,7 +29,7 @@ row the pass gives.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, NAN, exp, fabs, fma, isfinite, isnan, log1p
+from libc.math cimport INFINITY, NAN, exp, fabs, fma, isfinite, isnan
 from libc.stdint cimport uint64_t, uintptr_t
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
@@ -45,7 +45,7 @@ from fastscore._coerce import coerce, coerce_weights
 
 from _common cimport (
     FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    fs_clock_master, fs_dot2_f64, fs_init, fs_now, fs_omp_max_threads, fs_padded,
+    fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now, fs_omp_max_threads, fs_padded,
     fs_split, fs_theta, fs_threads_allowed, fs_threads_judge, is_intp_array, is_real_kernel_array,
 )
 
@@ -611,7 +611,7 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
     inv_l = 1.0 / l
     if o & (OUT_LOGP | OUT_SAMPLE | RED_VALUE):
         # log pi(a) = (z_a - m) - log(1 + r): exact 0 - log1p(r) for the argmax.
-        lp = diff2(p.za, p.za_lo, p.m, p.m_lo) - log1p(p.r)
+        lp = diff2(p.za, p.za_lo, p.m, p.m_lo) - fs_log1p(p.r)
     if o & OUT_SCORE:
         if f32:
             i = fs_store_f32(pr.score + b * pr.score_sb, pr.score_sd, p.g, inv_l, pr.tau, d)
@@ -626,7 +626,7 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
         (<Py_ssize_t *>(pr.action + b * pr.action_s))[0] = p.kbest
     if o & OUT_ENTROPY:
         # H = log(l) + sum_k pi_k (m - z_k): two non-negative terms.
-        h = log1p(p.r) + p.S * inv_l
+        h = fs_log1p(p.r) + p.S * inv_l
         if not store_real(pr.ent + b * pr.ent_s, h, pr.logp_f32):
             return NONFINITE_RESULT
     if o & OUT_PROBS:
@@ -1886,4 +1886,14 @@ def _vexp(const double[::1] x):
         for j in range(m):
             o[i + j] = w[j]
         i += m
+    return out
+
+
+def _log1p(const double[::1] x):
+    """log1p(x) (x >= +0) by fs_log1p, the one finish_state uses (for tests)."""
+    out = np.empty(x.shape[0])
+    cdef double[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(x.shape[0]):
+        o[i] = fs_log1p(x[i])
     return out

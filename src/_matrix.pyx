@@ -36,7 +36,7 @@ calling thread.
 
 from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, fabs, fma, isfinite, log1p, sqrt
+from libc.math cimport INFINITY, exp, fabs, fma, isfinite, sqrt
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -46,7 +46,7 @@ cimport numpy as cnp
 
 from _common cimport (
     FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    fs_clock_master, fs_dot2_f64, fs_init, fs_now, fs_padded, fs_split, fs_theta,
+    fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now, fs_padded, fs_split, fs_theta,
     fs_threads_allowed, fs_threads_judge, is_native_aligned, is_real_kernel_array,
 )
 import operator
@@ -380,8 +380,8 @@ cdef inline double soft_log_pi(const Soft *sf, const double *zh, const double *z
                                Py_ssize_t a) noexcept nogil:
     """log pi(a) = (z_a - m) - log1p(r): two non-positive terms."""
     if a == sf.amax:
-        return -log1p(sf.r)
-    return ((zh[a] - sf.m) + (zl[a] - sf.m_lo)) - log1p(sf.r)
+        return -fs_log1p(sf.r)
+    return ((zh[a] - sf.m) + (zl[a] - sf.m_lo)) - fs_log1p(sf.r)
 
 
 cdef inline bint soft_residual(const MProb *p, const Soft *sf, const double *wv, Py_ssize_t a,
@@ -498,7 +498,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         for j in range(n):
             if wv[j] != 0.0:
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
-        if not store_finite(p.out + i * p.out_sb, log1p(sf.r) + h / sf.l, p.out_f32):
+        if not store_finite(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb

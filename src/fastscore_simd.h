@@ -354,6 +354,12 @@ FS_INLINE fs_vd4 fs_sel4(fs_vl4 m, fs_vd4 a, fs_vd4 b) {
     return (fs_vd4)(((fs_vl4)a & m) | ((fs_vl4)b & ~m));
 }
 
+typedef long long fs_vl2 __attribute__((vector_size(2 * sizeof(long long))));
+
+FS_INLINE fs_vd2 fs_sel2(fs_vl2 m, fs_vd2 a, fs_vd2 b) {
+    return (fs_vd2)(((fs_vl2)a & m) | ((fs_vl2)b & ~m));
+}
+
 /* The transpose of the generic set: element by element. */
 #define FS_DEFINE_TILE_LOAD_GENERIC(NAME, T, ZERO)                                     \
     FS_CLONES static void NAME(double *tile, const T *const *rows, int nr, ptrdiff_t d) { \
@@ -551,6 +557,65 @@ static void fs_rows_dot_f32_generic(const float *const *rows, int nr, const fs_t
         return (y * scale) * post;                                                             \
     }
 FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
+
+/*
+ * log1p(x) on lanes, for x >= +0 (the log(1 + r) of log pi(a) and of the
+ * entropy, r a sum of softmax weights), instead of the C library's: the same
+ * bits on every CPU, kernel set and library, and a vector of states at once.
+ * fdlibm's method: 1 + x = y + err, err = x - (y - 1) exactly, y = 2^k m
+ * with m in [sqrt(1/2), sqrt(2)); f = m - 1 (exact), or f = x itself when k
+ * = 0 (then 1 + x needs no rounding at all); log(1 + f) = f - (hfsq - s
+ * (hfsq + R)) with hfsq = f^2 / 2, s = f / (2 + f) and R(s^2) fdlibm's
+ * minimax polynomial (Lp1 .. Lp7, error below 2^-58.45); plus k ln2 in two
+ * parts (k ln2_hi is exact) and err / y.  Every term after f is small
+ * against it, so the error stays near the final rounding's: 0.81 ulp at most
+ * against the exactly rounded log1p, and exactly rounded for 91-100 % of the
+ * arguments (numpy.longdouble over 4 10^5 arguments in each of seven ranges
+ * from subnormal to 10^300; tests/test_vexp.py asserts 0.82; the C library's
+ * is about 0.6).  +inf and NaN are returned as they are.  One body for any
+ * vector width (lane-wise operations only, no FMA: the module is compiled
+ * with -ffp-contract=off), so every width gives the same bits: fs_log1p
+ * (scalar), fs_vlog1p4, fs_vlog1p8 (the fused kernel's).
+ */
+#define FS_DEFINE_VLOG1P(ATTRS, NAME, VD, VL, SEL)                                             \
+    ATTRS FS_INLINE VD NAME(VD x) {                                                            \
+        const double ln2_hi = 6.93147180369123816490e-01; /* 0x3fe62e42fee00000 */             \
+        const double ln2_lo = 1.90821492927058770002e-10;                                      \
+        const VD zero = {0};                                                                   \
+        const VD one = zero + 1.0;                                                             \
+        const VD magic = zero + 6755399441055744.0; /* 1.5 * 2^52: k as a double */            \
+        VD y = x + one;                                                                        \
+        VL bits = (VL)y;                                                                       \
+        VL k = ((bits >> 52) & 0x7ff) - 1023;                                                  \
+        VD m = (VD)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);                     \
+        VL big = m > 1.4142135623730951;                                                       \
+        m = SEL(big, m * 0.5, m);                                                              \
+        k = k + (big & 1);                                                                     \
+        VL k0 = k == 0;                                                                        \
+        VD f = SEL(k0, x, m - one);                                                            \
+        VD c = SEL(k0, zero, (x - (y - one)) / y);                                             \
+        VD kd = (VD)((VL)magic + k) - magic;                                                   \
+        VD hfsq = (0.5 * f) * f;                                                               \
+        VD s = f / (f + 2.0);                                                                  \
+        VD z = s * s;                                                                          \
+        VD R = z * 1.479819860511658591e-01 + 1.531383769920937332e-01;                       \
+        R = R * z + 1.818357216161805012e-01;                                                  \
+        R = R * z + 2.222219843214978396e-01;                                                  \
+        R = R * z + 2.857142874366239149e-01;                                                  \
+        R = R * z + 3.999999999940941908e-01;                                                  \
+        R = R * z + 6.666666666666735130e-01;                                                  \
+        R = R * z;                                                                             \
+        VD res = kd * ln2_hi - ((hfsq - (s * (hfsq + R) + (kd * ln2_lo + c))) - f);           \
+        return SEL(x <= 1.7976931348623157e308, res, x);                                       \
+    }
+FS_DEFINE_VLOG1P(, fs_vlog1p4, fs_vd4, fs_vl4, fs_sel4)
+FS_DEFINE_VLOG1P(, fs_vlog1p2, fs_vd2, fs_vl2, fs_sel2)
+
+/* log1p(x) of one x >= +0: the vector body on SSE2's two lanes. */
+FS_INLINE double fs_log1p(double x) {
+    fs_vd2 v = {x, x};
+    return fs_vlog1p2(v)[0];
+}
 
 /* The first index of the largest of z[0:n] (no NaN), or -1 if all are -inf:
  * one vector max and one scan, instead of a branch per row that mispredicts
@@ -935,16 +1000,16 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * += w_b score_b, state by state in order (finish_state's REDUCE step; w_b
  * = weights[b], or 1 without weights; slot is NULL for the others).
  *
- * The logits put the STATES in the vector lanes: quad (k, q) holds row k
- * of states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the
- * narrow kernels), so each lane runs fs_rows_dot2's Dot2 (or, float32 phi
- * with float32 results, fs_rows_dot_f32's plain dot) in feature order.
- * Every per-state step after it (the temperature, finiteness, the first
- * index of the largest logit, the weights by fs_vexp8, r, 1 / (1 + r), the
- * entropy's S = sum_k w_k ((m - z_k) + (m_lo - z_lo_k))) is plain vertical
- * SIMD over the run's 8 states.  Only g (features in the lanes, the rows in
- * order, skipping the taken action and zero weights by a masked add, as
- * fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
+ * The logits put the STATES in the vector lanes: quad (k, q) holds row k of
+ * states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the narrow
+ * kernels), so each lane runs fs_rows_dot2's Dot2 (or, float32 phi with
+ * float32 results, fs_rows_dot_f32's plain dot) in feature order.  Every
+ * per-state step after it (the temperature, finiteness, the first index of
+ * the largest logit, the weights by fs_vexp8, r, 1 / (1 + r), log1p(r) by
+ * fs_vlog1p8, the entropy's S = sum_k w_k ((m - z_k) + (m_lo - z_lo_k))) is
+ * plain vertical SIMD over the run's 8 states.  Only g (features in the
+ * lanes, the rows in order, skipping the taken action and zero weights by a
+ * masked add, as fs_narrow_acc), the store (fs_store_f64's or fs_store_f32's
  * g * scale / tau), log pi(a) ((z_a - m) + (z_a_lo - m_lo) - log1p(r)) and
  * the entropy (log1p(r) + S / (1 + r)) go state by state.  Every lane does
  * exactly the operations of the one-state path (partial_add_rows ->
@@ -999,6 +1064,7 @@ FS_AVX512_FUSED FS_INLINE fs_vd8 fs_sel8(fs_vl8 m, fs_vd8 a, fs_vd8 b) {
     return (fs_vd8)(((fs_vl8)a & m) | ((fs_vl8)b & ~m));
 }
 FS_DEFINE_VEXP(FS_AVX512_FUSED, fs_vexp8, fs_vd8, fs_vl8, fs_sel8)
+FS_DEFINE_VLOG1P(FS_AVX512_FUSED, fs_vlog1p8, fs_vd8, fs_vl8, fs_sel8)
 
 /* Four elements at column j of a row (ld4), the first ones of them by mask
  * tm (ld4t: masked loads never touch memory past the row), and eight for g
@@ -1213,7 +1279,7 @@ struct fs_fused_scratch {
     double INV[FS_FUSED_RUN] __attribute__((aligned(64)));
     double M[FS_FUSED_RUN] __attribute__((aligned(64))); /* per state: the max logit m + m_lo, */
     double MLO[FS_FUSED_RUN] __attribute__((aligned(64)));
-    double R[FS_FUSED_RUN] __attribute__((aligned(64))); /* r, */
+    double LR[FS_FUSED_RUN] __attribute__((aligned(64))); /* log1p(r), */
     double S[FS_FUSED_RUN] __attribute__((aligned(64))); /* the entropy's sum */
     const char *rows[2 * FS_FUSED_MAX_N * 4];
 };
@@ -1240,7 +1306,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));      \
         struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF); \
         double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;                         \
-        double *M = scp->M, *MLO = scp->MLO, *R = scp->R, *SE = scp->S;                          \
+        double *M = scp->M, *MLO = scp->MLO, *LR = scp->LR, *SE = scp->S;                          \
         const int need_g = what == FS_FUSED_SCORE || what == FS_FUSED_LOGLIK_GRAD;               \
         const int need_lp = slot != NULL || what == FS_FUSED_LOGP;                               \
         const int entropy = what == FS_FUSED_ENTROPY;                                            \
@@ -1310,7 +1376,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 _mm512_store_pd(INV, _mm512_div_pd(one8, _mm512_add_pd(one8, r)));               \
                 _mm512_store_pd(M, m);                                                           \
                 _mm512_store_pd(MLO, mlo);                                                       \
-                _mm512_store_pd(R, r);                                                           \
+                if (need_lp || entropy)                                                          \
+                    _mm512_store_pd(LR, (__m512d)fs_vlog1p8((fs_vd8)r));                         \
                 _mm512_store_pd(SE, se);                                                         \
             }                                                                                    \
             if (_mm512_reduce_add_pd(nf) != 0.0) return r0;                                      \
@@ -1335,7 +1402,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     }                                                                            \
                 if (entropy) { /* finish_state: H = log1p(r) + S * (1 / (1 + r)) */              \
                     chs += fs_fused_store1_##OT(out + (r0 + s) * out_sb,                         \
-                                                log1p(R[s]) + SE[s] * INV[s]);                   \
+                                                LR[s] + SE[s] * INV[s]);                         \
                     continue;                                                                    \
                 }                                                                                \
                 ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);                      \
@@ -1343,7 +1410,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 double wb = 1.0;                                                                 \
                 if (need_lp) { /* finish_state: log pi(a) = (z_a - m) - log1p(r) */             \
                     double zla = plain ? 0.0 : zl[ia];                                           \
-                    double lp = ((z[ia] - M[s]) + (zla - MLO[s])) - log1p(R[s]);                 \
+                    double lp = ((z[ia] - M[s]) + (zla - MLO[s])) - LR[s];                       \
                     if (!slot) {                                                                 \
                         chs += fs_fused_store1_##OT(out + (r0 + s) * out_sb, lp);                \
                         continue;                                                                \

@@ -63,55 +63,13 @@ static FS_CLONES void fsm_exp_block(double *x, ptrdiff_t n) {
     }
 }
 
-/*
- * log1p of non-negative arguments on vectors (the log(1 + r) of log pi(a)).
- * 1 + x = 2**e m with m in [sqrt(1/2), sqrt(2)); f = m - 1 (exact), or f = x
- * itself when e = 0 (no rounding of 1 + x at all); log(m) = 2 atanh(u) with
- * u = f / (2 + f), |u| <= 0.172, by its series to u**23 (truncation below
- * 1e-18 relative); plus e ln2 (in two parts) and, for e != 0, the rounding
- * error of 1 + x, (x - (y - 1)) / y; x < 2**-60 is its own log1p.  Within
- * two units in the last place (tests/test_matrix.py checks it against libm).
- */
-FS_INLINE fsm_vd fsm_log1p_nonneg(fsm_vd x) {
-    const fsm_vd one = (fsm_vd){0} + 1.0;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
-    const fsm_vd magic = (fsm_vd){0} + 6755399441055744.0; /* 1.5 * 2**52 */
-    fsm_vd y = x + 1.0;
-    fsm_vl bits = (fsm_vl)y;
-    fsm_vl e = ((bits >> 52) & 0x7ff) - 1023;
-    fsm_vd m = (fsm_vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
-    fsm_vl big = m > 1.4142135623730951;
-    m = fsm_select(big, m * 0.5, m);
-    e = e + (big & 1);
-    fsm_vl e0 = e == 0;
-    fsm_vd f = fsm_select(e0, x, m - one);
-    fsm_vd c = fsm_select(e0, (fsm_vd){0}, (x - (y - one)) / y);
-    fsm_vd ed = (fsm_vd)((fsm_vl)magic + e) - magic; /* e as a double */
-    fsm_vd u = f / (f + 2.0);
-    fsm_vd s = u * u;
-    fsm_vd p = s * (1.0 / 23.0) + (1.0 / 21.0);
-    p = p * s + (1.0 / 19.0);
-    p = p * s + (1.0 / 17.0);
-    p = p * s + (1.0 / 15.0);
-    p = p * s + (1.0 / 13.0);
-    p = p * s + (1.0 / 11.0);
-    p = p * s + (1.0 / 9.0);
-    p = p * s + (1.0 / 7.0);
-    p = p * s + (1.0 / 5.0);
-    p = p * s + (1.0 / 3.0);
-    fsm_vd logm = (2.0 * u) + (2.0 * u) * (s * p);
-    fsm_vd res = ed * ln2_hi + (logm + (c + ed * ln2_lo));
-    return fsm_select(x < 0x1p-60, x, res); /* log1p(x) rounds to x there (subnormals too) */
-}
-
-/* x[i] = log1p(x[i]) for x[i] >= 0. */
+/* x[i] = log1p(x[i]) for x[i] >= +0, by fs_vlog1p4 (fastscore_simd.h). */
 static FS_CLONES void fsm_log1p_block(double *x, ptrdiff_t n) {
     ptrdiff_t i = 0;
     for (; i + FSM_LANES <= n; i += FSM_LANES) {
         fsm_vd v;
         memcpy(&v, x + i, sizeof v);
-        v = fsm_log1p_nonneg(v);
+        v = fs_vlog1p4(v);
         memcpy(x + i, &v, sizeof v);
     }
     if (i < n) {
@@ -119,7 +77,7 @@ static FS_CLONES void fsm_log1p_block(double *x, ptrdiff_t n) {
         fsm_vd v;
         memcpy(buf, x + i, (size_t)(n - i) * sizeof(double));
         memcpy(&v, buf, sizeof v);
-        v = fsm_log1p_nonneg(v);
+        v = fs_vlog1p4(v);
         memcpy(buf, &v, sizeof v);
         memcpy(x + i, buf, (size_t)(n - i) * sizeof(double));
     }
