@@ -354,11 +354,17 @@ FS_INLINE fs_vd4 fs_sel4(fs_vl4 m, fs_vd4 a, fs_vd4 b) {
     return (fs_vd4)(((fs_vl4)a & m) | ((fs_vl4)b & ~m));
 }
 
-typedef long long fs_vl2 __attribute__((vector_size(2 * sizeof(long long))));
+/* The scalar form of the lane select (m is 0 or 1, or 0 or -1). */
+FS_INLINE double fs_sel1(long long m, double a, double b) { return m ? a : b; }
 
-FS_INLINE fs_vd2 fs_sel2(fs_vl2 m, fs_vd2 a, fs_vd2 b) {
-    return (fs_vd2)(((fs_vl2)a & m) | ((fs_vl2)b & ~m));
-}
+/* The bits of x as type T (same size): a scalar or a vector. */
+#define FS_BITCAST(T, x)                     \
+    __extension__({                          \
+        T t_;                                \
+        __typeof__(x) x_ = (x);              \
+        memcpy(&t_, &x_, sizeof t_);         \
+        t_;                                  \
+    })
 
 /* The transpose of the generic set: element by element. */
 #define FS_DEFINE_TILE_LOAD_GENERIC(NAME, T, ZERO)                                     \
@@ -566,16 +572,17 @@ FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
  * with m in [sqrt(1/2), sqrt(2)); f = m - 1 (exact), or f = x itself when k
  * = 0 (then 1 + x needs no rounding at all); log(1 + f) = f - (hfsq - s
  * (hfsq + R)) with hfsq = f^2 / 2, s = f / (2 + f) and R(s^2) fdlibm's
- * minimax polynomial (Lp1 .. Lp7, error below 2^-58.45); plus k ln2 in two
- * parts (k ln2_hi is exact) and err / y.  Every term after f is small
- * against it, so the error stays near the final rounding's: 0.81 ulp at most
- * against the exactly rounded log1p, and exactly rounded for 91-100 % of the
- * arguments (numpy.longdouble over 4 10^5 arguments in each of seven ranges
- * from subnormal to 10^300; tests/test_vexp.py asserts 0.82; the C library's
- * is about 0.6).  +inf and NaN are returned as they are.  One body for any
- * vector width (lane-wise operations only, no FMA: the module is compiled
- * with -ffp-contract=off), so every width gives the same bits: fs_log1p
- * (scalar), fs_vlog1p4, fs_vlog1p8 (the fused kernel's).
+ * minimax polynomial (Lp1 .. Lp7, error below 2^-58.45, by Estrin's scheme);
+ * plus k ln2 in two parts (k ln2_hi is exact) and err / y.  Every term after
+ * f is small against it, so the error stays near the final rounding's: 0.81
+ * ulp at most against the exactly rounded log1p, and exactly rounded for
+ * 91-100 % of the arguments (numpy.longdouble over 4 10^5 arguments in each
+ * of seven ranges from subnormal to 10^300; tests/test_vexp.py asserts 0.82;
+ * the C library's is about 0.6).  +inf and NaN are returned as they are.
+ * One body for a scalar or any vector width (lane-wise operations only, no
+ * FMA: the module is compiled with -ffp-contract=off), so every width gives
+ * the same bits: fs_log1p (scalar), fs_vlog1p4, fs_vlog1p8 (the fused
+ * kernel's).
  */
 #define FS_DEFINE_VLOG1P(ATTRS, NAME, VD, VL, SEL)                                             \
     ATTRS FS_INLINE VD NAME(VD x) {                                                            \
@@ -585,37 +592,33 @@ FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
         const VD one = zero + 1.0;                                                             \
         const VD magic = zero + 6755399441055744.0; /* 1.5 * 2^52: k as a double */            \
         VD y = x + one;                                                                        \
-        VL bits = (VL)y;                                                                       \
+        VL bits = FS_BITCAST(VL, y);                                                           \
         VL k = ((bits >> 52) & 0x7ff) - 1023;                                                  \
-        VD m = (VD)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);                     \
+        VL mb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;                           \
+        VD m = FS_BITCAST(VD, mb);                                                             \
         VL big = m > 1.4142135623730951;                                                       \
         m = SEL(big, m * 0.5, m);                                                              \
         k = k + (big & 1);                                                                     \
         VL k0 = k == 0;                                                                        \
         VD f = SEL(k0, x, m - one);                                                            \
         VD c = SEL(k0, zero, (x - (y - one)) / y);                                             \
-        VD kd = (VD)((VL)magic + k) - magic;                                                   \
+        VL kb = FS_BITCAST(VL, magic) + k;                                                     \
+        VD kd = FS_BITCAST(VD, kb) - magic;                                                    \
         VD hfsq = (0.5 * f) * f;                                                               \
         VD s = f / (f + 2.0);                                                                  \
         VD z = s * s;                                                                          \
-        VD R = z * 1.479819860511658591e-01 + 1.531383769920937332e-01;                       \
-        R = R * z + 1.818357216161805012e-01;                                                  \
-        R = R * z + 2.222219843214978396e-01;                                                  \
-        R = R * z + 2.857142874366239149e-01;                                                  \
-        R = R * z + 3.999999999940941908e-01;                                                  \
-        R = R * z + 6.666666666666735130e-01;                                                  \
-        R = R * z;                                                                             \
+        /* R = z (Lp1 + z Lp2 + ... + z^6 Lp7) by Estrin's scheme (shorter chain) */         \
+        VD z2 = z * z;                                                                         \
+        VD t1 = z * 3.999999999940941908e-01 + 6.666666666666735130e-01;                       \
+        VD t2 = z * 2.222219843214978396e-01 + 2.857142874366239149e-01;                       \
+        VD t3 = z * 1.531383769920937332e-01 + 1.818357216161805012e-01;                       \
+        t3 = z2 * 1.479819860511658591e-01 + t3;                                               \
+        VD R = z * ((z2 * t2 + t1) + (z2 * z2) * t3);                                          \
         VD res = kd * ln2_hi - ((hfsq - (s * (hfsq + R) + (kd * ln2_lo + c))) - f);           \
         return SEL(x <= 1.7976931348623157e308, res, x);                                       \
     }
 FS_DEFINE_VLOG1P(, fs_vlog1p4, fs_vd4, fs_vl4, fs_sel4)
-FS_DEFINE_VLOG1P(, fs_vlog1p2, fs_vd2, fs_vl2, fs_sel2)
-
-/* log1p(x) of one x >= +0: the vector body on SSE2's two lanes. */
-FS_INLINE double fs_log1p(double x) {
-    fs_vd2 v = {x, x};
-    return fs_vlog1p2(v)[0];
-}
+FS_DEFINE_VLOG1P(, fs_log1p, double, long long, fs_sel1)
 
 /* The first index of the largest of z[0:n] (no NaN), or -1 if all are -inf:
  * one vector max and one scan, instead of a branch per row that mispredicts
