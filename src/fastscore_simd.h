@@ -996,7 +996,7 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 /*
  * The score, or the loglik value and gradient, of runs of tiny states by one
  * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED; padded layout,
- * no mask, 1 <= N <= 16 rows, 1 <= d <= 32 features): states [b0, b1) in
+ * no mask, 1 <= N <= 32 rows, 1 <= d <= 32 features): states [b0, b1) in
  * runs of 8 (the last one partial), each run end to end.  `what` says what
  * it computes: the scores, log pi(a) or the entropies into out; or, for
  * loglik, slot[0] += w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..]
@@ -1026,10 +1026,10 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * after it; nothing of it is added to slot): the caller does that run again
  * state by state to name the state and its error.  The action of every
  * state must be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about
- * 4.3 KiB of the kernel's stack (in a 4 KiB-aligned frame of about 8.4 KiB).
+ * 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4 KiB-aligned).
  */
 #define FS_FUSED_RUN 8
-#define FS_FUSED_MAX_N 16
+#define FS_FUSED_MAX_N 32 /* the per-state path's block (BLOCK_ROWS): the same arithmetic */
 #define FS_FUSED_MAX_D 32
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
 #define FS_FUSED_PF_LOC 2 /* __builtin_prefetch locality 2: prefetcht1, into L2 */
