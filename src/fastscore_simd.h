@@ -594,7 +594,7 @@ FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
         VD y = x + one;                                                                        \
         VL bits = FS_BITCAST(VL, y);                                                           \
         VL k = ((bits >> 52) & 0x7ff) - 1023;                                                  \
-        VL mb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;                           \
+        VL mb = (bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;                          \
         VD m = FS_BITCAST(VD, mb);                                                             \
         VL big = m > 1.4142135623730951;                                                       \
         m = SEL(big, m * 0.5, m);                                                              \
@@ -607,14 +607,14 @@ FS_DEFINE_VEXP(, fs_vexp4, fs_vd4, fs_vl4, fs_sel4)
         VD hfsq = (0.5 * f) * f;                                                               \
         VD s = f / (f + 2.0);                                                                  \
         VD z = s * s;                                                                          \
-        /* R = z (Lp1 + z Lp2 + ... + z^6 Lp7) by Estrin's scheme (shorter chain) */         \
+        /* R = z (Lp1 + z Lp2 + ... + z^6 Lp7) by Estrin's scheme (shorter chain) */           \
         VD z2 = z * z;                                                                         \
         VD t1 = z * 3.999999999940941908e-01 + 6.666666666666735130e-01;                       \
         VD t2 = z * 2.222219843214978396e-01 + 2.857142874366239149e-01;                       \
         VD t3 = z * 1.531383769920937332e-01 + 1.818357216161805012e-01;                       \
         t3 = z2 * 1.479819860511658591e-01 + t3;                                               \
         VD R = z * ((z2 * t2 + t1) + (z2 * z2) * t3);                                          \
-        VD res = kd * ln2_hi - ((hfsq - (s * (hfsq + R) + (kd * ln2_lo + c))) - f);           \
+        VD res = kd * ln2_hi - ((hfsq - (s * (hfsq + R) + (kd * ln2_lo + c))) - f);            \
         return SEL(x <= 1.7976931348623157e308, res, x);                                       \
     }
 FS_DEFINE_VLOG1P(, fs_vlog1p4, fs_vd4, fs_vl4, fs_sel4)
@@ -1309,14 +1309,14 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));      \
         struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF); \
         double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;                         \
-        double *M = scp->M, *MLO = scp->MLO, *LR = scp->LR, *SE = scp->S;                          \
+        double *M = scp->M, *MLO = scp->MLO, *LR = scp->LR, *SE = scp->S;                        \
         const int need_g = what == FS_FUSED_SCORE || what == FS_FUSED_LOGLIK_GRAD;               \
         const int need_lp = slot != NULL || what == FS_FUSED_LOGP;                               \
         const int entropy = what == FS_FUSED_ENTROPY;                                            \
         const char **rows = scp->rows;                                                           \
         for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {                                   \
             int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);                     \
-            /* rows[8k + s]: row k of state s (quad c = 2k + q is states 4q .. 4q+3);           \
+            /* rows[8k + s]: row k of state s (quad c = 2k + q is states 4q .. 4q+3);            \
              * z, zl and W hold the logits and weights in the same order */                      \
             for (int k = 0; k < N; k++)                                                          \
                 for (int s = 0; s < FS_FUSED_RUN; s++)                                           \
@@ -1327,7 +1327,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 fs_fused_logits_##PT##_##LK##_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
             if (c < nq)                                                                          \
                 fs_fused_logits_##PT##_##LK##_2(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
-            /* The run's 8 states at once (row k is z[8k .. 8k + 7]): temperature,              \
+            /* The run's 8 states at once (row k is z[8k .. 8k + 7]): temperature,               \
              * finiteness, max, weights, r, 1 / (1 + r), the entropy's S */                      \
             __m512d nf = _mm512_setzero_pd();                                                    \
             {                                                                                    \
@@ -1411,7 +1411,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 ptrdiff_t a = *(const ptrdiff_t *)(act + (r0 + s) * act_s);                      \
                 int ia = 8 * (int)a + s;                                                         \
                 double wb = 1.0;                                                                 \
-                if (need_lp) { /* finish_state: log pi(a) = (z_a - m) - log1p(r) */             \
+                if (need_lp) { /* finish_state: log pi(a) = (z_a - m) - log1p(r) */              \
                     double zla = plain ? 0.0 : zl[ia];                                           \
                     double lp = ((z[ia] - M[s]) + (zla - MLO[s])) - LR[s];                       \
                     if (!slot) {                                                                 \
@@ -1434,7 +1434,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                 default: FS_FUSED_G_BODY(PT, OT, 4); break;                                      \
                 }                                                                                \
             }                                                                                    \
-            if (!slot && (_mm512_reduce_add_pd(chk) != 0.0 || chs != 0.0)) return r0;           \
+            if (!slot && (_mm512_reduce_add_pd(chk) != 0.0 || chs != 0.0)) return r0;            \
         }                                                                                        \
         return -1;                                                                               \
     }
