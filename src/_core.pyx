@@ -734,6 +734,10 @@ cdef inline int fused_what(int outputs) noexcept nogil:
     return 0
 
 
+# False: every call takes the per-state path (_fused_enabled, for tests).
+cdef bint fused_enabled = True
+
+
 cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nogil:
     """The fused kernel the call's states go through (run_fused), or NULL:
     score, log_prob or entropy alone, or loglik without the Hessian, of a
@@ -743,7 +747,7 @@ cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nog
     logits, float32 results; loglik's sums are float64 either way); float32
     phi with float64 results (Dot2 logits).  (One-state calls keep the
     per-state path.)"""
-    if not (fused_what(pr.outputs) != 0
+    if not (fused_enabled and fused_what(pr.outputs) != 0
             and batch and pr.offsets == NULL and pr.mask == NULL
             and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
             and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
@@ -1846,6 +1850,15 @@ def _fused_available(dtype="float64"):
     if dtype == "float32":
         return fs_kern.fused_f32_dot2 != NULL and fs_kern.fused_f32_dot != NULL
     return fs_kern.fused_f64 != NULL
+
+
+def _fused_enabled(bint on):
+    """Let calls take the fused kernel (on, the default) or not; returns the
+    previous setting.  Tests compare the two paths' bits and errors."""
+    global fused_enabled
+    prev = fused_enabled
+    fused_enabled = on
+    return prev
 
 
 def read_pass(const double[::1] x, int n_threads):

@@ -1,14 +1,16 @@
-"""The fused score and loglik (value, gradient) of runs of tiny states
-(padded, no mask, N <= 32, d <= 32, the AVX-512 set): bit for bit
-the per-state path.
+"""The fused kernel of runs of tiny states (score, log_prob, entropy, loglik
+value and gradient; padded, no mask, N <= 32, d <= 32, the AVX-512 set):
+bit for bit, and error for error, the per-state path.
 
 A call with one state (phi of shape (N, d)) never takes the fused path, so
 scoring the states one call at a time gives the per-state results to
-compare with.  For loglik, a mask of all True does: it takes the per-state
-path, whose arithmetic an unmasked row does not change.  The shapes cover N
-from 1 to 17, 24, 32 and 33 (the first N the per-state path does in two
-blocks, which must not take the fused path), and partial last runs (B % 8
-!= 0); the hypothesis tests every N up to 32."""
+compare with; per_state() runs any call with the fused kernel switched off
+(_core._fused_enabled).  The shapes cover N from 1 to 17, 24, 32 and 33
+(the first N the per-state path does in two blocks, which must not take the
+fused path), and partial last runs (B % 8 != 0); the hypothesis tests every
+N up to 32."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,6 +24,22 @@ FUSED = _core._fused_available()
 
 def one_by_one(phi, theta, a, **kw):
     return np.stack([fastscore.score(phi[b], theta, int(a[b]), **kw) for b in range(len(a))])
+
+
+@contextlib.contextmanager
+def per_state_path():
+    """Calls inside take the per-state path: the fused kernel switched off."""
+    prev = _core._fused_enabled(False)
+    try:
+        yield
+    finally:
+        _core._fused_enabled(prev)
+
+
+def per_state(f, *args, **kw):
+    """f(*args, **kw) by the per-state path."""
+    with per_state_path():
+        return f(*args, **kw)
 
 
 def same_bits(x, y):
@@ -133,9 +151,9 @@ def test_fused_active_where_expected():
 
 
 def loglik_pair(phi, theta, a, **kw):
-    """loglik by the fused path and by the per-state path (all-True mask)."""
+    """loglik by the fused path and by the per-state path."""
     got = fastscore.loglik(phi, theta, a, **kw)
-    want = fastscore.loglik(phi, theta, a, mask=np.ones(phi.shape[:2], bool), **kw)
+    want = per_state(fastscore.loglik, phi, theta, a, **kw)
     flat = lambda r: np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))])
     return flat(got), flat(want)
 
@@ -150,10 +168,10 @@ def test_fused_loglik_error_in_middle_run(shape, nt):
     phi[702, 0, 0] = np.nan
     with pytest.raises(ValueError) as fused:
         fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
-    with pytest.raises(ValueError) as per_state:
-        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt, mask=np.ones((B, N), bool))
+    with pytest.raises(ValueError) as slow, per_state_path():
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
     assert "state 700" in str(fused.value)
-    assert str(fused.value) == str(per_state.value)
+    assert str(fused.value) == str(slow.value)
 
 
 @pytest.mark.parametrize("nt", [1, 2])
@@ -165,9 +183,9 @@ def test_fused_loglik_overflow_as_per_state(nt):
     phi[700, 2, 3], phi[700, 1, 3], a[700] = 1.7e308, -1.7e308, 2
     with pytest.raises(ValueError) as fused:
         fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
-    with pytest.raises(ValueError) as per_state:
-        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt, mask=np.ones((B, N), bool))
-    assert str(fused.value) == str(per_state.value)
+    with pytest.raises(ValueError) as slow, per_state_path():
+        fastscore.loglik(phi, theta, a, grad=True, n_threads=nt)
+    assert str(fused.value) == str(slow.value)
 
 
 # float32 phi: with float32 theta the per-state path takes the plain-dot logits
@@ -273,9 +291,9 @@ def test_fused_loglik_fuzz(B, N, d, seed, scale, kind, tau, weighted, grad, dtyp
 
 
 def per_state_error(f, phi, *args, **kw):
-    """The message of f by the per-state path (an all-True mask)."""
-    with pytest.raises(ValueError) as e:
-        f(phi, *args, mask=np.ones(phi.shape[:2], bool), **kw)
+    """The message of f by the per-state path."""
+    with pytest.raises(ValueError) as e, per_state_path():
+        f(phi, *args, **kw)
     return str(e.value)
 
 
@@ -348,21 +366,20 @@ def test_fused_f32_loglik_overflow_as_per_state(nt, dtypes):
     for tau in (1.0, 1e-280):
         kw = dict(grad=True, n_threads=nt, temperature=tau)
         fused = outcome(fastscore.loglik, phi, theta, a, **kw)
-        want = outcome(fastscore.loglik, phi, theta, a, mask=np.ones((B, N), bool), **kw)
+        want = per_state(outcome, fastscore.loglik, phi, theta, a, **kw)
         assert fused == want
         assert isinstance(want, str) == (tau != 1.0)
 
 
 # log_prob and entropy: each output alone takes the fused kernel (float64
-# and both float32 pairs); the all-True mask gives the per-state path.
+# and both float32 pairs).
 FAMILY = {"log_prob": lambda phi, theta, a, **kw: fastscore.log_prob(phi, theta, a, **kw),
           "entropy": lambda phi, theta, a, **kw: fastscore.entropy(phi, theta, **kw)}
 
 
 def family_pair(func, phi, theta, a, **kw):
     f = FAMILY[func]
-    return outcome(f, phi, theta, a, **kw), outcome(f, phi, theta, a,
-                                                    mask=np.ones(phi.shape[:2], bool), **kw)
+    return outcome(f, phi, theta, a, **kw), per_state(outcome, f, phi, theta, a, **kw)
 
 
 @pytest.mark.parametrize("func", sorted(FAMILY))
@@ -428,3 +445,4 @@ def test_fused_f32_log_prob_overflow_as_per_state(nt):
     got, want = family_pair("log_prob", phi, theta, a, n_threads=nt)
     assert isinstance(want, str) and "state 700" in want
     assert got == want
+
