@@ -97,6 +97,7 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_LOGLIK_GRAD
     ctypedef Py_ssize_t (*fs_fused_fn)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
                                        const fs_theta *t, const char *act, Py_ssize_t act_s,
+                                       const char *mask, Py_ssize_t mask_sb, Py_ssize_t mask_sn,
                                        Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
                                        double tau, char *out, Py_ssize_t out_sb,
                                        Py_ssize_t out_sd, const double *weights, double *slot,
@@ -741,14 +742,14 @@ cdef bint fused_enabled = True
 cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nogil:
     """The fused kernel the call's states go through (run_fused), or NULL:
     score, log_prob or entropy alone, or loglik without the Hessian, of a
-    batch of tiny states, padded, unmasked, with the AVX-512 set.  The
+    batch of tiny states, padded (masked or not), with the AVX-512 set.  The
     kernel does the per-state path's arithmetic for the call's dtypes:
     float64 phi; float32 phi with float32 results (out_f32: plain-dot
     logits, float32 results; loglik's sums are float64 either way); float32
     phi with float64 results (Dot2 logits).  (One-state calls keep the
     per-state path.)"""
     if not (fused_enabled and fused_what(pr.outputs) != 0
-            and batch and pr.offsets == NULL and pr.mask == NULL
+            and batch and pr.offsets == NULL
             and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
             and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
         return NULL
@@ -778,7 +779,7 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
         out, out_sb = pr.ent, pr.ent_s
     while b0 < b1:
         r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                          b0, b1, <int>pr.n_actions, pr.d, pr.tau, out, out_sb, out_sd,
+                          pr.mask, pr.mask_sb, pr.mask_sn, b0, b1, <int>pr.n_actions, pr.d, pr.tau, out, out_sb, out_sd,
                           pr.weights, slot if out == NULL else NULL, what)
         if r < 0:
             return OK

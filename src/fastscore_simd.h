@@ -669,9 +669,9 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
 #define FS_FUSED_LOGLIK 4      /* loglik's value, into slot */
 #define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
-                                 const char *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
-                                 double, char *, ptrdiff_t, ptrdiff_t, const double *, double *,
-                                 int);
+                                 const char *, ptrdiff_t, const char *, ptrdiff_t, ptrdiff_t,
+                                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, double, char *, ptrdiff_t,
+                                 ptrdiff_t, const double *, double *, int);
 
 /* The kernel set chosen once by fs_init() when the module loads. */
 static struct {
@@ -996,7 +996,9 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 /*
  * The score, or the loglik value and gradient, of runs of tiny states by one
  * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED; padded layout,
- * no mask, 1 <= N <= 32 rows, 1 <= d <= 32 features): states [b0, b1) in
+ * 1 <= N <= 32 rows, 1 <= d <= 32 features; mask NULL, or the (B, N) legal
+ * rows with strides mask_sb, mask_sn, mask_sb = 0 for one (N,) mask of every
+ * state): states [b0, b1) in
  * runs of 8 (the last one partial), each run end to end.  `what` says what
  * it computes: the scores, log pi(a) or the entropies into out; or, for
  * loglik, slot[0] += w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..]
@@ -1018,14 +1020,18 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * exactly the operations of the one-state path (partial_add_rows ->
  * finish_state with the AVX-512 set), so the bits are the same.  Lanes past
  * the run's end read a row of zeros: their logits are 0 and their exp input
- * 0 (an exp of -inf lanes would be subnormal-slow).
+ * 0 (an exp of -inf lanes would be subnormal-slow).  A masked row reads the
+ * zero row too, as the per-state path's NULL row does; its logit is then
+ * -inf (out of the maximum), its exp input 0 and its weight 0 (out of r, S
+ * and g).
  *
  * Returns -1 when every state is done, else the first state of the run in
  * which a logit (or, but for loglik, a result: for float32 results, as a
- * float) was not finite (that run's results may be partly written, none
+ * float) was not finite, or every action of a state was masked (that run's
+ * results may be partly written, none
  * after it; nothing of it is added to slot): the caller does that run again
  * state by state to name the state and its error.  The action of every
- * state must be valid (0 <= a < N).  Needs AVX-512F/DQ/VL.  Scratch: about
+ * state must be valid (0 <= a < N) and legal.  Needs AVX-512F/DQ/VL.  Scratch: about
  * 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4 KiB-aligned).
  */
 #define FS_FUSED_RUN 8
@@ -1293,8 +1299,9 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
 #define FS_DEFINE_FUSED(NAME, PT, LK, OT)                                                        \
     FS_AVX512_FUSED static ptrdiff_t NAME(                                                       \
         const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act, \
-        ptrdiff_t act_s, ptrdiff_t b0, ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out,  \
-        ptrdiff_t out_sb, ptrdiff_t out_sd, const double *weights, double *slot, int what) {     \
+        ptrdiff_t act_s, const char *mask, ptrdiff_t mask_sb, ptrdiff_t mask_sn, ptrdiff_t b0,   \
+        ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out, ptrdiff_t out_sb,               \
+        ptrdiff_t out_sd, const double *weights, double *slot, int what) {                       \
         const int plain = FS_FUSED_PLAIN_##LK; /* z_lo = 0 */                                    \
         const int nv8 = (int)((d + 7) / 8);                                                      \
         const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);                         \
@@ -1317,11 +1324,20 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         for (ptrdiff_t r0 = b0; r0 < b1; r0 += FS_FUSED_RUN) {                                   \
             int ns = (int)(b1 - r0 < FS_FUSED_RUN ? b1 - r0 : FS_FUSED_RUN);                     \
             /* rows[8k + s]: row k of state s (quad c = 2k + q is states 4q .. 4q+3);            \
-             * z, zl and W hold the logits and weights in the same order */                      \
-            for (int k = 0; k < N; k++)                                                          \
-                for (int s = 0; s < FS_FUSED_RUN; s++)                                           \
-                    rows[8 * k + s] = s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn              \
-                                             : (const char *)fs_fused_zero_row;                  \
+             * z, zl and W hold the logits and weights in the same order.  A masked              \
+             * row reads the zero row, as the per-state path's NULL row does (its                \
+             * logit 0, then -inf), and is cleared from um[k], the legal lanes of                \
+             * row k (lanes past the run's end read the zero row as legal ones) */               \
+            __mmask8 um[FS_FUSED_MAX_N];                                                         \
+            for (int k = 0; k < N; k++) {                                                        \
+                um[k] = 0xFF;                                                                    \
+                for (int s = 0; s < FS_FUSED_RUN; s++) {                                         \
+                    int legal = s >= ns || !mask || mask[(r0 + s) * mask_sb + k * mask_sn];      \
+                    if (!legal) um[k] &= (__mmask8) ~(1u << s);                                  \
+                    rows[8 * k + s] = s < ns && legal ? phi + (r0 + s) * phi_sb + k * phi_sn     \
+                                                      : (const char *)fs_fused_zero_row;         \
+                }                                                                                \
+            }                                                                                    \
             int c = 0;                                                                           \
             for (; c + 4 <= nq; c += 4)                                                          \
                 fs_fused_logits_##PT##_##LK##_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
@@ -1330,6 +1346,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
             /* The run's 8 states at once (row k is z[8k .. 8k + 7]): temperature,               \
              * finiteness, max, weights, r, 1 / (1 + r), the entropy's S */                      \
             __m512d nf = _mm512_setzero_pd();                                                    \
+            __mmask8 allm;                                                                       \
             {                                                                                    \
                 __m512d zk[FS_FUSED_MAX_N], zlk[FS_FUSED_MAX_N];                                 \
                 for (int k = 0; k < N; k++) {                                                    \
@@ -1350,6 +1367,9 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     }                                                                            \
                     nf = _mm512_add_pd(nf, _mm512_add_pd(_mm512_sub_pd(zk[k], zk[k]),            \
                                                          _mm512_sub_pd(zlk[k], zlk[k])));        \
+                    /* block_logits: a masked row's logit is -inf, z_lo 0 */                     \
+                    zk[k] = _mm512_mask_mov_pd(_mm512_set1_pd(-INFINITY), um[k], zk[k]);         \
+                    zlk[k] = _mm512_maskz_mov_pd(um[k], zlk[k]);                                 \
                 }                                                                                \
                 /* the first index of the largest: a strict > keeps the first */                 \
                 __m512d m = zk[0], mlo = zlk[0];                                                 \
@@ -1360,14 +1380,17 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     mlo = _mm512_mask_mov_pd(mlo, gt, zlk[k]);                                   \
                     km = _mm512_mask_mov_epi64(km, gt, _mm512_set1_epi64(k));                    \
                 }                                                                                \
+                /* every action of a state masked: do_state's error */                           \
+                allm = _mm512_cmp_pd_mask(m, _mm512_set1_pd(-INFINITY), _CMP_EQ_OQ);             \
                 __m512d r = _mm512_setzero_pd(), se = _mm512_setzero_pd();                       \
                 for (int k = 0; k < N; k++) {                                                    \
-                    __m512d x =                                                                  \
-                        _mm512_add_pd(_mm512_sub_pd(zk[k], m), _mm512_sub_pd(zlk[k], mlo));      \
-                    __m512d w = (__m512d)fs_vexp8((fs_vd8)x);                                    \
+                    /* masked lanes: exp input 0 (-inf is slow), then weight 0 */                \
+                    __m512d x = _mm512_maskz_add_pd(um[k], _mm512_sub_pd(zk[k], m),              \
+                                                    _mm512_sub_pd(zlk[k], mlo));                 \
+                    __m512d w = _mm512_maskz_mov_pd(um[k], (__m512d)fs_vexp8((fs_vd8)x));        \
                     _mm512_store_pd(W + 8 * k, w);                                               \
                     if (entropy) /* S += w_k diff2(m, m_lo, z_k, z_lo_k), as partial_add_rows */ \
-                        se = _mm512_add_pd(se, _mm512_mul_pd(w, _mm512_add_pd(                   \
+                        se = _mm512_add_pd(se, _mm512_maskz_mul_pd(um[k], w, _mm512_add_pd(      \
                                                    _mm512_sub_pd(m, zk[k]),                      \
                                                    _mm512_sub_pd(mlo, zlk[k]))));                \
                     /* r += w_k but for the max's row (adding +0 to r >= +0 is exact) */         \
@@ -1383,7 +1406,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                     _mm512_store_pd(LR, (__m512d)fs_vlog1p8((fs_vd8)r));                         \
                 _mm512_store_pd(SE, se);                                                         \
             }                                                                                    \
-            if (_mm512_reduce_add_pd(nf) != 0.0) return r0;                                      \
+            if (_mm512_reduce_add_pd(nf) != 0.0 || allm) return r0;                              \
             /* g, the score, log pi(a) and the entropy, state by state */                        \
             __m512d chk = _mm512_setzero_pd();                                                   \
             double chs = 0.0; /* v - v of the stored log pi(a) or entropies */                   \

@@ -1,6 +1,6 @@
 """The fused kernel of runs of tiny states (score, log_prob, entropy, loglik
-value and gradient; padded, no mask, N <= 32, d <= 32, the AVX-512 set):
-bit for bit, and error for error, the per-state path.
+value and gradient; padded, masked or not, N <= 32, d <= 32, the AVX-512
+set): bit for bit, and error for error, the per-state path.
 
 A call with one state (phi of shape (N, d)) never takes the fused path, so
 scoring the states one call at a time gives the per-state results to
@@ -446,3 +446,93 @@ def test_fused_f32_log_prob_overflow_as_per_state(nt):
     assert isinstance(want, str) and "state 700" in want
     assert got == want
 
+
+# Masks: a masked row reads zeros (logit 0, then -inf: weight 0, out of the
+# maximum, r, S and g), as in the per-state path.  Masked rows hold NaN here,
+# which neither path may read.
+MASKED_CALLS = {
+    "score": lambda phi, theta, a, **kw: fastscore.score(phi, theta, a, **kw),
+    "log_prob": FAMILY["log_prob"],
+    "entropy": FAMILY["entropy"],
+    "loglik": lambda phi, theta, a, **kw: fastscore.loglik(phi, theta, a, **kw),
+    "loglik_grad": lambda phi, theta, a, **kw: fastscore.loglik(phi, theta, a, grad=True, **kw),
+}
+
+
+def masked_data(B, N, d, seed, scale=1.0, kind="normal", dtypes=ALL_KINDS[0], p_legal=0.6):
+    """Data with a random mask (each state keeps its taken action legal) and
+    NaN in every masked row."""
+    phi, theta, _ = data32(B, N, d, seed, scale, kind, dtypes)
+    rng = np.random.default_rng(seed + 1)
+    mask = rng.random((B, N)) < p_legal
+    a = rng.integers(0, N, B)
+    mask[np.arange(B), a] = True
+    phi[~mask] = np.nan
+    return phi, theta, a, mask
+
+
+@pytest.mark.parametrize("func", sorted(MASKED_CALLS))
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+@pytest.mark.parametrize("shape", [(999, 2, 3), (1001, 6, 13), (403, 10, 20), (1201, 16, 32),
+                                   (129, 17, 9), (35, 32, 32), (4001, 4, 8)])
+@pytest.mark.parametrize("kind,scale", [("normal", 1.0), ("int", 30.0), ("wide", 1.0)])
+def test_fused_masked_equals_per_state(shape, kind, scale, dtypes, func):
+    phi, theta, a, mask = masked_data(*shape, seed=sum(shape) + 6, scale=scale, kind=kind,
+                                      dtypes=dtypes)
+    f = MASKED_CALLS[func]
+    for tau in (1.0, 2.5):
+        for nt in (1, 2):
+            kw = dict(mask=mask, temperature=tau, n_threads=nt)
+            got = outcome(f, phi, theta, a, **kw)
+            assert got == per_state(outcome, f, phi, theta, a, **kw), (shape, kind, tau, nt)
+            assert not isinstance(got, str)
+
+
+def test_fused_masked_one_mask_for_all_states():
+    """A mask of shape (N,) applies to every state of the batch."""
+    phi, theta, _ = data(1001, 6, 13, seed=4)
+    mask = np.array([True, False, True, True, False, True])
+    a = np.random.default_rng(4).choice(np.flatnonzero(mask), 1001)
+    for func, f in MASKED_CALLS.items():
+        got = outcome(f, phi, theta, a, mask=mask)
+        assert got == per_state(outcome, f, phi, theta, a, mask=mask), func
+        assert got == outcome(f, phi, theta, a, mask=np.broadcast_to(mask, (1001, 6)).copy())
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_masked_errors_as_per_state(nt):
+    """A fully masked state in a middle run (entropy takes no action: the
+    kernel's check), a NaN in a legal row, a masked taken action: the same
+    error, naming the same state, as the per-state path."""
+    phi, theta, a, mask = masked_data(4000, 5, 8, seed=11)
+    m1 = mask.copy()
+    m1[700] = False
+    m1[703] = False
+    got = outcome(FAMILY["entropy"], phi, theta, a, mask=m1, n_threads=nt)
+    assert "state 700" in got
+    assert got == per_state(outcome, FAMILY["entropy"], phi, theta, a, mask=m1, n_threads=nt)
+    p2 = phi.copy()
+    p2[702, a[702], 0] = np.nan
+    for func, f in MASKED_CALLS.items():
+        got = outcome(f, p2, theta, a, mask=mask, n_threads=nt)
+        assert "state 702" in got, func
+        assert got == per_state(outcome, f, p2, theta, a, mask=mask, n_threads=nt)
+    m3 = mask.copy()
+    m3[705, a[705]] = False
+    for func, f in MASKED_CALLS.items():
+        if func != "entropy":
+            got = outcome(f, phi, theta, a, mask=m3, n_threads=nt)
+            assert "a[705]" in got and "masked" in got, func
+
+
+@settings(max_examples=80, deadline=None)
+@given(B=st.integers(1, 40), N=st.integers(1, 32), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.1, 1.0, 30.0, 300.0]),
+       kind=st.sampled_from(["normal", "int", "wide"]), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       dtypes=st.sampled_from(ALL_KINDS), func=st.sampled_from(sorted(MASKED_CALLS)),
+       p_legal=st.sampled_from([0.0, 0.3, 0.9]))
+def test_fused_masked_fuzz(B, N, d, seed, scale, kind, tau, dtypes, func, p_legal):
+    phi, theta, a, mask = masked_data(B, N, d, seed, scale, kind, dtypes, p_legal)
+    f = MASKED_CALLS[func]
+    got = outcome(f, phi, theta, a, mask=mask, temperature=tau, n_threads=1)
+    assert got == per_state(outcome, f, phi, theta, a, mask=mask, temperature=tau, n_threads=1)
