@@ -1331,12 +1331,15 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
             __mmask8 um[FS_FUSED_MAX_N];                                                         \
             for (int k = 0; k < N; k++) {                                                        \
                 um[k] = 0xFF;                                                                    \
-                for (int s = 0; s < FS_FUSED_RUN; s++) {                                         \
-                    int legal = s >= ns || !mask || mask[(r0 + s) * mask_sb + k * mask_sn];      \
-                    if (!legal) um[k] &= (__mmask8) ~(1u << s);                                  \
-                    rows[8 * k + s] = s < ns && legal ? phi + (r0 + s) * phi_sb + k * phi_sn     \
-                                                      : (const char *)fs_fused_zero_row;         \
-                }                                                                                \
+                for (int s = 0; s < FS_FUSED_RUN; s++)                                           \
+                    rows[8 * k + s] = s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn              \
+                                             : (const char *)fs_fused_zero_row;                  \
+                if (mask)                                                                        \
+                    for (int s = 0; s < ns; s++)                                                 \
+                        if (!mask[(r0 + s) * mask_sb + k * mask_sn]) {                           \
+                            um[k] &= (__mmask8) ~(1u << s);                                      \
+                            rows[8 * k + s] = (const char *)fs_fused_zero_row;                   \
+                        }                                                                        \
             }                                                                                    \
             int c = 0;                                                                           \
             for (; c + 4 <= nq; c += 4)                                                          \
