@@ -779,8 +779,9 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
         out, out_sb = pr.ent, pr.ent_s
     while b0 < b1:
         r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                          pr.mask, pr.mask_sb, pr.mask_sn, b0, b1, <int>pr.n_actions, pr.d, pr.tau, out, out_sb, out_sd,
-                          pr.weights, slot if out == NULL else NULL, what)
+                          pr.mask, pr.mask_sb, pr.mask_sn, b0, b1, <int>pr.n_actions, pr.d,
+                          pr.tau, out, out_sb, out_sd, pr.weights,
+                          slot if out == NULL else NULL, what)
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)
