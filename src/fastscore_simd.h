@@ -994,16 +994,16 @@ FS_DEFINE_NARROW_X86(avx512, FS_AVX512_NARROW)
 FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 
 /*
- * The score, or the loglik value and gradient, of runs of tiny states by one
- * fused kernel (float64 or float32 phi, see FS_DEFINE_FUSED; padded layout,
- * 1 <= N <= 32 rows, 1 <= d <= 32 features; mask NULL, or the (B, N) legal
- * rows with strides mask_sb, mask_sn, mask_sb = 0 for one (N,) mask of every
- * state): states [b0, b1) in
- * runs of 8 (the last one partial), each run end to end.  `what` says what
- * it computes: the scores, log pi(a) or the entropies into out; or, for
- * loglik, slot[0] += w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..]
- * += w_b score_b, state by state in order (finish_state's REDUCE step; w_b
- * = weights[b], or 1 without weights; slot is NULL for the others).
+ * The score, log pi(a), the entropy, or the loglik value and gradient, of
+ * runs of tiny states by one fused kernel (float64 or float32 phi, see
+ * FS_DEFINE_FUSED; padded layout, 1 <= N <= 32 rows, 1 <= d <= 32 features;
+ * mask NULL, or the (B, N) legal rows with strides mask_sb, mask_sn, mask_sb
+ * = 0 for one (N,) mask of every state): states [b0, b1) in runs of 8 (the
+ * last one partial), each run end to end.  `what` says what it computes: the
+ * scores, log pi(a) or the entropies into out; or, for loglik, slot[0] +=
+ * w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..] += w_b score_b,
+ * state by state in order (finish_state's REDUCE step; w_b = weights[b], or
+ * 1 without weights; slot is NULL for the others).
  *
  * The logits put the STATES in the vector lanes: quad (k, q) holds row k of
  * states 4q .. 4q+3 of the run (loaded by the 4 x 4 transposes of the narrow
@@ -1028,11 +1028,11 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * Returns -1 when every state is done, else the first state of the run in
  * which a logit (or, but for loglik, a result: for float32 results, as a
  * float) was not finite, or every action of a state was masked (that run's
- * results may be partly written, none
- * after it; nothing of it is added to slot): the caller does that run again
- * state by state to name the state and its error.  The action of every
- * state must be valid (0 <= a < N) and legal.  Needs AVX-512F/DQ/VL.  Scratch: about
- * 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4 KiB-aligned).
+ * results may be partly written, none after it; nothing of it is added to
+ * slot): the caller does that run again state by state to name the state and
+ * its error.  The action of every state must be valid (0 <= a < N) and
+ * legal.  Needs AVX-512F/DQ/VL.  Scratch: about 8.3 KiB of the kernel's
+ * stack (its frame: 24 KiB, 4 KiB-aligned).
  */
 #define FS_FUSED_RUN 8
 #define FS_FUSED_MAX_N 32 /* the per-state path's block (BLOCK_ROWS): the same arithmetic */

@@ -10,12 +10,15 @@ import pytest
 from fastscore import _core, _matrix
 
 
-def ulp_error(x):
-    got = _core._vexp(x)
-    exact = np.exp(x.astype(np.longdouble))
-    rounded = exact.astype(np.float64)
-    ulp = np.spacing(np.maximum(rounded, np.finfo(np.float64).smallest_subnormal))
+def ulps(got, exact):
+    """|got - exact| in units of the last place of exact rounded to float64
+    (exact in numpy.longdouble)."""
+    ulp = np.spacing(np.maximum(exact.astype(np.float64), np.finfo(np.float64).smallest_subnormal))
     return np.abs((got.astype(np.longdouble) - exact) / ulp.astype(np.longdouble)).astype(np.float64)
+
+
+def ulp_error(x):
+    return ulps(_core._vexp(x), np.exp(x.astype(np.longdouble)))
 
 
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an extended longdouble")
@@ -49,9 +52,7 @@ def test_lengths_and_tails():
 
 
 def log1p_ulp_error(got, x):
-    exact = np.log1p(x.astype(np.longdouble))
-    ulp = np.spacing(np.maximum(exact.astype(np.float64), np.finfo(np.float64).smallest_subnormal))
-    return np.abs((got.astype(np.longdouble) - exact) / ulp.astype(np.longdouble)).astype(np.float64)
+    return ulps(got, np.log1p(x.astype(np.longdouble)))
 
 
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an extended longdouble")
