@@ -150,11 +150,15 @@ def test_fused_active_where_expected():
         assert not FUSED
 
 
+def flat(r):
+    """A result (an array, or a tuple of them: loglik's value and gradient) as one array."""
+    return np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))])
+
+
 def loglik_pair(phi, theta, a, **kw):
     """loglik by the fused path and by the per-state path."""
     got = fastscore.loglik(phi, theta, a, **kw)
     want = per_state(fastscore.loglik, phi, theta, a, **kw)
-    flat = lambda r: np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))])
     return flat(got), flat(want)
 
 
@@ -348,7 +352,7 @@ def outcome(f, *args, **kw):
         r = f(*args, **kw)
     except ValueError as e:
         return str(e)
-    return np.hstack([np.ravel(x) for x in (r if isinstance(r, tuple) else (r,))]).tobytes()
+    return flat(r).tobytes()
 
 
 @pytest.mark.parametrize("dtypes", F32_KINDS, ids=F32_IDS)
