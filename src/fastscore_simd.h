@@ -1166,7 +1166,13 @@ FS_AVX512_FUSED FS_INLINE void fs_fused_finish_dot(double *z, double *zl, __m256
 }
 
 /* Logits of NQ quads of rows (phi type PT, logit kind LK): quad c is rows
- * x[4c .. 4c+3], each lane taking the features in order. */
+ * x[4c .. 4c+3], each lane taking the features in order, NQ interleaved
+ * chains.  Dot2 takes two quads a call: with four, GCC spilled the float64
+ * sums and row pointers to the stack, and the logits alone of 2048 x 10 x 20
+ * states took 68-91 ns a state against 66-82 with two, 4096 x 16 x 8 66
+ * against 59, 8192 x 4 x 8 16.0-16.9 against 14.8-15.2.  The plain dot (one
+ * FMA a step, a chain bound by its latency) takes four while they last:
+ * 2048 x 10 x 20 25.8 against 27.8 with two (Zen 4, C harness, best of 5). */
 #define FS_DEFINE_FUSED_LOGITS(PT, LK, NQ)                                                     \
     FS_AVX512_FUSED FS_INLINE void fs_fused_logits_##PT##_##LK##_##NQ(                         \
         const char *const *x, const double *theta, ptrdiff_t d, double *z, double *zl) {       \
@@ -1195,11 +1201,15 @@ FS_AVX512_FUSED FS_INLINE void fs_fused_finish_dot(double *z, double *zl, __m256
         for (int g = 0; g < NQ; g++) fs_fused_finish_##LK(z + 4 * g, zl + 4 * g, h[g], l[g]);  \
     }
 FS_DEFINE_FUSED_LOGITS(f64, dot2, 2)
-FS_DEFINE_FUSED_LOGITS(f64, dot2, 4)
 FS_DEFINE_FUSED_LOGITS(f32, dot2, 2)
-FS_DEFINE_FUSED_LOGITS(f32, dot2, 4)
-FS_DEFINE_FUSED_LOGITS(f32, dot, 2)
 FS_DEFINE_FUSED_LOGITS(f32, dot, 4)
+FS_DEFINE_FUSED_LOGITS(f32, dot, 2)
+
+/* A run's quads c, c + 1, ... by four a call while they last (plain dot only). */
+#define FS_FUSED_BY4_dot2(PT, c, nq, rows, theta, d, z, zl) ((void)0)
+#define FS_FUSED_BY4_dot(PT, c, nq, rows, theta, d, z, zl)                                    \
+    for (; (c) + 4 <= (nq); (c) += 4)                                                          \
+    fs_fused_logits_##PT##_dot_4((rows) + 4 * (c), (theta), (d), (z) + 4 * (c), (zl) + 4 * (c))
 
 /* One state's log pi(a) or entropy stored as OT (store_real); returns v - v
  * of the stored value (0, or NaN when it is not finite). */
@@ -1342,9 +1352,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                         }                                                                        \
             }                                                                                    \
             int c = 0;                                                                           \
-            for (; c + 4 <= nq; c += 4)                                                          \
-                fs_fused_logits_##PT##_##LK##_4(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
-            if (c < nq)                                                                          \
+            FS_FUSED_BY4_##LK(PT, c, nq, rows, theta, d, z, zl);                                 \
+            for (; c < nq; c += 2)                                                               \
                 fs_fused_logits_##PT##_##LK##_2(rows + 4 * c, theta, d, z + 4 * c, zl + 4 * c);  \
             /* The run's 8 states at once (row k is z[8k .. 8k + 7]): temperature,               \
              * finiteness, max, weights, r, 1 / (1 + r), the entropy's S */                      \
