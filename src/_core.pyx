@@ -90,6 +90,8 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_RUN
         FS_FUSED_MAX_N
         FS_FUSED_MAX_D
+        FS_FUSED_WASTE
+        FS_FUSED_BLOCK
         FS_FUSED_SCORE
         FS_FUSED_LOGP
         FS_FUSED_ENTROPY
@@ -98,7 +100,8 @@ cdef extern from "fastscore_simd.h" nogil:
     ctypedef Py_ssize_t (*fs_fused_fn)(const char *phi, Py_ssize_t phi_sb, Py_ssize_t phi_sn,
                                        const fs_theta *t, const char *act, Py_ssize_t act_s,
                                        const char *mask, Py_ssize_t mask_sb, Py_ssize_t mask_sn,
-                                       Py_ssize_t b0, Py_ssize_t b1, int n, Py_ssize_t d,
+                                       const Py_ssize_t *offsets, Py_ssize_t b0, Py_ssize_t b1,
+                                       int n_padded, Py_ssize_t d,
                                        double tau, char *out, Py_ssize_t out_sb,
                                        Py_ssize_t out_sd, const double *weights, double *slot,
                                        int what) noexcept nogil
@@ -739,27 +742,28 @@ cdef inline int fused_what(int outputs) noexcept nogil:
 cdef bint fused_enabled = True
 
 
-cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch) noexcept nogil:
+cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch,
+                                     Py_ssize_t max_rows) noexcept nogil:
     """The fused kernel the call's states go through (run_fused), or NULL:
     score, log_prob or entropy alone, or loglik without the Hessian, of a
-    batch of tiny states, padded (masked or not), with the AVX-512 set.  The
-    kernel does the per-state path's arithmetic for the call's dtypes:
+    batch of tiny states (at most FS_FUSED_MAX_N rows each, padded or
+    ragged, masked or not), with the AVX-512 set.  The kernel does the
+    per-state path's arithmetic for the call's dtypes:
     float64 phi; float32 phi with float32 results (out_f32: plain-dot
     logits, float32 results; loglik's sums are float64 either way); float32
     phi with float64 results (Dot2 logits).  (One-state calls keep the
     per-state path.)"""
     if not (fused_enabled and fused_what(pr.outputs) != 0
-            and batch and pr.offsets == NULL
-            and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
-            and 1 <= pr.n_actions <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
+            and batch and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
+            and 1 <= max_rows <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
         return NULL
     if pr.phi_f64:
         return NULL if pr.out_f32 else fs_kern.fused_f64
     return fs_kern.fused_f32_dot if pr.out_f32 else fs_kern.fused_f32_dot2
 
 
-cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
-                      double *slot, Py_ssize_t *bad) noexcept nogil:
+cdef Status fused_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
+                         double *slot, Py_ssize_t *bad) noexcept nogil:
     """The results, or the sums into slot, of states [b0, b1) by the fused
     kernel, in runs of FS_FUSED_RUN states from b0, every lane doing
     do_state's arithmetic (the same bits).  A run with a non-finite logit
@@ -779,13 +783,54 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
         out, out_sb = pr.ent, pr.ent_s
     while b0 < b1:
         r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                          pr.mask, pr.mask_sb, pr.mask_sn, b0, b1, <int>pr.n_actions, pr.d,
+                          pr.mask, pr.mask_sb, pr.mask_sn, pr.offsets, b0, b1,
+                          <int>(pr.n_actions if pr.offsets == NULL else 0), pr.d,
                           pr.tau, out, out_sb, out_sd, pr.weights,
                           slot if out == NULL else NULL, what)
         if r < 0:
             return OK
         e = min(r + FS_FUSED_RUN, b1)
         st = run_states(pr, r, e, wk, slot, bad)
+        if st != OK:
+            return st
+        b0 = e
+    return OK
+
+
+cdef bint ragged_pays(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """Whether the fused kernel pays for ragged states [b0, b1): the rows its
+    runs of FS_FUSED_RUN states waste (8 N_max - sum n a run, N_max the
+    run's longest state) against the per-state path's overhead (see
+    FS_FUSED_WASTE)."""
+    cdef Py_ssize_t s, n, n_max, waste = 0, runs = 0, r = b0
+    while r < b1:
+        n_max = 0
+        for s in range(r, min(r + FS_FUSED_RUN, b1)):
+            n = pr.offsets[s + 1] - pr.offsets[s]
+            n_max = max(n_max, n)
+            waste -= n
+        waste += FS_FUSED_RUN * n_max
+        runs += 1
+        r += FS_FUSED_RUN
+    return waste * (pr.d + 20) <= runs * FS_FUSED_WASTE
+
+
+cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
+                      double *slot, Py_ssize_t *bad) noexcept nogil:
+    """States [b0, b1) by the fused kernel (fused_states); ragged ones by
+    blocks of FS_FUSED_BLOCK states, each by the kernel where its runs waste
+    few rows (ragged_pays), else state by state.  Either path gives the
+    same bits."""
+    cdef Py_ssize_t e
+    cdef Status st
+    if pr.offsets == NULL:
+        return fused_states(pr, b0, b1, wk, slot, bad)
+    while b0 < b1:
+        e = min(b0 + FS_FUSED_BLOCK, b1)
+        if ragged_pays(pr, b0, e):
+            st = fused_states(pr, b0, e, wk, slot, bad)
+        else:
+            st = run_states(pr, b0, e, wk, slot, bad)
         if st != OK:
             return st
         b0 = e
@@ -1469,7 +1514,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Status st = OK
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
     cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
-    pr.fused_kern = fused_kernel(&pr, dm.batch)
+    pr.fused_kern = fused_kernel(&pr, dm.batch, dm.max_rows)
     if bad_theta < 0 and dm.n_states > 0:
         if release:
             with nogil:

@@ -670,8 +670,8 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
 #define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
                                  const char *, ptrdiff_t, const char *, ptrdiff_t, ptrdiff_t,
-                                 ptrdiff_t, ptrdiff_t, int, ptrdiff_t, double, char *, ptrdiff_t,
-                                 ptrdiff_t, const double *, double *, int);
+                                 const ptrdiff_t *, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, double,
+                                 char *, ptrdiff_t, ptrdiff_t, const double *, double *, int);
 
 /* The kernel set chosen once by fs_init() when the module loads. */
 static struct {
@@ -996,10 +996,14 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 /*
  * The score, log pi(a), the entropy, or the loglik value and gradient, of
  * runs of tiny states by one fused kernel (float64 or float32 phi, see
- * FS_DEFINE_FUSED; padded layout, 1 <= N <= 32 rows, 1 <= d <= 32 features;
- * mask NULL, or the (B, N) legal rows with strides mask_sb, mask_sn, mask_sb
- * = 0 for one (N,) mask of every state): states [b0, b1) in runs of 8 (the
- * last one partial), each run end to end.  `what` says what it computes: the
+ * FS_DEFINE_FUSED; 1 <= d <= 32 features): states [b0, b1) in runs of 8
+ * (the last one partial), each run end to end.  Padded (offsets NULL): N =
+ * n_padded rows a state (1 <= N <= 32), mask NULL or the (B, N) legal rows
+ * with strides mask_sb, mask_sn (mask_sb = 0: one (N,) mask of every state).
+ * Ragged: state b is rows offsets[b] .. offsets[b + 1] - 1 of phi (stride
+ * phi_sn; at most 32), mask NULL or one flag a row (stride mask_sn); a run
+ * takes its longest state's row count N, and a shorter state's rows past
+ * its own are absent, as masked ones.  `what` says what it computes: the
  * scores, log pi(a) or the entropies into out; or, for loglik, slot[0] +=
  * w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..] += w_b score_b,
  * state by state in order (finish_state's REDUCE step; w_b = weights[b], or
@@ -1027,16 +1031,31 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  *
  * Returns -1 when every state is done, else the first state of the run in
  * which a logit (or, but for loglik, a result: for float32 results, as a
- * float) was not finite, or every action of a state was masked (that run's
- * results may be partly written, none after it; nothing of it is added to
- * slot): the caller does that run again state by state to name the state and
- * its error.  The action of every state must be valid (0 <= a < N) and
- * legal.  Needs AVX-512F/DQ/VL.  Scratch: about 8.3 KiB of the kernel's
- * stack (its frame: 24 KiB, 4 KiB-aligned).
+ * float) was not finite, or every action of a state was masked or, ragged,
+ * it has no rows (that run's results may be partly written, none after it;
+ * nothing of it is added to slot): the caller does that run again state by
+ * state to name the state and its error.  The action of every state must be
+ * valid (0 <= a < its row count) and legal.  Needs AVX-512F/DQ/VL.
+ * Scratch: about 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4
+ * KiB-aligned).
  */
 #define FS_FUSED_RUN 8
 #define FS_FUSED_MAX_N 32 /* the per-state path's block (BLOCK_ROWS): the same arithmetic */
 #define FS_FUSED_MAX_D 32
+/* Ragged states take the fused kernel by blocks of FS_FUSED_BLOCK states
+ * whose runs waste few rows (_core's ragged_pays): W = 8 N_max - sum_s n_s
+ * a run (N_max its longest state's rows), the block's sum of W times
+ * (d + 20) at most FS_FUSED_WASTE a run.  Measured, one thread, ragged
+ * states of n rows each (Zen 4): a state costs a + b n ns on either path, b
+ * about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32), a 60-100 ns less on
+ * the fused one; a run pays while W < 8 (a_p - a_f) / b: for loglik(grad)
+ * about 92 rows at d = 4, 75 at d = 8, 52 at d = 20, 42 at d = 32; for the
+ * score about 65 at d = 8 and 41 at d = 20, which the bound follows.  A
+ * choice run by run measured slower than either path alone where it
+ * switched often (100000 states of 2-20 rows, d = 20: 306-311 ns a state
+ * against 275-277 for either; not root-caused), hence blocks. */
+#define FS_FUSED_WASTE 1700
+#define FS_FUSED_BLOCK 64
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
 #define FS_FUSED_PF_LOC 2 /* __builtin_prefetch locality 2: prefetcht1, into L2 */
 #ifndef FS_FUSED_SCRATCH_OFF
@@ -1309,13 +1328,13 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
 #define FS_DEFINE_FUSED(NAME, PT, LK, OT)                                                        \
     FS_AVX512_FUSED static ptrdiff_t NAME(                                                       \
         const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act, \
-        ptrdiff_t act_s, const char *mask, ptrdiff_t mask_sb, ptrdiff_t mask_sn, ptrdiff_t b0,   \
-        ptrdiff_t b1, int N, ptrdiff_t d, double tau, char *out, ptrdiff_t out_sb,               \
+        ptrdiff_t act_s, const char *mask, ptrdiff_t mask_sb, ptrdiff_t mask_sn,                 \
+        const ptrdiff_t *offsets, ptrdiff_t b0, ptrdiff_t b1, int n_padded, ptrdiff_t d,         \
+        double tau, char *out, ptrdiff_t out_sb,                                                 \
         ptrdiff_t out_sd, const double *weights, double *slot, int what) {                       \
         const int plain = FS_FUSED_PLAIN_##LK; /* z_lo = 0 */                                    \
         const int nv8 = (int)((d + 7) / 8);                                                      \
         const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);                         \
-        const int nq = 2 * N; /* quads per run */                                                \
         const int scaled = tau != 1.0;                                                           \
         const int contiguous = out_sd == (ptrdiff_t)sizeof(FS_FUSED_T_##OT);                     \
         const __m512d tauv = _mm512_set1_pd(tau);                                                \
@@ -1339,17 +1358,41 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
              * logit 0, then -inf), and is cleared from um[k], the legal lanes of                \
              * row k (lanes past the run's end read the zero row as legal ones) */               \
             __mmask8 um[FS_FUSED_MAX_N];                                                         \
+            int N = n_padded; /* rows per state; ragged: the run's longest state */              \
+            ptrdiff_t row0[FS_FUSED_RUN];                                                        \
+            int nrow[FS_FUSED_RUN];                                                              \
+            if (offsets) {                                                                       \
+                N = 1;                                                                           \
+                for (int s = 0; s < ns; s++) {                                                   \
+                    row0[s] = offsets[r0 + s];                                                   \
+                    nrow[s] = (int)(offsets[r0 + s + 1] - row0[s]);                              \
+                    N = nrow[s] > N ? nrow[s] : N;                                               \
+                }                                                                                \
+            }                                                                                    \
+            const int nq = 2 * N; /* quads per run */                                            \
             for (int k = 0; k < N; k++) {                                                        \
                 um[k] = 0xFF;                                                                    \
-                for (int s = 0; s < FS_FUSED_RUN; s++)                                           \
-                    rows[8 * k + s] = s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn              \
-                                             : (const char *)fs_fused_zero_row;                  \
+                if (!offsets)                                                                    \
+                    for (int s = 0; s < FS_FUSED_RUN; s++)                                       \
+                        rows[8 * k + s] = s < ns ? phi + (r0 + s) * phi_sb + k * phi_sn          \
+                                                 : (const char *)fs_fused_zero_row;              \
+                else /* a ragged state's rows past its own: absent, as masked ones */            \
+                    for (int s = 0; s < FS_FUSED_RUN; s++) {                                     \
+                        rows[8 * k + s] = (const char *)fs_fused_zero_row;                       \
+                        if (s < ns && k < nrow[s])                                               \
+                            rows[8 * k + s] = phi + (row0[s] + k) * phi_sn;                      \
+                        else if (s < ns)                                                         \
+                            um[k] &= (__mmask8) ~(1u << s);                                      \
+                    }                                                                            \
                 if (mask)                                                                        \
-                    for (int s = 0; s < ns; s++)                                                 \
-                        if (!mask[(r0 + s) * mask_sb + k * mask_sn]) {                           \
+                    for (int s = 0; s < ns; s++) {                                               \
+                        if (offsets && k >= nrow[s]) continue;                                   \
+                        if (!mask[offsets ? (row0[s] + k) * mask_sn                              \
+                                          : (r0 + s) * mask_sb + k * mask_sn]) {                 \
                             um[k] &= (__mmask8) ~(1u << s);                                      \
                             rows[8 * k + s] = (const char *)fs_fused_zero_row;                   \
                         }                                                                        \
+                    }                                                                            \
             }                                                                                    \
             int c = 0;                                                                           \
             FS_FUSED_BY4_##LK(PT, c, nq, rows, theta, d, z, zl);                                 \
@@ -1430,14 +1473,17 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                  * 255, 4 runs 235; into L2 (prefetcht1) 2 runs 165 (4: 166, 8:                  \
                  * 170); the per-state path 232, the data in L3 150. */                          \
                 ptrdiff_t sp = r0 + s + FS_FUSED_AHEAD * FS_FUSED_RUN;                           \
-                if (sp < b1)                                                                     \
-                    for (int k = 0; k < N; k++) {                                                \
-                        const char *p0 = phi + sp * phi_sb + k * phi_sn;                         \
+                if (sp < b1) {                                                                   \
+                    const char *pb = offsets ? phi + offsets[sp] * phi_sn : phi + sp * phi_sb;   \
+                    int np = offsets ? (int)(offsets[sp + 1] - offsets[sp]) : N;                 \
+                    for (int k = 0; k < np; k++) {                                               \
+                        const char *p0 = pb + k * phi_sn;                                        \
                         const ptrdiff_t rb = d * (ptrdiff_t)sizeof(FS_FUSED_T_##PT);             \
                         for (ptrdiff_t o = 0; o < rb; o += 64)                                   \
                             __builtin_prefetch(p0 + o, 0, FS_FUSED_PF_LOC);                      \
                         __builtin_prefetch(p0 + rb - 1, 0, FS_FUSED_PF_LOC);                     \
                     }                                                                            \
+                }                                                                                \
                 if (entropy) { /* finish_state: H = log1p(r) + S * (1 / (1 + r)) */              \
                     chs += fs_fused_store1_##OT(out + (r0 + s) * out_sb,                         \
                                                 LR[s] + SE[s] * INV[s]);                         \

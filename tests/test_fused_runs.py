@@ -540,3 +540,104 @@ def test_fused_masked_fuzz(B, N, d, seed, scale, kind, tau, dtypes, func, p_lega
     f = MASKED_CALLS[func]
     got = outcome(f, phi, theta, a, mask=mask, temperature=tau, n_threads=1)
     assert got == per_state(outcome, f, phi, theta, a, mask=mask, temperature=tau, n_threads=1)
+
+
+# Ragged rows (offsets=): each run takes its longest state's row count, and a
+# shorter state's rows past its own are absent (as masked ones).
+def ragged_data(B, lo, hi, d, seed, dtypes=ALL_KINDS[0], masked=False, n=None):
+    """B states of lo..hi rows (or of n[b] rows), with a random mask and NaN
+    in its masked rows when masked."""
+    rng = np.random.default_rng(seed)
+    if n is None:
+        n = rng.integers(lo, hi + 1, B)
+    offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.intp)
+    phi = rng.standard_normal((offsets[-1], d)).astype(dtypes[0])
+    theta = rng.standard_normal(d).astype(dtypes[1])
+    a = np.array([rng.integers(0, k) for k in n], dtype=np.intp)
+    mask = None
+    if masked:
+        mask = rng.random(offsets[-1]) < 0.6
+        mask[offsets[:-1] + a] = True
+        phi[~mask] = np.nan
+    return phi, theta, a, offsets, mask
+
+
+@pytest.mark.parametrize("func", sorted(MASKED_CALLS))
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+@pytest.mark.parametrize("lo,hi,d", [(1, 8, 5), (2, 32, 20), (10, 10, 13), (1, 4, 8), (30, 33, 7),
+                                     (1, 1, 3)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_ragged_equals_per_state(lo, hi, d, dtypes, func, masked):
+    phi, theta, a, offsets, mask = ragged_data(1001, lo, hi, d, seed=lo + hi + d, dtypes=dtypes,
+                                               masked=masked)
+    f = MASKED_CALLS[func]
+    for tau in (1.0, 2.5):
+        for nt in (1, 2):
+            kw = dict(offsets=offsets, mask=mask, temperature=tau, n_threads=nt)
+            got = outcome(f, phi, theta, a, **kw)
+            assert got == per_state(outcome, f, phi, theta, a, **kw), (lo, hi, d, tau, nt)
+            assert not isinstance(got, str)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fused_ragged_error_in_middle_run(nt):
+    """A NaN in a ragged state's legal row: the per-state path's error."""
+    phi, theta, a, offsets, _ = ragged_data(4000, 1, 9, 8, seed=3)
+    phi[offsets[700] + a[700], 2] = np.nan
+    for func, f in MASKED_CALLS.items():
+        got = outcome(f, phi, theta, a, offsets=offsets, n_threads=nt)
+        assert "state 700" in got, func
+        assert got == per_state(outcome, f, phi, theta, a, offsets=offsets, n_threads=nt)
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 40), hi=st.integers(1, 33), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), tau=st.sampled_from([1.0, 0.3, 2.5]),
+       dtypes=st.sampled_from(ALL_KINDS), func=st.sampled_from(sorted(MASKED_CALLS)),
+       masked=st.booleans())
+def test_fused_ragged_fuzz(B, hi, d, seed, tau, dtypes, func, masked):
+    phi, theta, a, offsets, mask = ragged_data(B, 1, hi, d, seed, dtypes, masked)
+    f = MASKED_CALLS[func]
+    kw = dict(offsets=offsets, mask=mask, temperature=tau, n_threads=1)
+    assert outcome(f, phi, theta, a, **kw) == per_state(outcome, f, phi, theta, a, **kw)
+
+
+def mixed_blocks():
+    """Row counts of 8192 states (64 groups of 128 with two threads' default
+    grouping): blocks of 64 states alternately of 3 or 4 rows (3 rows wasted
+    a run: the fused kernel) and of runs of one 32-row state among 2-row
+    ones (210 rows wasted a run: the per-state path)."""
+    taken = np.tile([4, 3, 4, 3, 4, 4, 3, 4], 8)
+    left = np.tile([32, 2, 2, 2, 2, 2, 2, 2], 8)
+    return np.concatenate([taken, left] * 64)
+
+
+@pytest.mark.parametrize("func", sorted(MASKED_CALLS))
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_ragged_mixed_blocks(func, dtypes, masked):
+    """Blocks by the fused kernel and blocks state by state in one call: the
+    per-state path's bits."""
+    n = mixed_blocks()
+    phi, theta, a, offsets, mask = ragged_data(len(n), 0, 0, 6, seed=11, dtypes=dtypes,
+                                               masked=masked, n=n)
+    f = MASKED_CALLS[func]
+    for nt in (1, 2):
+        kw = dict(offsets=offsets, mask=mask, temperature=0.7, n_threads=nt)
+        got = outcome(f, phi, theta, a, **kw)
+        assert not isinstance(got, str)
+        assert got == per_state(outcome, f, phi, theta, a, **kw), nt
+
+
+@pytest.mark.parametrize("bad", [10, 64 + 9, 8191])
+def test_fused_ragged_mixed_blocks_error(bad):
+    """A NaN in a legal row of a state in a fused block, in a per-state one,
+    and in the last state: the per-state path's error."""
+    n = mixed_blocks()
+    phi, theta, a, offsets, _ = ragged_data(len(n), 0, 0, 6, seed=12, n=n)
+    phi[offsets[bad] + a[bad], 1] = np.nan
+    for func, f in MASKED_CALLS.items():
+        for nt in (1, 2):
+            got = outcome(f, phi, theta, a, offsets=offsets, n_threads=nt)
+            assert f"state {bad}" in got, (func, nt)
+            assert got == per_state(outcome, f, phi, theta, a, offsets=offsets, n_threads=nt)
