@@ -141,17 +141,21 @@ class TargetRatios:
     * ``loglik_over_score``: loglik(grad=True) / score on the medium batch (<= 1.1);
     * ``hess_over_floor``: loglik(grad, hess) / ``X.T @ X`` over all rows of the
       choice data set (<= 2);
-    * ``ragged_over_padded``: score with offsets / score padded, same rows (<= 1.1).
+    * ``ragged_over_padded``: score with offsets / score padded, same rows (<= 1.1);
+      ``ragged_over_padded_tiny`` the same for the tiny states (65536 x 4 x 8, the
+      fused kernel's: ragged batches take it since round 8).
     """
 
-    params = [["loglik_over_score", "hess_over_floor", "ragged_over_padded"]]
+    params = [["loglik_over_score", "hess_over_floor", "ragged_over_padded",
+               "ragged_over_padded_tiny"]]
     param_names = ["ratio"]
     unit = "time / time"
     timeout = 300
 
     def setup(self, ratio: str) -> None:
         _require("loglik")
-        workload = "choice" if ratio == "hess_over_floor" else "medium"
+        workload = {"hess_over_floor": "choice",
+                    "ragged_over_padded_tiny": "tiny_states"}.get(ratio, "medium")
         phi, theta, a, _ = _inputs(workload)
         if ratio == "loglik_over_score":
             self.calls = {"num": family_call(fastscore, "loglik_grad", phi, theta, a),

@@ -95,6 +95,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("choice data", (100000, 10, 20)),
     Workload("choice data, large", (1000000, 10, 20), quick_shape=(200000, 10, 20)),
     Workload("tiny states", (65536, 4, 8)),
+    Workload("tiny states ragged", (65536, 4, 8), ragged=True),
     Workload("small batch", (4096, 8, 32), func="loglik"),
     Workload("choice data", (100000, 10, 20), func="loglik"),
     Workload("choice data, large", (1000000, 10, 20), func="loglik",
