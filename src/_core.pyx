@@ -918,12 +918,17 @@ cdef inline double work_of(const Problem *pr, Py_ssize_t n_rows) noexcept nogil:
 
 
 cdef Py_ssize_t make_groups(const Problem *pr, Py_ssize_t n_states, Py_ssize_t per_group,
-                            Py_ssize_t *start) noexcept nogil:
+                            Py_ssize_t n_wide, Py_ssize_t *start) noexcept nogil:
     """Cut the states into groups of per_group consecutive states, every wide
-    state a group of its own; start[g] is group g's first state.  Depends
-    on the data alone.  Returns the number of groups."""
+    state (n_wide of them) a group of its own; start[g] is group g's first
+    state.  Depends on the data alone.  Returns the number of groups."""
     cdef Py_ssize_t b, n = 0, open_at = 0
     start[0] = 0
+    if n_wide == 0:  # no state to look at
+        n = (n_states + per_group - 1) // per_group
+        for b in range(1, n + 1):
+            start[b] = min(b * per_group, n_states)
+        return n
     for b in range(n_states):
         if state_rows(pr, b) >= WIDE_ROWS:
             if b > open_at:
@@ -1112,17 +1117,21 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
     bad[0] = 0
     if pr.outputs & REDUCE:
         target = max(2, min(MAX_GROUPS, GROUP_SLOTS_DOUBLES // ss))
-    per_group = max(1, (n_states + target - 1) // target)
-    for b in range(n_states):
-        if state_rows(pr, b) >= WIDE_ROWS:
-            n_wide += 1
+    # Whole runs of FS_FUSED_RUN states a group, on every CPU alike (the
+    # groups set loglik's order of sums): the fused kernel's runs are full.
+    per_group = ((n_states + target - 1) // target + FS_FUSED_RUN - 1) // FS_FUSED_RUN
+    per_group = max(1, per_group) * FS_FUSED_RUN
+    if max_rows >= WIDE_ROWS:
+        for b in range(n_states):
+            if state_rows(pr, b) >= WIDE_ROWS:
+                n_wide += 1
     start = <Py_ssize_t *>malloc((n_states // per_group + 2 * n_wide + 3) * sizeof(Py_ssize_t))
     buf = work_alloc(&wk, pr, max_rows, True)
     if start == NULL or buf == NULL:
         free(start)
         free(buf)
         return NO_MEMORY
-    n_groups = make_groups(pr, n_states, per_group, start)
+    n_groups = make_groups(pr, n_states, per_group, n_wide, start)
     if pr.outputs & REDUCE:
         slots_mem = <double *>malloc((n_groups * sst + 8) * sizeof(double))
         if slots_mem == NULL:
