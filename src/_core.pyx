@@ -101,7 +101,7 @@ cdef extern from "fastscore_simd.h" nogil:
                                        const fs_theta *t, const char *act, Py_ssize_t act_s,
                                        const char *mask, Py_ssize_t mask_sb, Py_ssize_t mask_sn,
                                        const Py_ssize_t *offsets, Py_ssize_t b0, Py_ssize_t b1,
-                                       int n_padded, Py_ssize_t d,
+                                       Py_ssize_t b_pf, int n_padded, Py_ssize_t d,
                                        double tau, char *out, Py_ssize_t out_sb,
                                        Py_ssize_t out_sd, const double *weights, double *slot,
                                        int what) noexcept nogil
@@ -751,8 +751,8 @@ cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch,
     per-state path's arithmetic for the call's dtypes:
     float64 phi; float32 phi with float32 results (out_f32: plain-dot
     logits, float32 results; loglik's sums are float64 either way); float32
-    phi with float64 results (Dot2 logits).  (One-state calls keep the
-    per-state path.)"""
+    phi with float64 results (Dot2 logits).  (One-state calls without
+    offsets keep the per-state path.)"""
     if not (fused_enabled and fused_what(pr.outputs) != 0
             and batch and (pr.act != NULL or pr.outputs == OUT_ENTROPY)
             and 1 <= max_rows <= FS_FUSED_MAX_N and 1 <= pr.d <= FS_FUSED_MAX_D):
@@ -762,14 +762,15 @@ cdef inline fs_fused_fn fused_kernel(const Problem *pr, bint batch,
     return fs_kern.fused_f32_dot if pr.out_f32 else fs_kern.fused_f32_dot2
 
 
-cdef Status fused_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
-                         double *slot, Py_ssize_t *bad) noexcept nogil:
+cdef Status fused_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Py_ssize_t b_pf,
+                         Work *wk, double *slot, Py_ssize_t *bad) noexcept nogil:
     """The results, or the sums into slot, of states [b0, b1) by the fused
     kernel, in runs of FS_FUSED_RUN states from b0, every lane doing
-    do_state's arithmetic (the same bits).  A run with a non-finite logit
-    (or result) goes again through do_state, state by state, so the first
-    bad state (bad[0]) and its status are do_state's (the kernel added
-    nothing of that run to slot)."""
+    do_state's arithmetic (the same bits); the kernel prefetches states
+    ahead below b_pf.  A run with a non-finite logit (or result), or with a
+    state whose every action is masked, goes again through do_state, state
+    by state, so the first bad state (bad[0]) and its status are do_state's
+    (the kernel added nothing of that run to slot)."""
     cdef Py_ssize_t r, e
     cdef Status st
     cdef int what = fused_what(pr.outputs)
@@ -783,7 +784,7 @@ cdef Status fused_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *
         out, out_sb = pr.ent, pr.ent_s
     while b0 < b1:
         r = pr.fused_kern(pr.phi, pr.phi_sb, pr.phi_sn, &pr.theta, pr.act, pr.act_s,
-                          pr.mask, pr.mask_sb, pr.mask_sn, pr.offsets, b0, b1,
+                          pr.mask, pr.mask_sb, pr.mask_sn, pr.offsets, b0, b1, b_pf,
                           <int>(pr.n_actions if pr.offsets == NULL else 0), pr.d,
                           pr.tau, out, out_sb, out_sd, pr.weights,
                           slot if out == NULL else NULL, what)
@@ -800,9 +801,10 @@ cdef Status fused_states(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *
 cdef bint ragged_pays(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
     """Whether the fused kernel pays for ragged states [b0, b1): the rows its
     runs of FS_FUSED_RUN states waste (8 N_max - sum n a run, N_max the
-    run's longest state) against the per-state path's overhead (see
+    run's longest state; a partial run's missing states count as rows of
+    N_max) against the per-state path's overhead the states save (see
     FS_FUSED_WASTE)."""
-    cdef Py_ssize_t s, n, n_max, waste = 0, runs = 0, r = b0
+    cdef Py_ssize_t s, n, n_max, waste = 0, r = b0
     while r < b1:
         n_max = 0
         for s in range(r, min(r + FS_FUSED_RUN, b1)):
@@ -810,9 +812,8 @@ cdef bint ragged_pays(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1) noexcept 
             n_max = max(n_max, n)
             waste -= n
         waste += FS_FUSED_RUN * n_max
-        runs += 1
         r += FS_FUSED_RUN
-    return waste * (pr.d + 20) <= runs * FS_FUSED_WASTE
+    return waste * (pr.d + 20) * FS_FUSED_RUN <= (b1 - b0) * FS_FUSED_WASTE
 
 
 cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
@@ -824,11 +825,11 @@ cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
     cdef Py_ssize_t e
     cdef Status st
     if pr.offsets == NULL:
-        return fused_states(pr, b0, b1, wk, slot, bad)
+        return fused_states(pr, b0, b1, b1, wk, slot, bad)
     while b0 < b1:
         e = min(b0 + FS_FUSED_BLOCK, b1)
         if ragged_pays(pr, b0, e):
-            st = fused_states(pr, b0, e, wk, slot, bad)
+            st = fused_states(pr, b0, e, b1, wk, slot, bad)
         else:
             st = run_states(pr, b0, e, wk, slot, bad)
         if st != OK:

@@ -670,8 +670,9 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
 #define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
                                  const char *, ptrdiff_t, const char *, ptrdiff_t, ptrdiff_t,
-                                 const ptrdiff_t *, ptrdiff_t, ptrdiff_t, int, ptrdiff_t, double,
-                                 char *, ptrdiff_t, ptrdiff_t, const double *, double *, int);
+                                 const ptrdiff_t *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
+                                 double, char *, ptrdiff_t, ptrdiff_t, const double *, double *,
+                                 int);
 
 /* The kernel set chosen once by fs_init() when the module loads. */
 static struct {
@@ -997,7 +998,9 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * The score, log pi(a), the entropy, or the loglik value and gradient, of
  * runs of tiny states by one fused kernel (float64 or float32 phi, see
  * FS_DEFINE_FUSED; 1 <= d <= 32 features): states [b0, b1) in runs of 8
- * (the last one partial), each run end to end.  Padded (offsets NULL): N =
+ * (the last one partial), each run end to end, prefetching the states ahead
+ * of them below b_pf >= b1 (the caller's group end: a ragged group comes in
+ * blocks).  Padded (offsets NULL): N =
  * n_padded rows a state (1 <= N <= 32), mask NULL or the (B, N) legal rows
  * with strides mask_sb, mask_sn (mask_sb = 0: one (N,) mask of every state).
  * Ragged: state b is rows offsets[b] .. offsets[b + 1] - 1 of phi (stride
@@ -1044,8 +1047,9 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
 #define FS_FUSED_MAX_D 32
 /* Ragged states take the fused kernel by blocks of FS_FUSED_BLOCK states
  * whose runs waste few rows (_core's ragged_pays): W = 8 N_max - sum_s n_s
- * a run (N_max its longest state's rows), the block's sum of W times
- * (d + 20) at most FS_FUSED_WASTE a run.  Measured, one thread, ragged
+ * a run (N_max its longest state's rows; a partial run's missing states
+ * count as rows of N_max), the block's sum of W times (d + 20) at most
+ * FS_FUSED_WASTE a run of 8 states (1 / 8 of it a state).  Measured, one thread, ragged
  * states of n rows each (Zen 4): a state costs a + b n ns on either path, b
  * about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32), a 60-100 ns less on
  * the fused one; a run pays while W < 8 (a_p - a_f) / b: for loglik(grad)
@@ -1329,7 +1333,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
     FS_AVX512_FUSED static ptrdiff_t NAME(                                                       \
         const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act, \
         ptrdiff_t act_s, const char *mask, ptrdiff_t mask_sb, ptrdiff_t mask_sn,                 \
-        const ptrdiff_t *offsets, ptrdiff_t b0, ptrdiff_t b1, int n_padded, ptrdiff_t d,         \
+        const ptrdiff_t *offsets, ptrdiff_t b0, ptrdiff_t b1, ptrdiff_t b_pf, int n_padded,      \
+        ptrdiff_t d,                                                                             \
         double tau, char *out, ptrdiff_t out_sb,                                                 \
         ptrdiff_t out_sd, const double *weights, double *slot, int what) {                       \
         const int plain = FS_FUSED_PLAIN_##LK; /* z_lo = 0 */                                    \
@@ -1473,7 +1478,7 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
                  * 255, 4 runs 235; into L2 (prefetcht1) 2 runs 165 (4: 166, 8:                  \
                  * 170); the per-state path 232, the data in L3 150. */                          \
                 ptrdiff_t sp = r0 + s + FS_FUSED_AHEAD * FS_FUSED_RUN;                           \
-                if (sp < b1) {                                                                   \
+                if (sp < b_pf) {                                                                 \
                     const char *pb = offsets ? phi + offsets[sp] * phi_sn : phi + sp * phi_sb;   \
                     int np = offsets ? (int)(offsets[sp + 1] - offsets[sp]) : N;                 \
                     for (int k = 0; k < np; k++) {                                               \
