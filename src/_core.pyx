@@ -1918,6 +1918,15 @@ def _fused_enabled(bint on):
     return prev
 
 
+def _ragged_pays(const Py_ssize_t[::1] offsets, Py_ssize_t d):
+    """ragged_pays over every state of offsets (a block), with d features:
+    whether run_fused sends such a block to the fused kernel (for tests)."""
+    cdef Problem pr
+    pr.offsets = &offsets[0]
+    pr.d = d
+    return ragged_pays(&pr, 0, offsets.shape[0] - 1)
+
+
 def read_pass(const double[::1] x, int n_threads):
     """Sum x with n_threads threads: a read-only pass at memory speed.
 

@@ -1,6 +1,6 @@
 """The fused kernel of runs of tiny states (score, log_prob, entropy, loglik
-value and gradient; padded, masked or not, N <= 32, d <= 32, the AVX-512
-set): bit for bit, and error for error, the per-state path.
+value and gradient; padded or ragged, masked or not, N <= 32, d <= 32, the
+AVX-512 set): bit for bit, and error for error, the per-state path.
 
 A call with one state (phi of shape (N, d)) never takes the fused path, so
 scoring the states one call at a time gives the per-state results to
@@ -603,8 +603,8 @@ def test_fused_ragged_fuzz(B, hi, d, seed, tau, dtypes, func, masked):
 
 
 def mixed_blocks():
-    """Row counts of 8192 states (64 groups of 128 with two threads' default
-    grouping): blocks of 64 states alternately of 3 or 4 rows (3 rows wasted
+    """Row counts of 8192 states (64 groups of 128, two blocks of 64 each):
+    blocks of 64 states alternately of 3 or 4 rows (3 rows wasted
     a run: the fused kernel) and of runs of one 32-row state among 2-row
     ones (210 rows wasted a run: the per-state path)."""
     taken = np.tile([4, 3, 4, 3, 4, 4, 3, 4], 8)
@@ -641,3 +641,83 @@ def test_fused_ragged_mixed_blocks_error(bad):
             got = outcome(f, phi, theta, a, offsets=offsets, n_threads=nt)
             assert f"state {bad}" in got, (func, nt)
             assert got == per_state(outcome, f, phi, theta, a, offsets=offsets, n_threads=nt)
+
+
+def test_ragged_pays_bound():
+    """The blocks run_fused sends to the fused kernel: 8 W (d + 20) <= 1700
+    a state, W = 8 N_max - sum n a run (a partial run's missing states as
+    rows of N_max)."""
+    def pays(n, d):
+        return _core._ragged_pays(np.concatenate([[0], np.cumsum(n)]).astype(np.intp), d)
+    assert pays([4] * 64, 32)                    # no row wasted
+    assert pays([3, 4] * 32, 8)                  # W = 4 a run
+    assert not pays([32] + [2] * 7, 8)           # W = 210 a run
+    assert pays([32] * 6 + [11, 11], 20)         # W = 42: 42 * 40 <= 1700
+    assert not pays([32] * 6 + [11, 10], 20)     # W = 43: 1720
+    assert pays(([32] * 6 + [11, 11]) * 7 + [32] * 8, 20)
+    assert not pays([5], 8)                      # one state: W = 35 for one state's saving
+    assert pays([5] * 16, 8)
+
+
+# Ragged runs whose short states leave rows absent in every part of the
+# kernel: N up to 32 and d of 9 to 32 (two to four 8-wide vectors in g).
+@pytest.mark.parametrize("N,d", [(32, 9), (24, 17), (17, 25), (12, 32), (9, 20)])
+@pytest.mark.parametrize("func", sorted(MASKED_CALLS))
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_ragged_absent_rows_wide(N, d, func, dtypes, masked):
+    w = min(N - 1, 1700 // (d + 20))             # rows one state a run lacks: the run pays
+    rng = np.random.default_rng(N * 100 + d)
+    n = np.full(8 * 80, N)
+    short = np.arange(0, len(n), 8) + rng.integers(0, 8, len(n) // 8)
+    n[short] = N - rng.integers(1, w + 1, len(short))
+    offsets = np.concatenate([[0], np.cumsum(n)]).astype(np.intp)
+    assert _core._ragged_pays(offsets, d)
+    phi, theta, a, offsets, mask = ragged_data(len(n), 0, 0, d, seed=N + d, dtypes=dtypes,
+                                               masked=masked, n=n)
+    f = MASKED_CALLS[func]
+    for nt in (1, 2):
+        kw = dict(offsets=offsets, mask=mask, temperature=1.3, n_threads=nt)
+        got = outcome(f, phi, theta, a, **kw)
+        assert not isinstance(got, str)
+        assert got == per_state(outcome, f, phi, theta, a, **kw), nt
+
+
+@pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
+def test_fused_ragged_loglik_weights(dtypes):
+    phi, theta, a, offsets, _ = ragged_data(1203, 1, 6, 7, seed=5, dtypes=dtypes)
+    w = np.random.default_rng(6).random(len(a)) * 3
+    for grad in (False, True):
+        for nt in (1, 2):
+            kw = dict(offsets=offsets, weights=w, grad=grad, n_threads=nt)
+            got = outcome(fastscore.loglik, phi, theta, a, **kw)
+            assert not isinstance(got, str)
+            assert got == per_state(outcome, fastscore.loglik, phi, theta, a, **kw)
+
+
+@pytest.mark.parametrize("b", [0, 413, 1202])
+def test_fused_ragged_all_masked_state(b):
+    """Every row of a ragged state masked: the per-state path's error, for
+    the entropy (no action) and for the others (the taken action masked)."""
+    phi, theta, a, offsets, mask = ragged_data(1203, 1, 6, 7, seed=7, masked=True)
+    mask[offsets[b]:offsets[b + 1]] = False
+    for func, f in MASKED_CALLS.items():
+        for nt in (1, 2):
+            kw = dict(offsets=offsets, mask=mask, n_threads=nt)
+            got = outcome(f, phi, theta, a, **kw)
+            assert isinstance(got, str) and f"state {b}" in got, (func, got)
+            assert got == per_state(outcome, f, phi, theta, a, **kw)
+
+
+@settings(max_examples=25, deadline=None)
+@given(B=st.integers(65, 700), hi=st.integers(1, 32), d=st.integers(1, 32),
+       seed=st.integers(0, 2**32 - 1), tau=st.sampled_from([1.0, 0.3]),
+       dtypes=st.sampled_from(ALL_KINDS), func=st.sampled_from(sorted(MASKED_CALLS)),
+       masked=st.booleans(), nt=st.sampled_from([1, 2]))
+def test_fused_ragged_fuzz_full_runs(B, hi, d, seed, tau, dtypes, func, masked, nt):
+    """Batches big enough for runs of 8 states (and blocks of 64)."""
+    lo = max(1, hi - int(np.random.default_rng(seed).integers(0, 4)))
+    phi, theta, a, offsets, mask = ragged_data(B, lo, hi, d, seed, dtypes, masked)
+    f = MASKED_CALLS[func]
+    kw = dict(offsets=offsets, mask=mask, temperature=tau, n_threads=nt)
+    assert outcome(f, phi, theta, a, **kw) == per_state(outcome, f, phi, theta, a, **kw)
