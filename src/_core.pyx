@@ -925,7 +925,7 @@ cdef Py_ssize_t make_groups(const Problem *pr, Py_ssize_t n_states, Py_ssize_t p
     state.  Depends on the data alone.  Returns the number of groups."""
     cdef Py_ssize_t b, n = 0, open_at = 0
     start[0] = 0
-    if n_wide == 0:  # no state to look at
+    if n_wide == 0:  # uniform groups: no state needs looking at
         n = (n_states + per_group - 1) // per_group
         for b in range(1, n + 1):
             start[b] = min(b * per_group, n_states)

@@ -1000,13 +1000,13 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * FS_DEFINE_FUSED; 1 <= d <= 32 features): states [b0, b1) in runs of 8
  * (the last one partial), each run end to end, prefetching the states ahead
  * of them below b_pf >= b1 (the caller's group end: a ragged group comes in
- * blocks).  Padded (offsets NULL): N =
- * n_padded rows a state (1 <= N <= 32), mask NULL or the (B, N) legal rows
- * with strides mask_sb, mask_sn (mask_sb = 0: one (N,) mask of every state).
- * Ragged: state b is rows offsets[b] .. offsets[b + 1] - 1 of phi (stride
- * phi_sn; at most 32), mask NULL or one flag a row (stride mask_sn); a run
- * takes its longest state's row count N, and a shorter state's rows past
- * its own are absent, as masked ones.  `what` says what it computes: the
+ * blocks).  Padded (offsets NULL): N = n_padded rows a state (1 <= N <=
+ * 32), mask NULL or the (B, N) legal rows with strides mask_sb, mask_sn
+ * (mask_sb = 0: one (N,) mask of every state).  Ragged: state b is rows
+ * offsets[b] .. offsets[b + 1] - 1 of phi (stride phi_sn; at most 32), mask
+ * NULL or one flag a row (stride mask_sn); a run takes its longest state's
+ * row count N, and a shorter state's rows past its own are absent, as
+ * masked ones.  `what` says what it computes: the
  * scores, log pi(a) or the entropies into out; or, for loglik, slot[0] +=
  * w_b log pi_b(a_b) and (FS_FUSED_LOGLIK_GRAD) slot[1 ..] += w_b score_b,
  * state by state in order (finish_state's REDUCE step; w_b = weights[b], or
@@ -1049,15 +1049,16 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * whose runs waste few rows (_core's ragged_pays): W = 8 N_max - sum_s n_s
  * a run (N_max its longest state's rows; a partial run's missing states
  * count as rows of N_max), the block's sum of W times (d + 20) at most
- * FS_FUSED_WASTE a run of 8 states (1 / 8 of it a state).  Measured, one thread, ragged
- * states of n rows each (Zen 4): a state costs a + b n ns on either path, b
- * about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32), a 60-100 ns less on
- * the fused one; a run pays while W < 8 (a_p - a_f) / b: for loglik(grad)
- * about 92 rows at d = 4, 75 at d = 8, 52 at d = 20, 42 at d = 32; for the
- * score about 65 at d = 8 and 41 at d = 20, which the bound follows.  A
- * choice run by run measured slower than either path alone where it
- * switched often (100000 states of 2-20 rows, d = 20: 306-311 ns a state
- * against 275-277 for either; not root-caused), hence blocks. */
+ * FS_FUSED_WASTE a run of 8 states (1 / 8 of it a state).  Measured, one
+ * thread, ragged states of n rows each (Zen 4): a state costs a + b n ns
+ * on either path, b about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32),
+ * a 60-100 ns less on the fused one; a run pays while W < 8 (a_p - a_f) /
+ * b: for loglik(grad) about 92 rows at d = 4, 75 at d = 8, 52 at d = 20, 42
+ * at d = 32; for the score about 65 at d = 8 and 41 at d = 20, which the
+ * bound follows.  A choice run by run measured slower than either path
+ * alone where it switched often (100000 states of 2-20 rows, d = 20:
+ * 306-311 ns a state against 275-277 for either; not root-caused), hence
+ * blocks. */
 #define FS_FUSED_WASTE 1700
 #define FS_FUSED_BLOCK 64
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
@@ -1334,9 +1335,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         const char *phi, ptrdiff_t phi_sb, ptrdiff_t phi_sn, const fs_theta *t, const char *act, \
         ptrdiff_t act_s, const char *mask, ptrdiff_t mask_sb, ptrdiff_t mask_sn,                 \
         const ptrdiff_t *offsets, ptrdiff_t b0, ptrdiff_t b1, ptrdiff_t b_pf, int n_padded,      \
-        ptrdiff_t d,                                                                             \
-        double tau, char *out, ptrdiff_t out_sb,                                                 \
-        ptrdiff_t out_sd, const double *weights, double *slot, int what) {                       \
+        ptrdiff_t d, double tau, char *out, ptrdiff_t out_sb, ptrdiff_t out_sd,                  \
+        const double *weights, double *slot, int what) {                                         \
         const int plain = FS_FUSED_PLAIN_##LK; /* z_lo = 0 */                                    \
         const int nv8 = (int)((d + 7) / 8);                                                      \
         const __mmask8 gm = (__mmask8)((1u << (d - (nv8 - 1) * 8)) - 1);                         \
