@@ -562,6 +562,16 @@ def ragged_data(B, lo, hi, d, seed, dtypes=ALL_KINDS[0], masked=False, n=None):
     return phi, theta, a, offsets, mask
 
 
+def check_ragged(f, phi, theta, a, offsets, mask, tau):
+    """f with offsets= returns (no error) the per-state path's bits, on one
+    thread and on two."""
+    for nt in (1, 2):
+        kw = dict(offsets=offsets, mask=mask, temperature=tau, n_threads=nt)
+        got = outcome(f, phi, theta, a, **kw)
+        assert not isinstance(got, str), got
+        assert got == per_state(outcome, f, phi, theta, a, **kw), (tau, nt)
+
+
 @pytest.mark.parametrize("func", sorted(MASKED_CALLS))
 @pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
 @pytest.mark.parametrize("lo,hi,d", [(1, 8, 5), (2, 32, 20), (10, 10, 13), (1, 4, 8), (30, 33, 7),
@@ -570,13 +580,8 @@ def ragged_data(B, lo, hi, d, seed, dtypes=ALL_KINDS[0], masked=False, n=None):
 def test_fused_ragged_equals_per_state(lo, hi, d, dtypes, func, masked):
     phi, theta, a, offsets, mask = ragged_data(1001, lo, hi, d, seed=lo + hi + d, dtypes=dtypes,
                                                masked=masked)
-    f = MASKED_CALLS[func]
     for tau in (1.0, 2.5):
-        for nt in (1, 2):
-            kw = dict(offsets=offsets, mask=mask, temperature=tau, n_threads=nt)
-            got = outcome(f, phi, theta, a, **kw)
-            assert got == per_state(outcome, f, phi, theta, a, **kw), (lo, hi, d, tau, nt)
-            assert not isinstance(got, str)
+        check_ragged(MASKED_CALLS[func], phi, theta, a, offsets, mask, tau)
 
 
 @pytest.mark.parametrize("nt", [1, 2])
@@ -621,12 +626,7 @@ def test_fused_ragged_mixed_blocks(func, dtypes, masked):
     n = mixed_blocks()
     phi, theta, a, offsets, mask = ragged_data(len(n), 0, 0, 6, seed=11, dtypes=dtypes,
                                                masked=masked, n=n)
-    f = MASKED_CALLS[func]
-    for nt in (1, 2):
-        kw = dict(offsets=offsets, mask=mask, temperature=0.7, n_threads=nt)
-        got = outcome(f, phi, theta, a, **kw)
-        assert not isinstance(got, str)
-        assert got == per_state(outcome, f, phi, theta, a, **kw), nt
+    check_ragged(MASKED_CALLS[func], phi, theta, a, offsets, mask, 0.7)
 
 
 @pytest.mark.parametrize("bad", [10, 64 + 9, 8191])
@@ -675,12 +675,7 @@ def test_fused_ragged_absent_rows_wide(N, d, func, dtypes, masked):
     assert _core._ragged_pays(offsets, d)
     phi, theta, a, offsets, mask = ragged_data(len(n), 0, 0, d, seed=N + d, dtypes=dtypes,
                                                masked=masked, n=n)
-    f = MASKED_CALLS[func]
-    for nt in (1, 2):
-        kw = dict(offsets=offsets, mask=mask, temperature=1.3, n_threads=nt)
-        got = outcome(f, phi, theta, a, **kw)
-        assert not isinstance(got, str)
-        assert got == per_state(outcome, f, phi, theta, a, **kw), nt
+    check_ragged(MASKED_CALLS[func], phi, theta, a, offsets, mask, 1.3)
 
 
 @pytest.mark.parametrize("dtypes", ALL_KINDS, ids=ALL_IDS)
