@@ -91,6 +91,7 @@ cdef extern from "fastscore_simd.h" nogil:
         FS_FUSED_MAX_N
         FS_FUSED_MAX_D
         FS_FUSED_WASTE
+        FS_FUSED_WASTE_D
         FS_FUSED_BLOCK
         FS_FUSED_SCORE
         FS_FUSED_LOGP
@@ -808,12 +809,12 @@ cdef bint ragged_pays(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1) noexcept 
     while r < b1:
         n_max = 0
         for s in range(r, min(r + FS_FUSED_RUN, b1)):
-            n = pr.offsets[s + 1] - pr.offsets[s]
+            n = state_rows(pr, s)
             n_max = max(n_max, n)
             waste -= n
         waste += FS_FUSED_RUN * n_max
         r += FS_FUSED_RUN
-    return waste * (pr.d + 20) * FS_FUSED_RUN <= (b1 - b0) * FS_FUSED_WASTE
+    return waste * (pr.d + FS_FUSED_WASTE_D) * FS_FUSED_RUN <= (b1 - b0) * FS_FUSED_WASTE
 
 
 cdef Status run_fused(const Problem *pr, Py_ssize_t b0, Py_ssize_t b1, Work *wk,
@@ -1922,6 +1923,7 @@ def _ragged_pays(const Py_ssize_t[::1] offsets, Py_ssize_t d):
     """ragged_pays over every state of offsets (a block), with d features:
     whether run_fused sends such a block to the fused kernel (for tests)."""
     cdef Problem pr
+    memset(&pr, 0, sizeof(pr))
     pr.offsets = &offsets[0]
     pr.d = d
     return ragged_pays(&pr, 0, offsets.shape[0] - 1)

@@ -1060,6 +1060,7 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * 306-311 ns a state against 275-277 for either; not root-caused), hence
  * blocks. */
 #define FS_FUSED_WASTE 1700
+#define FS_FUSED_WASTE_D 20 /* the 20 of (d + 20) */
 #define FS_FUSED_BLOCK 64
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
 #define FS_FUSED_PF_LOC 2 /* __builtin_prefetch locality 2: prefetcht1, into L2 */
