@@ -98,10 +98,20 @@ def _numeric(frame, column):
         raise TypeError(f"column {column!r} must hold numbers, got dtype {dtype}") from None
 
 
-def _codes(frame, column, sort=True):
+def _codes(frame, column):
     """(codes, labels) of a column; missing labels are an error."""
     pd = _pandas()
-    codes, labels = pd.factorize(frame[column], sort=sort)
+    values = frame[column].to_numpy()
+    if (values.dtype.kind in "biuf" and values.size
+            and np.all(values[1:] >= values[:-1])):
+        # Sorted numbers (the usual observation column): codes by counting
+        # changes, no hashing.  (NaN fails the comparison and goes below.)
+        change = values[1:] != values[:-1]
+        codes = np.empty(values.size, dtype=np.intp)
+        codes[0] = 0
+        np.cumsum(change, out=codes[1:])
+        return codes, pd.Index(values[np.r_[True, change]])
+    codes, labels = pd.factorize(frame[column], sort=True)
     if codes.size and codes.min() < 0:
         raise ChoiceDataError(
             f"column {column!r} has missing values (row {frame.index[np.argmin(codes)]!r})"
@@ -157,7 +167,10 @@ class _Layout:
             o = rank[o]
             obs_labels = obs_labels[np.argsort(rank)]
         key = o.astype(np.int64) * n_alt + a
+        # True while rows are the frame's rows in its own order.
+        self.identity = keep is None
         if key.size > 1 and not np.all(key[1:] > key[:-1]):
+            self.identity = False
             order = np.argsort(key, kind="stable")
             rows, o, a, key = rows[order], o[order], a[order], key[order]
             dup = np.flatnonzero(key[1:] == key[:-1])
@@ -191,6 +204,7 @@ class _Layout:
         kept = sizes > 1
         self.n_single = int(sizes.size - kept.sum())
         if self.n_single:
+            self.identity = False
             rows = np.repeat(kept, sizes)
             self.rows, self.alt = self.rows[rows], self.alt[rows]
             self.obs_labels = self.obs_labels[np.flatnonzero(kept)]
@@ -321,9 +335,13 @@ class _Spec:
         cols = {c: _numeric(frame, c) for c in self.columns}
         n, k = layout.rows.size, len(self.terms)
         X = np.empty((n, k), dtype=np.float64)
+        # Rows in the frame's own order (sorted data, all available) are read
+        # by slices, the others gathered.
+        identity = layout.identity
         for i0 in range(0, n, _BLOCK_ROWS):
             i1 = min(i0 + _BLOCK_ROWS, n)
-            rows, alt = layout.rows[i0:i1], layout.alt[i0:i1]
+            rows = slice(i0, i1) if identity else layout.rows[i0:i1]
+            alt = layout.alt[i0:i1]
             block = X[i0:i1]
             for j, (kind, col, a) in enumerate(self.terms):
                 if kind == "x":
@@ -896,7 +914,10 @@ class Summary:
         rows = max(len(left), len(right))
         left += [("", "")] * (rows - len(left))
         right += [("", "")] * (rows - len(right))
-        head = [f"{a:<14}{b:>24}    {c:<18}{d:>14}" for (a, b), (c, d) in zip(left, right)]
+        wa, wb = (max(len(p[i]) for p in left) for i in (0, 1))
+        wc, wd = (max(len(p[i]) for p in right) for i in (0, 1))
+        head = [f"{a:<{wa}}  {b:>{wb}}    {c:<{wc}}  {d:>{wd}}"
+                for (a, b), (c, d) in zip(left, right)]
         frame = self.res.to_frame(self.alpha)
         lo, hi = f"[{self.alpha / 2:g}", f"{1 - self.alpha / 2:g}]"
         width = max(12, max(len(n) for n in frame.index) + 2)

@@ -437,3 +437,15 @@ def test_not_identified_and_separated(rng):
         df["half"] = np.where(df["obs"] % 2 == 1, df["choice"], 0.0)
         with pytest.raises(fc.NotIdentifiedError, match="separated by 'half': the estimates"):
             fit(df, x=["x0", "x1", "half"])
+
+
+def test_import_is_light():
+    """fastscore.choice imports pandas and SciPy when used, not when imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastscore.choice; "
+            "print(sorted(m for m in ('pandas', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"
