@@ -1,0 +1,153 @@
+"""The optimisers of the choice models and their identification checks."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._data import ConvergenceWarning, NotIdentifiedError
+
+
+def information(H, names):
+    """-H, checked to be positive definite; otherwise the parameters that are
+    not identified are named."""
+    info = -H
+    d = np.sqrt(np.clip(np.diag(info), 0.0, None))
+    flat = np.flatnonzero(d <= 1e-300)
+    if flat.size:
+        raise NotIdentifiedError(
+            f"parameter {names[flat[0]]!r} is not identified: its column does not vary across "
+            f"the available alternatives of any observation"
+        )
+    r = info / np.outer(d, d)
+    eig, vec = np.linalg.eigh(r)
+    if eig[0] <= 1e-11 * max(eig[-1], 1.0):
+        v = vec[:, 0]
+        involved = [names[j] for j in np.flatnonzero(np.abs(v) > 0.1 * np.abs(v).max())]
+        raise NotIdentifiedError(
+            f"the Hessian is singular: {', '.join(map(repr, involved))} "
+            f"{'is' if len(involved) == 1 else 'are'} not identified (collinear columns, or "
+            f"a combination of them that the data cannot separate)"
+        )
+    return info
+
+
+def newton(f_all, f_value, beta, names, maxiter, tol):
+    """Newton's method with step halving on a concave log-likelihood.
+
+    ``f_all(b)`` returns (value, gradient, Hessian), ``f_value(b)`` the value.
+    The trial point of a full step is evaluated with its derivatives, so an
+    accepted step costs one pass; only a rejected one costs value passes.
+    Returns (beta, value, gradient, Hessian, iterations, converged).
+    """
+    ll, g, H = f_all(beta)
+    information(H, names)
+    separation = Separation(H, names)
+    beta0 = beta
+    for it in range(1, maxiter + 1):
+        info = -H
+        try:
+            step = np.linalg.solve(info, g)
+        except np.linalg.LinAlgError:
+            information(H, names)
+            raise
+        scaled = float(g @ step)
+        if not np.isfinite(scaled):
+            information(H, names)
+            raise NotIdentifiedError("the Newton step is not finite")
+        if scaled < tol:
+            separation.check(H, beta - beta0)
+            # Converged: one last full step (the error falls from sqrt(tol)
+            # to about tol).  The value no longer tells the better point (it
+            # changes by rounding alone), so the step is kept when it shrinks
+            # the scaled gradient.
+            trial = beta + step
+            ll_t, g_t, H_t = f_all(trial)
+            if float(g_t @ np.linalg.solve(-H_t, g_t)) <= scaled:
+                beta, ll, g, H = trial, ll_t, g_t, H_t
+            return beta, ll, g, H, it, True
+        trial = beta + step
+        ll_t, g_t, H_t = f_all(trial)
+        t = 1.0
+        while not ll_t >= ll:
+            t /= 2
+            if t < 1e-10:
+                warnings.warn(
+                    f"the line search found no increase after {it} iterations (scaled gradient "
+                    f"{scaled:.3g}); the estimates may not be the maximum",
+                    ConvergenceWarning, stacklevel=3)
+                return beta, ll, g, H, it, False
+            trial = beta + t * step
+            ll_t = f_value(trial)
+            if ll_t >= ll:
+                ll_t, g_t, H_t = f_all(trial)
+        beta, ll, g, H = trial, ll_t, g_t, H_t
+        separation.check(H, beta - beta0)
+    warnings.warn(
+        f"Newton's method did not converge in {maxiter} iterations (scaled gradient "
+        f"{float(g @ np.linalg.solve(-H, g)):.3g}); raise maxiter or give start=",
+        ConvergenceWarning, stacklevel=3)
+    return beta, ll, g, H, maxiter, False
+
+
+class Separation:
+    """Watches the curvature against the start's: the curvature vanishing
+    along a direction (the data separated, no finite maximum) shows as a
+    generalised eigenvalue of -H against -H at the start falling to nothing,
+    while in a fit with a maximum it changes by modest factors."""
+
+    LIMIT = 1e-8
+
+    def __init__(self, H0, names):
+        self.L0 = np.linalg.cholesky(-H0)
+        self.L0inv = np.linalg.inv(self.L0)
+        self.scale = np.sqrt(np.diag(-H0))
+        self.names = names
+
+    def check(self, H, moved):
+        eig, vec = np.linalg.eigh(self.L0inv @ -H @ self.L0inv.T)
+        if eig[0] > self.LIMIT:
+            return
+        # Named: the parameters that moved most along the flat directions,
+        # each in units of its starting standard deviation.
+        flat = vec[:, eig <= self.LIMIT]
+        along = self.L0inv.T @ flat @ (flat.T @ self.L0.T @ moved)
+        v = np.abs(along * self.scale)
+        involved = [self.names[j] for j in np.flatnonzero(v > 0.1 * v.max())]
+        raise NotIdentifiedError(
+            f"the choices are separated by {', '.join(map(repr, involved))}: the estimates "
+            f"diverge and there is no finite maximum (drop the variable, or the observations "
+            f"it predicts perfectly)"
+        )
+
+
+
+
+def check_cov(cov, cluster, maxiter):
+    """The arguments every fit takes, checked once."""
+    if cov not in ("hessian", "robust", "cluster"):
+        raise ValueError(f"cov must be 'hessian', 'robust' or 'cluster', got {cov!r}")
+    if (cov == "cluster") != (cluster is not None):
+        raise ValueError("cov='cluster' needs cluster=<column>, and cluster= needs cov='cluster'")
+    if int(maxiter) < 1:
+        raise ValueError(f"maxiter must be >= 1, got {maxiter}")
+
+
+def sandwich(bread, scores, groups=None):
+    """``bread @ B @ bread`` with B the sum of outer products of the units'
+    scores (rows of ``scores``), or with ``groups`` of their sums per group,
+    times G / (G - 1)."""
+    factor = 1.0
+    if groups is not None:
+        n = int(groups.max()) + 1
+        scores = np.stack([np.bincount(groups, weights=scores[:, j], minlength=n)
+                           for j in range(scores.shape[1])], axis=1)
+        factor = n / (n - 1)
+    cov = factor * (bread @ (scores.T @ scores) @ bread)
+    return (cov + cov.T) / 2
+
+
+def null_loglik(offsets, w):
+    """The log-likelihood with every available alternative equally likely."""
+    sizes = np.diff(offsets).astype(np.float64)
+    return -float(np.log(sizes) @ (np.ones_like(sizes) if w is None else w))
