@@ -48,23 +48,28 @@
 #define FSX_TRIANGULAR 3
 #define FSX_UNIFORM 4
 
-FS_INLINE fs_vd fsx_sel(fs_vl m, fs_vd a, fs_vd b) {
+/* Eight lanes (the AVX-512 copy); the four-lane helpers are
+ * fastscore_simd.h's fs_vexp4, fs_vlog1p4, fs_sel4, fs_load4, fs_store4. */
+FS_INLINE fs_vd fsx_sel8(fs_vl m, fs_vd a, fs_vd b) {
     return (fs_vd)(((fs_vl)a & m) | ((fs_vl)b & ~m));
 }
-FS_DEFINE_VEXP(, fsx_vexp, fs_vd, fs_vl, fsx_sel)
-FS_DEFINE_VLOG1P(, fsx_vlog1p, fs_vd, fs_vl, fsx_sel)
+FS_DEFINE_VEXP(, fsx_vexp8, fs_vd, fs_vl, fsx_sel8)
+FS_DEFINE_VLOG1P(, fsx_vlog1p8, fs_vd, fs_vl, fsx_sel8)
 
-FS_INLINE fs_vd fsx_load(const double *p) {
+FS_INLINE fs_vd fsx_load8(const double *p) {
     fs_vd v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-FS_INLINE void fsx_store(double *p, fs_vd v) { memcpy(p, &v, sizeof v); }
+FS_INLINE void fsx_store8(double *p, fs_vd v) { memcpy(p, &v, sizeof v); }
 
-/* The lanes of a in one fixed order (a tree), for every instruction set. */
-FS_INLINE double fsx_hsum(fs_vd a) {
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+/* The sum of the FSX_LANES doubles at a (a group of lanes, in one or two
+ * vectors) in one fixed order, for every instruction set. */
+FS_INLINE double fsx_tree8(const void *a) {
+    double b[FSX_LANES];
+    memcpy(b, a, sizeof b);
+    return ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
 }
 
 typedef struct {
@@ -96,6 +101,15 @@ static inline ptrdiff_t fsx_scratch_doubles(const fsx_problem *pb) {
 typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *, double *,
                              double *);
 
+#define FSX_W 4
+#define FSX_VD fs_vd4
+#define FSX_VL fs_vl4
+#define FSX_SEL fs_sel4
+#define FSX_EXP fs_vexp4
+#define FSX_LOG1P fs_vlog1p4
+#define FSX_LOAD fs_load4
+#define FSX_STORE fs_store4
+
 #define FSX_PANEL fsx_panel_generic
 #define FSX_ATTRS
 #include "fastscore_mixed_panel.h"
@@ -110,6 +124,23 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
 #undef FSX_ATTRS
+
+#undef FSX_W
+#undef FSX_VD
+#undef FSX_VL
+#undef FSX_SEL
+#undef FSX_EXP
+#undef FSX_LOG1P
+#undef FSX_LOAD
+#undef FSX_STORE
+#define FSX_W 8
+#define FSX_VD fs_vd
+#define FSX_VL fs_vl
+#define FSX_SEL fsx_sel8
+#define FSX_EXP fsx_vexp8
+#define FSX_LOG1P fsx_vlog1p8
+#define FSX_LOAD fsx_load8
+#define FSX_STORE fsx_store8
 #define FSX_PANEL fsx_panel_avx512
 #define FSX_ATTRS __attribute__((target("avx512f")))
 #include "fastscore_mixed_panel.h"
