@@ -104,6 +104,15 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         libraries=[] if sys.platform == "win32" else ["m"],
     ),
+    Extension(
+        "fastscore._mixed",
+        sources=["src/_mixed.pyx"],
+        include_dirs=[np.get_include(), "src"],
+        depends=["src/fastscore_simd.h", "src/fastscore_mixed.h", "src/fastscore_mixed_panel.h",
+                 "src/_common.pxd"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        libraries=[] if sys.platform == "win32" else ["m"],
+    ),
 ]
 
 setup(

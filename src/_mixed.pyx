@@ -1,0 +1,172 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False, binding=True
+"""Compiled kernel of the mixed logit's simulated log-likelihood.
+
+Layers: ``fastscore._mixedlogit.simulated_loglik`` checks and converts the
+arrays; ``simulated_loglik_arrays`` here takes them in canonical form (C
+order float64 / intp, already checked), releases the GIL and spreads the
+panels over the OpenMP threads; each panel is one call of the C panel
+function of fastscore_mixed.h (one per instruction set, picked at import)
+into the panel's own slots, and the panels' values and gradients are summed
+in panel order by one thread, so the bits do not depend on the thread count.
+"""
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
+
+cimport numpy as cnp
+
+from _common cimport FS_OPENMP, as_thread_count, fs_log1p
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef extern from "fastscore_mixed.h" nogil:
+    ctypedef struct fsx_problem:
+        const double *X
+        const Py_ssize_t *offsets
+        const Py_ssize_t *chosen
+        const Py_ssize_t *panel_offsets
+        const double *draws
+        const int *kinds
+        const Py_ssize_t *rcol
+        const double *params
+        Py_ssize_t k, q, R, Rp
+        Py_ssize_t n_params, max_rows
+        int chol, want_grad
+        double log_R
+    ctypedef void (*fsx_panel_fn)(const fsx_problem *, Py_ssize_t, double *, double *,
+                                  double *, double *) noexcept nogil
+    const int FSX_LANES
+    Py_ssize_t fsx_scratch_doubles(const fsx_problem *pb)
+    int fsx_isa_available(int isa)
+    fsx_panel_fn fsx_isa_panel(int isa)
+
+
+# Below this many multiply-adds (rows x draws x columns) a call runs on one
+# thread: a fork/join would cost more than it saves.
+DEF PARALLEL_MIN_WORK = 200000
+
+ISA_NAMES = ("avx512f", "avx2", "baseline")
+
+cdef int _isa = 2
+cdef fsx_panel_fn _panel = fsx_isa_panel(2)
+
+
+def isa_levels():
+    """The instruction sets whose copy of the panel kernel this CPU and build
+    can run, best first."""
+    return tuple(ISA_NAMES[i] for i in range(3) if fsx_isa_available(i))
+
+
+def set_isa(name):
+    """Use the panel kernel compiled for ``name`` (one of isa_levels(), or
+    None for the best); return the previous name.  Every copy gives the same
+    bits: this exists to test that."""
+    global _isa, _panel
+    cdef str old = ISA_NAMES[_isa]
+    if name is None:
+        name = isa_levels()[0]
+    if name not in ISA_NAMES or not fsx_isa_available(ISA_NAMES.index(name)):
+        raise ValueError(f"isa must be one of {isa_levels()} or None, got {name!r}")
+    _isa = ISA_NAMES.index(name)
+    _panel = fsx_isa_panel(_isa)
+    return old
+
+
+def current_isa():
+    return ISA_NAMES[_isa]
+
+
+set_isa(None)
+
+
+cdef void sum_panels(const double *x, const double *w, Py_ssize_t P, Py_ssize_t stride,
+                     Py_ssize_t n, double *out) noexcept nogil:
+    """out[a] = sum_p w[p] x[p stride + a] (w NULL: weight 1) in panel order,
+    compensated (Neumaier), so long panel lists lose nothing to the sum."""
+    cdef Py_ssize_t p, a
+    cdef double s, c, t, y
+    for a in range(n):
+        s = 0.0
+        c = 0.0
+        for p in range(P):
+            y = x[p * stride + a] if w == NULL else w[p] * x[p * stride + a]
+            t = s + y
+            if abs(s) >= abs(y):
+                c += (s - t) + y
+            else:
+                c += (y - t) + s
+            s = t
+        out[a] = s + c
+
+
+def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offsets,
+                            const Py_ssize_t[::1] chosen, const Py_ssize_t[::1] panel_offsets,
+                            const double[:, :, ::1] draws, const int[::1] kinds,
+                            const Py_ssize_t[::1] rcol, const double[::1] params,
+                            const double[::1] weights, bint chol, bint want_grad,
+                            bint want_scores, bint want_post, object n_threads,
+                            Py_ssize_t max_rows):
+    """(ll, grad, panel_scores, posterior), each None unless asked, for
+    arrays already checked by fastscore._mixedlogit (weights may be None)."""
+    cdef fsx_problem pb
+    cdef Py_ssize_t P = panel_offsets.shape[0] - 1
+    cdef Py_ssize_t k = X.shape[1], q = rcol.shape[0], R = draws.shape[1]
+    cdef Py_ssize_t n_params = params.shape[0], p, size
+    cdef int nt = as_thread_count(n_threads)
+    cdef double *scr
+    cdef int failed[1]
+    cdef double ll
+    cdef fsx_panel_fn panel = _panel
+    if draws.shape[0] != P or draws.shape[2] != q or kinds.shape[0] != k:
+        raise ValueError("inconsistent shapes (the checks of fastscore._mixedlogit were skipped)")
+    pb.X = &X[0, 0] if X.shape[0] > 0 else NULL
+    pb.offsets = &offsets[0]
+    pb.chosen = &chosen[0] if chosen.shape[0] > 0 else NULL
+    pb.panel_offsets = &panel_offsets[0]
+    pb.draws = &draws[0, 0, 0] if draws.size > 0 else NULL
+    pb.kinds = &kinds[0] if k > 0 else NULL
+    pb.rcol = &rcol[0] if q > 0 else NULL
+    pb.params = &params[0] if n_params > 0 else NULL
+    pb.k = k
+    pb.q = q
+    pb.R = R
+    pb.Rp = (R + FSX_LANES - 1) // FSX_LANES * FSX_LANES
+    pb.n_params = n_params
+    pb.max_rows = max_rows
+    pb.chol = chol
+    pb.want_grad = want_grad or want_scores
+    pb.log_R = fs_log1p(<double>(R - 1))
+
+    cdef cnp.ndarray ll_p = np.empty(P)
+    cdef cnp.ndarray scores = np.empty((P if pb.want_grad else 0, n_params))
+    cdef cnp.ndarray post = np.empty((P if want_post else 0, k))
+    cdef double *llv = <double *>cnp.PyArray_DATA(ll_p)
+    cdef double *sv = <double *>cnp.PyArray_DATA(scores)
+    cdef double *pv = <double *>cnp.PyArray_DATA(post)
+    cdef const double *wv = &weights[0] if weights is not None and P > 0 else NULL
+    size = fsx_scratch_doubles(&pb)
+    failed[0] = 0
+    cdef double work = <double>offsets[offsets.shape[0] - 1] * pb.Rp * (k + 1)
+    if not (FS_OPENMP and nt > 1 and P > 1 and work >= PARALLEL_MIN_WORK):
+        nt = 1
+    with nogil, parallel(num_threads=nt):
+        scr = <double *>malloc(size * sizeof(double))
+        for p in prange(P, schedule='dynamic'):
+            if scr == NULL:
+                failed[0] = 1
+            else:
+                panel(&pb, p, scr, llv + p, sv + p * n_params if pb.want_grad else NULL,
+                      pv + p * k if want_post else NULL)
+        free(scr)
+    if failed[0]:
+        raise MemoryError("no memory for the mixed-logit kernel's per-thread scratch")
+    cdef cnp.ndarray grad = None
+    sum_panels(llv, wv, P, 1, 1, &ll)
+    if want_grad:
+        grad = np.empty(n_params)
+        sum_panels(sv, wv, P, n_params, n_params, <double *>cnp.PyArray_DATA(grad))
+    return (ll, grad, scores if want_scores else None, post if want_post else None)
