@@ -22,9 +22,10 @@ through the dataframe interchange protocol.
 """
 from ._conditional import ConditionalLogit
 from ._data import ChoiceDataError, ConvergenceWarning, NotIdentifiedError
+from ._mixed import MixedLogit, MixedLogitResults
 from ._results import ChoiceResults, FittedModel, Summary
 
 __all__ = [
     "ChoiceDataError", "ChoiceResults", "ConditionalLogit", "ConvergenceWarning", "FittedModel",
-    "NotIdentifiedError", "Summary",
+    "MixedLogit", "MixedLogitResults", "NotIdentifiedError", "Summary",
 ]

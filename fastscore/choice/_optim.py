@@ -151,3 +151,45 @@ def null_loglik(offsets, w):
     """The log-likelihood with every available alternative equally likely."""
     sizes = np.diff(offsets).astype(np.float64)
     return -float(np.log(sizes) @ (np.ones_like(sizes) if w is None else w))
+
+
+def bfgs(f, x, hess_inv, maxiter, tol):
+    """Maximise ``f`` (x -> (value, gradient)) by BFGS from the inverse
+    curvature ``hess_inv`` (of minus f), halving steps that do not increase
+    the value.  Converged when the predicted gain ``g' hess_inv g`` falls
+    below ``tol``.  Returns (x, value, gradient, iterations, evaluations,
+    converged)."""
+    ll, g = f(x)
+    evaluations = 1
+    for it in range(1, maxiter + 1):
+        d = hess_inv @ g
+        scaled = float(g @ d)
+        if scaled < tol:
+            return x, ll, g, it - 1, evaluations, True
+        t = 1.0
+        while True:
+            trial = x + t * d
+            ll_t, g_t = f(trial)
+            evaluations += 1
+            if ll_t >= ll:
+                break
+            t /= 2
+            if t < 1e-10:
+                warnings.warn(
+                    f"the line search found no increase after {it} iterations (predicted gain "
+                    f"{scaled:.3g}); the estimates may not be the maximum",
+                    ConvergenceWarning, stacklevel=3)
+                return x, ll, g, it, evaluations, False
+        s, y = trial - x, g - g_t
+        sy = float(s @ y)
+        if sy > 0:
+            # The BFGS update of the inverse, skipped when the curvature
+            # condition fails (it would lose positive definiteness).
+            hy = hess_inv @ y
+            hess_inv = (hess_inv + ((sy + y @ hy) / sy ** 2) * np.outer(s, s)
+                        - (np.outer(hy, s) + np.outer(s, hy)) / sy)
+        x, ll, g = trial, ll_t, g_t
+    warnings.warn(f"BFGS did not converge in {maxiter} iterations (predicted gain "
+                  f"{float(g @ hess_inv @ g):.3g}); raise maxiter or give start=",
+                  ConvergenceWarning, stacklevel=3)
+    return x, ll, g, maxiter, evaluations, False

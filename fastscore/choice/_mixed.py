@@ -1,0 +1,387 @@
+"""The mixed (random-coefficients) logit, fitted by simulated maximum
+likelihood on the compiled panel kernel (``fastscore._mixedlogit``)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import _core
+from ._data import (Layout, LongFormatModel, as_frame,
+                    check_columns, label, pandas_module)
+from ._optim import bfgs, check_cov, information, newton, null_loglik, sandwich
+from ._results import FittedModel
+
+DISTRIBUTIONS = {"normal": 1, "lognormal": 2, "triangular": 3, "uniform": 4}
+DRAWS = ("halton", "sobol", "mlhs", "random")
+# Panels a step of the simulated prediction takes: their rows x draws x
+# coefficients stay near this many doubles.
+_PREDICT_CHUNK = 1 << 21
+
+
+class MixedLogit(LongFormatModel):
+    """The mixed logit with random coefficients, by simulated maximum
+    likelihood.
+
+    For person (panel) n and draw r the coefficients are
+    ``beta_nr = m + s * xi_nr`` (normal, triangular, uniform),
+    ``exp(m + s * xi_nr)`` (lognormal) or, with ``correlated=True``,
+    ``m + L xi_nr`` with L lower triangular; the simulated likelihood of a
+    person is the mean over the draws of the product of their choice
+    situations' logit probabilities.
+
+    Parameters
+    ----------
+    data, choice, obs, alt, x, asc, x_by_alt, avail, weights
+        As for ``ConditionalLogit``; ``weights`` must be constant within a
+        panel.
+    random : dict
+        ``{column of x: distribution}``, the distribution one of
+        ``"normal"``, ``"lognormal"``, ``"triangular"``, ``"uniform"``.
+        Lognormal coefficients are positive: negate a column whose effect is
+        negative.
+    panel : str, optional
+        Column of the person whose observations share one draw of the
+        coefficients; without it each observation is its own panel.
+    n_draws : int
+        Draws per panel.
+    draws : str or array_like
+        ``"halton"`` (SciPy's scrambled Halton sequence, seeded; panel n takes
+        points ``n * n_draws`` to ``(n + 1) * n_draws - 1``, one dimension a
+        random column), ``"sobol"`` (scrambled Sobol', likewise), ``"mlhs"``
+        (modified Latin hypercube: for each panel and column the points
+        ``(r + u) / n_draws`` shuffled, one uniform u each) or ``"random"``
+        (pseudo-random uniforms); or an array of uniforms in (0, 1) of shape
+        (panels, n_draws, random columns), panels in order of their sorted
+        labels and random columns in ``x`` order, transformed by each
+        distribution's inverse CDF.
+    seed : int
+        Seed of the generated draws.
+    correlated : bool
+        Estimate a full Cholesky factor of the (normal) random coefficients.
+
+    Attributes
+    ----------
+    param_names : list of str
+        The ``x`` (and constant) names in order (means; a lognormal's location
+        of the log), then ``sd.<name>`` for each random column in ``x`` order,
+        or with ``correlated=True`` the Cholesky entries ``chol.<row>.<col>``
+        row by row.
+    """
+
+    def __init__(self, data, choice, obs, alt, x, random, panel=None, n_draws=1000,
+                 draws="halton", seed=0, correlated=False, asc=None, x_by_alt=None, avail=None,
+                 weights=None):
+        x_cols = [x] if isinstance(x, str) else list(x)
+        if not isinstance(random, dict) or not random:
+            raise ValueError("random must be a non-empty dict {column of x: distribution}")
+        for col, dist in random.items():
+            if col not in x_cols:
+                raise ValueError(f"random column {col!r} is not in x (x: {x_cols})")
+            if dist not in DISTRIBUTIONS:
+                raise ValueError(f"random[{col!r}] = {dist!r} is not a distribution "
+                                 f"({', '.join(DISTRIBUTIONS)})")
+        if correlated and any(d != "normal" for d in random.values()):
+            raise ValueError("correlated=True needs every random column to be 'normal'")
+        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+            raise ValueError(f"n_draws must be an integer >= 1, got {n_draws!r}")
+        super().__init__(data, choice, obs, alt, x_cols, asc, x_by_alt, avail, weights,
+                         panel=panel)
+        self.random = {c: random[c] for c in x_cols if c in random}
+        self.correlated = bool(correlated)
+        self.n_draws = int(n_draws)
+        self.seed = seed
+        names = self._spec.names
+        self.kinds = np.zeros(len(names), dtype=np.intp)
+        for j, (kind, col, _) in enumerate(self._spec.terms):
+            if kind == "x" and col in self.random:
+                self.kinds[j] = DISTRIBUTIONS[self.random[col]]
+        rand = [n for n in self._spec.x if n in self.random]
+        if correlated:
+            extra = [f"chol.{rand[a]}.{rand[b]}" for a in range(len(rand)) for b in range(a + 1)]
+        else:
+            extra = [f"sd.{n}" for n in rand]
+        self._names = names + extra
+        self.panel_offsets, self.panel_labels = self._layout.panel_offsets()
+        self.n_panels = len(self.panel_offsets) - 1
+        self.w_panel = None if self.w is None else self.w[self.panel_offsets[:-1]]
+        self.draws_method = draws if isinstance(draws, str) else "given"
+        self.uniforms = self._uniforms(draws, self.n_panels)
+        self.xi = standard_draws(self.uniforms, [self.random[n] for n in rand])
+
+    def _uniforms(self, draws, n_panels):
+        q = len(self.random)
+        if isinstance(draws, str):
+            return uniform_draws(draws, n_panels, self.n_draws, q, self.seed)
+        u = np.asarray(draws, dtype=np.float64)
+        if u.shape != (n_panels, self.n_draws, q):
+            raise ValueError(f"draws must have shape (panels, n_draws, random columns) = "
+                             f"({n_panels}, {self.n_draws}, {q}), got {u.shape}")
+        if not np.all((u > 0) & (u < 1)):
+            bad = np.argwhere(~((u > 0) & (u < 1)))[0]
+            raise ValueError(f"draws must be uniforms in (0, 1); draws[{', '.join(map(str, bad))}]"
+                             f" = {u[tuple(bad)]!r}")
+        return np.ascontiguousarray(u)
+
+    def loglik(self, params, grad=False, panel_scores=False, n_threads=None):
+        """The simulated log-likelihood at ``params`` with the model's draws;
+        with ``grad`` also its exact gradient, with ``panel_scores`` each
+        panel's gradient of its log simulated likelihood (P, n_params)."""
+        return self._kernel(self._params(params), grad=grad, panel_scores=panel_scores,
+                            n_threads=n_threads)
+
+    def _kernel(self, theta, **outputs):
+        from .._mixedlogit import simulated_loglik
+
+        return simulated_loglik(self.X, self.offsets, self.chosen, self.panel_offsets, self.xi,
+                                self.kinds, theta, weights=self.w_panel, chol=self.correlated,
+                                **outputs)
+
+    def start_values(self, n_threads=None):
+        """The conditional logit's estimates for the means, 0.1 for the
+        spreads (the Cholesky diagonal); a lognormal's location is the log of
+        its conditional-logit coefficient (of 0.01 when that is not
+        positive)."""
+        beta = np.zeros(self.X.shape[1])
+        beta, *_ = newton(
+            lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
+                                   grad=True, hess=True, n_threads=n_threads),
+            lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
+                                   n_threads=n_threads),
+            beta, self._spec.names, 100, 1e-10)
+        lognormal = self.kinds == DISTRIBUTIONS["lognormal"]
+        beta[lognormal] = np.log(np.maximum(beta[lognormal], 1e-2))
+        q = len(self.random)
+        if self.correlated:
+            spread = np.concatenate([np.r_[np.zeros(a), 0.1] for a in range(q)])
+        else:
+            spread = np.full(q, 0.1)
+        return np.concatenate([beta, spread])
+
+    def fit(self, start=None, method="bfgs", cov="hessian", cluster=None, maxiter=500,
+            tol=1e-6, n_threads=None):
+        """Maximise the simulated log-likelihood.
+
+        Parameters
+        ----------
+        start : array_like or dict, optional
+            Starting values (default: ``start_values()``).
+        method : {"bfgs"}
+            BFGS on the exact gradient, its first inverse Hessian the inverse
+            of the BHHH matrix (the outer products of the panels' scores) at
+            the start, with step halving.
+        cov : {"hessian", "robust", "cluster"}
+            ``"hessian"``: the inverse of minus the Hessian of the simulated
+            log-likelihood, by central differences of the exact gradient.
+            ``"robust"``: the sandwich over panels; ``"cluster"``: over
+            clusters (constant within a panel), times G / (G - 1).
+        maxiter : int
+            BFGS iterations at most.
+        tol : float
+            Convergence when the predicted gain ``g' H^-1 g`` (H^-1 the BFGS
+            inverse curvature) falls below it.
+        n_threads : int, optional
+            Threads of the kernel; every result is bitwise the same for any
+            count.
+
+        Returns
+        -------
+        MixedLogitResults
+        """
+        if method != "bfgs":
+            raise ValueError(f"method must be 'bfgs', got {method!r}")
+        check_cov(cov, cluster, maxiter)
+        if cluster is not None:
+            groups, n_clusters = self._cluster_codes(cluster, "panel")
+        theta = self.start_values(n_threads) if start is None else self._params(start)
+        _, _, scores = self._kernel(theta, grad=True, panel_scores=True, n_threads=n_threads)
+        bhhh = _weighted_outer(scores, self.w_panel)
+        hess_inv = np.linalg.inv(information(-bhhh, self._names))
+        with np.errstate(over="ignore", invalid="ignore"):
+            # A trial step may overflow a lognormal coefficient; its value is
+            # then -inf or NaN, and the step is halved.
+            theta, _, _, niter, evaluations, converged = bfgs(
+                lambda t: self._kernel(t, grad=True, n_threads=n_threads), theta, hess_inv,
+                int(maxiter), float(tol))
+        ll, _, scores = self._kernel(theta, grad=True, panel_scores=True, n_threads=n_threads)
+        H = self.hessian(theta, n_threads=n_threads)
+        cov_matrix = np.linalg.inv(information(H, self._names))
+        if cov != "hessian":
+            s = scores if self.w_panel is None else scores * self.w_panel[:, None]
+            cov_matrix = sandwich(cov_matrix, s, groups if cluster is not None else None)
+        return MixedLogitResults(self, theta, cov_matrix, ll, null_loglik(self.offsets, self.w),
+                                 niter, converged, cov, cluster,
+                                 n_clusters if cluster is not None else None, method="BFGS",
+                                 evaluations=evaluations, hessian=H)
+
+    def hessian(self, params, n_threads=None):
+        """The Hessian of the simulated log-likelihood by central differences
+        of its exact gradient (symmetrised); the steps, 1e-4 of each
+        parameter (or 1e-4), balance an error of order 1e-8 relative from the
+        differences against the gradient's rounding."""
+        theta = self._params(params)
+        n = theta.size
+        H = np.empty((n, n))
+        for j in range(n):
+            h = 1e-4 * max(1.0, abs(theta[j]))
+            up, down = theta.copy(), theta.copy()
+            up[j] += h
+            down[j] -= h
+            g_up = self._kernel(up, grad=True, n_threads=n_threads)[1]
+            g_down = self._kernel(down, grad=True, n_threads=n_threads)[1]
+            H[:, j] = (g_up - g_down) / (up[j] - down[j])
+        return (H + H.T) / 2
+
+
+def _weighted_outer(scores, w):
+    """sum_p w_p s_p s_p'."""
+    return scores.T @ (scores if w is None else scores * w[:, None])
+
+
+def uniform_draws(method, n_panels, n_draws, q, seed):
+    """(n_panels, n_draws, q) uniforms in (0, 1) by the named method."""
+    if method not in DRAWS:
+        raise ValueError(f"draws must be one of {', '.join(map(repr, DRAWS))} or an array, "
+                         f"got {method!r}")
+    n = n_panels * n_draws
+    if method in ("halton", "sobol"):
+        from scipy.stats import qmc
+
+        engine = (qmc.Halton(d=q, scramble=True, seed=seed) if method == "halton"
+                  else qmc.Sobol(d=q, scramble=True, seed=seed))
+        with warnings.catch_warnings():
+            # Sobol' warns for sample sizes that are not powers of two.
+            warnings.simplefilter("ignore", UserWarning)
+            u = engine.random(n).reshape(n_panels, n_draws, q)
+    elif method == "mlhs":
+        rng = np.random.default_rng(seed)
+        u = (np.arange(n_draws)[None, :, None] + rng.random((n_panels, 1, q))) / n_draws
+        u = rng.permuted(u, axis=1)
+    else:
+        u = np.random.default_rng(seed).random((n_panels, n_draws, q))
+    # The generators can return 0 exactly, which no inverse CDF takes.
+    return np.clip(u, 2.0 ** -53, 1.0 - 2.0 ** -53)
+
+
+def standard_draws(u, dists):
+    """Uniforms transformed column by column to the standard form of each
+    distribution: N(0, 1) for normal and lognormal, the standard triangular
+    and uniform on [-1, 1]."""
+    from scipy.special import ndtri
+
+    xi = np.empty_like(u)
+    for j, dist in enumerate(dists):
+        v = u[..., j]
+        if dist in ("normal", "lognormal"):
+            xi[..., j] = ndtri(v)
+        elif dist == "triangular":
+            xi[..., j] = np.where(v < 0.5, np.sqrt(2.0 * v) - 1.0, 1.0 - np.sqrt(2.0 * (1.0 - v)))
+        else:
+            xi[..., j] = 2.0 * v - 1.0
+    return np.ascontiguousarray(xi)
+
+
+def coefficients(theta, xi, kinds, chol):
+    """beta (P, R, k) for the draws xi (P, R, q): the coefficients the kernel
+    computes, for prediction."""
+    k = kinds.size
+    m = theta[:k]
+    rand = np.flatnonzero(kinds)
+    beta = np.broadcast_to(m, xi.shape[:2] + (k,)).copy()
+    if chol:
+        q = rand.size
+        L = np.zeros((q, q))
+        L[np.tril_indices(q)] = theta[k:]
+        beta[..., rand] += xi @ L.T
+    else:
+        beta[..., rand] += xi * theta[k:]
+    lognormal = kinds == DISTRIBUTIONS["lognormal"]
+    beta[..., lognormal] = np.exp(beta[..., lognormal])
+    return beta
+
+
+class MixedLogitResults(FittedModel):
+    """The results of ``MixedLogit.fit`` (see ``FittedModel``), with each
+    person's conditional coefficients and simulated prediction."""
+
+    kind = "mixed logit"
+
+    def __init__(self, model, theta, cov, llf, llnull, niter, converged, cov_type, cluster,
+                 n_clusters, method, evaluations, hessian):
+        super().__init__(model, theta, cov, llf, llnull, niter, converged, cov_type, cluster,
+                         n_clusters, method)
+        self.n_panels = model.n_panels
+        self.n_draws = model.n_draws
+        self.evaluations = evaluations
+        self.hessian = hessian
+
+    def _extra_facts(self):
+        m = self.model
+        return [("Panels", f"{m.n_panels}"),
+                ("Draws", f"{m.n_draws} {m.draws_method}"),
+                ("Evaluations", f"{self.evaluations} (+ {2 * self.df_model} for the Hessian)")]
+
+    def individual_coefficients(self, n_threads=None):
+        """Each panel's conditional mean of its random coefficients given its
+        choices (the posterior over the draws), a DataFrame indexed by panel."""
+        pd = pandas_module()
+        m = self.model
+        _, post = m._kernel(self.params.to_numpy(), posterior=True, n_threads=n_threads)
+        rand = np.flatnonzero(m.kinds)
+        index = pd.Index([label(v) for v in m.panel_labels], name=m.panel or m.obs)
+        return pd.DataFrame(post[:, rand], index=index,
+                            columns=[m._spec.names[j] for j in rand])
+
+    def predict(self, data=None):
+        """Each row's choice probability, simulated with the model's draws (new
+        data: draws made the same way for its panels), as a Series aligned
+        with the data's index (unavailable rows 0)."""
+        pd = pandas_module()
+        m = self.model
+        if data is None:
+            layout, X, offsets = m._layout, m.X, m.offsets
+            panel_offsets, xi = m.panel_offsets, m.xi
+        else:
+            frame = as_frame(data)
+            cols = [m.obs, m.alt, *m._spec.columns]
+            cols += [c for c in (m.avail, m.panel) if c is not None]
+            check_columns(frame, cols)
+            layout = Layout(frame, m.obs, m.alt, avail=m.avail, panel=m.panel,
+                            alt_labels=m._layout.alt_labels)
+            X, offsets = m._spec.design(layout), layout.offsets
+            panel_offsets, _ = layout.panel_offsets()
+            if m.draws_method == "given":
+                raise ValueError("predict(data) needs generated draws; this model was given "
+                                 "an array of draws for its own panels")
+            u = uniform_draws(m.draws_method, len(panel_offsets) - 1, m.n_draws,
+                              len(m.random), m.seed)
+            xi = standard_draws(u, list(m.random.values()))
+        p = simulated_probs(X, offsets, panel_offsets, xi, m.kinds, self.params.to_numpy(),
+                            m.correlated)
+        out = np.zeros(len(layout.frame))
+        out[layout.rows] = p
+        return pd.Series(out, index=layout.frame.index, name="probability")
+
+
+def simulated_probs(X, offsets, panel_offsets, xi, kinds, theta, chol):
+    """Each row's probability averaged over the draws of its panel."""
+    P, R, _ = xi.shape
+    out = np.empty(X.shape[0])
+    situation_panel = np.repeat(np.arange(P), np.diff(panel_offsets))
+    row_panel = np.repeat(situation_panel, np.diff(offsets))
+    k = X.shape[1]
+    rows_per_panel = max(1, X.shape[0] // max(P, 1))
+    step = max(1, _PREDICT_CHUNK // (rows_per_panel * R * k))
+    for p0 in range(0, P, step):
+        p1 = min(P, p0 + step)
+        beta = coefficients(theta, xi[p0:p1], kinds, chol)
+        s0, s1 = panel_offsets[p0], panel_offsets[p1]
+        r0, r1 = offsets[s0], offsets[s1]
+        U = np.einsum("nk,nrk->nr", X[r0:r1], beta[row_panel[r0:r1] - p0])
+        starts = offsets[s0:s1] - r0
+        sizes = np.diff(offsets[s0:s1 + 1])
+        U -= np.repeat(np.maximum.reduceat(U, starts, axis=0), sizes, axis=0)
+        E = np.exp(U)
+        E /= np.repeat(np.add.reduceat(E, starts, axis=0), sizes, axis=0)
+        out[r0:r1] = E.mean(axis=1)
+    return out
