@@ -1,0 +1,167 @@
+"""The choice-model table: fastscore.choice against the peers that are
+installed, each fit in its own process (``choice_peers.py``), and the
+estimator's front end against a Newton loop on arrays already laid out.
+
+    python benchmarks/choice_table.py [--quick] [--peer-python PATH ...]
+
+``--peer-python`` names more interpreters to look for peers in (biogeme
+needs pandas < 3, so it often lives in an environment of its own); a tool
+runs under the first interpreter that has it.  Times are the best of a few
+fits with standard errors, imports and data loading excluded; ``vs
+fastscore`` is the peer's time over ours.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# (model, data set, draws, fastscore's repeats, in the quick table too); the
+# peers' mixed-logit fits (10-100 s each) are timed once.
+ROWS = [
+    ("conditional logit", "electricity", None, 9, True),
+    ("conditional logit", "fishing", None, 9, True),
+    ("mixed logit", "electricity-mixed", 500, 3, True),
+    ("mixed logit", "electricity-mixed", 1000, 3, False),
+    ("mixed logit", "artificial-mixed", 500, 3, False),
+    ("mixed logit", "artificial-mixed", 1000, 3, False),
+]
+TOOLS = {"conditional logit": ["fastscore", "xlogit", "biogeme"],
+         "mixed logit": ["fastscore", "xlogit", "jaxlogit"]}
+MODULES = {"fastscore": "fastscore.choice", "xlogit": "xlogit", "biogeme": "biogeme.biogeme",
+           "jaxlogit": "jaxlogit"}
+
+
+def has_module(python, module):
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    return subprocess.run([python, "-c", code], cwd=ROOT, capture_output=True).returncode == 0
+
+
+def run_peer(python, tool, data, repeats, draws, timeout):
+    cmd = [python, str(HERE / "choice_peers.py"), tool, data, str(repeats)]
+    if draws is not None:
+        cmd.append(str(draws))
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"tool": tool, "error": tail[:120]}
+    return json.loads(lines[-1])
+
+
+def front_end(n_obs, n_alt, k, repeats):
+    """(model + fit seconds, Newton-loop seconds) on the same data: the
+    estimator from a DataFrame against the README's loop on the arrays."""
+    import numpy as np
+    import pandas as pd
+
+    import fastscore
+    import fastscore.choice as fc
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n_obs * n_alt, k))
+    beta = rng.normal(scale=0.3, size=k)
+    z = (X @ beta).reshape(n_obs, n_alt) + rng.gumbel(size=(n_obs, n_alt))
+    chosen = z.argmax(1).astype(np.intp)
+    y = np.zeros((n_obs, n_alt), np.int8)
+    y[np.arange(n_obs), chosen] = 1
+    names = [f"x{j}" for j in range(k)]
+    df = pd.DataFrame({"obs": np.repeat(np.arange(n_obs), n_alt),
+                       "alt": np.tile(np.arange(n_alt), n_obs), "choice": y.ravel(),
+                       **{n: X[:, j] for j, n in enumerate(names)}})
+    offsets = np.arange(0, n_obs * n_alt + 1, n_alt)
+
+    def newton_loop():
+        b = np.zeros(k)
+        for _ in range(100):
+            ll, g, H = fastscore.loglik(X, b, chosen, offsets=offsets, grad=True, hess=True)
+            step = np.linalg.solve(H, g)
+            t = 1.0
+            while t > 1e-8 and fastscore.loglik(X, b - t * step, chosen, offsets=offsets) < ll:
+                t /= 2
+            b = b - t * step
+            if np.max(np.abs(t * step)) < 1e-10:
+                break
+        ll, g, H = fastscore.loglik(X, b, chosen, offsets=offsets, grad=True, hess=True)
+        return np.sqrt(np.diag(np.linalg.inv(-H)))
+
+    def estimator():
+        return fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=names).fit().bse
+
+    best = {"estimator": float("inf"), "loop": float("inf")}
+    for _ in range(repeats):
+        for name, f in (("loop", newton_loop), ("estimator", estimator)):
+            t0 = time.perf_counter()
+            f()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best["estimator"], best["loop"]
+
+
+def fmt_s(s):
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="one mixed-logit row and a smaller front-end row")
+    ap.add_argument("--peer-python", action="append", default=[],
+                    help="another interpreter to look for peers in")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds one peer process may take")
+    args = ap.parse_args(argv)
+    pythons = [sys.executable] + args.peer_python
+    where = {}
+    for tool, module in MODULES.items():
+        where[tool] = next((p for p in pythons if has_module(p, module)), None)
+    print(f"# CPU: {_cpu()}; Python {platform.python_version()}; peers: "
+          + ", ".join(f"{t} ({'missing' if p is None else p})" for t, p in where.items()))
+    header = (f"{'model':<18}{'data':<19}{'draws':>6}  {'tool':<10}{'fit':>10}{'vs fastscore':>14}"
+              f"{'log-likelihood':>16}{'iter':>6}")
+    print(header)
+    print("-" * len(header))
+    for model, data, draws, repeats, in_quick in ROWS:
+        if args.quick and not in_quick:
+            continue
+        ours = None
+        for tool in TOOLS[model]:
+            python = where[tool]
+            if python is None:
+                continue
+            if tool != "fastscore" and model == "mixed logit":
+                repeats = 1
+            res = run_peer(python, tool, data, repeats, draws, args.timeout)
+            if "error" in res or "missing" in res:
+                print(f"{model:<18}{data:<19}{draws or '':>6}  {tool:<10}  "
+                      f"{res.get('error') or res.get('missing')}")
+                continue
+            if tool == "fastscore":
+                ours = res
+            ratio = f"{res['best'] / ours['best']:.1f}x" if ours else "-"
+            print(f"{model:<18}{data:<19}{draws or '':>6}  {tool:<10}{fmt_s(res['best']):>10}"
+                  f"{ratio:>14}{res['ll']:>16.3f}{res['niter']:>6}", flush=True)
+    n = 100_000 if args.quick else 1_000_000
+    est, loop = front_end(n, 10, 20, 2 if args.quick else 3)
+    print(f"\nfront end: {n} observations x 10 alternatives x 20 variables from a DataFrame, "
+          f"model and fit {fmt_s(est)}; the Newton loop on laid-out arrays {fmt_s(loop)}; "
+          f"ratio {est / loop:.2f} (target <= 1.3)")
+
+
+def _cpu():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
