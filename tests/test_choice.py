@@ -449,3 +449,25 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "[]"
+
+
+def test_memory_one_design_matrix(rng):
+    """Making the model allocates one (rows, k) design matrix and little else
+    (index arrays of one entry a row); a fit allocates no (rows, k) array."""
+    import tracemalloc
+
+    k = 20
+    df = synthetic(rng, 5000, 5, k=k)
+    names = [f"x{j}" for j in range(k)]
+    fit(df.iloc[:2500], x=names)  # imports and first-call allocations, not counted below
+    tracemalloc.start()
+    try:
+        model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=names)
+        _, construct = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        model.fit()
+        _, fitting = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert construct < 1.3 * model.X.nbytes
+    assert fitting < 0.1 * model.X.nbytes
