@@ -5,7 +5,6 @@ built in place (``pip install -e ".[docs]"``)::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 """
-import os
 import sys
 from pathlib import Path
 
@@ -29,22 +28,15 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "api/generated/*.md"]
+exclude_patterns = ["_build"]
 templates_path = ["_templates"]
 
-# Markdown: the existing pages link to each other as files (dask.md, ...);
-# heading anchors let "page.md#section" links resolve too.
-myst_enable_extensions = ["dollarmath", "colon_fence"]
-myst_heading_anchors = 3
 
 # API reference: one generated page per public object (docs/api/generated,
-# not committed), the docstrings parsed by numpydoc.
+# not committed), the docstrings parsed by numpydoc; the classes' methods are
+# listed by autodoc (docs/_templates/members.rst), not numpydoc's tables.
 autosummary_generate = True
-autosummary_imported_members = True
-autodoc_default_options = {"members": False}
 numpydoc_show_class_members = False
-numpydoc_class_members_toctree = False
-numpydoc_xref_param_type = False
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"fastscore {release}"
@@ -53,7 +45,6 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-html_static_path = []
 
 
 def _list_design(app, docname, source):
