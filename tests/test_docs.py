@@ -6,7 +6,8 @@
   by a ```text block must print exactly that text.  A block can be skipped
   only with a reason, by the line ``<!-- skip-test: why -->`` before it.
 * Every public name (``__all__`` of each public module) has a docstring and
-  an entry in the API reference pages (docs/api/*.rst).
+  an entry in the API reference pages (docs/api/*.rst), and the Examples of
+  its docstring run as doctests.
 * The site builds with warnings as errors (skipped without Sphinx).
 """
 import json
@@ -214,6 +215,43 @@ def test_every_public_name_has_a_docstring():
     bare = [f"{mod.__name__}.{n}" for mod, n in public_names()
             if len((inspect.getdoc(getattr(mod, n)) or "").strip()) < 20]
     assert not bare, f"no docstring: {bare}"
+
+
+def docstring_examples():
+    """One param per public name (or public method) whose docstring has
+    Examples; found when the module imports."""
+    import doctest
+    import importlib
+
+    params = []
+    finder = doctest.DocTestFinder(recurse=False)
+    for modname in PUBLIC_MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            members = [(name, obj)]
+            if isinstance(obj, type):
+                members += [(f"{name}.{m}", f) for m, f in vars(obj).items()
+                            if not m.startswith("_") and callable(f)]
+            for qual, member in members:
+                for test in finder.find(member, f"{modname}.{qual}", globs={}):
+                    if test.examples:
+                        params.append(pytest.param(test, id=test.name))
+    return params
+
+
+@pytest.mark.parametrize("test", docstring_examples())
+def test_docstring_examples(test):
+    """The Examples sections of the reference run and print what they show."""
+    import doctest
+
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    out = []
+    result = runner.run(test, out=out.append)
+    assert result.failed == 0, "".join(out)
 
 
 def test_every_public_class_documents_its_methods():
