@@ -20,7 +20,27 @@ def build_info() -> dict:
 def show_config() -> dict:
     """Print fastscore's version, whether OpenMP was compiled in, the thread
     count OpenMP allows now, the SIMD level in use and the compiler flags,
-    and return them as a dict."""
+    and return them as a dict.
+
+    ``python -m fastscore info`` prints the same.
+
+    Returns
+    -------
+    dict
+        Keys ``fastscore``, ``python``, ``numpy`` (versions), ``openmp``
+        (bool), ``max_threads``, ``simd`` (the row kernels the CPU picked),
+        ``float64_logits`` (how the compensated products are formed) and
+        ``cflags``.
+
+    Examples
+    --------
+    >>> import fastscore
+    >>> info = fastscore.show_config()  # doctest: +ELLIPSIS
+         fastscore: ...
+    ...
+    >>> info["fastscore"] == fastscore.__version__
+    True
+    """
     info = build_info()
     for key, value in info.items():
         print(f"{key:>14}: {value}")

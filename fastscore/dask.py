@@ -176,9 +176,30 @@ def _state_bounds(offsets, row_chunks):
 def state_chunks(offsets, row_chunks):
     """The number of states in each chunk of long-format rows.
 
-    ``row_chunks`` are the row chunks (``phi.chunks[0]``, or a dask array's
-    chunks) and must end on state boundaries.  Chunk ``a``, ``weights`` (B,)
-    with the result: ``a.rechunk((state_chunks(offsets, phi.chunks[0]),))``.
+    Parameters
+    ----------
+    offsets : numpy.ndarray of int, shape (B + 1,)
+        Long-format offsets, as for the in-memory functions.
+    row_chunks : tuple of int, or a Dask array's chunks
+        The row chunks (``phi.chunks[0]``, or ``phi.chunks``); every chunk
+        must end on a state boundary.
+
+    Returns
+    -------
+    tuple of int
+        The states in each chunk: chunk ``a`` and ``weights`` (B,) with it,
+        ``a.rechunk((state_chunks(offsets, phi.chunks[0]),))``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad offsets, or a chunk that ends inside a state.
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore.dask as fd
+    >>> fd.state_chunks(np.array([0, 2, 5, 6, 9]), (5, 4))
+    (2, 2)
     """
     if isinstance(row_chunks, tuple) and row_chunks and isinstance(row_chunks[0], tuple):
         row_chunks = row_chunks[0]
@@ -193,9 +214,38 @@ def rechunk_to_states(x, offsets, rows_per_chunk=None):
 
     Each boundary (the current ones, or every ``rows_per_chunk`` rows) moves
     to the nearest state boundary; a state longer than a chunk gets a chunk
-    of its own.  A NumPy ``x`` is wrapped.  Use it for ``phi`` and a
-    long-format ``mask``; the per-state arrays take
-    ``state_chunks(offsets, result.chunks[0])``.
+    of its own.  Use it for ``phi`` and a long-format ``mask``; the
+    per-state arrays take ``state_chunks(offsets, result.chunks[0])``.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like, shape (rows, ...)
+        Long-format rows; a NumPy array is wrapped.
+    offsets : numpy.ndarray of int, shape (B + 1,)
+        Long-format offsets, ``offsets[-1] == len(x)``.
+    rows_per_chunk : int, optional
+        Aim for chunks of this many rows instead of keeping the current
+        boundaries.
+
+    Returns
+    -------
+    dask.array.Array
+        ``x`` with its row chunks on state boundaries.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad offsets, unknown chunk sizes or ``rows_per_chunk < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> offsets = np.array([0, 2, 5, 6, 9])                 # states of 2, 3, 1 and 3 rows
+    >>> x = da.zeros((9, 2), chunks=(4, 2))                 # boundaries at rows 4, 8: inside states
+    >>> fd.rechunk_to_states(x, offsets).chunks[0]
+    (5, 4)
+    >>> fd.rechunk_to_states(x, offsets, rows_per_chunk=3).chunks[0]
+    (2, 4, 3)
     """
     if not _is_dask(x):
         x = da.from_array(np.asarray(x), chunks=-1)
@@ -397,22 +447,168 @@ def _per_state(func, name, phi, theta, a, mask, offsets, static, *, kind):
 def score(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
     """:func:`fastscore.score` per chunk of states: a lazy (B, d) Dask array.
 
-    ``n_threads`` is passed to every chunk's call (``None``: what OpenMP
-    allows in the worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    a : dask.array.Array or array_like of int, shape (B,)
+        The taken action of each state, chunked like the states of ``phi``
+        (:func:`state_chunks` in long format); a NumPy array is sliced per
+        task.
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    dask.array.Array, shape (B, d)
+        Chunked like the states of ``phi``; every chunk is bit for bit the
+        in-memory result for its states.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> phi = da.from_array(np.tile(np.eye(2), (4, 1, 1)), chunks=(2, 2, 2))
+    >>> theta, a = np.zeros(2), np.array([0, 1, 0, 1])
+    >>> fd.score(phi, theta, a).compute()
+    array([[ 0.5, -0.5],
+           [-0.5,  0.5],
+           [ 0.5, -0.5],
+           [-0.5,  0.5]])
     """
     static = _common(temperature, n_threads)
     return _per_state(_fs.score, "score", phi, theta, a, mask, offsets, static, kind="vector")
 
 
 def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
-    """:func:`fastscore.log_prob` per chunk of states: a lazy (B,) Dask array."""
+    """:func:`fastscore.log_prob` per chunk of states: a lazy (B,) Dask array.
+
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    a : dask.array.Array or array_like of int, shape (B,)
+        The taken action of each state, chunked like the states of ``phi``
+        (:func:`state_chunks` in long format); a NumPy array is sliced per
+        task.
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    dask.array.Array, shape (B,)
+        Chunked like the states of ``phi``, bit for bit the in-memory result.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> phi = da.from_array(np.tile(np.eye(2), (4, 1, 1)), chunks=(2, 2, 2))
+    >>> theta, a = np.zeros(2), np.array([0, 1, 0, 1])
+    >>> fd.log_prob(phi, theta, a).compute()
+    array([-0.69314718, -0.69314718, -0.69314718, -0.69314718])
+    """
     func = _need("log_prob")
     static = _common(temperature, n_threads)
     return _per_state(func, "log_prob", phi, theta, a, mask, offsets, static, kind="scalar")
 
 
 def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
-    """:func:`fastscore.entropy` per chunk of states: a lazy (B,) Dask array."""
+    """:func:`fastscore.entropy` per chunk of states: a lazy (B,) Dask array.
+
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    dask.array.Array, shape (B,)
+        Chunked like the states of ``phi``, bit for bit the in-memory result.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> phi = da.from_array(np.tile(np.eye(2), (4, 1, 1)), chunks=(2, 2, 2))
+    >>> theta, a = np.zeros(2), np.array([0, 1, 0, 1])
+    >>> fd.entropy(phi, theta).compute()
+    array([0.69314718, 0.69314718, 0.69314718, 0.69314718])
+    """
     func = _need("entropy")
     static = _common(temperature, n_threads)
     return _per_state(func, "entropy", phi, theta, None, mask, offsets, static, kind="scalar")
@@ -420,7 +616,56 @@ def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=N
 
 def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=None):
     """:func:`fastscore.probs` per chunk of states: a lazy (B, N) Dask array,
-    or (rows,) chunked like ``phi`` in long format."""
+    or (rows,) chunked like ``phi`` in long format.
+
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    dask.array.Array, shape (B, N) or (rows,)
+        Bit for bit the in-memory result; 0 for masked actions.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> phi = da.from_array(np.tile(np.eye(2), (4, 1, 1)), chunks=(2, 2, 2))
+    >>> theta, a = np.zeros(2), np.array([0, 1, 0, 1])
+    >>> fd.probs(phi, theta).compute()
+    array([[0.5, 0.5],
+           [0.5, 0.5],
+           [0.5, 0.5],
+           [0.5, 0.5]])
+    """
     func = _need("probs")
     static = _common(temperature, n_threads)
     return _per_state(func, "probs", phi, theta, None, mask, offsets, static, kind="probs")
@@ -436,6 +681,55 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     draws the 64-bit key now, when the graph is built, as the in-memory call
     does (one draw from the Generator), shared by all chunks: recomputing
     the graph gives the same actions.
+
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    seed : int in [0, 2**64), numpy.random.Generator or None
+        The key of the counter-based generator, as in memory.
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    actions : dask.array.Array of intp, shape (B,)
+    log_probs : dask.array.Array, shape (B,)
+        Each bitwise ``log_prob`` of the drawn action.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore, fastscore.dask as fd
+    >>> rng = np.random.default_rng(0)
+    >>> phi_np, theta = rng.standard_normal((6, 5, 3)), rng.standard_normal(3)
+    >>> actions, log_probs = fd.sample(da.from_array(phi_np, chunks=(2, 5, 3)), theta, seed=7)
+    >>> bool(np.array_equal(actions.compute(), fastscore.sample(phi_np, theta, seed=7)[0]))
+    True
     """
     func = _need("sample")
     if seed is None:
@@ -472,14 +766,71 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
            temperature=1.0, offsets=None, n_threads=None):
     """:func:`fastscore.loglik` over chunks of states, summed in a fixed order.
 
-    Returns lazy 0-d / (d,) / (d, d) Dask arrays, as the in-memory call
-    does: ``value``, ``(value, gradient)``, ``(value, hessian)`` or
-    ``(value, gradient, hessian)``.  Every chunk computes its partial sums with
-    the in-memory ``fastscore.loglik``; the partials are added by
-    :func:`tree_sum`'s pairwise tree, so the bits depend on the chunks only,
-    not on the scheduler or the workers.  Compute the outputs together
+    Every chunk computes its partial sums with the in-memory
+    ``fastscore.loglik``; the partials are added by :func:`tree_sum`'s
+    pairwise tree, so the bits depend on the chunks only, not on the
+    scheduler or the workers.  Compute the outputs together
     (``dask.compute(*result)``) to read the data once.  Only ``theta`` goes
     to each task and ``1 + d + d*d`` numbers come back per chunk.
+
+    Parameters
+    ----------
+    phi : dask.array.Array or array_like, shape (B, N, d), or (rows, d) with offsets
+        Chunked along the batch (long format: the rows, every chunk ending on
+        a state boundary, see :func:`rechunk_to_states`) and not along the
+        other axes.  A NumPy array is wrapped.
+    theta : numpy.ndarray, shape (d,)
+        Sent to every task.
+    a : dask.array.Array or array_like of int, shape (B,)
+        The taken action of each state, chunked like the states of ``phi``
+        (:func:`state_chunks` in long format); a NumPy array is sliced per
+        task.
+    weights : dask.array.Array or array_like, shape (B,), optional
+        Chunked like ``a``; any sign, finite.  Default: all 1.
+    grad : bool, default False
+        Also return the gradient (d,).
+    hess : bool, default False
+        Also return the Hessian (d, d).
+    mask : dask.array.Array or array_like of bool, optional
+        (N,) for every state (one chunk), or per state (B, N) chunked like
+        ``phi`` (long format: (rows,) chunked like its rows).
+    temperature : float, default 1.0
+    offsets : numpy.ndarray of int, shape (B + 1,), optional
+        Long format, as for the in-memory call; a NumPy array, since the
+        graph depends on its values.
+    n_threads : int, optional
+        Passed to every chunk's call (``None``: what OpenMP allows in the
+        worker; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+    Returns
+    -------
+    dask.array.Array or tuple of them
+        Lazy 0-d / (d,) / (d, d) arrays, as the in-memory call returns them:
+        ``value``, ``(value, gradient)``, ``(value, hessian)`` or
+        ``(value, gradient, hessian)``, float64.
+
+    Raises
+    ------
+    TypeError, ValueError
+        When the graph is built: a layout that splits a state or chunks an
+        axis other than the batch, arrays chunked unlike ``phi``, a Dask
+        ``theta`` or ``offsets``, and what the in-memory call raises for
+        ``theta``, ``temperature`` and ``n_threads`` (checked by one call on
+        a zero state).
+    IndexError, TypeError, ValueError
+        At compute time, the in-memory call's errors for a chunk's data (an
+        action out of range, NaN in ``phi``), with the chunk's global state
+        range appended to the message.
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastscore.dask as fd
+    >>> phi = da.from_array(np.tile(np.eye(2), (4, 1, 1)), chunks=(2, 2, 2))
+    >>> theta, a = np.zeros(2), np.array([0, 1, 0, 1])
+    >>> import dask
+    >>> value, grad = dask.compute(*fd.loglik(phi, theta, a, grad=True))
+    >>> float(value), grad
+    (-2.772588722239781, array([0., 0.]))
     """
     func = _need("loglik")
     static = dict(_common(temperature, n_threads), grad=bool(grad), hess=bool(hess))
@@ -535,9 +886,32 @@ def _add_parts(p, q):
 
 
 def tree_sum(parts):
-    """Sum a list of partials (arrays, or tuples of arrays) as
-    :func:`loglik` does: pairwise, level by level, neighbours left to right,
-    an odd last one carried to the next level."""
+    """Sum partials as :func:`loglik` does: pairwise, level by level,
+    neighbours left to right, an odd last one carried to the next level.
+
+    Parameters
+    ----------
+    parts : list of arrays, or of tuples of arrays
+        In-memory partials, e.g. one ``fastscore.loglik(..., grad=True)``
+        result per chunk of states.
+
+    Returns
+    -------
+    array or tuple of arrays
+        The sum, in the order that gives :func:`loglik`'s bits for the same
+        chunks.
+
+    Raises
+    ------
+    ValueError
+        For no partials.
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore.dask as fd
+    >>> fd.tree_sum([(1.0, np.ones(2)), (2.0, np.ones(2)), (3.0, np.ones(2))])
+    (6.0, array([3., 3.]))
+    """
     level = list(parts)
     if not level:
         raise ValueError("tree_sum of no partials")
