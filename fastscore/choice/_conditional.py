@@ -52,6 +52,19 @@ class ConditionalLogit(LongFormatModel):
         availability column that is not 0/1, a missing value in a used
         column of an available row, weights that vary within an
         observation, two rows of one alternative in one observation.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> model = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+    ...                             x=["price", "catch"])
+    >>> res = model.fit()
+    >>> round(res.llf, 3)
+    -1311.98
+    >>> model.param_names
+    ['price', 'catch']
     """
 
     def __init__(self, data, choice, obs, alt, x=(), asc=None, x_by_alt=None, avail=None,
@@ -60,9 +73,23 @@ class ConditionalLogit(LongFormatModel):
         self._names = self._spec.names
 
     def loglik(self, params, grad=False, hess=False, n_threads=None):
-        """The log-likelihood at ``params`` (in ``param_names`` order), with the
-        gradient and the Hessian when asked, as ``fastscore.loglik`` returns
-        them."""
+        """The log-likelihood at ``params``.
+
+        Parameters
+        ----------
+        params : array_like, dict or pandas.Series
+            Values in ``param_names`` order, or keyed by name.
+        grad, hess : bool
+            Also return the gradient (k,) and the Hessian (k, k).
+        n_threads : int, optional
+            Threads of the kernel (the bits do not depend on it).
+
+        Returns
+        -------
+        float, or tuple
+            The value; with ``grad`` or ``hess`` the tuple
+            ``fastscore.loglik`` returns.
+        """
         beta = self._params(params)
         return _core.loglik(self.X, beta, self.chosen, offsets=self.offsets, weights=self.w,
                             grad=grad, hess=hess, n_threads=n_threads)

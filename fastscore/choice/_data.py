@@ -442,6 +442,7 @@ class LongFormatModel:
 
     @property
     def param_names(self):
+        """The parameters' names, in the order of ``params`` and every result."""
         return list(self._names)
 
     def _params(self, params):

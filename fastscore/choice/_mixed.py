@@ -66,7 +66,22 @@ class MixedLogit(LongFormatModel):
         The ``x`` (and constant) names in order (means; a lognormal's location
         of the log), then ``sd.<name>`` for each random column in ``x`` order,
         or with ``correlated=True`` the Cholesky entries ``chol.<row>.<col>``
-        row by row.
+        row by row.  A spread's sign is not identified (the distribution is
+        the same); the estimate keeps the sign the optimiser reached.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+    ...                       x=["price", "catch"], random={"catch": "normal"},
+    ...                       asc="beach", n_draws=50)
+    >>> model.param_names
+    ['price', 'catch', 'asc.boat', 'asc.charter', 'asc.pier', 'sd.catch']
+    >>> res = model.fit()
+    >>> res.converged
+    True
     """
 
     def __init__(self, data, choice, obs, alt, x, random, panel=None, n_draws=1000,
@@ -124,9 +139,26 @@ class MixedLogit(LongFormatModel):
         return np.ascontiguousarray(u)
 
     def loglik(self, params, grad=False, panel_scores=False, n_threads=None):
-        """The simulated log-likelihood at ``params`` with the model's draws;
-        with ``grad`` also its exact gradient, with ``panel_scores`` each
-        panel's gradient of its log simulated likelihood (P, n_params)."""
+        """The simulated log-likelihood at ``params`` with the model's draws.
+
+        Parameters
+        ----------
+        params : array_like, dict or pandas.Series
+            Values in ``param_names`` order, or keyed by name.
+        grad : bool
+            Also return the exact gradient (n_params,).
+        panel_scores : bool
+            Also return each panel's gradient of its log simulated
+            likelihood, unweighted (P, n_params).
+        n_threads : int, optional
+            Threads of the kernel (the bits do not depend on it).
+
+        Returns
+        -------
+        float, or tuple
+            The value, then the asked outputs in the order grad,
+            panel_scores.
+        """
         return self._kernel(self._params(params), grad=grad, panel_scores=panel_scores,
                             n_threads=n_threads)
 
@@ -138,10 +170,21 @@ class MixedLogit(LongFormatModel):
                                 **outputs)
 
     def start_values(self, n_threads=None):
-        """The conditional logit's estimates for the means, 0.1 for the
-        spreads (the Cholesky diagonal); a lognormal's location is the log of
-        its conditional-logit coefficient (of 0.01 when that is not
-        positive)."""
+        """The default starting values of ``fit``.
+
+        Parameters
+        ----------
+        n_threads : int, optional
+            Threads of the kernel.
+
+        Returns
+        -------
+        numpy.ndarray
+            The conditional logit's estimates for the means, 0.1 for the
+            spreads (the Cholesky diagonal, 0 off it); a lognormal's location
+            is the log of its conditional-logit coefficient (of 0.01 when that
+            is not positive).
+        """
         beta = np.zeros(self.X.shape[1])
         beta, *_ = newton(
             lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
@@ -216,9 +259,22 @@ class MixedLogit(LongFormatModel):
 
     def hessian(self, params, n_threads=None):
         """The Hessian of the simulated log-likelihood by central differences
-        of its exact gradient (symmetrised); the steps, 1e-4 of each
-        parameter (or 1e-4), balance an error of order 1e-8 relative from the
-        differences against the gradient's rounding."""
+        of its exact gradient, symmetrised.
+
+        Parameters
+        ----------
+        params : array_like, dict or pandas.Series
+            Where to take it.
+        n_threads : int, optional
+            Threads of the kernel.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_params, n_params).  The steps, 1e-4 of each parameter (or
+            1e-4), balance an error of order 1e-8 relative from the
+            differences against the gradient's rounding.
+        """
         theta = self._params(params)
         n = theta.size
         H = np.empty((n, n))
@@ -323,7 +379,19 @@ class MixedLogitResults(FittedModel):
 
     def individual_coefficients(self, n_threads=None):
         """Each panel's conditional mean of its random coefficients given its
-        choices (the posterior over the draws), a DataFrame indexed by panel."""
+        choices (the posterior over the model's draws).
+
+        Parameters
+        ----------
+        n_threads : int, optional
+            Threads of the kernel.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per panel (indexed by its label), one column per random
+            coefficient.
+        """
         pd = pandas_module()
         m = self.model
         _, post = m._kernel(self.params.to_numpy(), posterior=True, n_threads=n_threads)
@@ -333,9 +401,25 @@ class MixedLogitResults(FittedModel):
                             columns=[m._spec.names[j] for j in rand])
 
     def predict(self, data=None):
-        """Each row's choice probability, simulated with the model's draws (new
-        data: draws made the same way for its panels), as a Series aligned
-        with the data's index (unavailable rows 0)."""
+        """Each row's choice probability, simulated with the model's draws.
+
+        Parameters
+        ----------
+        data : DataFrame, optional
+            Long-format data with the model's columns (``choice`` is not
+            needed); its panels get draws made the way the model's were.
+            Default: the estimation data.
+
+        Returns
+        -------
+        pandas.Series
+            Aligned with the data's index (unavailable rows 0).
+
+        Raises
+        ------
+        ValueError
+            For new data when the model was given an array of draws.
+        """
         pd = pandas_module()
         m = self.model
         if data is None:

@@ -10,7 +10,8 @@ from ._data import Layout, as_frame, check_columns, numeric, pandas_module
 
 
 class FittedModel:
-    """What every fitted choice model has, named as in statsmodels.
+    """What every fitted choice model has, named as in statsmodels.  Made by
+    a model's ``fit``, not by hand.
 
     Attributes
     ----------
@@ -65,13 +66,31 @@ class FittedModel:
         self.n_clusters = n_clusters
 
     def cov_params(self):
-        """The covariance matrix of the estimates, as a DataFrame."""
+        """The covariance matrix of the estimates.
+
+        Returns
+        -------
+        pandas.DataFrame
+            (k, k), indexed and labelled by parameter name: the ``cov`` the
+            fit was asked for.
+        """
         pd = pandas_module()
         names = self.model.param_names
         return pd.DataFrame(self._cov, index=names, columns=names)
 
     def conf_int(self, alpha=0.05):
-        """Normal confidence intervals, a DataFrame with columns lower, upper."""
+        """Normal confidence intervals.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the coverage, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lower`` and ``upper``, indexed by parameter name.
+        """
         pd = pandas_module()
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -80,7 +99,19 @@ class FittedModel:
         return pd.DataFrame({"lower": b - z * s, "upper": b + z * s}, index=self.params.index)
 
     def to_frame(self, alpha=0.05):
-        """Estimates, standard errors, t, p and the confidence interval."""
+        """The results table as data.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the coverage of the confidence interval.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``estimate``, ``std_err``, ``t``, ``p``, ``lower``,
+            ``upper``, indexed by parameter name.
+        """
         pd = pandas_module()
         ci = self.conf_int(alpha)
         return pd.DataFrame({
@@ -93,12 +124,35 @@ class FittedModel:
         return []
 
     def summary(self, alpha=0.05):
-        """The results table: printable, and rendered as HTML in a notebook."""
+        """The results table.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - the coverage of the confidence interval.
+
+        Returns
+        -------
+        Summary
+            Its ``str()`` is the text table; a notebook renders it as HTML.
+        """
         return Summary(self, alpha)
 
     def wtp(self, numer, denom, alpha=0.05):
-        """Willingness to pay ``-b_numer / b_denom`` with its delta-method
-        standard error and normal confidence interval, as a Series."""
+        """Willingness to pay ``-b_numer / b_denom``.
+
+        Parameters
+        ----------
+        numer, denom : str
+            Parameter names: the attribute's and the cost's coefficients.
+        alpha : float
+            1 - the coverage of the confidence interval.
+
+        Returns
+        -------
+        pandas.Series
+            ``estimate``, ``std_err`` (delta method), ``lower``, ``upper``.
+        """
         pd = pandas_module()
         names = self.model.param_names
         for n in (numer, denom):
@@ -177,6 +231,16 @@ class ChoiceResults(FittedModel):
         is d log P_ik / d log x_ij = -b_j x_ij P_ij, the same for every other
         alternative k of the observation (the logit's IIA), with b_j the
         variable's coefficient in alternative j's utility.
+
+        Parameters
+        ----------
+        var : str
+            A column of the model (``x`` or ``x_by_alt``).
+        data : DataFrame, optional
+            Long-format data with the model's columns; default: the
+            estimation data.
+        n_threads : int, optional
+            Threads of the kernel.
 
         Returns
         -------
