@@ -1,6 +1,10 @@
-"""asv benchmarks of fastscore.score against the NumPy reference.
+"""fastscore's benchmarks: the asv suite and the harness of ``python -m fastscore bench``.
 
-Run with ``asv`` from the repository root (see README, "Benchmarks").  The
-suite uses only the public API (``fastscore.score``, ``fastscore.reference``)
-so that it runs against any commit of the history.
+The ``bench_*.py`` files are the asv suite (run with ``asv`` from the
+repository root, see README, "Benchmarks"); they time the installed fastscore
+through its public API (plus ``fastscore._core.read_pass``), so that they run
+against any commit of the history, and skip (NotImplementedError in
+``setup``) where a commit or an optional library lacks what they need.
+``harness/`` holds the tables of ``python -m fastscore bench``, and
+``baselines.py`` the Numba and JAX code both use.
 """

@@ -1,14 +1,18 @@
-"""The Numba and JAX baselines of ``bench_baselines.py``.
+"""Optional baselines of the benchmarks: Numba and JAX.
 
-A copy of ``fastscore/_baselines.py`` (the columns of ``python -m fastscore
-bench``), kept here because asv runs this suite against commits without that
-module; keep the two alike (``tests/test_bench_baselines.py`` checks both
-against the NumPy reference).
+The Numba and JAX columns of ``python -m fastscore bench``
+(``harness/functions.py``) and the asv suite's ``bench_baselines.py`` both
+use these.  Each is the code a user of that tool writes for ``score`` and for
+``loglik(grad=True)`` of a batch, phi (B, N, d), with an optional mask
+(B, N) and a temperature:
 
-* ``numba``: ``@numba.njit(parallel=True, fastmath=False, cache=False)``,
-  ``prange`` over the states, per state the textbook two-pass formula.
-* ``jax``: ``jax.jit`` of the NumPy reference's computation in ``jax.numpy``,
-  float64 on (``jax_enable_x64``).
+* ``numba``: the fused loop a performance-minded user writes,
+  ``@numba.njit(parallel=True, fastmath=False, cache=False)`` with ``prange``
+  over the states and, per state, the textbook two-pass formula: logits
+  ``z_k = phi_k . theta / tau`` (masked actions ``-inf``), their max, ``exp``,
+  normalise, then ``(phi_a - sum_k pi_k phi_k) / tau``.
+* ``jax``: ``jax.jit`` of the NumPy reference's computation written with
+  ``jax.numpy``, in float64 where the inputs are (``jax_enable_x64``).
 
 Neither library is imported here: the builders take the module.
 """

@@ -3,8 +3,7 @@
 ``track_speedup`` returns the baseline's time over fastscore's (above 1:
 fastscore is faster), both timed side by side in one process, interleaved,
 best of 5; the baselines are those of ``python -m fastscore bench``
-(``baselines.py``, a copy of ``fastscore/_baselines.py``), compiled in
-``setup``.  Both run with their default threads, as fastscore does.
+(``baselines.py``), compiled in ``setup``.  Both run with their default threads, as fastscore does.
 
 Without the library (``pip install numba``, or ``fastscore[bench]``;
 ``pip install jax``) ``setup`` raises NotImplementedError and asv skips the
@@ -46,7 +45,7 @@ class BaselineSpeedup:
         try:
             module = importlib.import_module(impl)
         except ImportError:
-            raise NotImplementedError(f"{impl} is not installed") from None
+            raise NotImplementedError(f"{impl} is not installed (pip install {impl})") from None
         if not hasattr(fastscore, func):
             raise NotImplementedError(f"this commit has no fastscore.{func}")
         phi, theta, a, _ = make_inputs(workload, dtype)

@@ -15,12 +15,14 @@ As a script, from the repository root::
     python -m benchmarks.bench_dask --zarr-size 4GB    # (b) on the full data set
     python -m benchmarks.bench_dask --skip-zarr --repeats 9
 
-As an asv suite the ``track_`` methods return the same ratios (smaller data);
-everything skips when Dask is not installed.
+As an asv suite the ``track_`` methods return the same ratios (smaller data)
+for the installed fastscore; everything skips when Dask or distributed is not
+installed, and (b) when Zarr is not.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import statistics
@@ -48,7 +50,20 @@ EXAMPLE = os.path.join(ROOT, "examples", "dask_zarr_logit.py")
 
 def _need_dask():
     if dask is None:
-        raise NotImplementedError("dask and distributed are not installed")
+        raise NotImplementedError("needs dask and distributed: pip install 'fastscore[dask]' "
+                                  "distributed")
+
+
+def _example_env():
+    """The example's environment, such that it imports the fastscore this
+    process did: an installed one it finds by itself (this tree on its path
+    would shadow that with the unbuilt source folder); a build in this tree,
+    in place or editable, needs the tree on its path."""
+    tree = os.path.dirname(os.path.dirname(os.path.realpath(fastscore.__file__)))
+    if tree != os.path.realpath(ROOT):
+        return None
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 
 
 def start_cluster(n_workers, memory_limit="4GiB"):
@@ -131,8 +146,10 @@ def measure_overhead(shape, chunk_states, repeats):
 def run_example(workers, path, size, reuse, max_iter=25):
     cmd = [sys.executable, EXAMPLE, "--size", size, "--workers", str(workers),
            "--path", path, "--keep", "--max-iter", str(max_iter)] + (["--reuse"] if reuse else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, PYTHONPATH=ROOT)).stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_example_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    out = proc.stdout
     m = re.search(r"RESULT (.*)", out)
     return dict(kv.split("=") for kv in m.group(1).split()), out
 
@@ -201,6 +218,8 @@ class DaskScaling:
         _need_dask()
         if not hasattr(fastscore, "loglik"):
             raise NotImplementedError("no fastscore.loglik")
+        if importlib.util.find_spec("zarr") is None:
+            raise NotImplementedError("the Zarr example needs zarr: pip install zarr")
 
     def track_two_workers_speedup(self):
         per, _, _ = measure_scaling("128MB", rounds=1, max_iter=2)

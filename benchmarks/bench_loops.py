@@ -1,19 +1,22 @@
 """Whole training loops (``python -m fastscore bench --loops``) as asv tracks:
 the other implementation's time per step over fastscore's, timed side by
 side in one process, and fastscore's default threads over one thread while
-another process keeps a core busy.
+another process keeps a core busy.  The loops are those of the bench
+(``harness/loops.py``).
 
-Commits without ``fastscore._loops`` skip the file (NotImplementedError).
+Commits without ``fastscore.matrix`` skip the file (NotImplementedError).
 """
 from __future__ import annotations
 
+import importlib.util
+
+from .harness import loops
+
 
 def _loops():
-    try:
-        from fastscore import _loops
-    except ImportError:
-        raise NotImplementedError("this commit has no fastscore._loops") from None
-    return _loops
+    if importlib.util.find_spec("fastscore.matrix") is None:
+        raise NotImplementedError("this commit has no fastscore.matrix")
+    return loops
 
 
 class LoopSpeedup:
@@ -35,7 +38,7 @@ class LoopSpeedup:
     def setup(self, seconds, loop, other):
         # asv skips a benchmark whose setup raises NotImplementedError.
         if other not in seconds[loop]:
-            raise NotImplementedError(f"{other} is not installed")
+            raise NotImplementedError(f"{other} is not installed (pip install {other})")
 
     def track_speedup(self, seconds, loop, other):
         return seconds[loop][other] / seconds[loop]["fastscore"]

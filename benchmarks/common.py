@@ -1,8 +1,7 @@
 """Workloads, inputs and thread control shared by the benchmark classes.
 
-The workloads are those of ``python -m fastscore bench`` (``fastscore._bench``);
-they are repeated here because asv runs this suite against older commits,
-which may not have that module.
+The workloads are those of ``python -m fastscore bench``
+(``harness/functions.py``) under the names asv's results have always had.
 """
 from __future__ import annotations
 

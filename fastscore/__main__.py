@@ -1,9 +1,18 @@
-"""Command line: ``python -m fastscore bench``, ``info`` and ``example``."""
+"""Command line: ``python -m fastscore bench``, ``info`` and ``example``.
+
+``bench`` runs the benchmark harness of a source tree, ``benchmarks/harness/``
+(see ``load_harness``); ``info`` and ``example`` need only the package.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
 
@@ -29,97 +38,76 @@ def _example(args) -> int:
     return 0 if err < 1e-10 else 1
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+#: The root of a fastscore checkout whose benchmark harness ``bench`` runs.
+HARNESS_ENV = "FASTSCORE_BENCHMARKS"
 
 
-def _output_path(text: str) -> Path:
-    path = Path(text)
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"directory {str(path.parent)!r} does not exist")
-    return path
+def load_harness(root: Optional[Path] = None) -> ModuleType:
+    """``benchmarks.harness`` of a fastscore source tree, which the package
+    does not ship.
 
-
-def _loops_command(args) -> int:
-    from . import _bench, _loops
-
-    print(f"fastscore {fastscore.__version__} bench --loops on {_bench.cpu_name()}, "
-          f"{_bench.default_threads()} threads by default")
-    rows, busy = _loops.run(args.quick, contention=True)
-    print("\n".join(_loops.format_table(rows, busy)))
-    return 0
-
-
-def _bench_command(args) -> int:
-    from . import _bench
-
-    if args.loops:
-        return _loops_command(args)
-
-    if args.plot is not None:
+    The tree is ``root``, else ``$FASTSCORE_BENCHMARKS``, else the one this
+    fastscore was imported from (an editable install, or a build in place):
+    the folder above the package.  The harness then times whichever fastscore
+    is imported.  ``benchmarks`` is imported from that folder alone, so the
+    checkout's other contents (its unbuilt ``fastscore/`` folder, say) do not
+    shadow installed modules.  Raises LookupError saying what to do.
+    """
+    if root is None and os.environ.get(HARNESS_ENV):
+        root = Path(os.environ[HARNESS_ENV])
+        where = f"{HARNESS_ENV}={root}"
+    elif root is None:
+        root = Path(fastscore.__file__).resolve().parent.parent
+        where = None
+    else:
+        where = str(root)
+    init = root / "benchmarks" / "harness" / "__init__.py"
+    if not init.is_file():
+        if where is None:
+            raise LookupError(
+                f"the benchmark harness is not installed with the package: it is "
+                f"benchmarks/harness/ in the fastscore source tree, and this fastscore "
+                f"({Path(fastscore.__file__).parent}) was not imported from one. "
+                f"Install a checkout with `pip install -e .` (the README's Quick start), or set "
+                f"{HARNESS_ENV} to the root of a fastscore checkout to time this install "
+                f"with its harness.")
+        raise LookupError(f"{where} has no benchmarks/harness/: "
+                          f"name the root of a fastscore checkout.")
+    package = sys.modules.get("benchmarks")
+    if package is None:
+        spec = importlib.machinery.PathFinder.find_spec("benchmarks", [str(root)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["benchmarks"] = package
         try:
-            _bench.require_matplotlib()
-        except ImportError as exc:
-            print(f"fastscore bench: {exc}", file=sys.stderr)
-            return 2
-    n_threads = args.threads or _bench.default_threads()
-    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-    torch = _bench.import_torch()
-    baselines = _bench.import_baselines()
-    with _bench.thread_limits(n_threads, torch, baselines["numba"]) as blas_note:
-        env = _bench.environment(n_threads, args.quick, torch, blas_note, baselines)
-        rows = _bench.run(dtypes, args.quick, n_threads, torch, baselines=baselines)
-        matrix_rows = _bench.run_matrix(dtypes, args.quick, n_threads)
-    print("\n".join(_bench.header(env) + [""] + _bench.table(rows)))
-    print("\n".join([""] + _bench.matrix_table(matrix_rows)))
-    if args.json is not None:
-        _bench.write_json(args.json, env, rows)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        _bench.plot(args.plot, env, rows)
-        print(f"wrote {args.plot}", file=sys.stderr)
-    bad = [f"{row.workload} {row.dtype}" for row in rows if not row.ok]
-    bad += [f"matrix {row.workload} {row.op} {row.dtype}" for row in matrix_rows if not row.ok]
-    if bad:
-        print(f"fastscore bench: results differ from the NumPy reference: {', '.join(bad)}",
-              file=sys.stderr)
-        return 1
-    return 0
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules["benchmarks"]
+            raise
+    elif init.parent.parent.resolve() not in [Path(p).resolve() for p in package.__path__]:
+        raise LookupError(f"another package named benchmarks is already imported "
+                          f"({', '.join(package.__path__)})")
+    return importlib.import_module("benchmarks.harness")
+
+
+def _bench(argv) -> int:
+    try:
+        harness = load_harness()
+    except LookupError as exc:
+        print(f"fastscore bench: {exc}", file=sys.stderr)
+        return 2
+    return harness.main(argv)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fastscore", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fastscore",
+                                     description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser(
-        "bench",
-        help="time fastscore against NumPy (and PyTorch, Numba, JAX) on the benchmark workloads",
-        description="Time fastscore against the NumPy reference (and PyTorch, Numba and JAX, "
-        "those installed) on the benchmark workloads, check every result against the reference "
-        "and print a table.  Progress goes to stderr.  Exit status 1 if a result differs "
-        "from the reference.",
+    # The harness parses bench's options (`bench --help` lists them): they go to it unparsed.
+    sub.add_parser(
+        "bench", add_help=False,
+        help="time fastscore against NumPy (and PyTorch, Numba, JAX) on the benchmark workloads "
+        "(needs the source tree's benchmarks/)",
     )
-    bench.add_argument("--quick", action="store_true",
-                       help="fewer repeats and smaller large batches (about 1.5 minutes)")
-    bench.add_argument("--threads", type=_positive_int, metavar="N",
-                       help="threads for fastscore, the read pass, NumPy's BLAS, PyTorch and "
-                       "Numba (default: what OpenMP allows, see OMP_NUM_THREADS; JAX keeps "
-                       "its own)")
-    bench.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
-    bench.add_argument("--loops", action="store_true",
-                       help="time whole training loops (REINFORCE, a logit fit) written with "
-                       "fastscore, NumPy, PyTorch and Numba (those installed), and the fastscore "
-                       "loops with default threads against one thread while a core is busy")
-    bench.add_argument("--json", type=_output_path, metavar="FILE",
-                       help="also write the numbers to FILE")
-    bench.add_argument("--plot", type=_output_path, metavar="FILE.png",
-                       help="also draw a speedup chart (needs matplotlib: fastscore[plot])")
-    bench.set_defaults(func=_bench_command)
     sub.add_parser("info", help="version, OpenMP, SIMD level, compiler flags").set_defaults(
         func=_info
     )
@@ -128,7 +116,11 @@ def main(argv=None) -> int:
     ex.add_argument("--actions", type=int, default=16)
     ex.add_argument("--features", type=int, default=256)
     ex.set_defaults(func=_example)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _bench(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

@@ -1,6 +1,7 @@
-"""The bench's optional Numba and JAX baselines (``fastscore._baselines``):
+"""The bench's optional Numba and JAX baselines (``benchmarks/baselines.py``):
 they agree with the NumPy reference, join the bench only where they apply,
-and ``import fastscore`` does not import them.  Nothing here is timed."""
+and neither ``import fastscore`` nor the harness imports them.  Nothing here
+is timed."""
 import subprocess
 import sys
 from pathlib import Path
@@ -8,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastscore import _baselines, _bench, reference
+from fastscore import reference
+from fastscore.__main__ import load_harness
 
 ROOT = Path(__file__).resolve().parents[1]
+load_harness(ROOT)  # this checkout's benchmarks/, as `python -m fastscore bench` finds it
+from benchmarks import baselines  # noqa: E402
+from benchmarks.harness import functions, measure  # noqa: E402
 
 
 def _inputs(rng, masked, shape=(40, 6, 5)):
@@ -32,68 +37,61 @@ def test_baseline_matches_reference(lib, masked, rng):
     module = pytest.importorskip(lib)
     phi, theta, a, mask = _inputs(rng, masked)
     tau = 0.5
-    got = _baselines.CALLS[lib](module, "score", phi, theta, a, mask, tau)()
+    got = baselines.CALLS[lib](module, "score", phi, theta, a, mask, tau)()
     want = reference.score(phi, theta, a, mask=mask, temperature=tau)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
 
-    value, grad = _baselines.CALLS[lib](module, "loglik", phi, theta, a, mask, tau)()
+    value, grad = baselines.CALLS[lib](module, "loglik", phi, theta, a, mask, tau)()
     want_value, want_grad = reference.loglik(phi, theta, a, mask=mask, temperature=tau,
                                              grad=True)
     assert float(value) == pytest.approx(want_value, rel=1e-12)
     np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-10, atol=1e-12)
 
 
-def test_asv_copy_is_the_same_code():
-    """benchmarks/baselines.py is fastscore/_baselines.py under another docstring."""
-    def body(path):
-        text = path.read_text()
-        return text[text.index('"""', 3) + 3:]
-
-    assert body(ROOT / "benchmarks" / "baselines.py") == body(ROOT / "fastscore" / "_baselines.py")
-
-
 def test_bench_adds_baselines_where_they_apply():
     modules = {"numba": pytest.importorskip("numba"), "jax": pytest.importorskip("jax")}
-    inputs = _bench.make_inputs((30, 4, 8), "float32", True, 0.5)
+    inputs = functions.make_inputs((30, 4, 8), "float32", True, 0.5)
     for func in ("score", "loglik"):
-        calls = _bench.implementations(inputs, _bench.default_threads(), None, func, modules)
+        calls = functions.implementations(inputs, measure.default_threads(), None, func, modules)
         assert {"numba", "jax"} <= set(calls)
         want = calls["numpy"]()
         for lib in ("numba", "jax"):
-            assert _bench.check_error(func, inputs, calls[lib](), want) <= _bench.RTOL["float32"]
+            error = functions.check_error(func, inputs, calls[lib](), want)
+            assert error <= measure.RTOL["float32"]
     for func in ("log_prob", "loglik+hess"):  # not theirs
-        assert not {"numba", "jax"} & set(_bench.implementations(
-            inputs, _bench.default_threads(), None, func, modules))
-    one_state = _bench.make_inputs((4, 8), "float64", False, 1.0)
-    ragged = _bench.make_inputs((3, 4, 8), "float64", False, 1.0, ragged=True)
+        assert not {"numba", "jax"} & set(functions.implementations(
+            inputs, measure.default_threads(), None, func, modules))
+    one_state = functions.make_inputs((4, 8), "float64", False, 1.0)
+    ragged = functions.make_inputs((3, 4, 8), "float64", False, 1.0, ragged=True)
     for inp in (one_state, ragged):
-        assert not {"numba", "jax"} & set(_bench.implementations(
-            inp, _bench.default_threads(), None, "score", modules))
+        assert not {"numba", "jax"} & set(functions.implementations(
+            inp, measure.default_threads(), None, "score", modules))
 
 
 def _row(seconds, rel_error):
-    return _bench.Row("tiny states", (8, 4, 8), "float64", False, 1.0, 2048,
-                      dict(seconds, read_pass=1e-6), rel_error, 1e-6, 0.0)
+    return functions.Row("tiny states", (8, 4, 8), "float64", False, 1.0, 2048,
+                         dict(seconds, read_pass=1e-6), rel_error, 1e-6, 0.0)
 
 
 def test_table_columns():
     rows = [_row({"numpy": 4e-3, "fastscore": 1e-3}, {"fastscore": 0.0}),
             _row({"numpy": 4e-3, "fastscore": 1e-3, "numba": 2e-3, "jax": 3e-3},
                  {"fastscore": 0.0, "numba": 0.0, "jax": 1.0})]
-    head, _, no_baselines, with_baselines = _bench.table(rows)
+    head, _, no_baselines, with_baselines = functions.table(rows)
     assert "vs numba" in head and "vs jax" in head
     assert head.index("vs numba") < head.index("vs jax") < head.index("GB/s")
     assert " - " in no_baselines and no_baselines.split()[-1] == "ok"
     assert "2.00x" in with_baselines and "3.00x" in with_baselines
     assert "MISMATCH (jax)" in with_baselines
-    env = _bench.environment(1, True, None, "note",
-                             {"numba": None, "jax": None})
-    assert "numba not installed" in _bench.header(env)[1]
-    assert _bench.to_json(env, rows)["results"][1]["speedup_vs_jax"] == pytest.approx(3.0)
+    env = functions.environment(1, True, None, "note", {"numba": None, "jax": None})
+    assert "numba not installed" in functions.header(env)[1]
+    assert functions.to_json(env, rows)["results"][1]["speedup_vs_jax"] == pytest.approx(3.0)
 
 
 def test_import_fastscore_imports_neither():
-    code = ("import sys, fastscore, fastscore._bench, fastscore._baselines; "
+    code = ("import sys, fastscore; from fastscore.__main__ import load_harness; "
+            f"load_harness(__import__('pathlib').Path({str(ROOT)!r})); "
+            "import benchmarks.baselines, benchmarks.harness.functions, benchmarks.harness.loops; "
             "print(sorted({'numba', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

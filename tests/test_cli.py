@@ -1,16 +1,33 @@
-"""`python -m fastscore info` / `example` and `fastscore.show_config()`."""
+"""`python -m fastscore info` / `example`, how `bench` finds the benchmark
+harness, and `fastscore.show_config()`."""
+import os
 import subprocess
 import sys
+import types
+from pathlib import Path
+
+import pytest
 
 import fastscore
 from fastscore import _core
+from fastscore.__main__ import load_harness
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The fastscore this process imported: one from a checkout (built in place,
+# or an editable install) is put on the children's path; an installed one
+# they find by themselves.
+_TREE = Path(fastscore.__file__).resolve().parents[1]
+_PATH = [str(_TREE)] if (_TREE / "setup.py").is_file() else []
 
 
-def run_module(tmp_path, *args):
+def run_module(tmp_path, *args, **env):
     # cwd=tmp_path: from the checkout, `-m fastscore` would import the source
     # tree's fastscore/ (no compiled module after a non-editable install).
+    path = os.pathsep.join(_PATH + [p for p in [os.environ.get("PYTHONPATH")] if p])
     return subprocess.run([sys.executable, "-m", "fastscore", *args], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+                          text=True, cwd=tmp_path, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=path, **env))
 
 
 def test_info_runs_and_mentions_openmp(tmp_path):
@@ -60,3 +77,46 @@ def test_no_command_is_an_error(tmp_path):
     proc = run_module(tmp_path)
     assert proc.returncode != 0
     assert "usage" in proc.stderr.lower()
+
+
+def test_bench_help_comes_from_the_harness(tmp_path):
+    proc = run_module(tmp_path, "bench", "--help", FASTSCORE_BENCHMARKS=str(ROOT))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m fastscore bench")
+    for option in ("--quick", "--threads", "--dtype", "--loops", "--json", "--plot"):
+        assert option in proc.stdout
+
+
+def test_bench_options_are_checked_by_the_harness(tmp_path):
+    proc = run_module(tmp_path, "bench", "--threads", "0", FASTSCORE_BENCHMARKS=str(ROOT))
+    assert proc.returncode == 2
+    assert "expected a positive integer, got 0" in proc.stderr
+
+
+def test_bench_without_a_harness_says_what_to_do(tmp_path):
+    proc = run_module(tmp_path, "bench", "--quick", FASTSCORE_BENCHMARKS=str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert f"FASTSCORE_BENCHMARKS={tmp_path} has no benchmarks/harness/" in proc.stderr
+
+
+def test_other_commands_take_no_extra_arguments(tmp_path):
+    proc = run_module(tmp_path, "info", "--quick")
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --quick" in proc.stderr
+
+
+def test_load_harness_is_this_checkouts(monkeypatch):
+    monkeypatch.delenv("FASTSCORE_BENCHMARKS", raising=False)
+    harness = load_harness(ROOT)
+    assert Path(harness.__file__) == ROOT / "benchmarks" / "harness" / "__init__.py"
+    assert load_harness(ROOT) is harness
+    assert [t.option for t in harness.TABLES][:2] == [None, "--loops"]
+
+
+def test_load_harness_refuses_another_benchmarks_package(monkeypatch, tmp_path):
+    other = types.ModuleType("benchmarks")
+    other.__path__ = [str(tmp_path / "benchmarks")]
+    monkeypatch.setitem(sys.modules, "benchmarks", other)
+    with pytest.raises(LookupError, match="another package named benchmarks"):
+        load_harness(ROOT)

@@ -1,57 +1,58 @@
-"""``python -m fastscore bench``: fastscore against NumPy (and PyTorch, Numba, JAX) per workload.
+"""The run without a table option: each public function against NumPy (and
+PyTorch, Numba, JAX), then the ``fastscore.matrix`` table (``matrix.py``).
 
 A workload is one public function (``score``, ``log_prob``, ``entropy``,
 ``probs``, ``sample``, ``loglik``) on one shape; its NumPy baseline is the
 namesake in ``fastscore.reference``.
 
-Each workload is timed for every implementation side by side in one process,
-interleaved over several repeats, and the best time of each counts: on a
-shared, noisy machine a ratio measured that way is what survives.  Next to
-the times the table shows the bandwidth fastscore achieves reading ``phi``
-and the fraction it is of this machine's read bandwidth, measured by
-``fastscore._core.read_pass`` over as many bytes with the same thread count
-(or one thread, if that is faster: it is for a few kilobytes, where the
-kernel does not start threads either).
+Each workload is timed for every implementation side by side in one process
+(``measure.best_times``).  Next to the times the table shows the bandwidth
+fastscore achieves reading ``phi`` and the fraction it is of this machine's
+read bandwidth, measured by ``fastscore._core.read_pass`` over as many bytes
+with the same thread count (or one thread, if that is faster: it is for a few
+kilobytes, where the kernel does not start threads either).
 
 Numba and JAX, when installed, are optional columns of the batch ``score``
-and ``loglik`` rows (``fastscore._baselines``); nothing here imports them
+and ``loglik`` rows (``benchmarks/baselines.py``); nothing here imports them
 before ``import_baselines``.
 
 The asv suite in ``benchmarks/`` runs the same workloads.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import functools
-import gc
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
 import fastscore
+from fastscore import _core, reference
 
-from . import __version__, _baselines, _core, reference
+from .. import baselines as _baselines
+from . import matrix
+from .measure import (
+    RTOL,
+    OtherLoad,
+    Settings,
+    best_times,
+    cpu_name,
+    default_threads,
+    format_time,
+    relative_error,
+    shape_str,
+    warm_allocator,
+)
 
 #: Environment variables that change which BLAS kernels NumPy runs.
 BLAS_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-#: Tolerated relative error against the NumPy reference, in the 2-norm of the
-#: whole result.  The reference computes in the input precision and is the
-#: less accurate one.
-RTOL = {"float32": 1e-3, "float64": 1e-6}
-
-#: Seconds to wait after timing NumPy before timing anything else.  OpenBLAS's
-#: worker threads spin for about 2**28 cycles (~0.1 s) after a call; on a
-#: machine with few cores they take a core from whatever runs next, and a
-#: threaded call then loses a scheduler tick every few milliseconds.
-BLAS_SETTLE = 0.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,24 +104,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("tiny states", (65536, 4, 8), func="loglik"),
 )
 
-#: The optional baselines (``fastscore._baselines``), in column order.
+#: The optional baselines (``benchmarks/baselines.py``), in column order.
 BASELINES = ("numba", "jax")
-
-#: Functions whose result is a sum over the states (their rows also time
-#: ``score`` on the same data, or the Hessian's floor).
-REDUCTIONS = ("loglik", "loglik+hess")
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """How long to measure: repeats per implementation, seconds per sample."""
-
-    repeat: int
-    min_time: float
-
-    @classmethod
-    def for_mode(cls, quick: bool) -> "Settings":
-        return cls(repeat=3, min_time=0.01) if quick else cls(repeat=7, min_time=0.05)
 
 
 @dataclasses.dataclass
@@ -260,62 +245,6 @@ def check_error(func: str, inputs: Inputs, got: Any, want: Any) -> float:
     return relative_error(got, want)
 
 
-def relative_error(got: Any, want: np.ndarray) -> float:
-    """``|got - want| / |want|``, 2-norms over the whole result.
-
-    Not per state: where a policy is nearly deterministic a state's score is
-    tiny and the reference's own error in it can reach 100 %.
-    """
-    got = np.asarray(got, dtype=np.float64)
-    want = np.asarray(want, dtype=np.float64)
-    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), np.finfo(np.float64).tiny))
-
-
-# ---------------------------------------------------------------------------
-# Timing.
-
-def _sample(func: Callable[[], Any], number: int) -> float:
-    """Seconds for ``number`` calls, garbage collection off (as timeit does)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        return time.perf_counter() - start
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def calls_per_sample(func: Callable[[], Any], min_time: float) -> int:
-    """How many calls of ``func`` last at least ``min_time`` (also a warm-up)."""
-    number = 1
-    while True:
-        elapsed = _sample(func, number)
-        if elapsed >= min_time:
-            return number
-        number = max(number + 1, int(number * min(10.0, 1.2 * min_time / max(elapsed, 1e-9))))
-
-
-def best_times(funcs: dict[str, Callable[[], Any]], settings: Settings) -> dict[str, float]:
-    """Seconds per call of each function: the best of ``settings.repeat`` samples.
-
-    The samples are interleaved (every function once per repeat), so all of
-    them see the same machine; each sample batches enough calls to last
-    ``settings.min_time``, so a microsecond call is timed as well as a long one.
-    After a sample of "numpy", wait ``BLAS_SETTLE``.
-    """
-    numbers = {name: calls_per_sample(f, settings.min_time) for name, f in funcs.items()}
-    best = {name: float("inf") for name in funcs}
-    for _ in range(settings.repeat):
-        for name, func in funcs.items():
-            best[name] = min(best[name], _sample(func, numbers[name]) / numbers[name])
-            if name == "numpy":
-                time.sleep(BLAS_SETTLE)
-    return best
-
-
 def read_pass_calls(nbytes: int, n_threads: int) -> dict[str, Callable[[], Any]]:
     """Read-only passes over ``nbytes``, the roofline of a kernel that reads as
     much: with ``n_threads`` ("read_pass") and, if that is more than one, with
@@ -329,54 +258,6 @@ def read_pass_calls(nbytes: int, n_threads: int) -> dict[str, Callable[[], Any]]
     if n_threads > 1:
         calls["read_pass_1"] = functools.partial(_core.read_pass, buf, 1)
     return calls
-
-
-class OtherLoad:
-    """The share of this machine's CPU time that other processes take from now on.
-
-    It flags the timings that contention spoilt: a threaded call waits for
-    its slowest thread, so one busy core can make it many times slower.
-    Reads /proc/stat (Linux); elsewhere ``share()`` is None.
-    """
-
-    def __init__(self) -> None:
-        self._start = self._snapshot()
-
-    @staticmethod
-    def _snapshot() -> Optional[tuple[float, float, float]]:
-        """(wall seconds, busy CPU seconds of the machine, CPU seconds of this process)."""
-        try:
-            with open("/proc/stat") as f:
-                fields = [float(x) for x in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        # user nice system idle iowait irq softirq steal: steal is CPU time
-        # another virtual machine took, also not ours.
-        busy = sum(fields[:8]) - fields[3] - fields[4]
-        return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
-
-    def share(self) -> Optional[float]:
-        """Other processes' CPU time since creation over all CPUs' wall time."""
-        end = self._snapshot()
-        if self._start is None or end is None:
-            return None
-        wall, busy, own = (e - s for e, s in zip(end, self._start))
-        return max(busy - own, 0.0) / (wall * (os.cpu_count() or 1))
-
-
-def warm_allocator() -> None:
-    """Free a 16 MiB block, as any long-running process has done.
-
-    glibc's malloc maps blocks above a threshold (128 KiB at first) straight
-    from the OS and gives them back when freed, so each call of the NumPy
-    reference would pay page faults on its temporaries.  Freeing such a
-    mapped block raises the threshold to its size (up to 32 MiB); a fresh
-    process has not done it and its NumPy times come out up to twice as slow
-    (importing PyTorch happens to do it).  The block is never touched, so it
-    costs no memory; elsewhere than glibc this does nothing useful or harmful.
-    """
-    block = np.empty(16 << 20, dtype=np.uint8)
-    del block
 
 
 # ---------------------------------------------------------------------------
@@ -435,11 +316,6 @@ class Row:
         """This machine's read bandwidth over as many bytes, in GB/s."""
         read = min(self.seconds["read_pass"], self.seconds.get("read_pass_1", float("inf")))
         return self.phi_bytes / read / 1e9
-
-
-def default_threads() -> int:
-    """The threads fastscore uses when ``n_threads`` is None: what OpenMP allows."""
-    return int(_core.build_info()["max_threads"])
 
 
 def import_torch() -> Any:
@@ -526,7 +402,7 @@ def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
     rows = []
     for i, (workload, dtype) in enumerate(cases, 1):
         shape = workload.shape_for(quick)
-        print(f"[{i:2d}/{len(cases)}] {workload.func} {workload.name} {_shape_str(shape)} {dtype}",
+        print(f"[{i:2d}/{len(cases)}] {workload.func} {workload.name} {shape_str(shape)} {dtype}",
               file=progress, flush=True)
         rows.append(run_workload(workload, dtype, quick, n_threads, torch, settings, baselines))
     return rows
@@ -535,16 +411,6 @@ def run(dtypes: Sequence[str], quick: bool, n_threads: int, torch: Any,
 # ---------------------------------------------------------------------------
 # Reporting: environment, table, JSON, plot.
 
-def cpu_name() -> str:
-    """The CPU model, from /proc/cpuinfo where there is one."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def environment(n_threads: int, quick: bool, torch: Any, blas_note: str,
                 baselines: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """What the numbers depend on: versions, threads, CPU, BLAS settings."""
@@ -552,7 +418,7 @@ def environment(n_threads: int, quick: bool, torch: Any, blas_note: str,
     baselines = baselines or {}
     numba, jax = baselines.get("numba"), baselines.get("jax")
     return {
-        "fastscore": __version__,
+        "fastscore": fastscore.__version__,
         "numpy": np.__version__,
         "torch": None if torch is None else torch.__version__,
         "numba": None if numba is None else numba.__version__,
@@ -570,21 +436,9 @@ def environment(n_threads: int, quick: bool, torch: Any, blas_note: str,
     }
 
 
-def _shape_str(shape: Sequence[int]) -> str:
-    return "x".join(str(n) for n in shape)
-
-
 def _label(row: Row) -> str:
     """A row's function, workload and shape on two lines, for the chart."""
-    return f"{row.func} {row.workload}\n{_shape_str(row.shape)}"
-
-
-def format_time(seconds: float) -> str:
-    """``seconds`` in ns, us, ms or s, three significant digits."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+    return f"{row.func} {row.workload}\n{shape_str(row.shape)}"
 
 
 def header(env: dict[str, Any]) -> list[str]:
@@ -628,7 +482,7 @@ def table(rows: Sequence[Row]) -> list[str]:
     head += ["GB/s", "read GB/s", "% read", "busy", "check", "note"]
     body = []
     for row in rows:
-        cells = [row.func, row.workload, _shape_str(row.shape), row.dtype,
+        cells = [row.func, row.workload, shape_str(row.shape), row.dtype,
                  format_time(row.seconds["numpy"])]
         if with_torch:
             cells.append(format_time(row.seconds["torch"]) if "torch" in row.seconds else "-")
@@ -745,200 +599,34 @@ def plot(path: Path, env: dict[str, Any], rows: Sequence[Row]) -> None:
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------------
-# The state-input form (fastscore.matrix): its own workloads and table.
-#
-# One state, k = 64, N = 10 (an RL step): score, log_prob and sample against
-# the NumPy a user writes for one state.  Batches (a minibatch, and a
-# multinomial-logit fit): loglik(grad=True) against the NumPy reference,
-# scikit-learn's multinomial loss gradient plus the matrix products (if
-# scikit-learn is installed), and the floor: the two BLAS products alone,
-# ``S @ W`` and ``S.T @ R``, timed in the same run.
-
-@dataclasses.dataclass(frozen=True)
-class MatrixWorkload:
-    """One matrix-form case: (k, N) for one state, (B, k, N) for a batch."""
-
-    name: str
-    op: str  # score, log_prob, sample (one state), loglik (batch, with the gradient)
-    shape: tuple[int, ...]
-    quick_shape: Optional[tuple[int, ...]] = None
-
-    def shape_for(self, quick: bool) -> tuple[int, ...]:
-        return self.quick_shape if quick and self.quick_shape else self.shape
-
-
-MATRIX_WORKLOADS: tuple[MatrixWorkload, ...] = (
-    MatrixWorkload("one state", "score", (64, 10)),
-    MatrixWorkload("one state", "log_prob", (64, 10)),
-    MatrixWorkload("one state", "sample", (64, 10)),
-    MatrixWorkload("minibatch", "loglik", (4096, 64, 10)),
-    MatrixWorkload("mnl fit", "loglik", (1_000_000, 20, 10), quick_shape=(100_000, 20, 10)),
-)
-
-
-@dataclasses.dataclass
-class MatrixRow:
-    """Times (seconds per call) of one matrix-form workload."""
-
-    workload: str
-    op: str
-    shape: tuple[int, ...]
-    dtype: str
-    seconds: dict[str, float]
-    error: float
-    rtol: float
-    busy: Optional[float]
-
-    @property
-    def ok(self) -> bool:
-        return self.error <= self.rtol
-
-    def ratio(self, other: str) -> Optional[float]:
-        if other not in self.seconds:
-            return None
-        return self.seconds[other] / self.seconds["fastscore"]
-
-
-def _numpy_one_state(op: str, s: np.ndarray, W: np.ndarray, a: int,
-                     rng: np.random.Generator) -> Callable[[], Any]:
-    """What a user writes in NumPy for one state."""
-    n = W.shape[1]
-
-    def score() -> Any:
-        z = s @ W
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        onehot = np.zeros(n, dtype=p.dtype)
-        onehot[a] = 1
-        return np.outer(s, onehot - p)
-
-    def log_prob() -> Any:
-        z = s @ W
-        m = z.max()
-        return z[a] - m - np.log(np.exp(z - m).sum())
-
-    def sample() -> Any:
-        z = s @ W
-        act = int(np.argmax(z + rng.gumbel(size=n)))
-        m = z.max()
-        return act, z[act] - m - np.log(np.exp(z - m).sum())
-
-    return {"score": score, "log_prob": log_prob, "sample": sample}[op]
-
-
-def _sklearn_loss(n: int) -> Any:
-    """scikit-learn's multinomial loss object, or None."""
-    try:
-        from sklearn._loss.loss import HalfMultinomialLoss
-    except ImportError:
-        return None
-    return HalfMultinomialLoss(n_classes=n)
-
-
-def matrix_calls(work: MatrixWorkload, dtype: str, quick: bool,
-                 n_threads: int) -> tuple[dict[str, Callable[[], Any]], Callable[[], float]]:
-    """Zero-argument calls by name, and the relative error of fastscore's result."""
-    from . import matrix
-
-    shape = work.shape_for(quick)
-    rng = np.random.default_rng(0)
-    k, n = shape[-2], shape[-1]
-    t = np.dtype(dtype).type
-    W = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(t)
-    options: dict[str, Any] = {}
-    if n_threads != default_threads():
-        options["n_threads"] = n_threads
-    if len(shape) == 2:
-        s = rng.standard_normal(k).astype(t)
-        a = int(rng.integers(n))
-        fs: Callable[[], Any]
-        if work.op == "score":
-            fs = functools.partial(matrix.score, s, W, a, **options)
-        elif work.op == "log_prob":
-            fs = functools.partial(matrix.log_prob, s, W, a, **options)
-        else:
-            fs = functools.partial(matrix.sample, s, W, seed=1, **options)
-        calls = {"numpy": _numpy_one_state(work.op, s, W, a, rng), "fastscore": fs}
-        if work.op == "sample":
-            # Draws differ: check fastscore's log pi of its own draw against NumPy's.
-            def check() -> float:
-                act, lp = fs()
-                want = _numpy_one_state("log_prob", s, W, int(act), rng)()
-                return relative_error(np.atleast_1d(lp), np.atleast_1d(want))
-        else:
-            def check() -> float:
-                return relative_error(np.asarray(fs()).ravel(),
-                                      np.asarray(calls["numpy"]()).ravel())
-        return calls, check
-    b = shape[0]
-    S = rng.standard_normal((b, k)).astype(t)
-    a = rng.integers(0, n, size=b)
-    R = rng.standard_normal((b, n)).astype(t)
-    calls = {
-        "numpy": functools.partial(reference.matrix_loglik, S, W, a, grad=True),
-        "fastscore": functools.partial(matrix.loglik, S, W, a, grad=True, **options),
-        "floor": lambda: (S @ W, S.T @ R),
-    }
-    loss = _sklearn_loss(n)
-    if loss is not None:
-        y = a.astype(t)
-
-        def sklearn() -> Any:
-            g = loss.gradient(y_true=y, raw_prediction=S @ W)
-            return S.T @ g
-
-        calls["sklearn"] = sklearn
-
-    def check() -> float:
-        return relative_error(calls["fastscore"]()[1], calls["numpy"]()[1])
-
-    return calls, check
-
-
-def run_matrix(dtypes: Sequence[str], quick: bool, n_threads: int,
-               progress: TextIO = sys.stderr) -> list[MatrixRow]:
-    """Every matrix-form workload in every dtype."""
-    settings = Settings.for_mode(quick)
-    rows = []
-    cases = [(w, dtype) for w in MATRIX_WORKLOADS for dtype in dtypes]
-    for i, (work, dtype) in enumerate(cases, 1):
-        print(f"[matrix {i:2d}/{len(cases)}] {work.name} {work.op} "
-              f"{_shape_str(work.shape_for(quick))} {dtype}", file=progress, flush=True)
-        calls, check = matrix_calls(work, dtype, quick, n_threads)
-        error = check()
-        load = OtherLoad()
-        seconds = best_times(calls, settings)
-        rows.append(MatrixRow(work.name, work.op, work.shape_for(quick), dtype, seconds, error,
-                              RTOL[dtype], load.share()))
-    return rows
-
-
-def matrix_table(rows: Sequence[MatrixRow]) -> list[str]:
-    """The matrix-form rows as an aligned text table."""
-    head = ["fastscore.matrix", "op", "shape", "dtype", "numpy", "sklearn", "floor",
-            "fastscore", "vs numpy", "vs sklearn", "/ floor", "busy"]
-    body = []
-    for row in rows:
-        def cell(name: str) -> str:
-            return format_time(row.seconds[name]) if name in row.seconds else "-"
-
-        vs_np, vs_sk = row.ratio("numpy"), row.ratio("sklearn")
-        floor = row.ratio("floor")
-        body.append([
-            row.workload, row.op, _shape_str(row.shape), row.dtype, cell("numpy"),
-            cell("sklearn"), cell("floor"), cell("fastscore"),
-            f"{vs_np:.1f}x" if vs_np else "-", f"{vs_sk:.1f}x" if vs_sk else "-",
-            f"{1 / floor:.2f}" if floor else "-",
-            "-" if row.busy is None else f"{100 * row.busy:.0f} %",
-        ] + ([] if row.ok else [f"MISMATCH {row.error:.1e}"]))
-    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
-
-    def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 4 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))) + (
-            "  " + "  ".join(cells[len(head):]) if len(cells) > len(head) else "")
-
-    return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body] + [
-        "floor: the two BLAS products S @ W and S.T @ R alone; / floor = fastscore time / floor time",
-    ]
+def main(args: argparse.Namespace) -> int:
+    """Run, check and print both tables (``--json``, ``--plot``: the function rows)."""
+    if args.plot is not None:
+        try:
+            require_matplotlib()
+        except ImportError as exc:
+            print(f"fastscore bench: {exc}", file=sys.stderr)
+            return 2
+    n_threads = args.threads or default_threads()
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    torch = import_torch()
+    baselines = import_baselines()
+    with thread_limits(n_threads, torch, baselines["numba"]) as blas_note:
+        env = environment(n_threads, args.quick, torch, blas_note, baselines)
+        rows = run(dtypes, args.quick, n_threads, torch, baselines=baselines)
+        matrix_rows = matrix.run(dtypes, args.quick, n_threads)
+    print("\n".join(header(env) + [""] + table(rows)))
+    print("\n".join([""] + matrix.table(matrix_rows)))
+    if args.json is not None:
+        write_json(args.json, env, rows)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot is not None:
+        plot(args.plot, env, rows)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    bad = [f"{row.workload} {row.dtype}" for row in rows if not row.ok]
+    bad += [f"matrix {row.workload} {row.op} {row.dtype}" for row in matrix_rows if not row.ok]
+    if bad:
+        print(f"fastscore bench: results differ from the NumPy reference: {', '.join(bad)}",
+              file=sys.stderr)
+        return 1
+    return 0

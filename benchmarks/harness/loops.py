@@ -21,12 +21,14 @@ Loops (time per step, or per fit):
   SciPy's BFGS with the NumPy gradient, PyTorch by L-BFGS with autograd; the
   table gives iterations and the log-likelihood reached.
 
-With ``--contention`` the fastscore loops are also timed with the default
-thread count and with ``n_threads=1`` while another process keeps one core
-busy: the default must never be more than 1.1x slower.
+With ``contention`` (as ``bench --loops`` runs it) the fastscore loops are
+also timed with the default thread count and with ``n_threads=1`` while
+another process keeps one core busy: the default must never be more than
+1.1x slower.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import functools
@@ -38,8 +40,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 import fastscore
+from fastscore import reference
 
-from . import reference
+from .measure import cpu_name, default_threads, format_time
 
 K, N_ACTIONS = 64, 10
 
@@ -398,8 +401,6 @@ def run(quick: bool, contention: bool, progress=sys.stderr) -> tuple[list[LoopRo
 
 
 def format_table(rows: list[LoopRow], busy: list[LoopRow]) -> list[str]:
-    from ._bench import format_time
-
     impls = [i for i in ("numpy", "torch", "numba") if any(i in r.seconds for r in rows)]
     head = ["loop", "shape", "fastscore"] + impls + [f"vs {i}" for i in impls] + ["note"]
     body = []
@@ -427,3 +428,12 @@ def _align(head: list[str], body: list[list[str]]) -> list[str]:
         c.ljust(w) if i < 2 or i == len(cells) - 1 else c.rjust(w)
         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in body]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run and print both tables (``--quick`` applies; threads and dtype are the loops' own)."""
+    print(f"fastscore {fastscore.__version__} bench --loops on {cpu_name()}, "
+          f"{default_threads()} threads by default")
+    rows, busy = run(args.quick, contention=True)
+    print("\n".join(format_table(rows, busy)))
+    return 0
