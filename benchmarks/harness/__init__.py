@@ -12,8 +12,8 @@ common options below (``quick``, ``threads``: None for the default, ``dtype``,
 ``measure.py`` has what the tables share: interleaved timing, the load of
 other processes, relative errors, ``format_time``.
 
-To add a table, say ``--choice``: write ``choice.py`` with its ``main`` and
-add ``Table("--choice", "choice", "...help...")`` to ``TABLES``.  The options
+To add a table, say ``--foo``: write ``foo.py`` with its ``main`` and add
+``Table("--foo", "foo", "...help...")`` to ``TABLES``.  The options
 of ``TABLES`` exclude each other; none of them runs the first entry.
 """
 from __future__ import annotations
@@ -40,6 +40,9 @@ TABLES: tuple[Table, ...] = (
           "time whole training loops (REINFORCE, a logit fit) written with fastscore, NumPy, "
           "PyTorch and Numba (those installed), and the fastscore loops with default threads "
           "against one thread while a core is busy"),
+    Table("--choice", "choice",
+          "fit conditional and mixed logits with fastscore.choice and the peers installed "
+          "(xlogit, biogeme, jaxlogit; see --peer-python), each in its own process"),
 )
 
 
@@ -82,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
             tables.add_argument(table.option, dest="table", action="store_const",
                                 const=table.module, help=table.help)
     p.set_defaults(table=TABLES[0].module)
+    p.add_argument("--peer-python", action="append", metavar="PYTHON",
+                   help="with --choice: another interpreter to look for the peers in "
+                   "(repeatable; biogeme needs pandas < 3)")
     p.add_argument("--json", type=_output_path, metavar="FILE",
                    help="also write the numbers to FILE")
     p.add_argument("--plot", type=_output_path, metavar="FILE.png",

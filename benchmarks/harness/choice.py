@@ -1,18 +1,17 @@
-"""The choice-model table: fastscore.choice against the peers that are
-installed, each fit in its own process (``choice_peers.py``), and the
-estimator's front end against a Newton loop on arrays already laid out.
+"""``python -m fastscore bench --choice``: fastscore.choice against the peers
+that are installed, each fit in its own process (``benchmarks/choice_peers.py``),
+and the estimator's front end against a Newton loop on arrays already laid out.
 
-    python benchmarks/choice_table.py [--quick] [--peer-python PATH ...]
+    python -m fastscore bench --choice [--quick] [--peer-python PATH ...]
 
 ``--peer-python`` names more interpreters to look for peers in (biogeme
 needs pandas < 3, so it often lives in an environment of its own); a tool
-runs under the first interpreter that has it.  Times are the best of a few
+runs under the first interpreter that has it, fastscore under this one.  Times are the best of a few
 fits with standard errors, imports and data loading excluded; ``vs
 fastscore`` is the peer's time over ours.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import subprocess
@@ -20,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
+PEERS = ROOT / "benchmarks" / "choice_peers.py"
+# Published log-likelihoods the conditional-logit fits must reach (mlogit,
+# xlogit), to 1e-3.
+PUBLISHED = {"electricity": -4958.649, "fishing": -1215.138}
 
 # (model, data set, draws, fastscore's repeats, in the quick table too); the
 # peers' mixed-logit fits (10-100 s each) are timed once.
@@ -35,8 +37,20 @@ ROWS = [
 ]
 TOOLS = {"conditional logit": ["fastscore", "xlogit", "biogeme"],
          "mixed logit": ["fastscore", "xlogit", "jaxlogit"]}
+# Seconds one peer process may take (jaxlogit's mixed logit: about 90 s).
+TIMEOUT = 900
 MODULES = {"fastscore": "fastscore.choice", "xlogit": "xlogit", "biogeme": "biogeme.biogeme",
            "jaxlogit": "jaxlogit"}
+
+
+def repeats_for(tool, model, repeats):
+    """The peers' mixed logits take 10-100 s a fit and are timed once;
+    biogeme's first fit compiles its model, so it is timed twice."""
+    if tool == "fastscore":
+        return repeats
+    if model == "mixed logit":
+        return 1
+    return 2 if tool == "biogeme" else repeats
 
 
 def has_module(python, module):
@@ -45,7 +59,7 @@ def has_module(python, module):
 
 
 def run_peer(python, tool, data, repeats, draws, timeout):
-    cmd = [python, str(HERE / "choice_peers.py"), tool, data, str(repeats)]
+    cmd = [python, str(PEERS), tool, data, str(repeats)]
     if draws is not None:
         cmd.append(str(draws))
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -108,24 +122,19 @@ def fmt_s(s):
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="one mixed-logit row and a smaller front-end row")
-    ap.add_argument("--peer-python", action="append", default=[],
-                    help="another interpreter to look for peers in")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds one peer process may take")
-    args = ap.parse_args(argv)
-    pythons = [sys.executable] + args.peer_python
-    where = {}
-    for tool, module in MODULES.items():
-        where[tool] = next((p for p in pythons if has_module(p, module)), None)
+def main(args):
+    """Print the table; 1 if a conditional-logit fit misses its published
+    log-likelihood."""
+    pythons = [sys.executable] + list(args.peer_python or [])
+    where = {tool: next((p for p in pythons if has_module(p, module)), None)
+             for tool, module in MODULES.items()}
     print(f"# CPU: {_cpu()}; Python {platform.python_version()}; peers: "
           + ", ".join(f"{t} ({'missing' if p is None else p})" for t, p in where.items()))
     header = (f"{'model':<18}{'data':<19}{'draws':>6}  {'tool':<10}{'fit':>10}{'vs fastscore':>14}"
               f"{'log-likelihood':>16}{'iter':>6}")
     print(header)
     print("-" * len(header))
+    status = 0
     for model, data, draws, repeats, in_quick in ROWS:
         if args.quick and not in_quick:
             continue
@@ -134,15 +143,18 @@ def main(argv=None):
             python = where[tool]
             if python is None:
                 continue
-            if tool != "fastscore" and model == "mixed logit":
-                repeats = 1
-            res = run_peer(python, tool, data, repeats, draws, args.timeout)
+            n = repeats_for(tool, model, repeats)
+            print(f"{model} {data} {draws or ''} {tool}...", file=sys.stderr, flush=True)
+            res = run_peer(python, tool, data, n, draws, TIMEOUT)
             if "error" in res or "missing" in res:
                 print(f"{model:<18}{data:<19}{draws or '':>6}  {tool:<10}  "
                       f"{res.get('error') or res.get('missing')}")
+                status |= tool == "fastscore"
                 continue
             if tool == "fastscore":
                 ours = res
+                if data in PUBLISHED and abs(res["ll"] - PUBLISHED[data]) > 1e-3:
+                    status = 1
             ratio = f"{res['best'] / ours['best']:.1f}x" if ours else "-"
             print(f"{model:<18}{data:<19}{draws or '':>6}  {tool:<10}{fmt_s(res['best']):>10}"
                   f"{ratio:>14}{res['ll']:>16.3f}{res['niter']:>6}", flush=True)
@@ -151,6 +163,7 @@ def main(argv=None):
     print(f"\nfront end: {n} observations x 10 alternatives x 20 variables from a DataFrame, "
           f"model and fit {fmt_s(est)}; the Newton loop on laid-out arrays {fmt_s(loop)}; "
           f"ratio {est / loop:.2f} (target <= 1.3)")
+    return status
 
 
 def _cpu():
@@ -162,6 +175,3 @@ def _cpu():
         pass
     return platform.processor() or "unknown"
 
-
-if __name__ == "__main__":
-    main()
