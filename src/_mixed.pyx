@@ -47,7 +47,8 @@ cdef extern from "fastscore_mixed.h" nogil:
 
 # Below this many multiply-adds (rows x draws x columns) a call runs on one
 # thread: a fork/join would cost more than it saves.
-DEF PARALLEL_MIN_WORK = 200000
+cdef enum:
+    PARALLEL_MIN_WORK = 200000
 
 ISA_NAMES = ("avx512f", "avx2", "baseline")
 
