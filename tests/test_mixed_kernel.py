@@ -415,3 +415,32 @@ def test_any_chosen_is_checked(chosen):
         assert "chosen[" in str(exc) and "out of range" in str(exc)
     else:
         assert valid and np.isfinite(value)
+
+
+def test_no_situations():
+    ll, g = simulated_loglik(np.zeros((0, 2)), [0], np.zeros(0, np.intp), [0], np.zeros((0, 3, 1)),
+                             np.array([1, 0]), np.zeros(3), grad=True)
+    assert ll == 0.0 and (g == 0.0).all()
+
+
+def test_compiled_entry_rechecks_what_memory_safety_needs():
+    """The arrays entry (called by the wrapper after its checks) refuses
+    structures that would read out of bounds, instead of trusting them."""
+    a = good()
+    kinds = a["kinds"].astype(np.intc)
+    rcol = np.flatnonzero(kinds).astype(np.intp)
+
+    def entry(**kw):
+        b = dict(a, kinds=kinds, rcol=rcol)
+        b.update(kw)
+        return _mixed.simulated_loglik_arrays(
+            b["X"], b["offsets"], b["chosen"], b["panel_offsets"], b["draws"], b["kinds"],
+            b["rcol"], b["params"], None, False, True, False, False, 1)
+
+    assert np.isfinite(entry()[0])
+    for kw in (dict(chosen=np.full(6, 2, np.intp)), dict(offsets=np.r_[0, 3, 2, 6, 8, 10, 12]),
+               dict(panel_offsets=np.array([0, 2, 2, 6], np.intp)), dict(rcol=np.array([0, 1])),
+               dict(offsets=np.arange(0, 14, 2, dtype=np.intp) + np.r_[0, 0, 0, 0, 0, 0, 2])):
+        kw = {key: np.ascontiguousarray(v, np.intp) for key, v in kw.items()}
+        with pytest.raises(ValueError, match="inconsistent arrays"):
+            entry(**kw)
