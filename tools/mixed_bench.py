@@ -147,7 +147,8 @@ def bench(repeats=9):
     ll_grad = numba_loglik()
     fma, mul_add = peak_rates()
     print(f"CPU: {cpu_name()}; peak per core: {fma / 1e9:.2f} G FMA/s, "
-          f"{mul_add / 1e9:.2f} G mul+add/s (tools/peak_fma.c)")
+          f"{mul_add / 1e9:.2f} G mul+add/s (tools/peak_fma.c); "
+          f"load average {os.getloadavg()[0]:.2f}")
     print("| R | threads | fastscore (ms) | Numba (ms) | Numba / fastscore | floor (ms, FMA) "
           "| fastscore / floor | G madd/s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -174,6 +175,7 @@ def bench(repeats=9):
             floor = madds / (fma * nt)
             print(f"| {R} | {nt} | {fs * 1e3:.1f} | {nb * 1e3:.1f} | {nb / fs:.1f} | "
                   f"{floor * 1e3:.2f} | {fs / floor:.1f} | {madds / fs / 1e9:.1f} |")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
