@@ -166,6 +166,15 @@ def test_cholesky(rng, q):
     np.testing.assert_allclose(g_c[:k], g_i[:k], rtol=1e-12)
 
 
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(0, 4), min_size=1, max_size=5),
+       st.integers(1, 6), st.integers(1, 40), st.booleans())
+def test_random_structures_match_numpy(seed, kinds, n_panels, R, weighted):
+    rng = np.random.default_rng(seed)
+    args = make_problem(rng, kinds, n_panels, (1, 5), R, sizes=(1, 6))
+    weights = rng.uniform(0, 2, n_panels) if weighted else None
+    assert_close(run_all(args, weights=weights), reference(*args, weights=weights))
+
+
 def test_mpmath_value():
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
