@@ -135,9 +135,8 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("weights must be finite and >= 0")
 
-    max_rows = int(sizes.max()) if S else 1
     ll, g, scores, post = _mixed.simulated_loglik_arrays(
         X, offsets, chosen, panel_offsets, draws, kinds_c, rcol, params, weights, chol,
-        bool(grad), bool(panel_scores), bool(posterior), n_threads, max_rows)
+        bool(grad), bool(panel_scores), bool(posterior), n_threads)
     out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior)) if want]
     return out[0] if len(out) == 1 else tuple(out)

@@ -47,7 +47,10 @@ cdef extern from "fastscore_mixed.h" nogil:
 
 # Below this many multiply-adds (rows x draws x columns) a call runs on one
 # thread: a fork/join would cost more than it saves.
-DEF PARALLEL_MIN_WORK = 200000
+cdef enum:
+    PARALLEL_MIN_WORK = 200000
+
+BAD_ARRAYS = "inconsistent arrays (fastscore._mixedlogit.simulated_loglik checks and names them)"
 
 ISA_NAMES = ("avx512f", "avx2", "baseline")
 
@@ -108,10 +111,10 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
                             const double[:, :, ::1] draws, const int[::1] kinds,
                             const Py_ssize_t[::1] rcol, const double[::1] params,
                             const double[::1] weights, bint chol, bint want_grad,
-                            bint want_scores, bint want_post, object n_threads,
-                            Py_ssize_t max_rows):
+                            bint want_scores, bint want_post, object n_threads):
     """(ll, grad, panel_scores, posterior), each None unless asked, for
-    arrays already checked by fastscore._mixedlogit (weights may be None)."""
+    arrays already checked by fastscore._mixedlogit (weights may be None).
+    Only what memory safety needs is checked again here."""
     cdef fsx_problem pb
     cdef Py_ssize_t P = panel_offsets.shape[0] - 1
     cdef Py_ssize_t k = X.shape[1], q = rcol.shape[0], R = draws.shape[1]
@@ -121,8 +124,24 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     cdef int failed[1]
     cdef double ll
     cdef fsx_panel_fn panel = _panel
-    if draws.shape[0] != P or draws.shape[2] != q or kinds.shape[0] != k:
-        raise ValueError("inconsistent shapes (the checks of fastscore._mixedlogit were skipped)")
+    cdef Py_ssize_t S = chosen.shape[0], s, n, max_rows = 1
+    if (draws.shape[0] != P or draws.shape[2] != q or kinds.shape[0] != k or R < 1
+            or offsets.shape[0] != S + 1 or P < 0 or panel_offsets[0] != 0
+            or panel_offsets[P] != S or offsets[0] != 0 or offsets[S] != X.shape[0]
+            or (weights is not None and weights.shape[0] != P)
+            or n_params != k + (q * (q + 1) // 2 if chol else q)):
+        raise ValueError(BAD_ARRAYS)
+    for s in range(S):
+        n = offsets[s + 1] - offsets[s]
+        if n < 1 or chosen[s] < 0 or chosen[s] >= n:
+            raise ValueError(BAD_ARRAYS)
+        max_rows = max(max_rows, n)
+    for p in range(P):
+        if panel_offsets[p + 1] <= panel_offsets[p]:
+            raise ValueError(BAD_ARRAYS)
+    for s in range(q):
+        if rcol[s] < 0 or rcol[s] >= k or kinds[rcol[s]] == 0:
+            raise ValueError(BAD_ARRAYS)
     pb.X = &X[0, 0] if X.shape[0] > 0 else NULL
     pb.offsets = &offsets[0]
     pb.chosen = &chosen[0] if chosen.shape[0] > 0 else NULL

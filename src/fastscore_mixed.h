@@ -92,7 +92,7 @@ typedef struct {
 static inline ptrdiff_t fsx_scratch_doubles(const fsx_problem *pb) {
     ptrdiff_t nr = pb->max_rows * pb->k;
     nr = (nr + FSX_LANES - 1) / FSX_LANES * FSX_LANES;
-    return (2 * pb->q + 3 + pb->k) * pb->Rp + nr + 2 * pb->max_rows * FSX_LANES;
+    return (2 * pb->q + 4 + pb->k + pb->max_rows) * pb->Rp + 2 * nr + pb->max_rows;
 }
 
 /* One panel: its log simulated likelihood into *ll, its gradient (n_params)

@@ -23,11 +23,13 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
     double *Ls = beta + q * Rp;     /* (Rp): sum of the shifts, then log P_pr */
     double *prod = Ls + Rp;         /* (Rp): product of the normalisers, then h_pr */
     double *Ex = prod + Rp;         /* (Rp): the exponents moved out of prod */
-    double *G = Ex + Rp;            /* (k, Rp): d log P_pr / d beta_j */
-    double *dx = G + k * Rp;        /* (max_rows, k): x_i - x_c of one situation */
-    ptrdiff_t nr = (pb->max_rows * k + FSX_LANES - 1) / FSX_LANES * FSX_LANES;
-    double *dv = dx + nr;           /* (max_rows, W): d_i, then exp(d_i - M) */
-    double *cfix = dv + pb->max_rows * FSX_LANES; /* (max_rows): the fixed columns' part */
+    double *inv = Ex + Rp;          /* (Rp): 1 / the normaliser of one situation */
+    double *G = inv + Rp;           /* (k, Rp): d log P_pr / d beta_j */
+    double *dv = G + k * Rp;        /* (max_rows, Rp): d_i of one situation, then exp(d_i - M) */
+    const ptrdiff_t nr = (pb->max_rows * k + FSX_LANES - 1) / FSX_LANES * FSX_LANES;
+    double *dx = dv + pb->max_rows * Rp; /* (max_rows, k): x_i - x_c of one situation */
+    double *dxr = dx + nr;          /* (max_rows, q): the same, random columns only */
+    double *cfix = dxr + nr;        /* (max_rows): the fixed columns' part of d_i */
     const FSX_VD zero = {0};
     const FSX_VD one = zero + 1.0;
 
@@ -83,41 +85,56 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
         for (ptrdiff_t i = 0, ii = 0; i < n; i++) {
             if (i == c) continue;
             double f = 0.0;
-            for (ptrdiff_t j = 0; j < k; j++) {
-                dx[ii * k + j] = xs[i * k + j] - xc[j];
-                if (kinds[j] == FSX_FIXED) f += dx[ii * k + j] * par[j];
+            for (ptrdiff_t j = 0, jr = 0; j < k; j++) {
+                const double t = xs[i * k + j] - xc[j];
+                dx[ii * k + j] = t;
+                if (kinds[j] == FSX_FIXED)
+                    f += t * par[j];
+                else
+                    dxr[ii * q + jr++] = t;
             }
             cfix[ii++] = f;
         }
-        for (ptrdiff_t o = 0; o < Rp; o += W) {
-            FSX_VD mx = zero - INFINITY;
-            for (ptrdiff_t ii = 0; ii < m; ii++) {
-                FSX_VD d = zero + cfix[ii];
-                for (ptrdiff_t j = 0; j < q; j++) d += dx[ii * k + rcol[j]] * FSX_LOAD(beta + j * Rp + o);
-                FSX_STORE(dv + ii * W, d);
-                mx = FSX_SEL(d > mx, d, mx);
+        /* d_i = (x_i - x_c) . beta at every draw, in long loops over the
+         * draws; and their largest value anywhere */
+        FSX_VD top_d = zero - INFINITY;
+        for (ptrdiff_t ii = 0; ii < m; ii++) {
+            const double *di = dxr + ii * q;
+            const FSX_VD f = zero + cfix[ii];
+            double *d = dv + ii * Rp;
+            for (ptrdiff_t o = 0; o < Rp; o += W) {
+                FSX_VD acc = f;
+                for (ptrdiff_t j = 0; j < q; j++) acc += di[j] * FSX_LOAD(beta + j * Rp + o);
+                FSX_STORE(d + o, acc);
+                top_d = FSX_SEL(acc > top_d, acc, top_d);
             }
-            FSX_VL shifted = mx > FSX_SHIFT_AT;
-            long long any = 0;
-            for (int l = 0; l < W; l++) any |= shifted[l];
+        }
+        long long any = 0;
+        for (int l = 0; l < W; l++) any |= top_d[l] > FSX_SHIFT_AT;
+        for (ptrdiff_t o = 0; o < Rp; o += W) {
             FSX_VD sum, L = FSX_LOAD(Ls + o);
             if (any) {
-                FSX_VD M = FSX_SEL(shifted, mx, zero);
+                /* lanes with some d_i > FSX_SHIFT_AT are shifted by their
+                 * largest d_i; the others by 0, which gives the same bits as
+                 * the branch below (exp(-0) = 1, d - 0 = d) */
+                FSX_VD mx = zero - INFINITY;
+                for (ptrdiff_t ii = 0; ii < m; ii++) {
+                    FSX_VD d = FSX_LOAD(dv + ii * Rp + o);
+                    mx = FSX_SEL(d > mx, d, mx);
+                }
+                FSX_VD M = FSX_SEL(mx > FSX_SHIFT_AT, mx, zero);
                 sum = FSX_EXP(zero - M);
                 for (ptrdiff_t ii = 0; ii < m; ii++) {
-                    FSX_VD e = FSX_EXP(FSX_LOAD(dv + ii * W) - M);
-                    FSX_STORE(dv + ii * W, e);
+                    FSX_VD e = FSX_EXP(FSX_LOAD(dv + ii * Rp + o) - M);
+                    FSX_STORE(dv + ii * Rp + o, e);
                     sum += e;
                 }
                 L -= M;
             } else {
-                /* exp(-0) = 1 and d - 0 = d: the same bits as the shifted path
-                 * with M = 0, so a lane's result does not depend on its
-                 * neighbours */
                 sum = one;
                 for (ptrdiff_t ii = 0; ii < m; ii++) {
-                    FSX_VD e = FSX_EXP(FSX_LOAD(dv + ii * W));
-                    FSX_STORE(dv + ii * W, e);
+                    FSX_VD e = FSX_EXP(FSX_LOAD(dv + ii * Rp + o));
+                    FSX_STORE(dv + ii * Rp + o, e);
                     sum += e;
                 }
             }
@@ -129,13 +146,16 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
             FSX_VD ebits = (FSX_VD)(((bits & exp_mask) >> 52) | magic_bits) - magic;
             FSX_STORE(Ex + o, FSX_LOAD(Ex + o) + (ebits - 1023.0));
             FSX_STORE(prod + o, (FSX_VD)((bits & ~exp_mask) | one_bits));
-            if (pb->want_grad) {
-                /* score of beta_j: sum_{i != c} pi_i (x_c - x_i)_j */
-                FSX_VD inv = one / sum;
-                for (ptrdiff_t j = 0; j < k; j++) {
-                    FSX_VD t = dx[j] * FSX_LOAD(dv);
-                    for (ptrdiff_t ii = 1; ii < m; ii++) t += dx[ii * k + j] * FSX_LOAD(dv + ii * W);
-                    FSX_STORE(G + j * Rp + o, FSX_LOAD(G + j * Rp + o) - t * inv);
+            if (pb->want_grad) FSX_STORE(inv + o, one / sum);
+        }
+        if (pb->want_grad) {
+            /* the score of beta_j: sum_{i != c} pi_i (x_c - x_i)_j */
+            for (ptrdiff_t j = 0; j < k; j++) {
+                double *Gj = G + j * Rp;
+                for (ptrdiff_t o = 0; o < Rp; o += W) {
+                    FSX_VD t = dx[j] * FSX_LOAD(dv + o);
+                    for (ptrdiff_t ii = 1; ii < m; ii++) t += dx[ii * k + j] * FSX_LOAD(dv + ii * Rp + o);
+                    FSX_STORE(Gj + o, FSX_LOAD(Gj + o) - t * FSX_LOAD(inv + o));
                 }
             }
         }

@@ -166,6 +166,15 @@ def test_cholesky(rng, q):
     np.testing.assert_allclose(g_c[:k], g_i[:k], rtol=1e-12)
 
 
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(0, 4), min_size=1, max_size=5),
+       st.integers(1, 6), st.integers(1, 40), st.booleans())
+def test_random_structures_match_numpy(seed, kinds, n_panels, R, weighted):
+    rng = np.random.default_rng(seed)
+    args = make_problem(rng, kinds, n_panels, (1, 5), R, sizes=(1, 6))
+    weights = rng.uniform(0, 2, n_panels) if weighted else None
+    assert_close(run_all(args, weights=weights), reference(*args, weights=weights))
+
+
 def test_mpmath_value():
     mpmath = pytest.importorskip("mpmath")
     mpmath.mp.dps = 40
@@ -415,3 +424,32 @@ def test_any_chosen_is_checked(chosen):
         assert "chosen[" in str(exc) and "out of range" in str(exc)
     else:
         assert valid and np.isfinite(value)
+
+
+def test_no_situations():
+    ll, g = simulated_loglik(np.zeros((0, 2)), [0], np.zeros(0, np.intp), [0], np.zeros((0, 3, 1)),
+                             np.array([1, 0]), np.zeros(3), grad=True)
+    assert ll == 0.0 and (g == 0.0).all()
+
+
+def test_compiled_entry_rechecks_what_memory_safety_needs():
+    """The arrays entry (called by the wrapper after its checks) refuses
+    structures that would read out of bounds, instead of trusting them."""
+    a = good()
+    kinds = a["kinds"].astype(np.intc)
+    rcol = np.flatnonzero(kinds).astype(np.intp)
+
+    def entry(**kw):
+        b = dict(a, kinds=kinds, rcol=rcol)
+        b.update(kw)
+        return _mixed.simulated_loglik_arrays(
+            b["X"], b["offsets"], b["chosen"], b["panel_offsets"], b["draws"], b["kinds"],
+            b["rcol"], b["params"], None, False, True, False, False, 1)
+
+    assert np.isfinite(entry()[0])
+    for kw in (dict(chosen=np.full(6, 2, np.intp)), dict(offsets=np.r_[0, 3, 2, 6, 8, 10, 12]),
+               dict(panel_offsets=np.array([0, 2, 2, 6], np.intp)), dict(rcol=np.array([0, 1])),
+               dict(offsets=np.arange(0, 14, 2, dtype=np.intp) + np.r_[0, 0, 0, 0, 0, 0, 2])):
+        kw = {key: np.ascontiguousarray(v, np.intp) for key, v in kw.items()}
+        with pytest.raises(ValueError, match="inconsistent arrays"):
+            entry(**kw)
