@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
-# Rows of the design matrix filled per step: a block of at most this many rows
-# stays in cache while its columns are written one by one.
-BLOCK_ROWS = 4096
+# Doubles of the design matrix filled per step (2 MiB): a block of rows stays
+# in cache while its columns are written one by one.  Measured on 10^7 x 20:
+# 0.45 s a fill at this size, 0.53 s at a quarter of it, 0.77 s at a sixteenth.
+BLOCK_DOUBLES = 1 << 18
 
 
 class ChoiceDataError(ValueError):
@@ -320,8 +321,9 @@ class Spec:
         # Rows in the frame's own order (sorted data, all available) are read
         # by slices, the others gathered.
         identity = layout.identity
-        for i0 in range(0, n, BLOCK_ROWS):
-            i1 = min(i0 + BLOCK_ROWS, n)
+        block_rows = max(64, BLOCK_DOUBLES // max(k, 1))
+        for i0 in range(0, n, block_rows):
+            i1 = min(i0 + block_rows, n)
             rows = slice(i0, i1) if identity else layout.rows[i0:i1]
             alt = layout.alt[i0:i1]
             block = X[i0:i1]
