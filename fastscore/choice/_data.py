@@ -334,9 +334,8 @@ class Spec:
                     block[:, j] = alt == a
                 else:
                     block[:, j] = np.where(alt == a, cols[col][rows], 0.0)
-            bad = ~np.isfinite(block)
-            if bad.any():
-                i, j = np.argwhere(bad)[0]
+            if not np.isfinite(block).all():
+                i, j = np.argwhere(~np.isfinite(block))[0]
                 col = self.terms[j][1]
                 raise ChoiceDataError(
                     f"column {col!r} has a missing or infinite value in observation "
