@@ -668,6 +668,20 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
 #define FS_FUSED_ENTROPY 3     /* the entropy, the same (act is not read) */
 #define FS_FUSED_LOGLIK 4      /* loglik's value, into slot */
 #define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
+/* Runs of FS_FUSED_RUN states, each of at most FS_FUSED_MAX_N rows (the
+ * per-state path's block, BLOCK_ROWS: the same arithmetic) and
+ * FS_FUSED_MAX_D features.  Ragged states take the kernel by blocks of
+ * FS_FUSED_BLOCK states whose runs waste few rows: W = 8 N_max - sum_s n_s a
+ * run, the block's sum of W (d + FS_FUSED_WASTE_D) at most FS_FUSED_WASTE a
+ * run (_core's ragged_pays; the costs measured are in docs/performance.md,
+ * round 8).  Defined for every build: _core groups states in whole runs on
+ * every CPU, so the groups, and loglik's order of sums, are the same. */
+#define FS_FUSED_RUN 8
+#define FS_FUSED_MAX_N 32
+#define FS_FUSED_MAX_D 32
+#define FS_FUSED_WASTE 1700
+#define FS_FUSED_WASTE_D 20
+#define FS_FUSED_BLOCK 64
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
                                  const char *, ptrdiff_t, const char *, ptrdiff_t, ptrdiff_t,
                                  const ptrdiff_t *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
@@ -1042,26 +1056,6 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * Scratch: about 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4
  * KiB-aligned).
  */
-#define FS_FUSED_RUN 8
-#define FS_FUSED_MAX_N 32 /* the per-state path's block (BLOCK_ROWS): the same arithmetic */
-#define FS_FUSED_MAX_D 32
-/* Ragged states take the fused kernel by blocks of FS_FUSED_BLOCK states
- * whose runs waste few rows (_core's ragged_pays): W = 8 N_max - sum_s n_s
- * a run (N_max its longest state's rows; a partial run's missing states
- * count as rows of N_max), the block's sum of W times (d + 20) at most
- * FS_FUSED_WASTE a run of 8 states (1 / 8 of it a state).  Measured, one
- * thread, ragged states of n rows each (Zen 4): a state costs a + b n ns
- * on either path, b about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32),
- * a 60-100 ns less on the fused one; a run pays while W < 8 (a_p - a_f) /
- * b: for loglik(grad) about 92 rows at d = 4, 75 at d = 8, 52 at d = 20, 42
- * at d = 32; for the score about 65 at d = 8 and 41 at d = 20, which the
- * bound follows.  A choice run by run measured slower than either path
- * alone where it switched often (100000 states of 2-20 rows, d = 20:
- * 306-311 ns a state against 275-277 for either; not root-caused), hence
- * blocks. */
-#define FS_FUSED_WASTE 1700
-#define FS_FUSED_WASTE_D 20 /* the 20 of (d + 20) */
-#define FS_FUSED_BLOCK 64
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
 #define FS_FUSED_PF_LOC 2 /* __builtin_prefetch locality 2: prefetcht1, into L2 */
 #ifndef FS_FUSED_SCRATCH_OFF
