@@ -86,10 +86,10 @@ FS_INLINE fs_vd fs_load_tail_f(const float *p, ptrdiff_t n) {
 
 /*
  * Software prefetch FS_PREFETCH_BYTES ahead of the row being read (into the
- * next rows).  The hardware prefetcher alone left DRAM idle while a block of
- * rows was re-read from cache: measured on the 64 x 1000 x 1000 batch, one
- * thread, 19 -> 25 GB/s (distances of 2, 4 and 8 KiB tried; 8 KiB best).
- * A prefetch never faults, so reading past the array's end is harmless.
+ * next rows): the hardware prefetcher alone leaves DRAM idle while a block of
+ * rows is re-read from cache (the distances measured: docs/performance.md,
+ * "Optimisations, predicted and measured").  A prefetch never faults, so
+ * reading past the array's end is harmless.
  */
 #define FS_PREFETCH_BYTES 8192
 
@@ -1339,13 +1339,10 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         const int contiguous = out_sd == (ptrdiff_t)sizeof(FS_FUSED_T_##OT);                     \
         const __m512d tauv = _mm512_set1_pd(tau);                                                \
         const double *theta = t->val;                                                            \
-        /* The scratch at a fixed address modulo 4 KiB: where the stack put it,                  \
-         * 65536 x 4 x 8 ran at 48-49 ns a state instead of 40-41 (4K aliasing                   \
-         * with the phi and output streams, as in the prototype; not root-caused).               \
-         * Which offset is best moves with the code: with two-quad logits, 1024                  \
-         * measured 43.2 ns (a new output each call) and 43.0 (one reused), 0                    \
-         * 41.1 and 40.9, 2048 41.0, 3072 39.7 and 40.8 (100000 x 10 x 20                       \
-         * 148.6 against 151.0 at 1024). */                                                      \
+        /* The scratch at a fixed address modulo 4 KiB (FS_FUSED_SCRATCH_OFF):                   \
+         * where the stack put it, 4K aliasing with the phi and output streams                   \
+         * slowed tiny states by a fifth (the offsets measured: docs/performance.md,             \
+         * round 8). */                                                                          \
         char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));      \
         struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF); \
         double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;                         \
@@ -1472,10 +1469,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
             for (int s = 0; s < ns; s++) {                                                       \
                 /* Prefetch the same state FS_FUSED_AHEAD runs on, row by row, into              \
                  * L2: the hardware prefetcher does not follow a run's interleaved               \
-                 * short row streams.  Measured, 100000 x 10 x 20 float64 from DRAM,             \
-                 * one thread, ns a state: none 342; into L1 (prefetcht0) 2 runs on              \
-                 * 255, 4 runs 235; into L2 (prefetcht1) 2 runs 165 (4: 166, 8:                  \
-                 * 170); the per-state path 232, the data in L3 150. */                          \
+                 * short row streams (distances and levels measured:                             \
+                 * docs/performance.md, round 6). */                                             \
                 ptrdiff_t sp = r0 + s + FS_FUSED_AHEAD * FS_FUSED_RUN;                           \
                 if (sp < b_pf) {                                                                 \
                     const char *pb = offsets ? phi + offsets[sp] * phi_sn : phi + sp * phi_sb;   \
