@@ -2,7 +2,7 @@
 # cython: initializedcheck=False, nonecheck=False, binding=True
 """Compiled core of fastscore: the whole linear softmax policy in one pass.
 
-Layers (docs/design.md, "Layers"):
+Layers (docs/design.md, "Layers" and "The one-pass algorithm"):
 
 * The ``def`` entry points (``score``, ``log_prob``, ``entropy``, ``probs``,
   ``sample``, ``loglik``) share one validation path, ``prepare``: arguments

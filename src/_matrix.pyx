@@ -2,7 +2,7 @@
 # cython: initializedcheck=False, nonecheck=False, binding=True
 """Compiled core of fastscore.matrix: the state-input form z = (s @ W + b) / tau.
 
-Layers (docs/design.md, "Layers" and "The state-input form"):
+Layers (docs/design.md, "Layers" and "The one-pass algorithm"):
 
 * ``score``, ``log_prob``, ``entropy``, ``probs``, ``sample`` and ``loglik``
   are the public entry points (re-exported by ``fastscore.matrix``).  Each
