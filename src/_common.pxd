@@ -28,7 +28,9 @@ A module that cimports it gets:
   A call's states are padded (``n_actions`` rows each; a mask (N,) for
   every state or (B, N)) or ragged (``offsets``; a mask of one entry per row).
 * The kernel header's pieces every module uses (``fs_theta``, ``fs_split``,
-  Dot2, ``fs_log1p``, ``fs_init``).
+  Dot2, ``fs_log1p``), ``init_kernels`` (the kernel set, once per module, as
+  FASTSCORE_NO_FMA says) and ``store_real`` (a float32 or float64 result,
+  and whether it is finite in that dtype).
 """
 
 cimport numpy as cnp
@@ -38,6 +40,7 @@ from cpython.number cimport PyNumber_Index
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport isfinite
 from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
 
 
@@ -179,6 +182,24 @@ cdef inline bint threads_pay(double work, int n_threads) noexcept nogil:
 
 cdef inline bint releases_gil(double work) noexcept nogil:
     return work >= NOGIL_MIN_WORK
+
+
+cdef inline void init_kernels():
+    """Pick the kernel set when a module loads; FASTSCORE_NO_FMA=1 forces the
+    generic one (Dekker's split, no FMA), as a CPU without FMA would use."""
+    import os
+    fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+
+
+cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
+    """Write x as float32 or float64; False if the stored value is not finite."""
+    cdef float xf
+    if f32:
+        xf = <float>x
+        memcpy(dst, &xf, sizeof(float))
+        return isfinite(xf)
+    memcpy(dst, &x, sizeof(double))
+    return isfinite(x)
 
 
 cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:

@@ -36,7 +36,6 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
-import os
 
 import numpy as np
 
@@ -48,11 +47,12 @@ from _common cimport (
     first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
     fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
     is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
-    raise_bad_choice, raise_common_status, releases_gil, seed_key, threads_pay,
+    init_kernels, raise_bad_choice, raise_common_status, releases_gil, seed_key, store_real,
+    threads_pay,
 )
 
 cnp.import_array()
-fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+init_kernels()
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -565,17 +565,6 @@ cdef Status state_partial(Partial *acc, const Problem *pr, const StateView *v, P
         st = state_chunk(&tmp, pr, v, b, c, wk)
         partial_merge(acc, &tmp, pr)
     return st
-
-
-cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
-    """Write x as float32 or float64; False if the stored value is not finite."""
-    cdef float xf
-    if f32:
-        xf = <float>x
-        memcpy(dst, &xf, sizeof(float))
-        return isfinite(xf)
-    memcpy(dst, &x, sizeof(double))
-    return isfinite(x)
 
 
 cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, const Partial *p,

@@ -49,16 +49,15 @@ from _common cimport (
     check_out_disjoint, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p,
     fs_now, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
     is_real_kernel_array, one_action, own_actions, own_mask, raise_bad_choice,
-    raise_common_status, releases_gil, seed_key, threads_pay,
+    init_kernels, raise_common_status, releases_gil, seed_key, store_real, threads_pay,
 )
-import os
 
 import numpy as np
 
 from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask
 
 cnp.import_array()
-fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+init_kernels()
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -392,17 +391,6 @@ cdef inline void store(char *o, double v, bint f32) noexcept nogil:
         (<double *>o)[0] = v
 
 
-cdef inline bint store_finite(char *o, double v, bint f32) noexcept nogil:
-    """store, and whether the stored value is finite (in the output dtype)."""
-    cdef float vf
-    if f32:
-        vf = <float>v
-        (<float *>o)[0] = vf
-        return isfinite(vf)
-    (<double *>o)[0] = v
-    return isfinite(v)
-
-
 cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
                          const double *res) noexcept nogil:
     """Store the score of state i from res = e_a - pi without its 1 / tau (see
@@ -460,14 +448,14 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     if p.kind == K_LOG_PROB:
         # log pi(a) is finite in double, but may not be in float32 (or z_a - m
         # may overflow double): an error, as for the phi form.
-        if not store_finite(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
+        if not store_real(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_ENTROPY:
         h = 0.0
         for j in range(n):
             if wv[j] != 0.0:
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
-        if not store_finite(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
+        if not store_real(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
@@ -476,7 +464,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     elif p.kind == K_SAMPLE:
         best_j = gumbel_argmax(p, i, zh, sf.amax)
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
-        if not store_finite(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
+        if not store_real(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
                             p.out_f32):
             return NONFINITE_RESULT
     else:  # K_SCORE
@@ -934,7 +922,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         if p.kind == K_LOG_PROB:
             a = action_of(p, i)
             v = (0.0 if a == bb.amax[r] else bb.da[r]) - bb.lr[r]
-            if not store_finite(p.out + i * p.out_sb, v, p.out_f32):
+            if not store_real(p.out + i * p.out_sb, v, p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
         elif p.kind == K_SAMPLE:
@@ -942,7 +930,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             a = gumbel_argmax(p, i, drow, bb.amax[r])
             (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = a
             v = (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r]
-            if not store_finite(p.outb + i * p.outb_sb, v, p.out_f32):
+            if not store_real(p.outb + i * p.outb_sb, v, p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
         else:  # K_ENTROPY: log(1 + r) + sum_j w_j (m - z_j) / (1 + r)
@@ -952,7 +940,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             for j in range(p.n):
                 if zrow[j] != 0.0:
                     h -= zrow[j] * drow[j]
-            if not store_finite(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
+            if not store_real(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
     return OK
