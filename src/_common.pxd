@@ -19,8 +19,9 @@ A module that cimports it gets:
   ``check_out_disjoint``), ``temperature``, ``n_threads``, ``seed``
   (``seed_key``).
 * Owned actions, masks and offsets: ``one_action``, ``own_actions``,
-  ``own_mask`` and ``own_offsets`` check an argument and return the call's
-  own C-contiguous copy (the caller keeps it alive for the call), which the
+  ``own_mask`` and ``own_offsets`` check an argument and make the call's
+  own C-contiguous copy (small ones in the caller's stack ``Room``, else a
+  new array the caller keeps alive for the call), which the
   pass reads: another Python thread writing to the caller's array while the
   GIL is released changes nothing.  ``first_bad_choice`` then finds the
   first state whose taken action is out of range or masked, or (no action)
@@ -388,25 +389,62 @@ cdef inline object one_action(object a, Py_ssize_t n_actions, Py_ssize_t *out):
     return None
 
 
-cdef inline object own_actions(object a, Py_ssize_t n_states, const char **data,
+cdef enum:
+    OWN_ROOM = 512      # bytes of each copy kept in the caller's Room
+    OWN_ROOM_ACTS = 64  # actions (OWN_ROOM bytes of 8-byte intp)
+
+
+cdef struct Room:
+    # Stack room for the copies of small calls: a new array costs about as
+    # much as a one-state call's whole pass.
+    Py_ssize_t act[OWN_ROOM_ACTS]
+    char mask[OWN_ROOM]
+
+
+cdef inline object own_copy(cnp.ndarray x, char *room, Py_ssize_t room_bytes,
+                             const char **data):
+    """x's elements in C order as the call's own copy (x at most 2-D): in
+    room (room_bytes, aligned for x) when they fit, returning None, else
+    in a new array, returned for the caller to keep alive."""
+    cdef Py_ssize_t n = cnp.PyArray_NBYTES(x), size = cnp.PyArray_ITEMSIZE(x), i, j, r, c
+    cdef const char *src = <const char *>cnp.PyArray_DATA(x)
+    cdef int nd = cnp.PyArray_NDIM(x)
+    if n > room_bytes:
+        copy = cnp.PyArray_NewCopy(x, cnp.NPY_CORDER)
+        data[0] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>copy)
+        return copy
+    data[0] = room
+    if cnp.PyArray_IS_C_CONTIGUOUS(x):
+        memcpy(room, src, n)
+        return None
+    r = cnp.PyArray_DIMS(x)[0] if nd == 2 else 1
+    c = cnp.PyArray_DIMS(x)[nd - 1] if nd > 0 else 1
+    for i in range(r):
+        for j in range(c):
+            memcpy(room + (i * c + j) * size,
+                   src + (i * cnp.PyArray_STRIDES(x)[0] if nd == 2 else 0)
+                   + (j * cnp.PyArray_STRIDES(x)[nd - 1] if nd > 0 else 0), size)
+    return None
+
+
+cdef inline object own_actions(object a, Py_ssize_t n_states, Room *room, const char **data,
                                Py_ssize_t *stride):
-    """A batch's actions (n_states,) as the call's own copy (data, stride set),
-    or NotImplemented when a is not an intp array (it needs coercion first)."""
+    """A batch's actions (n_states,) as the call's own copy (own_copy; data,
+    stride set), or NotImplemented when a is not an intp array (it needs
+    coercion first)."""
     if not is_intp_array(a):
         return NotImplemented
     if cnp.PyArray_NDIM(<cnp.ndarray>a) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != n_states:
         raise ValueError(
             f"a must have shape ({n_states},), one action per state, got {(<object>a).shape}")
-    copy = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
-    data[0] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>copy)
     stride[0] = sizeof(Py_ssize_t)
-    return copy
+    return own_copy(<cnp.ndarray>a, <char *>room.act, sizeof(room.act), data)
 
 
 cdef inline object own_mask(object mask, Py_ssize_t n_states, Py_ssize_t n_actions, bint batch,
-                            Py_ssize_t ragged_rows, const char **data, Py_ssize_t *sb,
-                            Py_ssize_t *sn):
-    """The legal actions as the call's own copy (data and the strides sb
+                            Py_ssize_t ragged_rows, Room *room, const char **data,
+                            Py_ssize_t *sb, Py_ssize_t *sn):
+    """The legal actions as the call's own copy (own_copy; data and the strides sb
     between states, 0 for one mask shared by every state, and sn between
     actions set), or NotImplemented when mask is not a bool array (it needs
     coercion first).  Shapes: (N,), or (B, N) for a batch; ragged
@@ -425,11 +463,9 @@ cdef inline object own_mask(object mask, Py_ssize_t n_states, Py_ssize_t n_actio
               or (batch and nd == 2 and dims[0] == n_states and dims[1] == n_actions)):
         expected = f"({n_actions},) or ({n_states}, {n_actions})" if batch else f"({n_actions},)"
         raise ValueError(f"mask must have shape {expected}, got {(<object>m).shape}")
-    copy = cnp.PyArray_NewCopy(m, cnp.NPY_CORDER)
-    data[0] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>copy)
     sb[0] = n_actions if nd == 2 else 0
     sn[0] = 1
-    return copy
+    return own_copy(m, room.mask, OWN_ROOM, data)
 
 
 cdef inline object own_offsets(object offsets, Py_ssize_t n_rows, Py_ssize_t *n_states,

@@ -46,7 +46,7 @@ from _common cimport (
     Choices, Status, as_temperature, as_thread_count, check_out, check_out_disjoint,
     first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
     fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
-    is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
+    Room, is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
     init_kernels, raise_bad_choice, raise_common_status, releases_gil, seed_key, store_real,
     threads_pay,
 )
@@ -1134,7 +1134,7 @@ cdef struct Dims:
 
 
 cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
-                    bint takes_action, object mask, object offsets):
+                    bint takes_action, object mask, object offsets, Room *room):
     """Fill pr and dm from canonical inputs and check their shapes and
     actions.  Returns NotImplemented when an argument needs coercion first
     (fastscore._coerce), else the copies of offsets, of a batch's actions and
@@ -1209,13 +1209,14 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
             pr.act = <const char *>&pr.act_one
             pr.act_s = 0
         else:
-            a_copy = own_actions(a, dm.n_states, &pr.act, &pr.act_s)
+            a_copy = own_actions(a, dm.n_states, room, &pr.act, &pr.act_s)
             if a_copy is NotImplemented:
                 return NotImplemented
     pr.mask = NULL
     if mask is not None:
         mask_copy = own_mask(mask, dm.n_states, pr.n_actions, dm.batch,
-                             dm.n_rows if dm.ragged else -1, &pr.mask, &pr.mask_sb, &pr.mask_sn)
+                             dm.n_rows if dm.ragged else -1, room, &pr.mask, &pr.mask_sb,
+                             &pr.mask_sn)
         if mask_copy is NotImplemented:
             return NotImplemented
     return (offs, a_copy, mask_copy)
@@ -1314,15 +1315,16 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     """Validate, allocate, run the pass, finish: the body of every entry point."""
     cdef Problem pr
     cdef Dims dm
+    cdef Room room  # the small copies prepare makes
     memset(&pr, 0, sizeof(Problem))
     cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
-    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
     if owned is NotImplemented:
         if out is not None and cnp.PyArray_Check(out):
             # The kernel sees coerced copies: check out against what the caller passed.
             check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
         phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
-        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
         if owned is NotImplemented:
             raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     pr.tau = as_temperature(temperature)

@@ -48,7 +48,7 @@ from _common cimport (
     NONFINITE_W, OK, Choices, Status, as_temperature, as_thread_count, check_out,
     check_out_disjoint, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p,
     fs_now, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
-    is_real_kernel_array, one_action, own_actions, own_mask, raise_bad_choice,
+    Room, is_real_kernel_array, one_action, own_actions, own_mask, raise_bad_choice,
     init_kernels, raise_common_status, releases_gil, seed_key, store_real, threads_pay,
 )
 
@@ -1168,6 +1168,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     # (_common's own_*), checked by first_bad_choice before it.
     cdef bint has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
     cdef Py_ssize_t a_single
+    cdef Room room  # the small copies
     a_copy = mask_copy = None
     if has_action:
         if not batch:
@@ -1176,11 +1177,12 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             p.act = <const char *>&a_single
             p.act_s = 0
         else:
-            a_copy = own_actions(a, n_states, &p.act, &p.act_s)
+            a_copy = own_actions(a, n_states, &room, &p.act, &p.act_s)
             if a_copy is NotImplemented:
                 return NotImplemented
     if mask is not None:
-        mask_copy = own_mask(mask, n_states, p.n, batch, -1, &p.mask, &p.mask_sb, &p.mask_sn)
+        mask_copy = own_mask(mask, n_states, p.n, batch, -1, &room, &p.mask, &p.mask_sb,
+                             &p.mask_sn)
         if mask_copy is NotImplemented:
             return NotImplemented
 
