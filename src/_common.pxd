@@ -530,6 +530,13 @@ cdef inline Py_ssize_t first_bad_choice(const Choices *c, Py_ssize_t n_states) n
     cdef bint legal
     if c.act == NULL and c.mask == NULL:
         return -1
+    if c.act != NULL and c.mask == NULL and c.offsets == NULL:
+        # The common batch: a range check a state, no more.
+        for b in range(n_states):
+            a = (<const Py_ssize_t *>(c.act + b * c.act_s))[0]
+            if a < 0 or a >= c.n_actions:
+                return b
+        return -1
     for b in range(n_states):
         n = choice_rows(c, b, &m)
         if c.act != NULL:
