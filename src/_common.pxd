@@ -480,10 +480,9 @@ cdef inline object own_offsets(object offsets, Py_ssize_t n_rows, Py_ssize_t *n_
             f"offsets must be 1-D of length B + 1 (B states), got shape {(<object>offsets).shape}")
     copy = cnp.PyArray_NewCopy(<cnp.ndarray>offsets, cnp.NPY_CORDER)
     cdef const Py_ssize_t *o = <const Py_ssize_t *>cnp.PyArray_DATA(<cnp.ndarray>copy)
-    cdef Py_ssize_t b, n_offs = cnp.PyArray_DIMS(<cnp.ndarray>copy)[0]
+    cdef Py_ssize_t b, n_offs = cnp.PyArray_DIMS(<cnp.ndarray>copy)[0], widest = 0
     if o[0] != 0:
         raise ValueError(f"offsets[0] must be 0, got {o[0]}")
-    max_rows[0] = 0
     for b in range(n_offs - 1):
         if o[b + 1] <= o[b]:
             if o[b + 1] == o[b]:
@@ -493,7 +492,8 @@ cdef inline object own_offsets(object offsets, Py_ssize_t n_rows, Py_ssize_t *n_
             raise ValueError(
                 f"offsets must be nondecreasing: offsets[{b + 1}] = {o[b + 1]} < "
                 f"offsets[{b}] = {o[b]}")
-        max_rows[0] = max(max_rows[0], o[b + 1] - o[b])
+        widest = max(widest, o[b + 1] - o[b])
+    max_rows[0] = widest
     if o[n_offs - 1] != n_rows:
         raise ValueError(
             f"offsets[-1] must equal the number of rows of phi ({n_rows}), got {o[n_offs - 1]}")
@@ -530,11 +530,12 @@ cdef inline Py_ssize_t first_bad_choice(const Choices *c, Py_ssize_t n_states) n
     cdef bint legal
     if c.act == NULL and c.mask == NULL:
         return -1
-    if c.act != NULL and c.mask == NULL and c.offsets == NULL:
+    if c.act != NULL and c.mask == NULL:
         # The common batch: a range check a state, no more.
         for b in range(n_states):
             a = (<const Py_ssize_t *>(c.act + b * c.act_s))[0]
-            if a < 0 or a >= c.n_actions:
+            n = c.n_actions if c.offsets == NULL else c.offsets[b + 1] - c.offsets[b]
+            if a < 0 or a >= n:
                 return b
         return -1
     for b in range(n_states):
