@@ -32,9 +32,7 @@ the chunk's global state range appended to the in-memory message.
 from __future__ import annotations
 
 import functools
-import numbers
 import operator
-import os
 
 import dask.array as da
 import numpy as np
@@ -732,15 +730,8 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     True
     """
     func = _need("sample")
-    if seed is None:
-        seed = int.from_bytes(os.urandom(8), "little")
-    elif isinstance(seed, np.random.Generator):
-        seed = int(seed.bit_generator.random_raw())  # the draw the in-memory call makes
-    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
-        )
-    static = dict(_common(temperature, n_threads), seed=int(seed))
+    # The key the in-memory call would draw (one draw from a Generator).
+    static = dict(_common(temperature, n_threads), seed=_fs._core._seed_key(seed))
     inp = _Inputs(phi, theta, offsets, {}, mask)
     lay = inp.lay
     acts0, logp0 = _probe(func, lay, theta, **static)

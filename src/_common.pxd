@@ -1,15 +1,48 @@
 # cython: language_level=3
-"""Argument checks shared by every compiled entry point (``_core``, ``_matrix``).
+"""The shared layer of the compiled modules (``_core``, ``_matrix``, and any new one).
 
-Each check is written once here, as an inline function, and cimported by the
-modules that need it, so the phi form and the state-input form raise the same
-exception with the same wording for the same mistake.
+Everything here is written once and cimported (``from _common cimport ...``),
+so every module reports the same error, with the same wording, for the same
+mistake, and runs its threads by the same rules (docs/design.md, "Layers").
+A module that cimports it gets:
+
+* ``Status``, the one status enum of every ``noexcept nogil`` helper, and
+  ``fs_record_failure``, which keeps the first failing state (and its
+  status) of a threaded pass whatever the thread count;
+  ``raise_common_status`` raises for the statuses every module shares.
+* Work thresholds: ``threads_pay(work, n_threads)`` (fork threads: enough
+  work, more than one thread, OpenMP compiled in, and the thread back-off
+  agrees) and ``releases_gil(work)``; work is counted in elements read (or
+  multiply-adds), the same unit in every module.  The back-off itself
+  (``fs_clock_master``, ``fs_threads_judge``) judges each threaded call.
+* Argument checks: real kernel arrays, ``out=`` arrays (``check_out``,
+  ``check_out_disjoint``), ``temperature``, ``n_threads``, ``seed``
+  (``seed_key``).
+* Owned actions, masks and offsets: ``one_action``, ``own_actions``,
+  ``own_mask`` and ``own_offsets`` check an argument and make the call's
+  own C-contiguous copy (small ones in the caller's stack ``Room``, else a
+  new array the caller keeps alive for the call), which the
+  pass reads: another Python thread writing to the caller's array while the
+  GIL is released changes nothing.  ``first_bad_choice`` then finds the
+  first state whose taken action is out of range or masked, or (no action)
+  whose every action is masked, and ``raise_bad_choice`` raises for it.
+  A call's states are padded (``n_actions`` rows each; a mask (N,) for
+  every state or (B, N)) or ragged (``offsets``; a mask of one entry per row).
+* The kernel header's pieces every module uses (``fs_theta``, ``fs_split``,
+  Dot2, ``fs_log1p``), ``init_kernels`` (the kernel set, once per module, as
+  FASTSCORE_NO_FMA says) and ``store_real`` (a float32 or float64 result,
+  and whether it is finite in that dtype).
 """
 
 cimport numpy as cnp
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
-from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
+from cpython.long cimport PyLong_AsSsize_t, PyLong_AsUnsignedLongLong, PyLong_CheckExact
+from cpython.number cimport PyNumber_Index
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport isfinite
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
+from numpy.random cimport bitgen_t
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -84,6 +117,18 @@ cdef extern from *:
             master[1] += units;
         }
     }
+    /* Keep the first failing state (and its status) whatever the thread count. */
+    static void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
+    #ifdef _OPENMP
+    #pragma omp critical(fastscore_failure)
+    #endif
+        {
+            if (b < *bad) {
+                *bad = b;
+                *first = st;
+            }
+        }
+    }
     static void fs_threads_judge(double t_start, const double *master, double units) {
         int next;
         if (master[1] <= 0) return;
@@ -105,6 +150,57 @@ cdef extern from *:
     int fs_threads_allowed() nogil
     void fs_clock_master(double *master, double t0, double units) nogil
     void fs_threads_judge(double t_start, const double *master, double units) nogil
+    void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
+
+
+cdef enum Status:
+    # What a noexcept nogil helper reports; the first failing state's status
+    # (fs_record_failure) becomes the call's exception.
+    OK = 0
+    NONFINITE_LOGIT = 1
+    NONFINITE_RESULT = 2   # a result not finite in the output dtype
+    NO_MEMORY = 3
+    ALL_MASKED = 4
+    NONFINITE_S = 5        # the state-input form: NaN or inf in s
+    NONFINITE_W = 6        # the state-input form: NaN or inf in W (found by the pass)
+
+
+cdef enum:
+    # Work (elements read, or multiply-adds) below which a call runs on the
+    # calling thread: a fork/join costs microseconds, a small call's whole
+    # budget ...
+    PARALLEL_MIN_WORK = 1 << 16
+    # ... and below which it keeps the GIL (releasing it costs more).
+    NOGIL_MIN_WORK = 1 << 12
+
+
+cdef inline bint threads_pay(double work, int n_threads) noexcept nogil:
+    """Whether a call of this much work runs threaded: fs_threads_allowed
+    (the back-off) is asked last, as it counts the calls it refuses."""
+    return (FS_OPENMP and n_threads > 1 and work >= PARALLEL_MIN_WORK
+            and fs_threads_allowed())
+
+
+cdef inline bint releases_gil(double work) noexcept nogil:
+    return work >= NOGIL_MIN_WORK
+
+
+cdef inline void init_kernels():
+    """Pick the kernel set when a module loads; FASTSCORE_NO_FMA=1 forces the
+    generic one (Dekker's split, no FMA), as a CPU without FMA would use."""
+    import os
+    fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+
+
+cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
+    """Write x as float32 or float64; False if the stored value is not finite."""
+    cdef float xf
+    if f32:
+        xf = <float>x
+        memcpy(dst, &xf, sizeof(float))
+        return isfinite(xf)
+    memcpy(dst, &x, sizeof(double))
+    return isfinite(x)
 
 
 cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:
@@ -230,3 +326,262 @@ cdef inline int as_thread_count(object n_threads) except -1:
     if n < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     return <int>min(n, cap)
+
+
+# ---------------------------------------------------------------------------
+# Sampling keys.
+
+cdef inline uint64_t int_key(object s) except? 0:
+    try:
+        return PyLong_AsUnsignedLongLong(s)
+    except OverflowError:
+        raise ValueError(f"seed must be in [0, 2**64), got {s}") from None
+
+
+cdef inline uint64_t generator_key(object gen) except? 0:
+    """The Generator's next 64-bit draw, under its lock: the bits of
+    gen.integers(0, 2**64, dtype=np.uint64) (and of random_raw() for every
+    64-bit bit generator), without the Python call."""
+    bg = gen.bit_generator
+    cdef bitgen_t *rng = <bitgen_t *>PyCapsule_GetPointer(bg.capsule, "BitGenerator")
+    cdef uint64_t key
+    with bg.lock:
+        key = rng.next_uint64(rng.state)
+    return key
+
+
+cdef inline uint64_t seed_key(object seed) except? 0:
+    """The 64-bit key of one sample call's counter-based generator
+    (fastscore_rng.h): an int in [0, 2**64) is the key itself; a
+    numpy.random.Generator gives one 64-bit draw (and advances); None takes
+    8 bytes of OS entropy."""
+    if PyLong_CheckExact(seed):
+        return int_key(seed)
+    if seed is None:
+        import os
+        return int_key(int.from_bytes(os.urandom(8), "little"))
+    from numpy.random import Generator
+    if isinstance(seed, Generator):
+        return generator_key(seed)
+    if isinstance(seed, bool) or type(seed).__name__ in ("bool", "bool_"):
+        raise TypeError("seed must be an int, None or a numpy.random.Generator, got bool")
+    try:
+        k = PyNumber_Index(seed)
+    except TypeError:
+        raise TypeError(
+            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
+        ) from None
+    return int_key(k)
+
+
+# ---------------------------------------------------------------------------
+# Actions, masks and offsets: the call's own copies, checked before the pass.
+
+cdef inline object one_action(object a, Py_ssize_t n_actions, Py_ssize_t *out):
+    """The action of one state into out (None), or NotImplemented when a is
+    not an int (it needs coercion first)."""
+    if not PyLong_CheckExact(a):
+        return NotImplemented
+    try:
+        out[0] = PyLong_AsSsize_t(a)
+    except OverflowError:
+        raise IndexError(f"a = {a} is out of range for N = {n_actions} actions") from None
+    return None
+
+
+cdef enum:
+    OWN_ROOM = 512      # bytes of each copy kept in the caller's Room
+    OWN_ROOM_ACTS = 64  # actions (OWN_ROOM bytes of 8-byte intp)
+
+
+cdef struct Room:
+    # Stack room for the copies of small calls: a new array costs about as
+    # much as a one-state call's whole pass.
+    Py_ssize_t act[OWN_ROOM_ACTS]
+    char mask[OWN_ROOM]
+
+
+cdef inline object own_copy(cnp.ndarray x, char *room, Py_ssize_t room_bytes,
+                             const char **data):
+    """x's elements in C order as the call's own copy (x at most 2-D): in
+    room (room_bytes, aligned for x) when they fit, returning None, else
+    in a new array, returned for the caller to keep alive."""
+    cdef Py_ssize_t n = cnp.PyArray_NBYTES(x), size = cnp.PyArray_ITEMSIZE(x), i, j, r, c
+    cdef const char *src = <const char *>cnp.PyArray_DATA(x)
+    cdef int nd = cnp.PyArray_NDIM(x)
+    if n > room_bytes:
+        copy = cnp.PyArray_NewCopy(x, cnp.NPY_CORDER)
+        data[0] = <const char *>cnp.PyArray_DATA(<cnp.ndarray>copy)
+        return copy
+    data[0] = room
+    if cnp.PyArray_IS_C_CONTIGUOUS(x):
+        memcpy(room, src, n)
+        return None
+    r = cnp.PyArray_DIMS(x)[0] if nd == 2 else 1
+    c = cnp.PyArray_DIMS(x)[nd - 1] if nd > 0 else 1
+    for i in range(r):
+        for j in range(c):
+            memcpy(room + (i * c + j) * size,
+                   src + (i * cnp.PyArray_STRIDES(x)[0] if nd == 2 else 0)
+                   + (j * cnp.PyArray_STRIDES(x)[nd - 1] if nd > 0 else 0), size)
+    return None
+
+
+cdef inline object own_actions(object a, Py_ssize_t n_states, Room *room, const char **data,
+                               Py_ssize_t *stride):
+    """A batch's actions (n_states,) as the call's own copy (own_copy; data,
+    stride set), or NotImplemented when a is not an intp array (it needs
+    coercion first)."""
+    if not is_intp_array(a):
+        return NotImplemented
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != n_states:
+        raise ValueError(
+            f"a must have shape ({n_states},), one action per state, got {(<object>a).shape}")
+    stride[0] = sizeof(Py_ssize_t)
+    return own_copy(<cnp.ndarray>a, <char *>room.act, sizeof(room.act), data)
+
+
+cdef inline object own_mask(object mask, Py_ssize_t n_states, Py_ssize_t n_actions, bint batch,
+                            Py_ssize_t ragged_rows, Room *room, const char **data,
+                            Py_ssize_t *sb, Py_ssize_t *sn):
+    """The legal actions as the call's own copy (own_copy; data and the strides sb
+    between states, 0 for one mask shared by every state, and sn between
+    actions set), or NotImplemented when mask is not a bool array (it needs
+    coercion first).  Shapes: (N,), or (B, N) for a batch; ragged
+    (ragged_rows >= 0), one entry per row."""
+    if not (cnp.PyArray_CheckExact(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+        return NotImplemented
+    cdef cnp.ndarray m = <cnp.ndarray>mask
+    cdef int nd = cnp.PyArray_NDIM(m)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(m)
+    if ragged_rows >= 0:
+        if nd != 1 or dims[0] != ragged_rows:
+            raise ValueError(
+                f"with offsets=, mask must have shape ({ragged_rows},), one entry per row "
+                f"of phi, got {(<object>m).shape}")
+    elif not ((nd == 1 and dims[0] == n_actions)
+              or (batch and nd == 2 and dims[0] == n_states and dims[1] == n_actions)):
+        expected = f"({n_actions},) or ({n_states}, {n_actions})" if batch else f"({n_actions},)"
+        raise ValueError(f"mask must have shape {expected}, got {(<object>m).shape}")
+    sb[0] = n_actions if nd == 2 else 0
+    sn[0] = 1
+    return own_copy(m, room.mask, OWN_ROOM, data)
+
+
+cdef inline object own_offsets(object offsets, Py_ssize_t n_rows, Py_ssize_t *n_states,
+                               Py_ssize_t *max_rows):
+    """Ragged states' row offsets (B + 1,) as the call's own checked copy
+    (state b owns rows offsets[b]:offsets[b + 1] of n_rows), or
+    NotImplemented when offsets is not an intp array (it needs coercion)."""
+    if not is_intp_array(offsets):
+        return NotImplemented
+    if cnp.PyArray_NDIM(<cnp.ndarray>offsets) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>offsets)[0] < 1:
+        raise ValueError(
+            f"offsets must be 1-D of length B + 1 (B states), got shape {(<object>offsets).shape}")
+    copy = cnp.PyArray_NewCopy(<cnp.ndarray>offsets, cnp.NPY_CORDER)
+    cdef const Py_ssize_t *o = <const Py_ssize_t *>cnp.PyArray_DATA(<cnp.ndarray>copy)
+    cdef Py_ssize_t b, n_offs = cnp.PyArray_DIMS(<cnp.ndarray>copy)[0], widest = 0
+    if o[0] != 0:
+        raise ValueError(f"offsets[0] must be 0, got {o[0]}")
+    for b in range(n_offs - 1):
+        if o[b + 1] <= o[b]:
+            if o[b + 1] == o[b]:
+                raise ValueError(
+                    f"state {b} has no actions (offsets[{b}] == offsets[{b + 1}] == {o[b]}); "
+                    f"a state needs at least one")
+            raise ValueError(
+                f"offsets must be nondecreasing: offsets[{b + 1}] = {o[b + 1]} < "
+                f"offsets[{b}] = {o[b]}")
+        widest = max(widest, o[b + 1] - o[b])
+    max_rows[0] = widest
+    if o[n_offs - 1] != n_rows:
+        raise ValueError(
+            f"offsets[-1] must equal the number of rows of phi ({n_rows}), got {o[n_offs - 1]}")
+    n_states[0] = n_offs - 1
+    return copy
+
+
+cdef struct Choices:
+    # A call's taken actions and legal actions as the pass reads them (the
+    # owned copies above); strides in bytes.
+    const char *act          # NULL: no taken action
+    Py_ssize_t act_s
+    const char *mask         # NULL: every action legal
+    Py_ssize_t mask_sb, mask_sn
+    const Py_ssize_t *offsets  # ragged: (B + 1,); NULL: n_actions rows a state
+    Py_ssize_t n_actions
+
+
+cdef inline Py_ssize_t choice_rows(const Choices *c, Py_ssize_t b,
+                                   const char **mask) noexcept nogil:
+    """State b's rows, and its mask's first entry (NULL: no mask)."""
+    if c.offsets != NULL:
+        mask[0] = NULL if c.mask == NULL else c.mask + c.offsets[b] * c.mask_sn
+        return c.offsets[b + 1] - c.offsets[b]
+    mask[0] = NULL if c.mask == NULL else c.mask + b * c.mask_sb
+    return c.n_actions
+
+
+cdef inline Py_ssize_t first_bad_choice(const Choices *c, Py_ssize_t n_states) noexcept nogil:
+    """The first state whose taken action is out of range or masked or,
+    without actions, whose every action is masked; -1 if none."""
+    cdef Py_ssize_t b, k, n, a
+    cdef const char *m
+    cdef bint legal
+    if c.act == NULL and c.mask == NULL:
+        return -1
+    if c.act != NULL and c.mask == NULL:
+        # The common batch: a range check a state, no more.
+        for b in range(n_states):
+            a = (<const Py_ssize_t *>(c.act + b * c.act_s))[0]
+            n = c.n_actions if c.offsets == NULL else c.offsets[b + 1] - c.offsets[b]
+            if a < 0 or a >= n:
+                return b
+        return -1
+    for b in range(n_states):
+        n = choice_rows(c, b, &m)
+        if c.act != NULL:
+            a = (<const Py_ssize_t *>(c.act + b * c.act_s))[0]
+            if a < 0 or a >= n or (m != NULL and not m[a * c.mask_sn]):
+                return b
+            continue
+        legal = False
+        for k in range(n):
+            if m[k * c.mask_sn]:
+                legal = True
+                break
+        if not legal:
+            return b
+        if c.offsets == NULL and c.mask_sb == 0:
+            break  # one mask for every state
+    return -1
+
+
+cdef inline raise_all_masked(Py_ssize_t b, bint batch):
+    state = f" of state {b}" if batch else ""
+    raise ValueError(f"every action{state} is masked; at least one must be legal")
+
+
+cdef inline raise_bad_choice(const Choices *c, Py_ssize_t b, bint batch):
+    """The error for state b, first_bad_choice's answer."""
+    cdef const char *m
+    cdef Py_ssize_t k, n = choice_rows(c, b, &m), a
+    if c.act == NULL:
+        raise_all_masked(b, batch)
+    a = (<const Py_ssize_t *>(c.act + b * c.act_s))[0]
+    where = f"a[{b}]" if batch else "a"
+    if a < 0 or a >= n or m == NULL:
+        of = f" of state {b}" if c.offsets != NULL else ""
+        raise IndexError(f"{where} = {a} is out of range for N = {n} actions{of}")
+    for k in range(n):
+        if m[k * c.mask_sn]:
+            raise ValueError(f"the taken action {where} = {a} is masked (illegal)")
+    raise_all_masked(b, batch)
+
+
+cdef inline raise_common_status(Status st, Py_ssize_t b, bint batch):
+    """Raise for the statuses every module reports alike (else nothing)."""
+    if st == NO_MEMORY:
+        raise MemoryError("fastscore: could not allocate per-thread scratch")
+    if st == ALL_MASKED:
+        raise_all_masked(b, batch)

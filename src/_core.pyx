@@ -2,7 +2,7 @@
 # cython: initializedcheck=False, nonecheck=False, binding=True
 """Compiled core of fastscore: the whole linear softmax policy in one pass.
 
-Layers (design.md, section 5):
+Layers (docs/design.md, "Layers" and "The one-pass algorithm"):
 
 * The ``def`` entry points (``score``, ``log_prob``, ``entropy``, ``probs``,
   ``sample``, ``loglik``) share one validation path, ``prepare``: arguments
@@ -34,23 +34,25 @@ from libc.stdint cimport uint64_t, uintptr_t
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 
 cimport numpy as cnp
-import os
 
 import numpy as np
 
 from fastscore._coerce import coerce, coerce_weights
 
 from _common cimport (
-    FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now, fs_omp_max_threads, fs_padded,
-    fs_split, fs_theta, fs_threads_allowed, fs_threads_judge, is_intp_array, is_real_kernel_array,
+    ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, OK,
+    Choices, Status, as_temperature, as_thread_count, check_out, check_out_disjoint,
+    first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
+    fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
+    Room, is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
+    init_kernels, raise_bad_choice, raise_common_status, releases_gil, seed_key, store_real,
+    threads_pay,
 )
 
 cnp.import_array()
-fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+init_kernels()
 
 
 cdef extern from "fastscore_simd.h" nogil:
@@ -120,25 +122,11 @@ cdef extern from "fastscore_rng.h" nogil:
 
 cdef extern from *:
     """
-    /* Keep the first failing state (and its status) whatever the thread count. */
-    static void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
-    #ifdef _OPENMP
-    #pragma omp critical(fastscore_failure)
-    #endif
-        {
-            if (b < *bad) {
-                *bad = b;
-                *first = st;
-            }
-        }
-    }
     #ifndef FASTSCORE_CFLAGS
     #define FASTSCORE_CFLAGS "unknown"
     #endif
-
     """
     const char *FASTSCORE_CFLAGS
-    void fs_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
 
 
 ctypedef fused real_t:
@@ -163,11 +151,6 @@ cdef enum:
     # chunks are spread over the threads (one state at a time) instead of
     # giving the whole state to one thread.
     WIDE_ROWS = 4 * CHUNK_ROWS
-    # Elements of phi below which a call runs on the calling thread: a
-    # fork/join costs microseconds, a small call's whole budget.
-    PARALLEL_MIN_WORK = 1 << 16
-    # Elements of phi below which the GIL is kept (releasing it costs more).
-    NOGIL_MIN_WORK = 1 << 12
     # theta up to this length is prepared in a stack buffer.
     STACK_D = 256
     # Reductions (loglik) sum the states in at most this many groups of
@@ -177,13 +160,6 @@ cdef enum:
     GROUP_SLOTS_DOUBLES = 1 << 23
     # Threads a call uses at most (as_thread_count caps n_threads below it).
     MAX_THREADS_CAP = 1024
-
-cdef enum Status:
-    OK = 0
-    NONFINITE_LOGIT = 1
-    NONFINITE_RESULT = 2
-    NO_MEMORY = 3
-    ALL_MASKED = 4
 
 # What a call computes (Problem.outputs).  Per-state results ...
 cdef enum:
@@ -589,17 +565,6 @@ cdef Status state_partial(Partial *acc, const Problem *pr, const StateView *v, P
         st = state_chunk(&tmp, pr, v, b, c, wk)
         partial_merge(acc, &tmp, pr)
     return st
-
-
-cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
-    """Write x as float32 or float64; False if the stored value is not finite."""
-    cdef float xf
-    if f32:
-        xf = <float>x
-        memcpy(dst, &xf, sizeof(float))
-        return isfinite(xf)
-    memcpy(dst, &x, sizeof(double))
-    return isfinite(x)
 
 
 cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, const Partial *p,
@@ -1027,7 +992,7 @@ cdef Status run_threads(const Problem *pr, const Py_ssize_t *start, Py_ssize_t n
 
     The calling thread's own pace estimates what one thread would have
     taken; a call that took longer than 0.9 of that reports a failure, and
-    the next calls run serially (fs_threads_report)."""
+    the next calls run serially (fs_threads_judge)."""
     cdef double master[2]
     cdef double t_start = fs_now()
     cdef Status st = run_threads_timed(pr, start, n_groups, slots, wk, max_rows, n_wide,
@@ -1108,8 +1073,7 @@ cdef Status run(const Problem *pr, Py_ssize_t n_states, Py_ssize_t n_rows, Py_ss
     cdef Py_ssize_t ss = slot_size(pr), sst = slot_stride(pr), per_group, n_groups, n_wide = 0
     cdef Py_ssize_t b, g, i
     cdef Py_ssize_t target = MAX_GROUPS
-    cdef bint threaded = (FS_OPENMP and n_threads > 1 and work_of(pr, n_rows) >= PARALLEL_MIN_WORK
-                          and fs_threads_allowed())
+    cdef bint threaded = threads_pay(work_of(pr, n_rows), n_threads)
     cdef Py_ssize_t *start
     cdef double *slots = NULL
     cdef double *slots_mem = NULL
@@ -1170,11 +1134,11 @@ cdef struct Dims:
 
 
 cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
-                    bint takes_action, object mask, object offsets):
+                    bint takes_action, object mask, object offsets, Room *room):
     """Fill pr and dm from canonical inputs and check their shapes and
     actions.  Returns NotImplemented when an argument needs coercion first
-    (fastscore._coerce), else the copies of offsets and of a batch's actions
-    the pass reads (the caller keeps them alive).
+    (fastscore._coerce), else the copies of offsets, of a batch's actions and
+    of the mask the pass reads (the caller keeps them alive).
 
     Canonical: phi a float32/float64 array (native byte order, aligned)
     whose last axis is contiguous; theta a float32/float64 array; a an int
@@ -1220,39 +1184,12 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
             f"theta must have shape ({pr.d},) to match phi's last axis (the features), "
             f"got {np.shape(theta)}")
 
-    offs = a_copy = None
-    cdef Py_ssize_t b, n_offs
-    cdef Py_ssize_t *o
+    offs = a_copy = mask_copy = None
     if dm.ragged:
-        if not is_intp_array(offsets):
+        offs = own_offsets(offsets, pr.n_actions, &dm.n_states, &dm.max_rows)
+        if offs is NotImplemented:
             return NotImplemented
-        if cnp.PyArray_NDIM(<cnp.ndarray>offsets) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>offsets)[0] < 1:
-            raise ValueError(
-                f"offsets must be 1-D of length B + 1 (B states), got shape {np.shape(offsets)}")
-        # Our own copy: another thread may write to the caller's array while the
-        # GIL is released, and every row index below comes from these values.
-        offs = cnp.PyArray_NewCopy(<cnp.ndarray>offsets, cnp.NPY_CORDER)
-        o = <Py_ssize_t *>cnp.PyArray_DATA(<cnp.ndarray>offs)
-        n_offs = cnp.PyArray_DIMS(<cnp.ndarray>offs)[0]
-        if o[0] != 0:
-            raise ValueError(f"offsets[0] must be 0, got {o[0]}")
-        dm.max_rows = 0
-        for b in range(n_offs - 1):
-            if o[b + 1] <= o[b]:
-                if o[b + 1] == o[b]:
-                    raise ValueError(
-                        f"state {b} has no actions (offsets[{b}] == offsets[{b + 1}] == {o[b]}); "
-                        f"a state needs at least one")
-                raise ValueError(
-                    f"offsets must be nondecreasing: offsets[{b + 1}] = {o[b + 1]} < "
-                    f"offsets[{b}] = {o[b]}")
-            dm.max_rows = max(dm.max_rows, o[b + 1] - o[b])
-        if o[n_offs - 1] != pr.n_actions:
-            raise ValueError(
-                f"offsets[-1] must equal the number of rows of phi ({pr.n_actions}), "
-                f"got {o[n_offs - 1]}")
-        pr.offsets = o
-        dm.n_states = n_offs - 1
+        pr.offsets = <const Py_ssize_t *>cnp.PyArray_DATA(<cnp.ndarray>offs)
         dm.n_rows = pr.n_actions
     else:
         pr.offsets = NULL
@@ -1262,91 +1199,37 @@ cdef object prepare(Problem *pr, Dims *dm, object phi, object theta, object a,
         if pr.n_actions == 0:
             raise ValueError("phi has no actions (N = 0); a state needs at least one")
 
+    # The pass reads the call's own copies of the actions and the mask
+    # (_common's own_*), checked by first_bad_choice before it.
     pr.act = NULL
     if takes_action:
         if not dm.batch:
-            if not PyLong_CheckExact(a):
+            if one_action(a, pr.n_actions, &pr.act_one) is NotImplemented:
                 return NotImplemented
-            try:
-                pr.act_one = PyLong_AsSsize_t(a)
-            except OverflowError:
-                raise IndexError(f"a = {a} is out of range for N = {pr.n_actions} actions") from None
             pr.act = <const char *>&pr.act_one
             pr.act_s = 0
         else:
-            if not is_intp_array(a):
+            a_copy = own_actions(a, dm.n_states, room, &pr.act, &pr.act_s)
+            if a_copy is NotImplemented:
                 return NotImplemented
-            if (cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
-                    or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] != dm.n_states):
-                raise ValueError(
-                    f"a must have shape ({dm.n_states},), one action per state, got {np.shape(a)}")
-            # Our own copy, validated before the pass and read by it: another
-            # thread writing to the caller's array cannot change a state's
-            # action between its chunks, nor after the range check.
-            a_copy = cnp.PyArray_NewCopy(<cnp.ndarray>a, cnp.NPY_CORDER)
-            pr.act = <const char *>cnp.PyArray_DATA(<cnp.ndarray>a_copy)
-            pr.act_s = sizeof(Py_ssize_t)
-
-    cdef cnp.ndarray mask_arr
     pr.mask = NULL
     if mask is not None:
-        if not (cnp.PyArray_CheckExact(mask)
-                and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+        mask_copy = own_mask(mask, dm.n_states, pr.n_actions, dm.batch,
+                             dm.n_rows if dm.ragged else -1, room, &pr.mask, &pr.mask_sb,
+                             &pr.mask_sn)
+        if mask_copy is NotImplemented:
             return NotImplemented
-        mask_arr = <cnp.ndarray>mask
-        if dm.ragged:
-            if cnp.PyArray_NDIM(mask_arr) != 1 or cnp.PyArray_DIMS(mask_arr)[0] != dm.n_rows:
-                raise ValueError(
-                    f"with offsets=, mask must have shape ({dm.n_rows},), one entry per row "
-                    f"of phi, got {np.shape(mask)}")
-            pr.mask_sb = 0
-            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
-        elif cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == pr.n_actions:
-            pr.mask_sb = 0
-            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
-        elif (dm.batch and cnp.PyArray_NDIM(mask_arr) == 2
-              and cnp.PyArray_DIMS(mask_arr)[0] == dm.n_states
-              and cnp.PyArray_DIMS(mask_arr)[1] == pr.n_actions):
-            pr.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
-            pr.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
-        else:
-            expected = f"({pr.n_actions},) or ({dm.n_states}, {pr.n_actions})" if dm.batch \
-                else f"({pr.n_actions},)"
-            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
-        pr.mask = <const char *>cnp.PyArray_DATA(mask_arr)
-    return (offs, a_copy)
+    return (offs, a_copy, mask_copy)
 
 
-cdef Py_ssize_t first_bad_action(const Problem *pr, Py_ssize_t n_states) noexcept nogil:
-    """The first state whose action is out of range or masked, or -1."""
-    cdef Py_ssize_t b
-    cdef StateView v
-    for b in range(n_states):
-        state_view(pr, b, &v)
-        if v.a < 0 or v.a >= v.n:
-            return b
-        if v.mask != NULL and not v.mask[v.a * pr.mask_sn]:
-            return b
-    return -1
-
-
-cdef raise_bad_action(const Problem *pr, Py_ssize_t b, bint batch):
-    cdef StateView v
-    cdef Py_ssize_t k
-    state_view(pr, b, &v)
-    where = f"a[{b}]" if batch else "a"
-    if v.a < 0 or v.a >= v.n or v.mask == NULL:
-        of = f" of state {b}" if pr.offsets != NULL else ""
-        raise IndexError(f"{where} = {v.a} is out of range for N = {v.n} actions{of}")
-    for k in range(v.n):
-        if v.mask[k * pr.mask_sn]:
-            raise ValueError(f"the taken action {where} = {v.a} is masked (illegal)")
-    raise_all_masked(b, batch)
-
-
-cdef raise_all_masked(Py_ssize_t b, bint batch):
-    state = f" of state {b}" if batch else ""
-    raise ValueError(f"every action{state} is masked; at least one must be legal")
+cdef inline void choices_of(const Problem *pr, Choices *c) noexcept nogil:
+    c.act = pr.act
+    c.act_s = pr.act_s
+    c.mask = pr.mask
+    c.mask_sb = pr.mask_sb
+    c.mask_sn = pr.mask_sn
+    c.offsets = pr.offsets
+    c.n_actions = pr.n_actions
 
 
 cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_theta *t) noexcept:
@@ -1388,10 +1271,7 @@ cdef cnp.ndarray result_array(object out, int dtype, int ndim, cnp.npy_intp *dim
 
 cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
     cdef str state = f"state {b}" if batch else "the state"
-    if st == NO_MEMORY:
-        raise MemoryError("fastscore: could not allocate per-thread scratch")
-    if st == ALL_MASKED:
-        raise_all_masked(b, batch)
+    raise_common_status(st, b, batch)
     if st == NONFINITE_LOGIT:
         raise ValueError(bad_row_message(pr, b, state))
     raise ValueError(
@@ -1435,15 +1315,16 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     """Validate, allocate, run the pass, finish: the body of every entry point."""
     cdef Problem pr
     cdef Dims dm
+    cdef Room room  # the small copies prepare makes
     memset(&pr, 0, sizeof(Problem))
     cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
-    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+    owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
     if owned is NotImplemented:
         if out is not None and cnp.PyArray_Check(out):
             # The kernel sees coerced copies: check out against what the caller passed.
             check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
         phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
-        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets)
+        owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
         if owned is NotImplemented:
             raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     pr.tau = as_temperature(temperature)
@@ -1509,10 +1390,11 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
             w_arr = coerce_weights(weights, dm.n_states)
             pr.weights = <const double *>cnp.PyArray_DATA(w_arr)
 
-    if takes_action:
-        bad_action = first_bad_action(&pr, dm.n_states)
-        if bad_action >= 0:
-            raise_bad_action(&pr, bad_action, dm.batch)
+    cdef Choices ch
+    choices_of(&pr, &ch)
+    cdef Py_ssize_t bad_choice = first_bad_choice(&ch, dm.n_states)
+    if bad_choice >= 0:
+        raise_bad_choice(&ch, bad_choice, dm.batch)
 
     cdef double theta_stack[3 * STACK_D]
     cdef double *theta_buf = theta_stack
@@ -1524,7 +1406,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef Py_ssize_t bad_state = 0
     cdef Status st = OK
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
-    cdef bint release = work_of(&pr, dm.n_rows) >= NOGIL_MIN_WORK
+    cdef bint release = releases_gil(work_of(&pr, dm.n_rows))
     pr.fused_kern = fused_kernel(&pr, dm.batch, dm.max_rows)
     if bad_theta < 0 and dm.n_states > 0:
         if release:
@@ -1765,19 +1647,10 @@ probs.__doc__ = _doc(r"""Action probabilities :math:`\pi = \mathrm{softmax}(\phi
     """)
 
 
-cdef uint64_t seed_key(object seed) except? 0:
-    """The 64-bit key of the sampler's counter-based generator for one call."""
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little")
-    if isinstance(seed, np.random.Generator):
-        return int(seed.bit_generator.random_raw())
-    if isinstance(seed, (bool, np.bool_)) or not hasattr(seed, "__index__"):
-        raise TypeError(
-            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}")
-    s = seed.__index__()
-    if not 0 <= s < 2 ** 64:
-        raise ValueError(f"seed must be in [0, 2**64), got {s}")
-    return s
+def _seed_key(seed):
+    """The key sample() draws with for this seed (_common's seed_key): what
+    fastscore.dask resolves a seed to once, for every chunk."""
+    return seed_key(seed)
 
 
 def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,

@@ -2,7 +2,7 @@
 # cython: initializedcheck=False, nonecheck=False, binding=True
 """Compiled core of fastscore.matrix: the state-input form z = (s @ W + b) / tau.
 
-Layers (design.md, sections 5 and 7):
+Layers (docs/design.md, "Layers" and "The one-pass algorithm"):
 
 * ``score``, ``log_prob``, ``entropy``, ``probs``, ``sample`` and ``loglik``
   are the public entry points (re-exported by ``fastscore.matrix``).  Each
@@ -34,7 +34,6 @@ thread count.  Each dgemm is small enough that OpenBLAS runs it on the
 calling thread.
 """
 
-from cpython.long cimport PyLong_AsSsize_t, PyLong_CheckExact
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, fabs, fma, isfinite, sqrt
 from libc.stdint cimport uint64_t
@@ -45,19 +44,20 @@ from scipy.linalg.cython_blas cimport dgemm
 cimport numpy as cnp
 
 from _common cimport (
-    FS_OPENMP, FS_SPLIT_MAX, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now, fs_padded, fs_split, fs_theta,
-    fs_threads_allowed, fs_threads_judge, is_native_aligned, is_real_kernel_array,
+    ALL_MASKED, FS_SPLIT_MAX, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, NONFINITE_S,
+    NONFINITE_W, OK, Choices, Status, as_temperature, as_thread_count, check_out,
+    check_out_disjoint, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p,
+    fs_now, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
+    Room, is_real_kernel_array, one_action, own_actions, own_mask, raise_bad_choice,
+    init_kernels, raise_common_status, releases_gil, seed_key, store_real, threads_pay,
 )
-import operator
-import os
 
 import numpy as np
 
 from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask
 
 cnp.import_array()
-fs_init(os.environ.get("FASTSCORE_NO_FMA", "").strip().lower() in ("1", "true", "yes", "on"))
+init_kernels()
 
 
 cdef extern from "numpy/arrayobject.h":
@@ -85,32 +85,11 @@ cdef extern from "fastscore_rng.h" nogil:
     double fs_gumbel(uint64_t key, uint64_t state, uint64_t action)
 
 
-cdef extern from *:
-    """
-    #include <float.h>
-    /* Keep the first failing state (and its status) whatever the thread count. */
-    static void fsm_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) {
-    #ifdef _OPENMP
-    #pragma omp critical(fastscore_matrix_failure)
-    #endif
-        {
-            if (b < *bad) {
-                *bad = b;
-                *first = st;
-            }
-        }
-    }
-    """
+cdef extern from "<float.h>":
     const double FLT_MAX
-    void fsm_record_failure(Py_ssize_t b, int st, Py_ssize_t *bad, int *first) nogil
 
 
 cdef enum:
-    # Elements of s @ W (B k N) below which a call runs on the calling thread,
-    # and below which it keeps the GIL (as PARALLEL_MIN_WORK, NOGIL_MIN_WORK
-    # in _core.pyx).
-    PARALLEL_MIN_WORK = 1 << 16
-    NOGIL_MIN_WORK = 1 << 12
     # Rows of one BLAS block; and the largest rows * k * N of one dgemm, under
     # OpenBLAS's threshold for threading it (65536 * 4), so every dgemm runs
     # on the calling thread and gives the same bits whatever the thread count.
@@ -130,15 +109,6 @@ cdef enum:
 # at most a relative 2 LOGIT_TOL, far below the 1e-12 accuracy target.
 cdef double LOGIT_TOL = 1e-13
 cdef double UNIT_ROUNDOFF = 1.1102230246251565e-16
-
-cdef enum Status:
-    OK = 0
-    NONFINITE_S = 1
-    NONFINITE_LOGIT = 2
-    NONFINITE_RESULT = 3
-    NO_MEMORY = 4
-    ACTION_CHANGED = 5
-    NONFINITE_W = 6
 
 cdef enum Kind:
     K_SCORE = 0
@@ -363,7 +333,7 @@ cdef Status soft_of(const MProb *p, const double *zh, const double *zl, double *
             sf.m_lo = zl[j]
             sf.amax = j
     if sf.amax < 0:
-        return ACTION_CHANGED  # all masked: checked before; only a racing writer gets here
+        return ALL_MASKED  # (checked before the pass, on the call's own mask)
     for j in range(p.n):
         wv[j] = (zh[j] - sf.m) + (zl[j] - sf.m_lo)   # -inf for masked actions
     fsm_exp_block(wv, p.n)
@@ -421,17 +391,6 @@ cdef inline void store(char *o, double v, bint f32) noexcept nogil:
         (<double *>o)[0] = v
 
 
-cdef inline bint store_finite(char *o, double v, bint f32) noexcept nogil:
-    """store, and whether the stored value is finite (in the output dtype)."""
-    cdef float vf
-    if f32:
-        vf = <float>v
-        (<float *>o)[0] = vf
-        return isfinite(vf)
-    (<double *>o)[0] = v
-    return isfinite(v)
-
-
 cdef void score_unscaled(const MProb *p, Py_ssize_t i, const double *tb,
                          const double *res) noexcept nogil:
     """Store the score of state i from res = e_a - pi without its 1 / tau (see
@@ -477,8 +436,6 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef bint scaled
     if p.act != NULL:
         a = action_of(p, i)
-        if a < 0 or a >= n:
-            return ACTION_CHANGED
     st = state_load(p, i, tb)
     if st != OK:
         return st
@@ -491,14 +448,14 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     if p.kind == K_LOG_PROB:
         # log pi(a) is finite in double, but may not be in float32 (or z_a - m
         # may overflow double): an error, as for the phi form.
-        if not store_finite(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
+        if not store_real(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_ENTROPY:
         h = 0.0
         for j in range(n):
             if wv[j] != 0.0:
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
-        if not store_finite(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
+        if not store_real(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
@@ -507,7 +464,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     elif p.kind == K_SAMPLE:
         best_j = gumbel_argmax(p, i, zh, sf.amax)
         (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = best_j
-        if not store_finite(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
+        if not store_real(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
                             p.out_f32):
             return NONFINITE_RESULT
     else:  # K_SCORE
@@ -591,8 +548,7 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
     cdef double master[2]
     cdef double t_start, t0
     bad[0] = n_states
-    if (FS_OPENMP and n_threads > 1 and n_units > 1 and work >= PARALLEL_MIN_WORK
-            and fs_threads_allowed()):
+    if n_units > 1 and threads_pay(work, n_threads):
         master[0] = master[1] = 0.0
         t_start = fs_now()
         with parallel(num_threads=n_threads):
@@ -607,7 +563,7 @@ cdef Status run_states(const MProb *p, Py_ssize_t n_states, int n_threads,
                 else:
                     st = states_unit(p, u, blocked, n_states, buf, &where)
                 if st != OK:
-                    fsm_record_failure(where, st, bad, &first)
+                    fs_record_failure(where, st, bad, &first)
                 fs_clock_master(master, t0, min(br, n_states - u * br))
             free(buf)
         fs_threads_judge(t_start, master, n_states)
@@ -674,8 +630,6 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
     cdef double wi = weight_of(p, i), lp
     cdef bint scaled
     cdef Py_ssize_t a = action_of(p, i)
-    if a < 0 or a >= n:
-        return ACTION_CHANGED
     st = state_load(p, i, tb)
     if st != OK:
         return st
@@ -798,9 +752,6 @@ cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
         i = i0 + r
         if p.act != NULL:
             a = action_of(p, i)
-            if a < 0 or a >= p.n:
-                bad[0] = i
-                return ACTION_CHANGED
         ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
         zrow = zb + r * p.n
         # Plain logits in place: (Z + b) / tau, -inf where masked.
@@ -851,7 +802,7 @@ cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
                 zrow[j] = zrow[j] - m
         if am < 0:
             bad[0] = i
-            return ACTION_CHANGED
+            return ALL_MASKED
         if not isfinite(m):
             bad[0] = i
             return NONFINITE_LOGIT
@@ -971,7 +922,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         if p.kind == K_LOG_PROB:
             a = action_of(p, i)
             v = (0.0 if a == bb.amax[r] else bb.da[r]) - bb.lr[r]
-            if not store_finite(p.out + i * p.out_sb, v, p.out_f32):
+            if not store_real(p.out + i * p.out_sb, v, p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
         elif p.kind == K_SAMPLE:
@@ -979,7 +930,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             a = gumbel_argmax(p, i, drow, bb.amax[r])
             (<Py_ssize_t *>(p.out + i * p.out_sb))[0] = a
             v = (0.0 if a == bb.amax[r] else drow[a]) - bb.lr[r]
-            if not store_finite(p.outb + i * p.outb_sb, v, p.out_f32):
+            if not store_real(p.outb + i * p.outb_sb, v, p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
         else:  # K_ENTROPY: log(1 + r) + sum_j w_j (m - z_j) / (1 + r)
@@ -989,7 +940,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             for j in range(p.n):
                 if zrow[j] != 0.0:
                     h -= zrow[j] * drow[j]
-            if not store_finite(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
+            if not store_real(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
     return OK
@@ -1062,8 +1013,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef bint blas = grad_w and use_blas(p, n_states)
     cdef Py_ssize_t ssize = state_scratch(p) + (block_scratch(p) if blas else 0)
     cdef double work = <double>n_states * p.k * p.n
-    cdef bint threaded = (FS_OPENMP and n_threads > 1 and n_chunks > 1
-                          and work >= PARALLEL_MIN_WORK and fs_threads_allowed())
+    cdef bint threaded = n_chunks > 1 and threads_pay(work, n_threads)
     cdef double stack_parts[STACK_W]
     cdef double stack_buf[STACK_W]
     cdef Status stack_status[1]
@@ -1153,10 +1103,7 @@ def first_nonfinite(x):
 cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
     cdef str state = f"state {i}" if batch else "the state"
     cdef str why
-    if st == NO_MEMORY:
-        raise MemoryError("fastscore: could not allocate per-thread scratch")
-    if st == ACTION_CHANGED:
-        raise RuntimeError(f"a or mask changed during the call (another thread wrote to it) in {state}")
+    raise_common_status(st, i, batch)
     if st == NONFINITE_S:
         raise ValueError(f"s contains NaN or inf (in {state})")
     if st == NONFINITE_LOGIT:
@@ -1217,47 +1164,27 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
                 f"b must have shape ({p.n},) to match W's last axis (N = {p.n}), got {np.shape(b)}")
         all_f32 = all_f32 and cnp.PyArray_TYPE(b_arr) == cnp.NPY_FLOAT
 
+    # The pass reads the call's own copies of the actions and the mask
+    # (_common's own_*), checked by first_bad_choice before it.
     cdef bint has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
     cdef Py_ssize_t a_single
-    cdef cnp.ndarray a_arr = None
+    cdef Room room  # the small copies
+    a_copy = mask_copy = None
     if has_action:
         if not batch:
-            if not PyLong_CheckExact(a):
+            if one_action(a, p.n, &a_single) is NotImplemented:
                 return NotImplemented
-            try:
-                a_single = PyLong_AsSsize_t(a)
-            except OverflowError:
-                raise IndexError(f"a = {a} is out of range for N = {p.n} actions") from None
             p.act = <const char *>&a_single
             p.act_s = 0
         else:
-            if not (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_INTP
-                    and is_native_aligned(<cnp.ndarray>a)):
+            a_copy = own_actions(a, n_states, &room, &p.act, &p.act_s)
+            if a_copy is NotImplemented:
                 return NotImplemented
-            a_arr = <cnp.ndarray>a
-            if cnp.PyArray_NDIM(a_arr) != 1 or cnp.PyArray_DIMS(a_arr)[0] != n_states:
-                raise ValueError(
-                    f"a must have shape ({n_states},), one action per state, got {np.shape(a)}")
-            p.act = <const char *>cnp.PyArray_DATA(a_arr)
-            p.act_s = cnp.PyArray_STRIDES(a_arr)[0]
-
-    cdef cnp.ndarray mask_arr = None
     if mask is not None:
-        if not (cnp.PyArray_CheckExact(mask) and cnp.PyArray_TYPE(<cnp.ndarray>mask) == cnp.NPY_BOOL):
+        mask_copy = own_mask(mask, n_states, p.n, batch, -1, &room, &p.mask, &p.mask_sb,
+                             &p.mask_sn)
+        if mask_copy is NotImplemented:
             return NotImplemented
-        mask_arr = <cnp.ndarray>mask
-        if cnp.PyArray_NDIM(mask_arr) == 1 and cnp.PyArray_DIMS(mask_arr)[0] == p.n:
-            p.mask_sb = 0
-            p.mask_sn = cnp.PyArray_STRIDES(mask_arr)[0]
-        elif (batch and cnp.PyArray_NDIM(mask_arr) == 2
-              and cnp.PyArray_DIMS(mask_arr)[0] == n_states
-              and cnp.PyArray_DIMS(mask_arr)[1] == p.n):
-            p.mask_sb = cnp.PyArray_STRIDES(mask_arr)[0]
-            p.mask_sn = cnp.PyArray_STRIDES(mask_arr)[1]
-        else:
-            expected = f"({p.n},) or ({n_states}, {p.n})" if batch else f"({p.n},)"
-            raise ValueError(f"mask must have shape {expected}, got {np.shape(mask)}")
-        p.mask = <const char *>cnp.PyArray_DATA(mask_arr)
 
     cdef cnp.ndarray wts_arr = None
     if weights is not None:
@@ -1276,7 +1203,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef int n_threads_ = as_thread_count(n_threads)
     cdef int out_type = cnp.NPY_FLOAT if all_f32 else cnp.NPY_DOUBLE
     p.out_f32 = all_f32
-    inputs = None if out is None else (s_arr, w_arr, a_arr, b_arr, mask_arr, wts_arr)
+    inputs = None if out is None else (s_arr, w_arr, a, b_arr, mask, wts_arr)
 
     # Results.
     cdef cnp.npy_intp dims[3]
@@ -1351,34 +1278,20 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             p.outb = <char *>&scalar_buf[0]
 
     # Values: N = 0, actions, masks, weights.
-    cdef Py_ssize_t q, j, aq
+    cdef Py_ssize_t q, j
     if p.n == 0:
         raise ValueError("W has no actions (N = 0); a state needs at least one")
-    cdef bint any_legal
-    for q in range(n_states):
-        if has_action:
-            aq = action_of(&p, q)
-            if aq < 0 or aq >= p.n:
-                where = f"a[{q}]" if batch else "a"
-                raise IndexError(f"{where} = {aq} is out of range for N = {p.n} actions")
-            if legal(&p, q, aq):
-                continue
-        elif p.mask == NULL:
-            break
-        if p.mask != NULL:
-            any_legal = False
-            for j in range(p.n):
-                if legal(&p, q, j):
-                    any_legal = True
-                    break
-            if has_action and any_legal:
-                where = f"a[{q}]" if batch else "a"
-                raise ValueError(f"the taken action {where} = {action_of(&p, q)} is masked (illegal)")
-            if not any_legal:
-                state = f" of state {q}" if batch else ""
-                raise ValueError(f"every action{state} is masked; at least one must be legal")
-        if not has_action and p.mask_sb == 0:
-            break  # one mask for every state, and no action to check
+    cdef Choices ch
+    ch.act = p.act
+    ch.act_s = p.act_s
+    ch.mask = p.mask
+    ch.mask_sb = p.mask_sb
+    ch.mask_sn = p.mask_sn
+    ch.offsets = NULL
+    ch.n_actions = p.n
+    q = first_bad_choice(&ch, n_states)
+    if q >= 0:
+        raise_bad_choice(&ch, q, batch)
     cdef double wv
     if p.wts != NULL:
         for q in range(n_states):
@@ -1452,7 +1365,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     # Run.
     cdef Status st = OK
     cdef Py_ssize_t bad = 0
-    cdef bint release = <double>n_states * p.k * p.n >= NOGIL_MIN_WORK
+    cdef bint release = releases_gil(<double>n_states * p.k * p.n)
     cdef double tstack[1 + 1024]
     cdef double *total = NULL
     cdef Py_ssize_t psize = partial_size(&p)
@@ -1595,30 +1508,6 @@ cdef object call(int kind, object s, object W, object a, object b, object mask, 
     if result is NotImplemented:
         raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     return result
-
-
-_U64 = 1 << 64
-
-
-cdef uint64_t seed_key(object seed) except? 0:
-    """The 64-bit generator key of one sample call (see fastscore_rng.h)."""
-    if PyLong_CheckExact(seed) and 0 <= seed < _U64:
-        return <uint64_t>seed
-    if seed is None:
-        return <uint64_t>int.from_bytes(os.urandom(8), "little")
-    if isinstance(seed, np.random.Generator):
-        return <uint64_t>int(seed.integers(0, _U64, dtype=np.uint64))
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be an int, None or a numpy.random.Generator, got bool")
-    try:
-        k = operator.index(seed)
-    except TypeError:
-        raise TypeError(
-            f"seed must be an int, None or a numpy.random.Generator, got {type(seed).__name__}"
-        ) from None
-    if not 0 <= k < _U64:
-        raise ValueError(f"seed must be in [0, 2**64), got {k}")
-    return <uint64_t>k
 
 
 def score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):

@@ -11,9 +11,9 @@
  * Each value is a pure function of the three words, so any thread may draw
  * any (state, action) and a sample does not depend on the thread count or
  * the order of evaluation.  `key` identifies the call (the Python layer maps
- * `seed` to it: an int seed in [0, 2**64) is the key itself; a
- * numpy.random.Generator gives one raw 64-bit draw per call; None takes 64
- * bits of fresh OS entropy); `state` is the index of the state in the batch
+ * `seed` to it, _common.pxd's seed_key: an int seed in [0, 2**64) is the
+ * key itself; a numpy.random.Generator gives one 64-bit draw per call, its
+ * next_uint64; None takes 64 bits of fresh OS entropy); `state` is the index of the state in the batch
  * (0 for one state) and `action` the index of the action.
  *
  * Statistical basis.  The generator is Philox4x64-10 (Salmon, Moraes, Dror

@@ -86,10 +86,10 @@ FS_INLINE fs_vd fs_load_tail_f(const float *p, ptrdiff_t n) {
 
 /*
  * Software prefetch FS_PREFETCH_BYTES ahead of the row being read (into the
- * next rows).  The hardware prefetcher alone left DRAM idle while a block of
- * rows was re-read from cache: measured on the 64 x 1000 x 1000 batch, one
- * thread, 19 -> 25 GB/s (distances of 2, 4 and 8 KiB tried; 8 KiB best).
- * A prefetch never faults, so reading past the array's end is harmless.
+ * next rows): the hardware prefetcher alone leaves DRAM idle while a block of
+ * rows is re-read from cache (the distances measured: docs/performance.md,
+ * "Optimisations, predicted and measured").  A prefetch never faults, so
+ * reading past the array's end is harmless.
  */
 #define FS_PREFETCH_BYTES 8192
 
@@ -668,6 +668,20 @@ static FS_CLONES void fs_block_exp(const double *z, const double *z_lo, double m
 #define FS_FUSED_ENTROPY 3     /* the entropy, the same (act is not read) */
 #define FS_FUSED_LOGLIK 4      /* loglik's value, into slot */
 #define FS_FUSED_LOGLIK_GRAD 5 /* loglik's value and gradient, into slot */
+/* Runs of FS_FUSED_RUN states, each of at most FS_FUSED_MAX_N rows (the
+ * per-state path's block, BLOCK_ROWS: the same arithmetic) and
+ * FS_FUSED_MAX_D features.  Ragged states take the kernel by blocks of
+ * FS_FUSED_BLOCK states whose runs waste few rows: W = 8 N_max - sum_s n_s a
+ * run, the block's sum of W (d + FS_FUSED_WASTE_D) at most FS_FUSED_WASTE a
+ * run (_core's ragged_pays; the costs measured are in docs/performance.md,
+ * round 8).  Defined for every build: _core groups states in whole runs on
+ * every CPU, so the groups, and loglik's order of sums, are the same. */
+#define FS_FUSED_RUN 8
+#define FS_FUSED_MAX_N 32
+#define FS_FUSED_MAX_D 32
+#define FS_FUSED_WASTE 1700
+#define FS_FUSED_WASTE_D 20
+#define FS_FUSED_BLOCK 64
 typedef ptrdiff_t (*fs_fused_fn)(const char *, ptrdiff_t, ptrdiff_t, const fs_theta *,
                                  const char *, ptrdiff_t, const char *, ptrdiff_t, ptrdiff_t,
                                  const ptrdiff_t *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, ptrdiff_t,
@@ -1042,26 +1056,6 @@ FS_DEFINE_NARROW_X86(avx2, FS_AVX2)
  * Scratch: about 8.3 KiB of the kernel's stack (its frame: 24 KiB, 4
  * KiB-aligned).
  */
-#define FS_FUSED_RUN 8
-#define FS_FUSED_MAX_N 32 /* the per-state path's block (BLOCK_ROWS): the same arithmetic */
-#define FS_FUSED_MAX_D 32
-/* Ragged states take the fused kernel by blocks of FS_FUSED_BLOCK states
- * whose runs waste few rows (_core's ragged_pays): W = 8 N_max - sum_s n_s
- * a run (N_max its longest state's rows; a partial run's missing states
- * count as rows of N_max), the block's sum of W times (d + 20) at most
- * FS_FUSED_WASTE a run of 8 states (1 / 8 of it a state).  Measured, one
- * thread, ragged states of n rows each (Zen 4): a state costs a + b n ns
- * on either path, b about alike (5 + 0.45 d: 6.7 at d = 4, 19 at d = 32),
- * a 60-100 ns less on the fused one; a run pays while W < 8 (a_p - a_f) /
- * b: for loglik(grad) about 92 rows at d = 4, 75 at d = 8, 52 at d = 20, 42
- * at d = 32; for the score about 65 at d = 8 and 41 at d = 20, which the
- * bound follows.  A choice run by run measured slower than either path
- * alone where it switched often (100000 states of 2-20 rows, d = 20:
- * 306-311 ns a state against 275-277 for either; not root-caused), hence
- * blocks. */
-#define FS_FUSED_WASTE 1700
-#define FS_FUSED_WASTE_D 20 /* the 20 of (d + 20) */
-#define FS_FUSED_BLOCK 64
 #define FS_FUSED_AHEAD 2  /* runs; the prefetch distance (measured, see the kernel) */
 #define FS_FUSED_PF_LOC 2 /* __builtin_prefetch locality 2: prefetcht1, into L2 */
 #ifndef FS_FUSED_SCRATCH_OFF
@@ -1345,13 +1339,10 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
         const int contiguous = out_sd == (ptrdiff_t)sizeof(FS_FUSED_T_##OT);                     \
         const __m512d tauv = _mm512_set1_pd(tau);                                                \
         const double *theta = t->val;                                                            \
-        /* The scratch at a fixed address modulo 4 KiB: where the stack put it,                  \
-         * 65536 x 4 x 8 ran at 48-49 ns a state instead of 40-41 (4K aliasing                   \
-         * with the phi and output streams, as in the prototype; not root-caused).               \
-         * Which offset is best moves with the code: with two-quad logits, 1024                  \
-         * measured 43.2 ns (a new output each call) and 43.0 (one reused), 0                    \
-         * 41.1 and 40.9, 2048 41.0, 3072 39.7 and 40.8 (100000 x 10 x 20                       \
-         * 148.6 against 151.0 at 1024). */                                                      \
+        /* The scratch at a fixed address modulo 4 KiB (FS_FUSED_SCRATCH_OFF):                   \
+         * where the stack put it, 4K aliasing with the phi and output streams                   \
+         * slowed tiny states by a fifth (the offsets measured: docs/performance.md,             \
+         * round 8). */                                                                          \
         char sc_buf[4096 + sizeof(struct fs_fused_scratch)] __attribute__((aligned(4096)));      \
         struct fs_fused_scratch *scp = (struct fs_fused_scratch *)(sc_buf + FS_FUSED_SCRATCH_OFF); \
         double *z = scp->z, *zl = scp->zl, *W = scp->W, *INV = scp->INV;                         \
@@ -1478,10 +1469,8 @@ static const double fs_fused_zero_row[FS_FUSED_MAX_D + 8] __attribute__((aligned
             for (int s = 0; s < ns; s++) {                                                       \
                 /* Prefetch the same state FS_FUSED_AHEAD runs on, row by row, into              \
                  * L2: the hardware prefetcher does not follow a run's interleaved               \
-                 * short row streams.  Measured, 100000 x 10 x 20 float64 from DRAM,             \
-                 * one thread, ns a state: none 342; into L1 (prefetcht0) 2 runs on              \
-                 * 255, 4 runs 235; into L2 (prefetcht1) 2 runs 165 (4: 166, 8:                  \
-                 * 170); the per-state path 232, the data in L3 150. */                          \
+                 * short row streams (distances and levels measured:                             \
+                 * docs/performance.md, round 6). */                                             \
                 ptrdiff_t sp = r0 + s + FS_FUSED_AHEAD * FS_FUSED_RUN;                           \
                 if (sp < b_pf) {                                                                 \
                     const char *pb = offsets ? phi + offsets[sp] * phi_sn : phi + sp * phi_sb;   \

@@ -282,6 +282,24 @@ def test_all_masked_state(fn, layout):
         call(fn, **args)
 
 
+@pytest.mark.parametrize("fn", ["entropy", "probs", "sample"])
+def test_all_masked_state_is_found_before_the_pass_in_both_forms(fn):
+    """A fully masked state is reported before the pass reads a row, in the
+    phi form as in the state-input form: before an earlier state's NaN."""
+    import fastscore.matrix as fm
+
+    m = np.ones((4, 5), bool)
+    m[2] = False
+    phi = PHI_B.copy()
+    phi[1, 0, 0] = np.nan
+    s = RNG.standard_normal((4, D))
+    s[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"every action of state 2 is masked"):
+        call(fn, phi, THETA, mask=m)
+    with pytest.raises(ValueError, match=r"every action of state 2 is masked"):
+        getattr(fm, fn)(s, RNG.standard_normal((D, 5)), mask=m)
+
+
 @pytest.mark.parametrize("fn", ["log_prob", "loglik"])
 def test_masked_taken_action(fn):
     m = np.ones((4, 5), bool)

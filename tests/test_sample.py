@@ -286,3 +286,24 @@ def test_seed_generator(rng):
     b1, _ = fastscore.sample(phi, theta, seed=h)
     b2, _ = fastscore.sample(phi, theta, seed=h)
     assert np.array_equal(a1, b1) and np.array_equal(a2, b2)  # same state, same draws
+
+
+@pytest.mark.parametrize("bit_generator", ["PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937"])
+def test_seed_generator_is_one_64_bit_draw_in_both_forms(rng, bit_generator):
+    """A Generator seed is the key integers(0, 2**64, dtype=uint64) draws from
+    an identical Generator, in both modules, and advances it as that does
+    (MT19937 included, whose raw output is 32 bits)."""
+    import fastscore.matrix as fm
+
+    phi = rng.standard_normal((500, 7, 3))
+    theta = rng.standard_normal(3)
+    s = rng.standard_normal((500, 3))
+    W = rng.standard_normal((3, 7))
+    for form, args in ((fastscore.sample, (phi, theta)), (fm.sample, (s, W))):
+        bg = getattr(np.random, bit_generator)
+        g, ref = np.random.Generator(bg(9)), np.random.Generator(bg(9))
+        for _ in range(2):
+            key = int(ref.integers(0, 2**64, dtype=np.uint64))
+            got, want = form(*args, seed=g), form(*args, seed=key)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        assert g.bit_generator.random_raw() == ref.bit_generator.random_raw()
