@@ -8,7 +8,7 @@
  * enter only as differences from the chosen row, d_i = (x_i - x_c) . beta,
  * so log pi_c = -log(1 + sum_{i != c} exp(d_i)): the chosen row needs no exp
  * and its score sum_{i != c} pi_i (x_c - x_i) is formed without cancellation
- * (design.md, section 3).  When some d_i > FSX_SHIFT_AT in a lane, that lane
+ * (docs/mixed_logit.md).  When some d_i > FSX_SHIFT_AT in a lane, that lane
  * is shifted by M = max_i d_i: log pi_c = -M - log(exp(-M) + sum_i exp(d_i -
  * M)).  The choice is made per lane, so every lane's bits depend on its own
  * draw only.
