@@ -267,14 +267,30 @@ def test_draws(method):
     if method == "halton":
         from scipy.stats import qmc
 
-        expect = qmc.Halton(d=3, scramble=True, seed=5).random(350).reshape(50, 7, 3)
-        expect = expect.transpose(1, 0, 2)  # point r P + p: panel p's draw r
+        expect = qmc.Halton(d=3, scramble=True, seed=5).random(350).reshape(7, 50, 3)
         np.testing.assert_array_equal(u, expect)
     if method == "mlhs":
         # One point in each of the R strata, for every panel and column.
         strata = np.sort(np.floor(u * 50), axis=1)
         np.testing.assert_array_equal(strata, np.broadcast_to(np.arange(50)[None, :, None],
                                                               u.shape))
+
+
+@pytest.mark.parametrize("method", ["halton", "sobol", "mlhs", "random"])
+def test_every_panels_draws_cover_the_interval(method):
+    """Each panel's draws spread over (0, 1) in every dimension, also when the
+    number of panels shares factors with the Halton bases (4000 = 2^5 5^3):
+    spreading consecutive points over the panels would put a panel's base-2
+    draws in 1/32 of the interval."""
+    from fastscore.choice._mixed import uniform_draws
+
+    u = uniform_draws(method, 4000, 64, 3, seed=0)
+    spread = u.max(axis=1) - u.min(axis=1)
+    assert spread.min() > 0.8
+    # And the panels' means of the normal draws scatter as 1 / sqrt(64).
+    from scipy.special import ndtri
+
+    assert np.abs(ndtri(u).mean(axis=1)).max() < 6 / 8
 
 
 def test_bad_input(rng):

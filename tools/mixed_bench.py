@@ -2,11 +2,11 @@
 
     python tools/mixed_bench.py          # value + gradient on electricity
 
-Train's electricity panel (/work/shared/data/electricity_long.csv, or the path
+Train's electricity panel (examples/data/electricity_long.csv, or the path
 in $ELECTRICITY_CSV): 361 panels, 4308 situations x 4 alternatives, six normal
 coefficients, scrambled Halton draws (scipy.stats.qmc.Halton(d=6,
-scramble=True, seed=0), one dimension per random column, point r P + p for
-panel p's draw r).  One evaluation of the value and gradient at R = 500 and
+scramble=True, seed=0), one dimension per random column, panel p taking
+points p R to p R + R - 1).  One evaluation of the value and gradient at R = 500 and
 1000, 1 and 2 threads, alternated with a plain Numba version (value and
 gradient, two sweeps a panel, draws inner, scalar exp) in the same run;
 medians of the repeats.  The multiply-add floor: rows x R x k multiply-adds
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def electricity():
-    path = os.environ.get("ELECTRICITY_CSV", "/work/shared/data/electricity_long.csv")
+    default = Path(__file__).resolve().parent.parent / "examples" / "data" / "electricity_long.csv"
+    path = os.environ.get("ELECTRICITY_CSV", str(default))
     df = pd.read_csv(path).sort_values(["id", "chid", "alt"], kind="stable")
     X = df[COLS].to_numpy(np.float64)
     chid = df["chid"].to_numpy()
@@ -49,10 +51,10 @@ def electricity():
 
 
 def halton_normal(P, R, q, seed=0):
-    """N(0, 1) draws (P, R, q) from P R scrambled Halton points, point r P + p
-    for panel p's draw r (consecutive points to consecutive panels)."""
+    """N(0, 1) draws (P, R, q) from P R scrambled Halton points, panel p taking
+    points p R to p R + R - 1 (as fastscore.choice.MixedLogit does)."""
     u = qmc.Halton(d=q, scramble=True, seed=seed).random(P * R)
-    return np.ascontiguousarray(stats.norm.ppf(u).reshape(R, P, q).transpose(1, 0, 2))
+    return np.ascontiguousarray(stats.norm.ppf(u).reshape(P, R, q))
 
 
 def numba_loglik():

@@ -47,9 +47,9 @@ class MixedLogit(LongFormatModel):
         Draws per panel.
     draws : str or array_like
         ``"halton"`` (SciPy's scrambled Halton sequence, seeded, one dimension
-        a random column; of its first ``P * n_draws`` points, point
-        ``r * P + p`` is panel p's draw r, P the number of panels),
-        ``"sobol"`` (scrambled Sobol', likewise), ``"mlhs"``
+        a random column; panel p takes points ``p * n_draws`` to
+        ``(p + 1) * n_draws - 1``), ``"sobol"`` (scrambled Sobol', likewise),
+        ``"mlhs"``
         (modified Latin hypercube: for each panel and column the points
         ``(r + u) / n_draws`` shuffled, one uniform u each) or ``"random"``
         (pseudo-random uniforms); or an array of uniforms in (0, 1) of shape
@@ -309,10 +309,12 @@ def uniform_draws(method, n_panels, n_draws, q, seed):
         with warnings.catch_warnings():
             # Sobol' warns for sample sizes that are not powers of two.
             warnings.simplefilter("ignore", UserWarning)
-            # Point r P + p is panel p's draw r: consecutive points go to
-            # consecutive panels (as xlogit assigns them; on the electricity
-            # panel at 500 draws, point p R + r gives an optimum 8 lower).
-            u = engine.random(n).reshape(n_draws, n_panels, q).transpose(1, 0, 2)
+            # Each panel takes n_draws consecutive points (as xlogit and
+            # Train's textbook assign them).  Spreading consecutive points over
+            # the panels instead (point r P + p) fixes a panel's leading digits
+            # in every base that divides P: with P = 4000, base 2's draws of a
+            # panel all fall in 1/32 of (0, 1).
+            u = engine.random(n).reshape(n_panels, n_draws, q)
     elif method == "mlhs":
         rng = np.random.default_rng(seed)
         u = (np.arange(n_draws)[None, :, None] + rng.random((n_panels, 1, q))) / n_draws
