@@ -1568,6 +1568,15 @@ def score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads=No
         overflow; a result not finite in the result dtype (``temperature``
         too small for it, or ``s`` too large); ``temperature`` not finite and
         positive; ``n_threads < 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> grad_W = fm.score(np.array([1.0, 2.0]), np.zeros((2, 3)), 0)
+    >>> grad_W.round(3)
+    array([[ 0.667, -0.333, -0.333],
+           [ 1.333, -0.667, -0.667]])
     """
     return call(K_SCORE, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 
@@ -1577,9 +1586,45 @@ def log_prob(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads
 
     Computed as :math:`(z_a - m) - \log(1 + r)` with m the largest logit and
     r the sum of the other actions' :math:`e^{z_k - m}`: it keeps its relative
-    accuracy as :math:`\pi(a) \to 1`.  Arguments and errors as for
-    :func:`score`; ``out`` has shape () or (B,).  One state returns a NumPy
-    scalar of the result dtype (``out`` itself when given).
+    accuracy as :math:`\pi(a) \to 1`.
+
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    a : int or array_like of int, shape (B,)
+        The taken action(s).
+    b : array_like, shape (N,), optional
+        Bias.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0).
+    temperature : float, default 1.0
+        ``tau > 0``.
+    out : ndarray, optional
+        Where to write the result, of the result dtype.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
+
+    Returns
+    -------
+    NumPy scalar or ndarray, shape (B,)
+        Of the result dtype (float32 when every float input is float32, else
+        float64); ``out`` itself when given (shape () or (B,)).
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> float(fm.log_prob(np.zeros(3), np.zeros((3, 4)), 2))  # uniform over 4 actions
+    -1.3862943611198906
     """
     return call(K_LOG_PROB, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 
@@ -1588,7 +1633,41 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     r"""Entropy of pi(. | s): a scalar for one state, (B,) for a batch.
 
     :math:`H = \log(1 + r) + \sum_k \pi_k (m - z_k)`, two non-negative terms.
-    Arguments and errors as for :func:`score` (no action).
+
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    b : array_like, shape (N,), optional
+        Bias.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0).
+    temperature : float, default 1.0
+        ``tau > 0``.
+    out : ndarray, optional
+        Where to write the result, of the result dtype.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
+
+    Returns
+    -------
+    NumPy scalar or ndarray, shape (B,)
+        Of the result dtype; ``out`` itself when given.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> float(fm.entropy(np.zeros(3), np.zeros((3, 4))))  # log 4
+    1.3862943611198906
     """
     return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
 
@@ -1596,7 +1675,40 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
 def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
     r"""pi(. | s): shape (N,) for one state, (B, N) for a batch; masked actions get 0.
 
-    Arguments and errors as for :func:`score` (no action).
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    b : array_like, shape (N,), optional
+        Bias.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0).
+    temperature : float, default 1.0
+        ``tau > 0``.
+    out : ndarray, optional
+        Where to write the result, of the result dtype.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
+
+    Returns
+    -------
+    ndarray, shape (N,) or (B, N)
+        Of the result dtype; ``out`` itself when given.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> fm.probs(np.ones(2), np.array([[1.0, 0.0], [0.0, 0.0]]), mask=[True, False])
+    array([1., 0.])
     """
     return call(K_PROBS, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
 
@@ -1604,15 +1716,46 @@ def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None)
 def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=None):
     r"""Draw actions from pi(. | s) by Gumbel-max: ``(actions, log_probs)``.
 
-    For one state an ``int``-like NumPy scalar and a scalar; for a batch an
-    intp array (B,) and an array (B,).  ``log_probs`` are bitwise what
-    :func:`log_prob` returns for the drawn actions.
-
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    b : array_like, shape (N,), optional
+        Bias.
     seed : int in [0, 2**64), numpy.random.Generator or None
         The draws are a function of (seed, state index, action index)
         through a counter-based generator (Philox4x64-10), so the same seed
         gives the same actions whatever ``n_threads``.  A Generator gives
         one 64-bit key per call (and advances); None takes fresh OS entropy.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0).
+    temperature : float, default 1.0
+        ``tau > 0``.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
+
+    Returns
+    -------
+    actions : int-like NumPy scalar, or ndarray of intp, shape (B,)
+    log_probs : NumPy scalar or ndarray, shape (B,)
+        Bitwise what :func:`log_prob` returns for the drawn actions.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> S, W = np.ones((5, 3)), np.zeros((3, 4))
+    >>> actions, log_probs = fm.sample(S, W, seed=7)
+    >>> bool(np.all(actions == fm.sample(S, W, seed=7)[0])), log_probs.shape
+    (True, (5,))
     """
     cdef uint64_t key = seed_key(seed)
     return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key, False)
@@ -1622,22 +1765,58 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
            n_threads=None):
     r"""Weighted log-likelihood :math:`\sum_i w_i \log \pi(a_i \mid s_i)`, and its gradient.
 
-    Parameters as for :func:`score`; ``weights`` (B,) (a scalar for one
-    state) default to 1: returns, REINFORCE advantages, or sample weights.
+    No (B, N) array larger than one block and no (B, k, N) array is formed;
+    for large batches the two matrix products go to BLAS (dgemm) block by
+    block.  The sums are taken over fixed chunks of states in a fixed order,
+    so the bits do not depend on ``n_threads``.
+
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W : array_like, shape (k, N)
+        Weights, shared by the batch.
+    a : int or array_like of int, shape (B,)
+        The taken action(s).
+    b : array_like, shape (N,), optional
+        Bias.
+    weights : array_like, shape (B,), optional
+        Finite weights of any sign (a scalar for one state), default 1:
+        returns, REINFORCE advantages, or sample weights.
+    grad : bool
+        Also return the gradient.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (masked ones get probability exactly 0).
+    temperature : float, default 1.0
+        ``tau > 0``.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
 
     Returns
     -------
     value : NumPy scalar of the result dtype
         Without ``grad``.
-    (value, grad_W) : with ``grad=True`` and no ``b``;
+    (value, grad_W) : with ``grad=True`` and no ``b``
         ``grad_W = sum_i w_i outer(s_i, e_{a_i} - pi_i) / tau``, shape (k, N).
-    (value, (grad_W, grad_b)) : with ``grad=True`` and ``b`` given; the
-        gradient has the structure of the parameters (as :func:`score`).
+    (value, (grad_W, grad_b)) : with ``grad=True`` and ``b`` given
+        The gradient has the structure of the parameters (as :func:`score`).
 
-    No (B, N) array larger than one block and no (B, k, N) array is formed;
-    for large batches the two matrix products go to BLAS (dgemm) block by
-    block.  The sums are taken over fixed chunks of states in a fixed order,
-    so the bits do not depend on ``n_threads``.
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`.
+    ValueError
+        Also for weights of the wrong shape or holding NaN or inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> S, W = np.eye(3), np.zeros((3, 2))
+    >>> value, grad_W = fm.loglik(S, W, np.array([0, 1, 0]), grad=True)
+    >>> round(float(value), 6), grad_W.shape
+    (-2.079442, (3, 2))
     """
     return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
                 bool(grad))
