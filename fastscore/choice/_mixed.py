@@ -306,17 +306,22 @@ def uniform_draws(method, n_panels, n_draws, q, seed):
     if method in ("halton", "sobol"):
         from scipy.stats import qmc
 
-        engine = (qmc.Halton(d=q, scramble=True, seed=seed) if method == "halton"
-                  else qmc.Sobol(d=q, scramble=True, seed=seed))
         with warnings.catch_warnings():
             # Sobol' warns for sample sizes that are not powers of two.
             warnings.simplefilter("ignore", UserWarning)
-            # Each panel takes n_draws consecutive points (as xlogit and
-            # Train's textbook assign them).  Spreading consecutive points over
-            # the panels instead (point r P + p) fixes a panel's leading digits
-            # in every base that divides P: with P = 4000, base 2's draws of a
-            # panel all fall in 1/32 of (0, 1).
-            u = engine.random(n).reshape(n_panels, n_draws, q)
+            if method == "halton":
+                # In threads: the same points for any number (4000 panels x
+                # 500 draws x 3: 0.87 s on one thread, 0.42 s on two).
+                u = qmc.Halton(d=q, scramble=True, seed=seed).random(
+                    n, workers=_core.build_info()["max_threads"])
+            else:
+                u = qmc.Sobol(d=q, scramble=True, seed=seed).random(n)
+        # Each panel takes n_draws consecutive points (as xlogit and Train's
+        # textbook assign them).  Spreading consecutive points over the panels
+        # instead (point r P + p) fixes a panel's leading digits in every base
+        # that divides P: with P = 4000, base 2's draws of a panel all fall in
+        # 1/32 of (0, 1).
+        u = u.reshape(n_panels, n_draws, q)
     elif method == "mlhs":
         rng = np.random.default_rng(seed)
         u = (np.arange(n_draws)[None, :, None] + rng.random((n_panels, 1, q))) / n_draws
