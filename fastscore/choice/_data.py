@@ -472,8 +472,9 @@ class LongFormatModel:
         if per == "panel":
             starts = self._layout.panel_offsets()[0][:-1]
             sizes = np.diff(np.r_[starts, groups.size])
-            if np.any(groups != np.repeat(groups[starts], sizes)):
-                i = int(np.flatnonzero(groups != np.repeat(groups[starts], sizes))[0])
+            bad = np.flatnonzero(groups != np.repeat(groups[starts], sizes))
+            if bad.size:
+                i = int(bad[0])
                 raise ChoiceDataError(
                     f"cluster column {cluster!r} varies within panel "
                     f"{label(self._layout.panel_labels[self._layout.obs_panel[i]])!r}")
