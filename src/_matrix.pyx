@@ -35,7 +35,7 @@ calling thread.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, fabs, fma, isfinite, sqrt
+from libc.math cimport INFINITY, exp, fabs, fma, frexp, isfinite, ldexp, sqrt
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -69,6 +69,7 @@ cdef extern from "fastscore_vexp.h" nogil:
     void fsm_gemv(const double *s, const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n,
                   double *z, double *colsq)
     double fsm_sumsq(const double *x, Py_ssize_t n)
+    void fsm_split_row(const double *x, Py_ssize_t n, double sigma, double *hi, double *lo)
     void fsm_add_to(double *y, const double *x, Py_ssize_t n)
     void fsm_ger(double *g, Py_ssize_t ldg, const double *s, Py_ssize_t k, const double *r,
                  Py_ssize_t n)
@@ -103,6 +104,12 @@ cdef enum:
     MAX_CHUNKS = 64
     # W (both layouts) up to this many doubles is prepared on the stack.
     STACK_W = 2048
+    # A block takes the split logits (block_split_logits) when more than
+    # 1 / SPLIT_SHARE of its rows would need compensated ones.
+    SPLIT_SHARE = 8
+    # Exponents beyond this (entries near 2^900) leave a row to Dot2: the
+    # split's rounding constants and exact products would overflow.
+    SPLIT_MAX_EXP = 900
 
 # Largest a-priori absolute error of a plain (BLAS) logit before the row is
 # recomputed with compensated dot products.  It perturbs each probability by
@@ -248,16 +255,20 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, const
 
 # One thread's scratch (doubles), from the start: tb (3 kp: s_i and its Dot2
 # split, zero padding kept), zh, zl, wv, res (np_ each), a flag and W.T
-# (k n, built on first use by wt_of); loglik's blocks add their own after it.
+# (k n, built on first use by wt_of), the flag of W's split (built on first
+# use by block_split_logits, in the block buffers); the blocks add their own
+# buffers after it.
 
 cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
-    return 3 * p.kp + 4 * p.np_ + 1 + p.k * p.n
+    return 3 * p.kp + 4 * p.np_ + 2 + p.k * p.n
 
 
 cdef inline void scratch_init(const MProb *p, double *scratch) noexcept nogil:
-    """Zero what must start zero: the Dot2 operand's padding and W.T's flag."""
+    """Zero what must start zero: the Dot2 operand's padding and the flags
+    of W.T and of W's split."""
     memset(scratch, 0, 3 * p.kp * sizeof(double))
     scratch[3 * p.kp + 4 * p.np_] = 0.0
+    scratch[3 * p.kp + 4 * p.np_ + 1 + p.k * p.n] = 0.0
 
 
 cdef inline const double *wt_of(const MProb *p, double *scratch) noexcept nogil:
@@ -676,12 +687,18 @@ cdef struct BlockBufs:
     double *oth
     double *fr
     double *l
+    # The split logits (block_split_logits): the block's [S_hi | S_lo]
+    # (rows, 2k), the low parts of its logits (rows, N), and W's split: its
+    # largest column exponent, W_hi (k, N), then [W_lo; W] (2k, N).
+    double *ss
+    double *zlo
+    double *wsp
 
 
 cdef inline Py_ssize_t block_scratch(const MProb *p) noexcept nogil:
     """Doubles of BlockBufs (see block_bufs)."""
     cdef Py_ssize_t br = blas_rows(p)
-    return br * p.k + 2 * br * p.n + 6 * BLAS_ROWS
+    return br * p.k + 2 * br * p.n + 6 * BLAS_ROWS + 2 * br * p.k + br * p.n + 1 + 3 * p.k * p.n
 
 
 cdef inline void block_bufs(const MProb *p, double *buf, BlockBufs *bb) noexcept nogil:
@@ -695,6 +712,109 @@ cdef inline void block_bufs(const MProb *p, double *buf, BlockBufs *bb) noexcept
     bb.oth = bb.da + 3 * BLAS_ROWS
     bb.fr = bb.da + 4 * BLAS_ROWS
     bb.l = bb.da + 5 * BLAS_ROWS
+    bb.ss = bb.da + 6 * BLAS_ROWS
+    bb.zlo = bb.ss + 2 * br * p.k
+    bb.wsp = bb.zlo + br * p.n
+
+
+# ---------------------------------------------------------------------------
+# Split logits: a block's double-double logits from two BLAS products.
+#
+# Each row s_i of the block is split as s_hi + s_lo, s_hi a multiple of
+# 2^(E_i - t) where |s_i| < 2^E_i, and each column W_j as W_hi + W_lo alike
+# (exponent F_j): then every product of s_hi and W_hi is an integer times
+# 2^(E_i + F_j - 2t) below 2^(2t), and k of them sum exactly in a double when
+# 2t + log2 k <= 53, whatever the order or FMA of the dgemm.  So
+# z = S_hi W_hi (exact) + [S_hi S_lo] [W_lo; W] (about 2^-t of z, its
+# rounding error below gamma_2k k 2^(E_i + F_max - t)): the logits to far
+# better than LOGIT_TOL at any scale, for three products' work.
+
+cdef inline int split_bits(Py_ssize_t k) noexcept nogil:
+    """t: k products of two t-bit integers sum exactly (2t + ceil(log2 k) <= 53)."""
+    cdef int lg = 0
+    while (<Py_ssize_t>1 << lg) < k:
+        lg += 1
+    return (53 - lg) // 2
+
+
+cdef inline double split_sigma(double amax, int t, int *e) noexcept nogil:
+    """The constant that rounds to multiples of 2^(e - t), amax < 2^e: (x + sigma)
+    - sigma (its ulp is 2^(e - t); no fast-math, so it is not folded)."""
+    frexp(amax, e)
+    return ldexp(1.5, e[0] + 52 - t) if e[0] <= SPLIT_MAX_EXP else 0.0
+
+
+cdef void w_split(const MProb *p, double *wsp) noexcept nogil:
+    """W's split into wsp (see BlockBufs.wsp)."""
+    cdef Py_ssize_t c, j, n = p.n, k = p.k
+    cdef double *whi = wsp + 1
+    cdef double *w2 = whi + k * n
+    cdef double mx, sigma, w, hi
+    cdef int e, t = split_bits(k), fmax = -2000
+    for j in range(n):
+        mx = 0.0
+        for c in range(k):
+            mx = max(mx, fabs(p.w[c * p.ldw + j]))
+        sigma = split_sigma(mx, t, &e)
+        if mx > 0.0:
+            fmax = max(fmax, e)
+        for c in range(k):
+            w = p.w[c * p.ldw + j]
+            hi = (w + sigma) - sigma
+            whi[c * n + j] = hi
+            w2[c * n + j] = w - hi
+            w2[(k + c) * n + j] = w
+    wsp[0] = fmax
+
+
+cdef bint block_split_logits(const MProb *p, const double *S, int ld, int rows,
+                             double *scratch, const BlockBufs *bb) noexcept nogil:
+    """Split logits of a block: high parts in bb.zb, low parts in bb.zlo, and
+    per row in bb.oth its error bound (before the bias and 1 / tau; inf: the
+    row is left to Dot2).  bb.fr holds the rows' squared norms: a row's
+    exponent comes from its norm (up to log2(k) / 2 bits above its largest
+    entry's, which costs that many bits of the correction's margin, not
+    exactness).  False if W is too large to split."""
+    cdef int n = <int>p.n, k = <int>p.k, k2 = 2 * k, r, e, t = split_bits(p.k)
+    cdef double one = 1.0, zero = 0.0, sigma
+    cdef double *flag = scratch + 3 * p.kp + 4 * p.np_ + 1 + p.k * p.n
+    cdef double *ss = bb.ss
+    cdef double gam2 = k2 * UNIT_ROUNDOFF / (1.0 - k2 * UNIT_ROUNDOFF)
+    if flag[0] == 0.0:
+        w_split(p, bb.wsp)
+        flag[0] = 1.0
+    cdef int fmax = <int>bb.wsp[0]
+    if fmax > SPLIT_MAX_EXP:
+        return False
+    for r in range(rows):
+        # (the factor: |s| < 2^e strictly, whatever the rounding of the norm)
+        sigma = split_sigma(sqrt(bb.fr[r]) * (1.0 + 1e-15), t, &e)
+        fsm_split_row(S + r * ld, k, sigma, ss + r * k2, ss + r * k2 + k)
+        # (products up to 2^(e + fmax) k must not overflow)
+        bb.oth[r] = (gam2 * k * ldexp(1.0, e + fmax - t) if e <= SPLIT_MAX_EXP
+                     and e + fmax <= 1000 else INFINITY)
+    dgemm("N", "N", &n, &rows, &k, &one, bb.wsp + 1, &n, ss, &k2, &zero, bb.zb, &n)
+    dgemm("N", "N", &n, &rows, &k2, &one, bb.wsp + 1 + p.k * p.n, &n, ss, &k2, &zero, bb.zlo, &n)
+    return True
+
+
+cdef inline bint split_row(const MProb *p, Py_ssize_t i, const double *hi, const double *lo,
+                           double *zh, double *zl) noexcept nogil:
+    """One row of split logits as compensated logits (state_logits' contract:
+    masked ones -inf); False if one is not finite."""
+    cdef Py_ssize_t j
+    cdef double t, bb
+    for j in range(p.n):
+        if not legal(p, i, j):
+            zh[j] = -INFINITY
+            zl[j] = 0.0
+            continue
+        t = hi[j] + lo[j]                # TwoSum(hi, lo): either may be the larger
+        bb = t - hi[j]
+        finish_logit(p, j, t, (hi[j] - (t - bb)) + (lo[j] - bb), &zh[j], &zl[j])
+        if not (isfinite(zh[j]) and isfinite(zl[j])):
+            return False
+    return True
 
 
 cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
@@ -744,40 +864,67 @@ cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
         ld = k
     S_out[0] = S
     ld_out[0] = ld
+    # Pass 0: the rows' norms (in bb.fr), and how many rows' plain logits
+    # would miss LOGIT_TOL (by the bound's state part): past a share of them,
+    # the block takes the split logits instead of per-row Dot2.
+    cdef int n_over = 0
+    cdef bint finite = True, split = False
+    for r in range(rows):
+        ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
+        bb.fr[r] = ns
+        finite = finite and isfinite(ns)
+        n_over += not (c_s * sqrt(ns) + c_b <= 0.9 * LOGIT_TOL)
+    if finite and n_over * SPLIT_SHARE > rows:
+        split = block_split_logits(p, S, ld, rows, scratch, bb)
     cdef int ldw = <int>p.ldw
-    dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb, &n)
+    if not split:
+        dgemm("N", "N", &n, &rows, &k, &one, <double *>p.w, &ldw, <double *>S, &ld, &zero, zb,
+              &n)
     # Pass 1, per row: the logits (refined where needed), their maximum, and
     # d_j = z_j - m written over the row of Z.
     for r in range(rows):
         i = i0 + r
         if p.act != NULL:
             a = action_of(p, i)
-        ns = fsm_sumsq(S + r * ld, k)  # NaN or inf in s (or overflow): refined below
+        ns = bb.fr[r]
         zrow = zb + r * p.n
-        # Plain logits in place: (Z + b) / tau, -inf where masked.
-        if p.bias != NULL:
+        if split:
+            refined = True
+            st = OK
+            if bb.oth[r] / p.tau <= 0.5 * LOGIT_TOL:
+                if not split_row(p, i, zrow, bb.zlo + r * p.n, zh, zl):
+                    st = NONFINITE_LOGIT
+            else:
+                st = state_load(p, i, tb)
+                if st == OK:
+                    state_split(p, tb, &th)
+                    st = state_logits(p, i, &th, wt_of(p, tb), zh, zl)
+        else:
+            # Plain logits in place: (Z + b) / tau, -inf where masked.
+            if p.bias != NULL:
+                for j in range(p.n):
+                    zrow[j] = zrow[j] + p.bias[j]
+            if p.tau != 1.0:
+                for j in range(p.n):
+                    zrow[j] = zrow[j] / p.tau
+            zmax = 0.0
             for j in range(p.n):
-                zrow[j] = zrow[j] + p.bias[j]
-        if p.tau != 1.0:
-            for j in range(p.n):
-                zrow[j] = zrow[j] / p.tau
-        zmax = 0.0
-        for j in range(p.n):
-            zmax = max(zmax, fabs(zrow[j]))
-        if p.mask != NULL:
-            for j in range(p.n):
-                if not legal(p, i, j):
-                    zrow[j] = -INFINITY
-        # A-priori error of the plain logits: the dot product (any order, FMA
-        # or not) gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j||, the bias
-        # addition and the division (2 u |z|).
-        bound = c_s * sqrt(ns) + c_z * zmax + c_b
-        refined = not (bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns))
+                zmax = max(zmax, fabs(zrow[j]))
+            if p.mask != NULL:
+                for j in range(p.n):
+                    if not legal(p, i, j):
+                        zrow[j] = -INFINITY
+            # A-priori error of the plain logits: the dot product (any order, FMA
+            # or not) gamma_k sum_c |s_c W_cj| <= gamma_k ||s|| ||W_j||, the bias
+            # addition and the division (2 u |z|).
+            bound = c_s * sqrt(ns) + c_z * zmax + c_b
+            refined = not (bound <= LOGIT_TOL and isfinite(zmax) and isfinite(ns))
+            if refined:
+                st = state_load(p, i, tb)
+                if st == OK:
+                    state_split(p, tb, &th)
+                    st = state_logits(p, i, &th, wt_of(p, tb), zh, zl)
         if refined:
-            st = state_load(p, i, tb)
-            if st == OK:
-                state_split(p, tb, &th)
-                st = state_logits(p, i, &th, wt_of(p, tb), zh, zl)
             if st != OK:
                 bad[0] = i
                 return st

@@ -83,6 +83,19 @@ static FS_CLONES void fsm_log1p_block(double *x, ptrdiff_t n) {
     }
 }
 
+/* The split of fastscore.matrix's split logits: hi[i] = x[i] rounded to a
+ * multiple of the ulp of sigma ((x + sigma) - sigma, not folded without
+ * fast-math), lo[i] = x[i] - hi[i], exactly.  Additions only: every clone
+ * gives the same bits. */
+static FS_CLONES void fsm_split_row(const double *x, ptrdiff_t n, double sigma, double *hi,
+                                    double *lo) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double h = (x[i] + sigma) - sigma;
+        hi[i] = h;
+        lo[i] = x[i] - h;
+    }
+}
+
 /* sum_i x[i]**2 in any fixed order (eight lanes): an upper-bound ingredient,
  * not a result, so its order only has to be the same on every call. */
 static FS_CLONES double fsm_sumsq(const double *x, ptrdiff_t n) {

@@ -392,6 +392,69 @@ def test_blas_rows_with_large_logits_are_refined(rng):
                                atol=1e-12 * np.abs(fm.score(s, W, a)).sum(axis=0).max())
 
 
+@needs_ld
+@pytest.mark.parametrize("scale", [0.01, 0.2, 1.0, 10.0])
+def test_blocks_accurate_at_every_weight_scale(scale, rng):
+    """Batches on the BLAS path with weights from small to large: from a
+    scale of about 0.2 the plain logits' bound fails and whole blocks take the
+    split logits (exact S_hi W_hi plus a correction product), which must hold
+    the oracle's 1e-12 for every output, with a bias and a temperature."""
+    batch, k, n = 900, 64, 10
+    s = rng.standard_normal((batch, k))
+    W = scale * rng.standard_normal((k, n))
+    b = rng.standard_normal(n)
+    a = rng.integers(0, n, batch)
+    tau = 0.7
+    mask = rng.random((batch, n)) < 0.8
+    mask[np.arange(batch), a] = True
+    lp = fm.log_prob(s, W, a, b=b, mask=mask, temperature=tau)
+    ent = fm.entropy(s, W, b=b, mask=mask, temperature=tau)
+    pr = fm.probs(s, W, b=b, mask=mask, temperature=tau)
+    value, (gw, gb) = fm.loglik(s, W, a, b=b, mask=mask, temperature=tau, grad=True)
+    v_want, gw_want, gb_want = LD(0), np.zeros(W.shape, LD), np.zeros(n, LD)
+    worst = 0.0
+    for i in range(batch):
+        z, pi = oracle_state(s[i], W, b, mask[i], tau)
+        want_lp = oracle_log_prob(z, a[i])
+        r = oracle_residual(pi, a[i], tau)
+        v_want += want_lp
+        gw_want += np.outer(s[i].astype(LD), r)
+        gb_want += r
+        worst = max(worst, rel(lp[i], want_lp), rel(ent[i], oracle_entropy(z, pi)),
+                    rel(pr[i], pi))
+    fs_oracle.record(f"matrix blocks per-state outputs scale {scale}", worst)
+    assert worst <= 1e-12
+    for name, got, want in [("value", value, v_want), ("grad_W", gw, gw_want),
+                            ("grad_b", gb, gb_want)]:
+        err = rel(got, want)
+        fs_oracle.record(f"matrix loglik {name} scale {scale}", err)
+        assert err <= 1e-12, (name, err)
+
+
+def test_split_blocks_leave_huge_rows_to_dot2(rng):
+    """A block on the split path with rows whose entries (near 1e280) are past
+    the split's range: those rows get compensated (Dot2) logits, the rest the
+    split ones, and all agree with the per-state (Dot2) results."""
+    batch, k, n = 600, 64, 10
+    s = rng.standard_normal((batch, k))
+    W = rng.standard_normal((k, n))   # scale 1: every block splits
+    s[::50] *= 1e280
+    W_small = W * 1e-290
+    a = rng.integers(0, n, batch)
+    for WW in (W, W_small):
+        if WW is W:
+            rows = np.ones(batch, bool)
+            rows[::50] = False       # s @ W would overflow there
+            ss, aa = s[rows], a[rows]
+        else:
+            ss, aa = s, a
+        lp_batch = fm.log_prob(ss, WW, aa)
+        lp_one = np.array([fm.log_prob(ss[i], WW, int(aa[i])) for i in range(len(aa))])
+        np.testing.assert_allclose(lp_batch, lp_one, rtol=1e-13, atol=1e-300)
+        v, gw = fm.loglik(ss, WW, aa, grad=True)
+        assert abs(v - lp_one.sum()) <= 1e-12 * np.abs(lp_one).sum()
+
+
 def test_read_only_and_strided_inputs(rng):
     s, W, b, a, mask, tau = make_case("mask", rng, batch=300)
     want = fm.loglik(s, W, a, b=b, mask=mask, grad=True)
