@@ -28,6 +28,10 @@ ONE_STATE = (64, 10)  # (k, N)
 BATCHES = {
     "minibatch": (4096, 64, 10),  # (B, k, N)
     "mnl_fit": (1_000_000, 20, 10),
+    # The minibatch with trained-size weights (W = scale * N(0, 1)): past a
+    # scale of about 0.2 the blocks take the split logits.
+    "minibatch_w1": (4096, 64, 10, 1.0),
+    "minibatch_w10": (4096, 64, 10, 10.0),
 }
 OPS = ["score", "log_prob", "sample"]
 
@@ -38,11 +42,18 @@ def _require_matrix() -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _inputs(shape: tuple[int, ...], dtype: str):
+def _inputs(shape: tuple, dtype: str):
+    """Inputs of a (k, N) or (B, k, N) case; a fourth entry is W's scale
+    (default 1 / sqrt(k))."""
     rng = np.random.default_rng(0)
     t = np.dtype(dtype).type
+    if len(shape) == 4:
+        *shape, scale = shape
+        shape = tuple(shape)
+    else:
+        scale = 1 / np.sqrt(shape[-2])
     k, n = shape[-2], shape[-1]
-    W = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(t)
+    W = (scale * rng.standard_normal((k, n))).astype(t)
     if len(shape) == 2:
         return rng.standard_normal(k).astype(t), W, int(rng.integers(n))
     b = shape[0]

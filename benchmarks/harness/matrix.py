@@ -3,7 +3,10 @@ printed after the function table of the run without a table option.
 
 One state, k = 64, N = 10 (an RL step): score, log_prob and sample against
 the NumPy a user writes for one state.  Batches (a minibatch, and a
-multinomial-logit fit): loglik(grad=True) against the NumPy reference,
+multinomial-logit fit): loglik(grad=True) against the NumPy reference, the
+minibatch also with weights of scale 0.01 to 10 (trained weights and raw
+features: past about 0.2 the plain logits' error bound fails and blocks take
+the split logits),
 scikit-learn's multinomial loss gradient plus the matrix products (if
 scikit-learn is installed), and the floor: the two BLAS products alone,
 ``S @ W`` and ``S.T @ R``, timed in the same run.
@@ -39,6 +42,7 @@ class Workload:
     op: str  # score, log_prob, sample (one state), loglik (batch, with the gradient)
     shape: tuple[int, ...]
     quick_shape: Optional[tuple[int, ...]] = None
+    w_scale: Optional[float] = None  # W = w_scale * N(0, 1); None: 1 / sqrt(k)
 
     def shape_for(self, quick: bool) -> tuple[int, ...]:
         return self.quick_shape if quick and self.quick_shape else self.shape
@@ -49,6 +53,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("one state", "log_prob", (64, 10)),
     Workload("one state", "sample", (64, 10)),
     Workload("minibatch", "loglik", (4096, 64, 10)),
+    *(Workload(f"minibatch |W| {scale:g}", "loglik", (4096, 64, 10), w_scale=scale)
+      for scale in (0.01, 0.1, 1.0, 10.0)),
     Workload("mnl fit", "loglik", (1_000_000, 20, 10), quick_shape=(100_000, 20, 10)),
 )
 
@@ -121,7 +127,8 @@ def calls_and_check(work: Workload, dtype: str, quick: bool,
     rng = np.random.default_rng(0)
     k, n = shape[-2], shape[-1]
     t = np.dtype(dtype).type
-    W = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(t)
+    w_scale = 1 / np.sqrt(k) if work.w_scale is None else work.w_scale
+    W = (w_scale * rng.standard_normal((k, n))).astype(t)
     options: dict[str, Any] = {}
     if n_threads != default_threads():
         options["n_threads"] = n_threads
