@@ -964,9 +964,10 @@ cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
 
 
 cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
-                         const BlockBufs *bb, double *part, Py_ssize_t *bad) noexcept nogil:
+                         const BlockBufs *bb, double *part, bint grad_w,
+                         Py_ssize_t *bad) noexcept nogil:
     """Add states [i0, i0 + rows) to part: the block's weights (block_soft),
-    the residual over them, then G += S_blk^T R_blk by dgemm."""
+    the residual over them, then (grad_w) G += S_blk^T R_blk by dgemm."""
     cdef int n = <int>p.n, k = <int>p.k, ld, r
     cdef double one = 1.0
     cdef const double *S
@@ -1023,7 +1024,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         part[0] += wi * lp
         for j in range(p.n):
             part[1 + j] += zrow[j]
-    if p.k > 0:
+    if grad_w and p.k > 0:
         dgemm("N", "T", &n, &k, &rows, &one, zb, &n, <double *>S, &ld, &one,
               part + 1 + p.n, &n)
     return OK
@@ -1122,7 +1123,7 @@ cdef Status loglik_chunk(const MProb *p, Py_ssize_t i0, Py_ssize_t i1, bint blas
         block_bufs(p, scratch + state_scratch(p), &bb)
         i = i0
         while i < i1:
-            st = loglik_block(p, i, <int>min(br, i1 - i), scratch, &bb, part, bad)
+            st = loglik_block(p, i, <int>min(br, i1 - i), scratch, &bb, part, grad_w, bad)
             if st != OK:
                 return st
             i += br
@@ -1157,7 +1158,7 @@ cdef Status run_loglik(const MProb *p, Py_ssize_t n_states, int n_threads, bint 
     cdef Py_ssize_t ch = chunk_rows(n_states), c
     cdef Py_ssize_t n_chunks = (n_states + ch - 1) // ch
     cdef Py_ssize_t psize = partial_size(p)
-    cdef bint blas = grad_w and use_blas(p, n_states)
+    cdef bint blas = use_blas(p, n_states)
     cdef Py_ssize_t ssize = state_scratch(p) + (block_scratch(p) if blas else 0)
     cdef double work = <double>n_states * p.k * p.n
     cdef bint threaded = n_chunks > 1 and threads_pay(work, n_threads)

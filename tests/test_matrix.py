@@ -431,6 +431,24 @@ def test_blocks_accurate_at_every_weight_scale(scale, rng):
         assert err <= 1e-12, (name, err)
 
 
+@pytest.mark.parametrize("scale", [0.05, 1.0])
+def test_loglik_value_alone_is_the_value_with_the_gradient(scale, rng):
+    """loglik without grad takes the same blocks as with it: the same value,
+    bit for bit (with a bias, weights, a mask and float32 states too)."""
+    batch, k, n = 2500, 64, 10
+    W = scale * rng.standard_normal((k, n))
+    b = rng.standard_normal(n)
+    a = rng.integers(0, n, batch)
+    wts = rng.standard_normal(batch)
+    mask = rng.random((batch, n)) < 0.7
+    mask[np.arange(batch), a] = True
+    for s in (rng.standard_normal((batch, k)), rng.standard_normal((batch, k)).astype(np.float32)):
+        for kw in ({}, {"b": b, "weights": wts, "mask": mask}):
+            v = fm.loglik(s, W, a, **kw)
+            v_g, _ = fm.loglik(s, W, a, grad=True, **kw)
+            assert v == v_g
+
+
 def test_split_blocks_leave_huge_rows_to_dot2(rng):
     """A block on the split path with rows whose entries (near 1e280) are past
     the split's range: those rows get compensated (Dot2) logits, the rest the
