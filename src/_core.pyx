@@ -2179,9 +2179,9 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_{\mathrm{ref}} \,\|\,
     >>> phi = np.eye(2)
     >>> round(fastscore.kl(phi, np.zeros(2), np.array([np.log(3.0), 0.0])), 6)
     0.143841
-    >>> kl, g = fastscore.kl(phi, np.zeros(2), np.zeros(2), grad=True)
-    >>> kl, g
-    (0.0, array([0., 0.]))
+    >>> kl, g = fastscore.kl(phi, np.zeros(2), np.array([np.log(3.0), 0.0]), grad=True)
+    >>> g  # (pi - pi_ref) @ phi: pi = (3/4, 1/4), pi_ref = (1/2, 1/2)
+    array([ 0.25, -0.25])
     """)
 
 
