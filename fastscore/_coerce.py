@@ -13,7 +13,7 @@ import operator
 
 import numpy as np
 
-__all__ = ["coerce", "coerce_weights"]
+__all__ = ["coerce", "coerce_entropy_weight", "coerce_theta", "coerce_weights", "split_out"]
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -155,3 +155,37 @@ def _as_mask(mask) -> np.ndarray:
     if arr.dtype != np.bool_:
         raise TypeError(f"mask must be a boolean array, got dtype {arr.dtype}")
     return arr
+
+
+def coerce_theta(theta, name: str) -> np.ndarray:
+    """A second parameter vector (kl's theta) as a float32/float64 1-D array."""
+    arr = _as_kernel_array(theta, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, shape (d,), got shape {arr.shape}")
+    return arr
+
+
+def coerce_entropy_weight(beta) -> float:
+    """loglik's entropy_weight as a finite float."""
+    if isinstance(beta, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"entropy_weight must be a real number, got {type(beta).__name__}")
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"entropy_weight must be a real number, got {type(beta).__name__}") from None
+    if not np.isfinite(value):
+        raise ValueError(f"entropy_weight must be finite, got {value}")
+    return value
+
+
+def split_out(out, grad: bool):
+    """(out for the values, out for the gradients) of a call with grad=: a pair
+    (either may be None) with grad=True, else (out, None)."""
+    if not grad or out is None:
+        return out, None
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(
+            f"with grad=True, out must be a pair (out for the values, out for the "
+            f"gradients), either None, got {type(out).__name__}")
+    return out

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
-    "entropy", "log_prob", "loglik", "probs", "sample", "score",
+    "entropy", "kl", "log_prob", "loglik", "probs", "sample", "score",
     "matrix_score", "matrix_log_prob", "matrix_entropy", "matrix_probs", "matrix_loglik",
 ]
 
@@ -108,8 +108,12 @@ def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, out=Non
     return _finish(logp[np.arange(logp.shape[0]), a], one, out)
 
 
-def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
-    """H(pi) = -sum pi log pi in plain NumPy (masked actions count 0)."""
+def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, grad=False, out=None,
+            n_threads=None):
+    """H(pi) = -sum pi log pi in plain NumPy (masked actions count 0); with
+    grad=True also its gradient (_entropy_grad)."""
+    if grad:
+        return _entropy_grad(phi, theta, mask, temperature, offsets, out)
     phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
     logp = _log_softmax(phi, theta, legal, dtype, temperature)
     pi = np.exp(logp)
@@ -127,12 +131,18 @@ def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_t
 
 
 def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,
-           n_threads=None):
+           score=False, n_threads=None):
     """One action per state from softmax(phi @ theta / tau), and its log pi.
 
     One state: ``rng.choice(N, p=pi)``, as a user writes it; a batch: the
     inverse CDF of each row at one uniform.  The same distribution as
-    :func:`fastscore.sample`, not the same draws (another generator)."""
+    :func:`fastscore.sample`, not the same draws (another generator).  With
+    score=True also the score of the drawn actions (:func:`score`)."""
+    if score:
+        drawn = sample(phi, theta, seed=seed, mask=mask, temperature=temperature,
+                       offsets=offsets)
+        return drawn + (globals()["score"](phi, theta, drawn[0], mask=mask,
+                                          temperature=temperature, offsets=offsets),)
     rng = np.random.default_rng(seed)
     phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
     logp = _log_softmax(phi, theta, legal, dtype, temperature)
@@ -147,10 +157,21 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, s
 
 
 def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,
-           offsets=None, n_threads=None):
+           offsets=None, entropy_weight=0.0, n_threads=None):
     """sum_b w_b log pi_b(a_b), its gradient sum_b w_b score_b and Hessian
     -sum_b w_b Cov_b(phi) / tau^2, as a user writes them with (B, d) and
-    (B, d, d) temporaries."""
+    (B, d, d) temporaries; entropy_weight adds beta sum_b H_b (not with hess)."""
+    if entropy_weight != 0:
+        if hess:
+            raise ValueError("hess=True with entropy_weight != 0 is not supported")
+        plain = loglik(phi, theta, a, weights=weights, grad=grad, mask=mask,
+                       temperature=temperature, offsets=offsets)
+        h, dh = _entropy_grad(phi, theta, mask, temperature, offsets, None)
+        h, dh = np.atleast_1d(h), np.atleast_2d(dh)
+        if not grad:
+            return plain + entropy_weight * float(h.sum())
+        return (plain[0] + entropy_weight * float(h.sum()),
+                plain[1] + entropy_weight * dh.sum(axis=0))
     phi, theta, legal, _, dtype, _ = _padded(phi, theta, mask, offsets)
     a = np.asarray(a, dtype=np.intp).reshape(-1)
     b = np.arange(phi.shape[0])
@@ -171,6 +192,43 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, te
         cov = np.einsum("bn,bni,bnj->bij", pi, centred, centred)
         result.append(-np.einsum("b,bij->ij", w, cov) / (tau * tau))
     return tuple(result)
+
+
+def _entropy_grad(phi, theta, mask, temperature, offsets, out):
+    """(H, dH/dtheta) with dH = -(1/tau) sum_k pi_k (log pi_k + H) phi_k, as a
+    user writes it (masked actions count 0)."""
+    phi, theta, legal, one, dtype, _ = _padded(phi, theta, mask, offsets)
+    logp = _log_softmax(phi, theta, legal, dtype, temperature)
+    pi = np.exp(logp)
+    logp = np.where(legal, logp, 0)
+    h = -(pi * logp).sum(axis=1)
+    coef = np.where(legal, pi * (logp + h[:, None]), 0)
+    phi = np.where(legal[..., None], phi, 0)
+    dh = -np.einsum("bn,bnd->bd", coef, phi) / dtype.type(temperature)
+    out_h, out_g = (None, None) if out is None else out
+    return _finish(h, one, out_h), _finish(dh, one, out_g)
+
+
+def kl(phi, theta_ref, theta, *, mask=None, temperature=1.0, offsets=None, grad=False, out=None,
+       n_threads=None):
+    """KL(pi_ref || pi) = sum pi_ref (log pi_ref - log pi) and, with grad=True,
+    its gradient in theta (1/tau) sum_k (pi_k - pi_ref_k) phi_k, as a user
+    writes them (it loses relative accuracy for nearly equal policies)."""
+    theta = np.asarray(theta)
+    phi, theta_ref, legal, one, dtype, _ = _padded(phi, theta_ref, mask, offsets)
+    dtype = np.result_type(dtype, theta)
+    phi = phi.astype(dtype, copy=False)
+    lr = _log_softmax(phi, theta_ref.astype(dtype), legal, dtype, temperature)
+    lp = _log_softmax(phi, theta.astype(dtype), legal, dtype, temperature)
+    pr = np.exp(lr)
+    value = np.where(legal, pr * (np.where(legal, lr, 0) - np.where(legal, lp, 0)), 0).sum(axis=1)
+    out_v, out_g = (out, None) if not grad or out is None else out
+    value = _finish(value, one, out_v)
+    if not grad:
+        return value
+    phi = np.where(legal[..., None], phi, 0)
+    g = np.einsum("bn,bnd->bd", np.exp(lp) - pr, phi) / dtype.type(temperature)
+    return value, _finish(g, one, out_g)
 
 
 # ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ row the pass gives.
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport INFINITY, NAN, exp, fabs, fma, isfinite, isnan
+from libc.math cimport INFINITY, NAN, exp, expm1, fabs, fma, isfinite, isnan, log, log1p
 from libc.stdint cimport uint64_t, uintptr_t
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdlib cimport free, malloc
@@ -39,7 +39,9 @@ cimport numpy as cnp
 
 import numpy as np
 
-from fastscore._coerce import coerce, coerce_weights
+from fastscore._coerce import (
+    coerce, coerce_entropy_weight, coerce_theta, coerce_weights, split_out,
+)
 
 from _common cimport (
     ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, OK,
@@ -172,11 +174,28 @@ cdef enum:
     RED_VALUE = 32
     RED_GRAD = 64
     RED_HESS = 128
+    # The policy-gradient objectives: the entropy's gradient (with
+    # OUT_ENTROPY), KL(pi_ref || pi) and its gradient (the pass's theta is
+    # theta_ref), the score of the sampled action (with OUT_SAMPLE), and
+    # loglik's entropy bonus beta sum_b H_b (with RED_VALUE) and its gradient
+    # (with RED_GRAD).
+    OUT_ENT_GRAD = 256
+    OUT_KL = 512
+    OUT_KL_GRAD = 1024
+    OUT_SAMPLE_SCORE = 2048
+    RED_ENT = 4096
+    RED_ENT_GRAD = 8192
     # What the pass must keep for them.
     NEED_G = OUT_SCORE | RED_GRAD | RED_HESS
-    NEED_Z = OUT_PROBS | RED_HESS   # the logits kept for a sweep after the pass
+    NEED_S = OUT_ENTROPY | RED_ENT
+    ENT_GRAD = OUT_ENT_GRAD | RED_ENT_GRAD
+    KL = OUT_KL | OUT_KL_GRAD
+    # The logits kept for a sweep after the pass.
+    NEED_Z = OUT_PROBS | RED_HESS | ENT_GRAD | KL
     NEED_ZA = OUT_LOGP | RED_VALUE
-    REDUCE = RED_VALUE | RED_GRAD | RED_HESS
+    REDUCE = RED_VALUE | RED_GRAD | RED_HESS | RED_ENT | RED_ENT_GRAD
+    # Outputs that sweep the state's rows once more after the pass.
+    SWEEP = ENT_GRAD | KL | OUT_SAMPLE_SCORE
 
 
 cdef struct Problem:
@@ -210,6 +229,10 @@ cdef struct Problem:
     uint64_t key                  # sampling: the call's key ...
     Py_ssize_t state_offset       # ... and the global index of state 0
     const double *weights         # loglik: (B,) contiguous; NULL: all 1
+    double beta                   # loglik: the entropy's weight (RED_ENT)
+    fs_theta theta2               # kl: theta - theta_ref (theta is theta_ref)
+    char *grad2                   # entropy's or KL's gradient, (B, d) like score
+    Py_ssize_t grad2_sb, grad2_sd
     fs_fused_fn fused_kern        # tiny states: by runs of states (run_fused); NULL: not
 
 
@@ -240,6 +263,7 @@ cdef struct Work:
     double *mu        # dp: the state's mean row E[phi] (Hessian)
     double *Y         # BLOCK_ROWS x dp centred rows (Hessian)
     double *z         # 2 per row of the widest state: z_k, z_lo_k (probs, Hessian)
+    double *dz        # 1 per row of the widest state: kl's logit differences
 
 
 # ---------------------------------------------------------------------------
@@ -443,7 +467,7 @@ cdef Status partial_add_rows(Partial *p, const Problem *pr, const StateView *v,
             w = wexp[k - kb]
             if k != p.kmax:
                 r_sum += w
-            if outputs & OUT_ENTROPY:
+            if outputs & NEED_S:
                 S_sum += w * diff2(p.m, p.m_lo, z[k - kb], z_lo[k - kb])
             if k != v.a and w != 0.0:
                 rows[n_rows] = <const real_t *>(v.phi + (k) * pr.phi_sn)
@@ -571,12 +595,18 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
                          Work *wk, double *slot) noexcept nogil:
     """Every requested output of state b from its partial: one step each."""
     cdef int o = pr.outputs
-    cdef double l, inv_l, lp = 0.0, h, pi, wb, gi
+    cdef double l, inv_l, lp = 0.0, h = 0.0, pi, wb, gi, hi, kl
     cdef Py_ssize_t i, k, d = pr.d
     cdef bint f32 = pr.out_f32
     cdef char *base
+    cdef Status st
     if p.m == -INFINITY:
         return ALL_MASKED
+    if o & OUT_SAMPLE_SCORE:
+        # Before anything reads wk.g0: the score's pass accumulates there.
+        st = sampled_score(pr, b, v, p.kbest, wk)
+        if st != OK:
+            return st
     l = 1.0 + p.r
     inv_l = 1.0 / l
     if o & (OUT_LOGP | OUT_SAMPLE | RED_VALUE):
@@ -594,10 +624,31 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
             return NONFINITE_RESULT
     if o & OUT_SAMPLE:
         (<Py_ssize_t *>(pr.action + b * pr.action_s))[0] = p.kbest
-    if o & OUT_ENTROPY:
+    if o & NEED_S:
         # H = log(l) + sum_k pi_k (m - z_k): two non-negative terms.
         h = fs_log1p(p.r) + p.S * inv_l
+    if o & OUT_ENTROPY:
         if not store_real(pr.ent + b * pr.ent_s, h, pr.logp_f32):
+            return NONFINITE_RESULT
+    if o & ENT_GRAD:
+        # sum_k c_k (phi_c - phi_k) into wk.g1 (free once the pass is done).
+        if pr.phi_f64:
+            entropy_grad(<const double *>NULL, pr, v, p, wk, wk.g1)
+        else:
+            entropy_grad(<const float *>NULL, pr, v, p, wk, wk.g1)
+        if o & OUT_ENT_GRAD and not store_grad2(pr, b, wk.g1, 1.0):
+            return NONFINITE_RESULT
+    if o & KL:
+        if pr.phi_f64:
+            st = state_kl(<const double *>NULL, pr, v, p, wk, &kl)
+        else:
+            st = state_kl(<const float *>NULL, pr, v, p, wk, &kl)
+        if st != OK:
+            return st
+        if o & OUT_KL and not store_real(pr.ent + b * pr.ent_s, kl, pr.logp_f32):
+            return NONFINITE_RESULT
+        # grad KL = (1/tau) sum_k (pi_k - pi_ref_k) phi_k = -(1/tau) sum_k e_k (phi_c - phi_k).
+        if o & OUT_KL_GRAD and not store_grad2(pr, b, wk.g1, -1.0):
             return NONFINITE_RESULT
     if o & OUT_PROBS:
         base = pr.probs + (b * pr.probs_sb if pr.offsets == NULL else v.row0 * pr.probs_sn)
@@ -609,8 +660,20 @@ cdef Status finish_state(const Problem *pr, Py_ssize_t b, const StateView *v, co
             store_real(base + k * pr.probs_sn, pi, f32)
     if o & REDUCE:
         wb = 1.0 if pr.weights == NULL else pr.weights[b]
-        slot[0] += wb * lp
-        if o & RED_GRAD:
+        if o & RED_ENT:
+            slot[0] += wb * lp + pr.beta * h  # the entropy is not weighted by w_b
+        else:
+            slot[0] += wb * lp
+        if o & RED_ENT_GRAD:
+            # w_b score_b + beta dH_b, each rounded as score() and entropy() round it.
+            for i in range(d):
+                gi = p.g[i] * inv_l
+                hi = wk.g1[i]
+                if pr.tau != 1.0:
+                    gi = gi / pr.tau
+                    hi = hi / pr.tau
+                slot[1 + i] += wb * gi + pr.beta * hi
+        elif o & RED_GRAD:
             # w_b times this state's score, rounded as score() rounds it.
             for i in range(d):
                 gi = p.g[i] * inv_l
@@ -665,6 +728,169 @@ cdef void state_hessian(const real_t *phi_type, const Problem *pr, const StateVi
         if sweep == 0:
             for i in range(pr.d):
                 wk.mu[i] = <double>row_c[i] - wk.mu[i]
+
+
+cdef inline bint store_grad2(const Problem *pr, Py_ssize_t b, const double *g,
+                             double scale) noexcept nogil:
+    """State b's entropy or KL gradient, g scale / tau, as score stores its own."""
+    if pr.out_f32:
+        return fs_store_f32(pr.grad2 + b * pr.grad2_sb, pr.grad2_sd, g, scale, pr.tau, pr.d)
+    return fs_store_f64(pr.grad2 + b * pr.grad2_sb, pr.grad2_sd, g, scale, pr.tau, pr.d)
+
+
+cdef Status sampled_score(const Problem *pr, Py_ssize_t b, const StateView *v, Py_ssize_t a,
+                          Work *wk) noexcept nogil:
+    """score() of the sampled action a of state b, by score's own pass over
+    the rows the sampling pass just read: the same bits as score()."""
+    cdef Problem q = pr[0]
+    cdef StateView va = v[0]
+    cdef Partial ps
+    cdef Status st
+    cdef bint ok
+    q.outputs = OUT_SCORE
+    va.a = a
+    ps.g = wk.g0
+    st = state_partial(&ps, &q, &va, b, wk)
+    if st != OK:
+        return st
+    if pr.out_f32:
+        ok = fs_store_f32(pr.score + b * pr.score_sb, pr.score_sd, ps.g, 1.0 / (1.0 + ps.r),
+                          pr.tau, pr.d)
+    else:
+        ok = fs_store_f64(pr.score + b * pr.score_sb, pr.score_sd, ps.g, 1.0 / (1.0 + ps.r),
+                          pr.tau, pr.d)
+    return OK if ok else NONFINITE_RESULT
+
+
+cdef void entropy_grad(const real_t *phi_type, const Problem *pr, const StateView *v,
+                       const Partial *p, Work *wk, double *g) noexcept nogil:
+    """g = sum_k c_k (phi_c - phi_k), c_k = pi_k (log pi_k + H), around the most
+    probable row c, so that dH = g / tau.
+
+    One sweep over the state's rows after the pass, with the logits it kept.
+    log pi_k + H = (z_k - m) + S / l exactly (log l cancels, so it is never
+    formed), and since the c_k sum to zero the sum around row c keeps its
+    relative accuracy when the policy is nearly deterministic.  Masked rows
+    (z = -inf) are skipped, never weighted by 0 * log 0."""
+    cdef double cs[BLOCK_ROWS]
+    cdef const real_t *rows[BLOCK_ROWS]
+    cdef const real_t *row_c = <const real_t *>(v.phi + p.kmax * pr.phi_sn)
+    cdef double inv_l = 1.0 / (1.0 + p.r)
+    cdef double s_l = p.S * inv_l, w
+    cdef Py_ssize_t k = 0
+    cdef int n_rows
+    memset(g, 0, pr.d * sizeof(double))
+    while k < v.n:
+        n_rows = 0
+        while k < v.n and n_rows < BLOCK_ROWS:
+            if wk.z[2 * k] != -INFINITY and k != p.kmax:
+                w = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+                w = w * (diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) + s_l)
+                if w != 0.0:
+                    rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
+                    cs[n_rows] = w
+                    n_rows += 1
+            k += 1
+        block_accumulate(g, row_c, rows, cs, n_rows, pr.d)
+
+
+# Above this, x is too large for p expm1(x) (it may overflow where p is tiny):
+# that product is then exp(log p + x) - p.
+cdef double KL_BIG = 600.0
+
+
+cdef inline double p_expm1(double p, double log_p, double x) noexcept nogil:
+    """p (e^x - 1), without overflow where p e^x <= 1 and x is large."""
+    if x <= KL_BIG:
+        return p * expm1(x)
+    return exp(log_p + x) - p
+
+
+cdef inline double expm1_minus(double x) noexcept nogil:
+    """f(x) = e^x - 1 - x >= 0 to full relative accuracy: for |x| <= 1/2 by
+    its series x^2/2 (1 + x/3 (1 + x/4 (1 + ... x/17))) (the first term left
+    out is below 1e-17 of the sum), where expm1(x) - x would cancel."""
+    cdef double t = 1.0
+    cdef int n
+    if fabs(x) > 0.5:
+        return expm1(x) - x
+    for n in range(17, 2, -1):
+        t = 1.0 + t * x / n
+    return 0.5 * x * x * t
+
+
+cdef Status state_kl(const real_t *phi_type, const Problem *pr, const StateView *v,
+                     const Partial *p, Work *wk, double *kl) noexcept nogil:
+    """KL(pi_ref || pi) of state b into kl[0] and, with OUT_KL_GRAD,
+    sum_k e_k (phi_c - phi_k), e_k = pi_k - pi_ref_k, into wk.g1.
+
+    The pass gave pi_ref (its theta is theta_ref, its logits are in wk.z); a
+    sweep over the rows computes d_k = Delta_k - Delta_c, Delta_k = phi_k .
+    (theta - theta_ref) / tau as a compensated dot like the logits, c the
+    row most probable under pi_ref (d_c = 0 exactly), so pi - pi_ref is never
+    formed by subtraction.  With L = log sum_k pi_ref_k e^{d_k} and x_k =
+    d_k - L, KL = sum_k pi_ref_k f(x_k), f(x) = e^x - 1 - x >= 0: no term
+    cancels another, so nearly equal policies keep the relative accuracy.
+    L = log1p(sum_k pi_ref_k expm1(d_k)) keeps it too, unless the logits of
+    pi relative to row c's exceed KL_BIG (policies far apart), where L is a
+    shifted log-sum-exp instead."""
+    cdef Problem q = pr[0]
+    cdef double ws[BLOCK_ROWS]
+    cdef const real_t *rows[BLOCK_ROWS]
+    cdef const real_t *row_c = <const real_t *>(v.phi + p.kmax * pr.phi_sn)
+    cdef double inv_l = 1.0 / (1.0 + p.r), log_l = fs_log1p(p.r)
+    cdef double dc, dc_lo, dk, dk_lo, zm, u, u_max = 0.0, t = 0.0, L, x, pk, e, acc = 0.0
+    cdef Py_ssize_t k
+    cdef int n_rows
+    cdef bint grad = (pr.outputs & OUT_KL_GRAD) != 0
+    q.theta = pr.theta2
+    dc = row_logit(row_c, &q, &dc_lo)
+    if not (isfinite(dc) and isfinite(dc_lo)):
+        return NONFINITE_LOGIT
+    for k in range(v.n):
+        if wk.z[2 * k] == -INFINITY:
+            continue
+        dk = row_logit(<const real_t *>(v.phi + k * pr.phi_sn), &q, &dk_lo)
+        if not (isfinite(dk) and isfinite(dk_lo)):
+            return NONFINITE_LOGIT
+        wk.dz[k] = diff2(dk, dk_lo, dc, dc_lo)
+        # u_k = log(l pi_k) + constant: pi's logit relative to row c's.
+        u = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) + wk.dz[k]
+        if u > u_max:
+            u_max = u
+    if u_max <= KL_BIG:
+        for k in range(v.n):
+            if wk.z[2 * k] != -INFINITY:
+                zm = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo)
+                pk = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+                t += p_expm1(pk, zm - log_l, wk.dz[k])
+        L = log1p(t)
+    else:
+        for k in range(v.n):
+            if wk.z[2 * k] != -INFINITY:
+                t += exp(diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) + wk.dz[k] - u_max)
+        L = u_max + log(t) - log_l
+    if grad:
+        memset(wk.g1, 0, pr.d * sizeof(double))
+    k = 0
+    while k < v.n:
+        n_rows = 0
+        while k < v.n and n_rows < BLOCK_ROWS:
+            if wk.z[2 * k] != -INFINITY:
+                zm = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) - log_l
+                pk = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
+                x = wk.dz[k] - L
+                e = p_expm1(pk, zm, x)
+                acc += (pk * expm1_minus(x)) if x <= KL_BIG else (e - pk * x)
+                if grad and k != p.kmax and e != 0.0:
+                    rows[n_rows] = <const real_t *>(v.phi + k * pr.phi_sn)
+                    ws[n_rows] = e
+                    n_rows += 1
+            k += 1
+        if grad:
+            block_accumulate(wk.g1, row_c, rows, ws, n_rows, pr.d)
+    kl[0] = acc
+    return OK
 
 
 cdef inline void hess_accumulate(double *H, Py_ssize_t dp, double *Y, const double *mu,
@@ -863,7 +1089,8 @@ cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own
     cdef Py_ssize_t d = pr.d, hess = pr.outputs & RED_HESS
     cdef Py_ssize_t zn = 2 * z_rows if (pr.outputs & NEED_Z and own) else 0
     cdef Py_ssize_t hn = (BLOCK_ROWS + 1) * pr.dp if hess else 0
-    cdef double *buf = <double *>malloc((2 * d + hn + zn + 1) * sizeof(double))
+    cdef Py_ssize_t dn = z_rows if (pr.outputs & KL and own) else 0
+    cdef double *buf = <double *>malloc((2 * d + hn + zn + dn + 1) * sizeof(double))
     if buf == NULL:
         return NULL
     wk.g0 = buf
@@ -872,6 +1099,7 @@ cdef double *work_alloc(Work *wk, const Problem *pr, Py_ssize_t z_rows, bint own
     wk.Y = wk.mu + pr.dp if hess else NULL
     if own:
         wk.z = buf + 2 * d + hn
+        wk.dz = wk.z + zn
     return buf
 
 
@@ -881,6 +1109,8 @@ cdef inline double work_of(const Problem *pr, Py_ssize_t n_rows) noexcept nogil:
     cdef double per_row = pr.d + 1
     if pr.outputs & RED_HESS:
         per_row += 0.25 * pr.d * pr.d
+    if pr.outputs & SWEEP:
+        per_row += pr.d
     return <double>n_rows * per_row
 
 
@@ -1262,11 +1492,12 @@ cdef Py_ssize_t prepare_theta(cnp.ndarray theta, Py_ssize_t d, double *buf, fs_t
     return -1
 
 
-cdef cnp.ndarray result_array(object out, int dtype, int ndim, cnp.npy_intp *dims, tuple inputs):
+cdef cnp.ndarray result_array(object out, int dtype, int ndim, cnp.npy_intp *dims, tuple inputs,
+                              str name="out"):
     """A new result array, or out checked to be one."""
     if out is None:
         return cnp.PyArray_EMPTY(ndim, dims, dtype, 0)
-    return check_out(out, dtype, ndim, dims, inputs)
+    return check_out(out, dtype, ndim, dims, inputs, name)
 
 
 cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
@@ -1311,8 +1542,13 @@ cdef str bad_row_message(const Problem *pr, Py_ssize_t b, str state):
 
 cdef object run_call(int outputs, object phi, object theta, object a, object mask,
                      object offsets, object temperature, object n_threads, object out,
-                     object weights=None, uint64_t key=0, Py_ssize_t state_offset=0):
-    """Validate, allocate, run the pass, finish: the body of every entry point."""
+                     object weights=None, uint64_t key=0, Py_ssize_t state_offset=0,
+                     object out2=None, double beta=0.0, object theta_new=None):
+    """Validate, allocate, run the pass, finish: the body of every entry point.
+
+    out2 is the out= of a second per-state result (the entropy's or KL's
+    gradient); beta loglik's entropy weight; theta_new kl's theta (theta is
+    then theta_ref)."""
     cdef Problem pr
     cdef Dims dm
     cdef Room room  # the small copies prepare makes
@@ -1320,9 +1556,12 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef bint takes_action = (outputs & (OUT_SCORE | OUT_LOGP | REDUCE)) != 0
     owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
     if owned is NotImplemented:
+        # The kernel sees coerced copies: check out against what the caller passed.
         if out is not None and cnp.PyArray_Check(out):
-            # The kernel sees coerced copies: check out against what the caller passed.
             check_out_disjoint(<cnp.ndarray>out, (phi, theta, a, mask, offsets, weights))
+        if out2 is not None and cnp.PyArray_Check(out2):
+            check_out_disjoint(<cnp.ndarray>out2, (phi, theta, a, mask, offsets, weights),
+                               "out[1]")
         phi, theta, a, mask, offsets = coerce(phi, theta, a, mask, offsets, takes_action)
         owned = prepare(&pr, &dm, phi, theta, a, takes_action, mask, offsets, &room)
         if owned is NotImplemented:
@@ -1335,10 +1574,18 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
     cdef int out_type = cnp.NPY_DOUBLE
     if not pr.phi_f64 and cnp.PyArray_TYPE(<cnp.ndarray>theta) == cnp.NPY_FLOAT:
         out_type = cnp.NPY_FLOAT
+    cdef cnp.ndarray theta_diff = None
+    if theta_new is not None:
+        # kl: float32 results only when theta is float32 too; the pass adds
+        # phi . (theta - theta_ref) in float64 (exact where they are close).
+        if cnp.PyArray_TYPE(<cnp.ndarray>theta_new) != cnp.NPY_FLOAT:
+            out_type = cnp.NPY_DOUBLE
+        theta_diff = np.subtract(theta_new, theta, dtype=np.float64)
     pr.out_f32 = out_type == cnp.NPY_FLOAT
+    pr.beta = beta
 
     # The outputs: one result array each, or a scalar for one state.
-    cdef tuple inputs = (phi, theta, a, mask, offsets, weights)
+    cdef tuple inputs = (phi, theta, a, mask, offsets, weights, theta_new)
     cdef cnp.npy_intp odims[2]
     cdef double scalar = 0.0
     cdef Py_ssize_t action_scalar = 0
@@ -1352,7 +1599,7 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
         pr.score = <char *>cnp.PyArray_DATA(res)
         pr.score_sb = cnp.PyArray_STRIDES(res)[0] if dm.batch else 0
         pr.score_sd = cnp.PyArray_STRIDES(res)[nd - 1]
-    elif outputs & (OUT_LOGP | OUT_ENTROPY | OUT_SAMPLE):
+    elif outputs & (OUT_LOGP | OUT_ENTROPY | OUT_SAMPLE | OUT_KL):
         if dm.batch or out is not None:
             odims[0] = dm.n_states
             nd = 1 if dm.batch else 0
@@ -1383,6 +1630,22 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
         pr.probs = <char *>cnp.PyArray_DATA(res)
         pr.probs_sb = cnp.PyArray_STRIDES(res)[0] if (dm.batch and not dm.ragged) else 0
         pr.probs_sn = cnp.PyArray_STRIDES(res)[nd - 1]
+    cdef cnp.ndarray res3 = None
+    if outputs & (OUT_ENT_GRAD | OUT_KL_GRAD | OUT_SAMPLE_SCORE):
+        # The per-state gradient (shaped like score's result), or the sampled score.
+        odims[0] = dm.n_states
+        odims[1] = pr.d
+        nd = 2 if dm.batch else 1
+        if outputs & OUT_SAMPLE_SCORE:
+            res3 = cnp.PyArray_EMPTY(nd, &odims[2 - nd], out_type, 0)
+            pr.score = <char *>cnp.PyArray_DATA(res3)
+            pr.score_sb = cnp.PyArray_STRIDES(res3)[0] if dm.batch else 0
+            pr.score_sd = cnp.PyArray_STRIDES(res3)[nd - 1]
+        else:
+            res3 = result_array(out2, out_type, nd, &odims[2 - nd], inputs + (res,), "out[1]")
+            pr.grad2 = <char *>cnp.PyArray_DATA(res3)
+            pr.grad2_sb = cnp.PyArray_STRIDES(res3)[0] if dm.batch else 0
+            pr.grad2_sd = cnp.PyArray_STRIDES(res3)[nd - 1]
     if outputs & REDUCE:
         odims[0] = slot_size(&pr)
         red = cnp.PyArray_ZEROS(1, odims, cnp.NPY_DOUBLE, 0)
@@ -1403,12 +1666,22 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
         if theta_buf == NULL:
             raise MemoryError()
     cdef Py_ssize_t bad_theta = prepare_theta(<cnp.ndarray>theta, pr.d, theta_buf, &pr.theta)
+    cdef Py_ssize_t bad_new = -1, bad_diff = -1
+    cdef double *theta2_buf = NULL
+    if theta_diff is not None:
+        theta2_buf = <double *>malloc(3 * pr.dp * sizeof(double))
+        if theta2_buf == NULL:
+            if theta_buf != theta_stack:
+                free(theta_buf)
+            raise MemoryError()
+        bad_new = first_nonfinite(<cnp.ndarray>theta_new)
+        bad_diff = prepare_theta(theta_diff, pr.d, theta2_buf, &pr.theta2)
     cdef Py_ssize_t bad_state = 0
     cdef Status st = OK
     cdef double *red_ptr = NULL if red is None else <double *>cnp.PyArray_DATA(red)
     cdef bint release = releases_gil(work_of(&pr, dm.n_rows))
     pr.fused_kern = fused_kernel(&pr, dm.batch, dm.max_rows)
-    if bad_theta < 0 and dm.n_states > 0:
+    if bad_theta < 0 and bad_new < 0 and bad_diff < 0 and dm.n_states > 0:
         if release:
             with nogil:
                 st = run(&pr, dm.n_states, dm.n_rows, dm.max_rows, n_threads_, red_ptr,
@@ -1417,22 +1690,37 @@ cdef object run_call(int outputs, object phi, object theta, object a, object mas
             st = run(&pr, dm.n_states, dm.n_rows, dm.max_rows, n_threads_, red_ptr, &bad_state)
     try:
         if bad_theta >= 0:
-            raise ValueError(f"theta contains NaN or inf (theta[{bad_theta}])")
+            name = "theta" if theta_new is None else "theta_ref"
+            raise ValueError(f"{name} contains NaN or inf ({name}[{bad_theta}])")
+        if bad_new >= 0:
+            raise ValueError(f"theta contains NaN or inf (theta[{bad_new}])")
+        if bad_diff >= 0:
+            raise ValueError(
+                f"theta - theta_ref overflows at [{bad_diff}] (not finite in float64)")
         if st != OK:
             raise_status(st, bad_state, dm.batch, &pr)
     finally:
         if theta_buf != theta_stack:
             free(theta_buf)
+        free(theta2_buf)
 
     if outputs & REDUCE:
         return finish_loglik(red, pr.d, pr.dp, outputs)
     if outputs & OUT_SAMPLE:
         if dm.batch:
-            return res2, res
-        return action_scalar, scalar
+            return (res2, res) if res3 is None else (res2, res, res3)
+        return (action_scalar, scalar) if res3 is None else (action_scalar, scalar, res3)
+    if res3 is not None:
+        return (scalar if res is None else res), res3
     if res is None:
         return scalar
     return res
+
+
+cdef Py_ssize_t first_nonfinite(cnp.ndarray x):
+    """Index of the first NaN or inf of a 1-D float array, or -1."""
+    bad = np.flatnonzero(~np.isfinite(x))
+    return bad[0] if bad.size else -1
 
 
 cdef object finish_loglik(cnp.ndarray red, Py_ssize_t d, Py_ssize_t dp, int outputs):
@@ -1591,8 +1879,11 @@ log_prob.__doc__ = _doc(r"""Log-probability of the taken action, :math:`\log \pi
     """)
 
 
-def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, out=None, n_threads=None):
-    return run_call(OUT_ENTROPY, phi, theta, None, mask, offsets, temperature, n_threads, out)
+def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, grad=False, out=None,
+            n_threads=None):
+    out, out2 = split_out(out, grad)
+    return run_call(OUT_ENTROPY | (OUT_ENT_GRAD if grad else 0), phi, theta, None, mask, offsets,
+                    temperature, n_threads, out, None, 0, 0, out2)
 
 
 entropy.__doc__ = _doc(r"""Entropy of the policy, :math:`H(\pi) = -\sum_k \pi_k \log \pi_k`.
@@ -1602,21 +1893,49 @@ entropy.__doc__ = _doc(r"""Entropy of the policy, :math:`H(\pi) = -\sum_k \pi_k 
     the entropy of a nearly deterministic policy (:math:`H \to 0`) keeps its
     relative accuracy.  Masked actions do not count.
 
+    With ``grad=True`` also its gradient, the entropy bonus's term of a
+    policy gradient,
+
+    .. math::
+
+        \nabla_\theta H = -\frac{1}{\tau} \sum_k \pi_k (\log \pi_k + H)\, \phi_k
+        = \frac{1}{\tau} \sum_k \pi_k \big((z_k - m) + S / l\big) (\phi_c - \phi_k),
+
+    with :math:`c` the most probable action, :math:`S / l = \sum_k \pi_k (m - z_k)`:
+    a second sweep over each state's rows (still in cache) after the pass.
+    The coefficients sum to zero, so the sum around row :math:`c` keeps its
+    relative accuracy for a nearly deterministic policy, and masked actions
+    add exactly nothing.
+
     Parameters
     ----------{params}{options}
+    grad : bool, default False
+        Also return the gradient of each state's entropy.
     out : ndarray, shape (B,), optional
-        Where to write a batch's result.
+        Where to write a batch's result; with ``grad=True`` a pair
+        ``(out_H, out_grad)``, either None, ``out_grad`` of shape (d,) or
+        (B, d) and the dtype :func:`score` returns.
 
     Returns
     -------
     float, or ndarray of shape (B,)
+        The entropy; with ``grad=True`` the pair ``(H, grad)``, ``grad`` of
+        shape (d,) or (B, d).
 {raises}
+
+    See Also
+    --------
+    fastscore.reference.entropy : the same function in plain NumPy.
+    fastscore.loglik : ``entropy_weight=`` adds the entropy bonus to the sum.
 
     Examples
     --------
     >>> import numpy as np, fastscore
     >>> round(fastscore.entropy(np.eye(4), np.zeros(4)), 6)  # log 4
     1.386294
+    >>> H, g = fastscore.entropy(np.eye(2), np.array([1.0, 0.0]), grad=True)
+    >>> np.round(g, 6)  # moving theta toward uniform raises H
+    array([-0.196612,  0.196612])
     """)
 
 
@@ -1654,14 +1973,14 @@ def _seed_key(seed):
 
 
 def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, state_offset=0,
-           n_threads=None):
+           score=False, n_threads=None):
     key = seed_key(seed)
     if isinstance(state_offset, (bool, np.bool_)) or not hasattr(state_offset, "__index__"):
         raise TypeError(f"state_offset must be an int, got {type(state_offset).__name__}")
     if not 0 <= state_offset.__index__() < 2 ** 62:
         raise ValueError(f"state_offset must be in [0, 2**62), got {state_offset}")
-    return run_call(OUT_SAMPLE, phi, theta, None, mask, offsets, temperature, n_threads, None,
-                    None, key, state_offset.__index__())
+    return run_call(OUT_SAMPLE | (OUT_SAMPLE_SCORE if score else 0), phi, theta, None, mask,
+                    offsets, temperature, n_threads, None, None, key, state_offset.__index__())
 
 
 sample.__doc__ = _doc(r"""Draw an action from the policy, with its log-probability.
@@ -1682,11 +2001,18 @@ sample.__doc__ = _doc(r"""Draw an action from the policy, with its log-probabili
         The index of the first state in the sampler's stream: a batch split
         into pieces, each sampled with ``state_offset`` = its first state's
         index, draws what the whole batch draws (used by ``fastscore.dask``).
+    score : bool, default False
+        Also return the score of each drawn action, equal to
+        :func:`score` of the returned actions bit for bit: the step of a
+        policy-gradient rollout in one call.  (Each state's rows are swept
+        once more, while in cache, by score's own arithmetic.)
 
     Returns
     -------
     (int, float), or (ndarray of intp (B,), ndarray (B,))
-        The actions (indices within their state) and their log-probabilities.
+        The actions (indices within their state) and their log-probabilities;
+        with ``score=True`` a third entry, the scores, shape (d,) or (B, d)
+        in the dtype :func:`score` returns.
 {raises}
 
     Examples
@@ -1695,18 +2021,29 @@ sample.__doc__ = _doc(r"""Draw an action from the policy, with its log-probabili
     >>> a, lp = fastscore.sample(np.eye(3), np.array([0.0, 0.0, 50.0]), seed=1)
     >>> a
     2
+    >>> a, lp, g = fastscore.sample(np.eye(2), np.zeros(2), seed=1, score=True)
+    >>> bool((g == fastscore.score(np.eye(2), np.zeros(2), a)).all())
+    True
     """)
 
 
 def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,
-           offsets=None, n_threads=None):
+           offsets=None, entropy_weight=0.0, n_threads=None):
     cdef int outputs = RED_VALUE
+    cdef double beta = coerce_entropy_weight(entropy_weight)
     if grad:
         outputs |= RED_GRAD
     if hess:
+        if beta != 0.0:
+            raise ValueError(
+                "loglik: hess=True with entropy_weight != 0 is not supported (the entropy "
+                "bonus has no Hessian here); ask for grad=True, or hess with entropy_weight=0")
         outputs |= RED_HESS
+    # entropy_weight = 0 leaves the entropy out: the sums are today's, bit for bit.
+    if beta != 0.0:
+        outputs |= RED_ENT | (RED_ENT_GRAD if grad else 0)
     result = run_call(outputs, phi, theta, a, mask, offsets, temperature, n_threads, None,
-                      weights)
+                      weights, 0, 0, None, beta)
     if hess and not grad:
         return result[0], result[2]
     return result
@@ -1719,6 +2056,11 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its
         \ell(\theta) = \sum_b w_b \log \pi_b(a_b), \qquad
         \nabla \ell = \sum_b w_b\, \mathrm{score}_b, \qquad
         \nabla^2 \ell = -\frac{1}{\tau^2} \sum_b w_b\, \mathrm{Cov}_{\pi_b}(\phi_b).
+
+    With ``entropy_weight=beta`` the objective is the regularised policy
+    gradient's :math:`\sum_b w_b \log \pi_b(a_b) + \beta \sum_b H(\pi_b)`
+    (the entropy is not weighted by :math:`w_b`), value and gradient in the
+    same pass (see :func:`entropy` for the entropy's gradient).
 
     One pass over ``phi`` with no (B, d), (B, N) or (B, d, d) temporary.
     With advantages as ``weights`` the gradient is the policy gradient; for
@@ -1738,7 +2080,10 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its
     grad : bool, default False
         Also return the gradient (d,).
     hess : bool, default False
-        Also return the Hessian (d, d).{options}
+        Also return the Hessian (d, d).  Not with ``entropy_weight != 0``.{options}
+    entropy_weight : float, default 0.0
+        Weight ``beta`` of the entropy bonus (finite; any sign).  ``0`` gives
+        the plain log-likelihood's bits exactly.
 
     Returns
     -------
@@ -1752,7 +2097,10 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its
     ``(value, gradient)``, ``(value, hessian)`` or
     ``(value, gradient, hessian)``.
 {raises}
-        Also for weights of the wrong shape or holding NaN or inf.
+        Also for weights of the wrong shape or holding NaN or inf, a
+        non-finite ``entropy_weight``, or ``hess=True`` with
+        ``entropy_weight != 0``; ``TypeError`` for an ``entropy_weight``
+        that is not a real number.
 
     Examples
     --------
@@ -1761,6 +2109,79 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its
     >>> v, g = fastscore.loglik(phi, np.zeros(2), [0, 0, 1], grad=True)
     >>> g
     array([ 0.5, -0.5])
+    >>> v, g = fastscore.loglik(phi, np.zeros(2), [0, 0, 1], grad=True, entropy_weight=0.1)
+    >>> round(v, 6)  # 3 log(1/2) + 0.1 * 3 log 2
+    -1.871497
+    """)
+
+
+def kl(phi, theta_ref, theta, *, mask=None, temperature=1.0, offsets=None, grad=False, out=None,
+       n_threads=None):
+    theta_new = coerce_theta(theta, "theta")
+    if np.shape(theta_ref) != theta_new.shape:
+        raise ValueError(
+            f"theta_ref and theta must have the same shape (d,), got {np.shape(theta_ref)} "
+            f"and {theta_new.shape}")
+    out, out2 = split_out(out, grad)
+    return run_call(OUT_KL | (OUT_KL_GRAD if grad else 0), phi, theta_ref, None, mask, offsets,
+                    temperature, n_threads, out, None, 0, 0, out2, 0.0, theta_new)
+
+
+kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_{\mathrm{ref}} \,\|\, \pi)` of each state, with its gradient in theta.
+
+    :math:`\pi_{\mathrm{ref}}` is the policy of ``theta_ref``, :math:`\pi`
+    that of ``theta`` (the KL penalty of a trust-region or PPO-style update):
+
+    .. math::
+
+        \mathrm{KL} = \sum_k \pi_{\mathrm{ref},k} \log \frac{\pi_{\mathrm{ref},k}}{\pi_k},
+        \qquad
+        \nabla_\theta \mathrm{KL} = \frac{1}{\tau} \sum_k (\pi_k - \pi_{\mathrm{ref},k})\, \phi_k.
+
+    One pass gives :math:`\pi_{\mathrm{ref}}`; a sweep over each state's rows
+    (still in cache) computes :math:`\Delta_k = \phi_k \cdot (\theta -
+    \theta_{\mathrm{ref}}) / \tau` directly (compensated, like the logits),
+    never :math:`\pi - \pi_{\mathrm{ref}}` by subtraction, and sums
+    :math:`\sum_k \pi_{\mathrm{ref},k} f(x_k)`, :math:`f(x) = e^x - 1 - x \ge 0`,
+    :math:`x_k = \Delta_k - \log \sum_j \pi_{\mathrm{ref},j} e^{\Delta_j}`: no
+    term cancels, so the KL of nearly equal policies keeps its relative
+    accuracy.
+
+    Parameters
+    ----------{params}
+    theta_ref : array_like, shape (d,)
+        Parameters of the reference policy.
+    theta : array_like, shape (d,)
+        Parameters of the policy the gradient is taken in.{options}
+    grad : bool, default False
+        Also return the gradient in ``theta`` of each state's KL.
+    out : ndarray, shape (B,), optional
+        Where to write a batch's result; with ``grad=True`` a pair
+        ``(out_kl, out_grad)``, either None.
+
+    Returns
+    -------
+    float, or ndarray of shape (B,)
+        The KL of each state; with ``grad=True`` the pair ``(kl, grad)``,
+        ``grad`` of shape (d,) or (B, d).  float32 when ``phi``,
+        ``theta_ref`` and ``theta`` are all float32, else float64.
+{raises}
+        Also for NaN or inf in ``theta_ref`` or ``theta``, or when they
+        differ in shape.
+
+    See Also
+    --------
+    fastscore.reference.kl : the same function in plain NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np, fastscore
+    >>> phi = np.eye(2)
+    >>> round(fastscore.kl(phi, np.zeros(2), np.array([np.log(3.0), 0.0])), 6)
+    0.143841
+    >>> kl, g = fastscore.kl(phi, np.zeros(2), np.array([np.log(3.0), 0.0]), grad=True)
+    >>> g  # (pi - pi_ref) @ phi: pi = (3/4, 1/4), pi_ref = (1/2, 1/2)
+    array([ 0.25, -0.25])
     """)
 
 

@@ -379,3 +379,63 @@ def rel_err_frobenius(got, want) -> float:
     if den == 0:
         raise ValueError("relative error of a zero matrix: pick another test case")
     return float(np.sqrt(np.square(got - want).sum()) / den)
+
+
+# ---------------------------------------------------------------------------
+# The policy-gradient objectives: the entropy's gradient and KL(pi_ref || pi),
+# state by state in mpmath at 60 digits from the exact products phi_kj theta_j
+# (mpmath's fsum of exact mpf products), so that the KL of nearly equal
+# policies, a sum that cancels to 1e-14 in its direct form
+# sum pi_ref log(pi_ref / pi), still has its digits.  None of it uses
+# fastscore.reference.
+
+def _mp_state(rows, legal, theta, tau):
+    import mpmath as mp
+    idx = np.flatnonzero(legal)
+    z = [mp.fsum(mp.mpf(float(x)) * mp.mpf(float(t)) for x, t in zip(rows[k], theta))
+         / mp.mpf(float(tau)) for k in idx]
+    j = max(range(len(z)), key=lambda k: z[k])
+    # log pi_k = (z_k - m) - log1p(r): a nearly one-hot state's log pi of its
+    # most probable action (~ -r) survives, which m + log(1 + r) would round away
+    r = mp.fsum(mp.exp(zk - z[j]) for k, zk in enumerate(z) if k != j)
+    return idx, [(zk - z[j]) - mp.log1p(r) for zk in z]
+
+
+def entropy_grad(phi, theta, *, mask=None, temperature=1.0, offsets=None):
+    """(H, dH/dtheta) per state, dH = -(1/tau) sum_k pi_k (log pi_k + H) phi_k, as float64."""
+    import mpmath as mp
+    states, batch = iter_states(phi, mask, offsets)
+    theta = _f64(theta)
+    hs, gs = [], []
+    with mp.workdps(60):
+        for rows, legal in states:
+            idx, lp = _mp_state(rows, legal, theta, temperature)
+            pi = [mp.exp(x) for x in lp]
+            h = -mp.fsum(p * x for p, x in zip(pi, lp))
+            g = [-mp.fsum(p * (x + h) * mp.mpf(float(rows[k, j])) for p, x, k in zip(pi, lp, idx))
+                 / mp.mpf(float(temperature)) for j in range(rows.shape[1])]
+            hs.append(float(h))
+            gs.append([float(v) for v in g])
+    hs, gs = np.array(hs), np.array(gs)
+    return (hs, gs) if batch else (hs[0], gs[0])
+
+
+def kl(phi, theta_ref, theta, *, mask=None, temperature=1.0, offsets=None):
+    """(KL(pi_ref || pi), its gradient in theta) per state, as float64."""
+    import mpmath as mp
+    states, batch = iter_states(phi, mask, offsets)
+    theta_ref, theta = _f64(theta_ref), _f64(theta)
+    ks, gs = [], []
+    with mp.workdps(60):
+        for rows, legal in states:
+            idx, lr = _mp_state(rows, legal, theta_ref, temperature)
+            _, lq = _mp_state(rows, legal, theta, temperature)
+            pr = [mp.exp(x) for x in lr]
+            k = mp.fsum(p * (x - y) for p, x, y in zip(pr, lr, lq))
+            g = [mp.fsum((mp.exp(y) - p) * mp.mpf(float(rows[kk, j]))
+                         for p, y, kk in zip(pr, lq, idx)) / mp.mpf(float(temperature))
+                 for j in range(rows.shape[1])]
+            ks.append(float(k))
+            gs.append([float(v) for v in g])
+    ks, gs = np.array(ks), np.array(gs)
+    return (ks, gs) if batch else (ks[0], gs[0])

@@ -364,6 +364,13 @@ ENTRIES = [
           ("phi", "theta", "a"), _ALL_LAYOUTS,
           lambda p, kw: ref_loglik(p, bool(kw.get("grad")), bool(kw.get("hess"))),
           result_kind="tuple", needs_flags=("grad", "hess")),
+    # KL(pi_ref || pi) with theta_ref = theta: 0 for every state.
+    Entry("kl", _with_offsets({"phi": "features", "theta_ref": "params", "theta": "params",
+                               "mask": "mask", "temperature": "temperature", "out": "out",
+                               "n_threads": "n_threads"}),
+          ("phi", "theta_ref", "theta"), _ALL_LAYOUTS,
+          lambda p, kw: np.zeros(()) if p.layout == "single" else np.zeros(p.n_states),
+          out_shape=lambda p: () if p.layout == "single" else (p.n_states,)),
 ]
 
 
