@@ -67,30 +67,37 @@ def _expm1_plus(d):
 
 def kl_terms(pi_ref, delta, legal, offsets, probs_of):
     """KL(pi_ref || pi) per state, dKL/dz = pi - pi_ref and dKL/dz_ref =
-    pi_ref (d - KL) per action, from
-    pi_ref and delta = z_ref - z (computed from the parameters' difference,
-    so nothing large cancels).  In float64 throughout.
+    pi_ref (d - KL) per action, from pi_ref and delta = z_ref - z (computed
+    from the parameters' difference, so nothing large cancels).  In float64
+    throughout.
 
-    With d_k = log pi_ref_k - log pi_k = delta_k - c (c, the difference of the
+    With d_k = log pi_ref_k - log pi_k = delta_k + c (c, the difference of the
     log-normalisers, from log1p of a sum of expm1), KL = sum_k pi_ref_k (d_k +
     expm1(-d_k)): non-negative terms (the expm1 parts sum to 0), so a small
     divergence keeps its relative accuracy, and pi - pi_ref = pi_ref
     expm1(-d) does not cancel either.  Where pi_ref underflows (pi_ref_k <
-    tiny) that product loses pi_k: there pi comes from ``probs_of()``.
+    tiny) that product loses pi_k: there, and in c, pi comes from
+    ``probs_of()`` (the value overflows only when pi's mass on the other
+    actions underflows too).
     """
-    tiny = np.finfo(pi_ref.dtype).tiny
+    lost = legal & (pi_ref < np.finfo(pi_ref.dtype).tiny)
+    keep = legal & ~lost
     pr = pi_ref.astype(np.float64)
-    delta = np.where(legal, delta.astype(np.float64), 0.0)
+    delta = np.where(keep, delta.astype(np.float64), 0.0)
     # Centred on its pi_ref-mean, delta is small wherever the divergence is.
-    delta = delta - spread(rowsum(pr * delta, offsets), offsets)
+    delta = np.where(keep, delta - spread(rowsum(pr * delta, offsets), offsets), 0.0)
     shift = np.log1p(rowsum(pr * np.expm1(-delta), offsets))  # log(Z / Z_ref) after centring
-    d = np.where(legal, delta + spread(shift, offsets), 0.0)
+    pi = None
+    if lost.any():
+        # Z / Z_ref counts the lost actions through pi's mass on the others.
+        pi = probs_of().astype(np.float64)
+        with np.errstate(divide="ignore"):
+            shift = shift - np.log(rowsum(np.where(keep, pi, 0.0), offsets))
+    d = np.where(keep, delta + spread(shift, offsets), 0.0)
     with np.errstate(over="ignore", invalid="ignore"):
         terms = pr * _expm1_plus(d)
         coef = pr * np.expm1(-d)
-    lost = legal & (pi_ref < tiny)
-    if lost.any():
-        pi = probs_of().astype(np.float64)
+    if pi is not None:
         # pi_ref ~ 0: the term pi_ref (d + expm1(-d)) is pi - pi_ref (+ pi_ref d, < tiny).
         terms = np.where(lost, pi - pr, terms)
         coef = np.where(lost, pi - pr, coef)
