@@ -76,6 +76,16 @@ def test_digits_bandit_learns(tmp_path):
         assert plot.stat().st_size > 1000
 
 
+def test_reinforce_torch_learns():
+    """REINFORCE with a torch network and optimiser through fastscore.torch:
+    from near chance (0.3) to most of the way to the best policy (0.9)."""
+    pytest.importorskip("torch")
+    out = run_example("reinforce_torch.py", "--quiet")
+    first, last = (float(out.split(f"{w} 100 steps ")[1].split()[0].rstrip(","))
+                   for w in ("first", "last"))
+    assert last > 0.75 and last > first + 0.25, out
+
+
 def _has(module: str) -> bool:
     try:
         __import__(module)
