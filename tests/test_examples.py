@@ -11,7 +11,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str, *args: str, timeout: float = 300) -> str:
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # The checkout's fastscore (built in place), as the docs' examples import
+    # it, not another installed copy.
+    path = os.pathsep.join(filter(None, [str(EXAMPLES.parent), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=path)
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=EXAMPLES.parent)
     assert proc.returncode == 0, proc.stderr
