@@ -3,8 +3,9 @@
 Each round shows a context x, a standard normal point of the plane; the
 policy pulls one of 4 arms and the right arm (paid 1 with probability 0.9,
 the others with 0.1) depends on the distance of x from the origin: four
-rings of equal probability, which no linear policy in x tells apart.  So the policy is a small network that turns x into
-state features s, and a linear softmax head on them,
+rings of equal probability, which no linear policy in x tells apart.  So
+the policy is a small network that turns x into state features s, and a
+linear softmax head on them,
 pi(. | x) = softmax(s(x) @ W + b): ``fastscore.torch.matrix``.
 
 Per step: the arms are drawn by ``fastscore.matrix.sample`` (on NumPy views
@@ -13,7 +14,7 @@ of the detached tensors), and the loss is minus
 entropy_weight=beta)``: its backward gives the gradients of W and b from
 fastscore's kernel and, through s, of the network's weights; ``torch.optim.Adam``
 takes the step.  Prints the mean reward per block of steps: it rises from
-chance (0.3 here) towards the best policy's 0.9.
+chance (0.3 here; no single arm does better) towards the best policy's 0.9.
 
 Run: ``python examples/reinforce_torch.py [--steps N] [--seed S]``
 (needs PyTorch: ``pip install "fastscore[torch]"``).

@@ -336,7 +336,8 @@ def test_kl_matrix_equals_the_phi_form(rng, dtype):
     for j in range(N):
         phi[:, j, j * (k + 1):j * (k + 1) + k] = s
         phi[:, j, j * (k + 1) + k] = 1
-    flat = lambda W, b: np.concatenate([np.vstack([W, b[None]])[:, j] for j in range(N)])  # noqa: E731
+    def flat(W, b):
+        return np.concatenate([np.vstack([W, b[None]])[:, j] for j in range(N)])
     t = lambda x: torch.tensor(x, dtype=dtype)  # noqa: E731
     got = ftm.kl(t(s), t(Wr), t(W), b_ref=t(br), b=t(b))
     want = ft.kl(t(phi), t(flat(Wr, br)), t(flat(W, b)))

@@ -19,7 +19,6 @@ this module nor PyTorch (``pip install "fastscore[torch]"``).
 """
 from __future__ import annotations
 
-from typing import Optional, Union
 
 import numpy as np
 import torch
