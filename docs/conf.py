@@ -32,6 +32,14 @@ exclude_patterns = ["_build"]
 templates_path = ["_templates"]
 
 
+# fastscore.torch's reference without PyTorch installed (its extra is not part
+# of the docs extra: PyPI's torch is a multi-GB CUDA build): autodoc imports
+# the module against a stand-in; the docstrings are the module's own.
+try:
+    import torch  # noqa: F401
+except ImportError:
+    autodoc_mock_imports = ["torch"]
+
 # API reference: one generated page per public object (docs/api/generated,
 # not committed), the docstrings parsed by numpydoc; the classes' methods are
 # listed by autodoc (docs/_templates/members.rst), not numpydoc's tables.

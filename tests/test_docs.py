@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)]
 PUBLIC_MODULES = ["fastscore", "fastscore.matrix", "fastscore.choice", "fastscore.dask",
-                  "fastscore.reference", "fastscore.torch"]
+                  "fastscore.reference", "fastscore.torch", "fastscore.torch.matrix"]
 # A page's blocks together; the guides' examples take seconds.
 PAGE_BUDGET_S = 240
 
@@ -122,7 +122,7 @@ def _lines(text):
 
 def _needed_modules(blocks):
     """Optional packages the blocks import (the test skips without them)."""
-    optional = {"pandas", "dask", "zarr", "distributed", "scipy", "matplotlib"}
+    optional = {"pandas", "dask", "zarr", "distributed", "scipy", "matplotlib", "torch"}
     found = set()
     for _, _, code, _, _ in blocks:
         for m in re.finditer(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", code, re.M):
@@ -132,6 +132,8 @@ def _needed_modules(blocks):
         found.add("pandas")
     if any("fastscore.dask" in b[2] for b in blocks):
         found.add("dask")
+    if any("fastscore.torch" in b[2] for b in blocks):
+        found.add("torch")
     return sorted(found)
 
 
@@ -155,8 +157,8 @@ def test_code_block_parser():
 
 def public_names():
     """[(module, name)] of every public module's ``__all__``; modules that
-    cannot be imported here (fastscore.torch, not yet written; Dask absent)
-    are left out."""
+    cannot be imported here (fastscore.torch without PyTorch, fastscore.dask
+    without Dask) are left out."""
     import importlib
 
     names = []
@@ -203,7 +205,7 @@ def test_reference_lists_only_public_names():
     for module, names in reference_entries().items():
         try:
             mod = importlib.import_module(module)
-        except ImportError:  # fastscore.dask without Dask
+        except ImportError:  # fastscore.dask without Dask, fastscore.torch without PyTorch
             continue
         extra = names - set(mod.__all__)
         assert not extra, f"{module}: {sorted(extra)} listed but not in __all__"
@@ -291,6 +293,7 @@ def test_site_builds_without_warnings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     html = tmp_path / "html"
     for page in ("index", "policy", "choice", "dask", "accuracy", "speed", "reliability",
-                 "development", "performance", "api/fastscore", "api/choice",
+                 "development", "performance", "torch", "api/fastscore", "api/choice",
+                 "api/torch",
                  "api/generated/fastscore.choice.MixedLogit"):
         assert (html / f"{page}.html").is_file(), page
