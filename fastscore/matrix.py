@@ -15,7 +15,8 @@ Functions (one state: ``s`` (k,), ``a`` int; a batch: ``s`` (B, k), ``a`` (B,)):
 * :func:`score` -- ``(k, N)`` or ``(B, k, N)``; with ``b``, ``(grad_W, grad_b)``
 * :func:`log_prob`, :func:`entropy` -- a scalar or ``(B,)``
 * :func:`probs` -- ``(N,)`` or ``(B, N)``
-* :func:`sample` -- ``(actions, log_probs)`` by Gumbel-max
+* :func:`sample` -- ``(actions, log_probs)`` by Gumbel-max; with ``score=True``,
+  ``(actions, log_probs, score)``, the score of the drawn actions
 * :func:`loglik` -- ``sum_i w_i log pi(a_i | s_i)``; with ``grad=True``,
   ``(value, grad_W)`` or, with ``b``, ``(value, (grad_W, grad_b))``
 """
