@@ -37,7 +37,10 @@ def entropy(
     temperature: float = 1.0,
     out: Optional[NDArray[np.floating]] = None,
     n_threads: Optional[int] = None,
-) -> Union[np.floating, _Real]: ...
+    grad: bool = False,
+) -> Union[
+    np.floating, _Real, tuple[Union[np.floating, _Real], Union[_Real, tuple[_Real, _Real]]]
+]: ...
 def probs(
     s: ArrayLike,
     W: ArrayLike,

@@ -483,6 +483,33 @@ cdef inline const MProb *score_view(const MProb *p, MProb *q) noexcept nogil:
     return q
 
 
+cdef Status entropy_grad_store(const MProb *p, Py_ssize_t i, const double *tb, const Soft *sf,
+                               const double *zh, const double *zl, const double *wv, double h,
+                               double *coef) noexcept nogil:
+    """Store dH/dW (and dH/db) of state i into p.out (p.outb): outer(s, c) / tau
+    with c_j = dH/dz_j = -pi_j (log pi_j + H), log pi_j + H = (z_j - m) + h / l
+    (h = sum_k w_k (m - z_k)), so log1p(r) cancels without being subtracted.
+    A masked or underflowed action (w_j = 0) has c_j = 0 exactly."""
+    cdef Py_ssize_t c, j
+    cdef double v
+    cdef char *o = p.out + i * p.out_sb
+    for j in range(p.n):
+        coef[j] = 0.0
+        if wv[j] != 0.0:
+            coef[j] = -(wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l)
+    for c in range(p.k):
+        for j in range(p.n):
+            if not store_real(o + c * p.out_s1 + j * p.out_s2, (tb[c] * coef[j]) / p.tau,
+                              p.out_f32):
+                return NONFINITE_RESULT
+    if p.outb != NULL:
+        o = p.outb + i * p.outb_sb
+        for j in range(p.n):
+            if not store_real(o + j * p.outb_s, coef[j] / p.tau, p.out_f32):
+                return NONFINITE_RESULT
+    return OK
+
+
 cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
     """All the per-state outputs of state i (every kind but loglik)."""
     cdef Py_ssize_t kp = p.kp, n = p.n, c, j, a = 0, best_j
@@ -519,6 +546,9 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
         if not store_real(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
+        if p.sc_w != NULL:
+            return entropy_grad_store(score_view(p, &q), i, tb, &sf, zh, zl, wv, h,
+                                      wv + p.np_)
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
         for j in range(n):
@@ -925,6 +955,7 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef char *o
     cdef MProb qs
     cdef const MProb *q
+    cdef double hdummy
     cdef Status st = block_soft(p, i0, rows, scratch, bb,
                                 p.kind == K_ENTROPY or p.kind == K_SAMPLE, &S, &ld, bad)
     if st != OK:
@@ -982,6 +1013,16 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             if not store_real(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
+            if p.sc_w != NULL:
+                # The gradient from the state's own logits, as a one-state call
+                # forms it; H stays the block's, bitwise entropy()'s.
+                qs = p[0]
+                qs.out = <char *>&hdummy
+                qs.out_sb = 0
+                st = state_outputs(&qs, i, scratch)
+                if st != OK:
+                    bad[0] = i
+                    return st
     return OK
 
 
@@ -1315,21 +1356,22 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         else:
             p.out = <char *>&action_buf
             p.outb = <char *>&scalar_buf[0]
-        if grad:  # score=True: grad_W (and grad_b) of the drawn actions, as score's
-            dims[1] = p.k
-            dims[2] = p.n
-            rdim = 3 if batch else 2
-            res_s = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
-            p.sc_w = <char *>cnp.PyArray_DATA(res_s)
-            p.sc_sb = cnp.PyArray_STRIDES(res_s)[0] if batch else 0
-            p.sc_s1 = cnp.PyArray_STRIDES(res_s)[rdim - 2]
-            p.sc_s2 = cnp.PyArray_STRIDES(res_s)[rdim - 1]
-            if b is not None:
-                dims[1] = p.n
-                res_sb = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
-                p.sc_b = <char *>cnp.PyArray_DATA(res_sb)
-                p.sc_bsb = cnp.PyArray_STRIDES(res_sb)[0] if batch else 0
-                p.sc_bs = cnp.PyArray_STRIDES(res_sb)[ndim - 1]
+    if grad and (kind == K_SAMPLE or kind == K_ENTROPY):
+        # sample's score / entropy's gradient: grad_W (and grad_b), score's layout
+        dims[1] = p.k
+        dims[2] = p.n
+        rdim = 3 if batch else 2
+        res_s = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
+        p.sc_w = <char *>cnp.PyArray_DATA(res_s)
+        p.sc_sb = cnp.PyArray_STRIDES(res_s)[0] if batch else 0
+        p.sc_s1 = cnp.PyArray_STRIDES(res_s)[rdim - 2]
+        p.sc_s2 = cnp.PyArray_STRIDES(res_s)[rdim - 1]
+        if b is not None:
+            dims[1] = p.n
+            res_sb = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
+            p.sc_b = <char *>cnp.PyArray_DATA(res_sb)
+            p.sc_bsb = cnp.PyArray_STRIDES(res_sb)[0] if batch else 0
+            p.sc_bs = cnp.PyArray_STRIDES(res_sb)[ndim - 1]
 
     # Values: N = 0, actions, masks, weights.
     cdef Py_ssize_t q, j
@@ -1470,9 +1512,10 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         if not grad:
             return drawn
         return drawn + (res_s if b is None else (res_s, res_sb),)
-    if res is None:
-        return make_scalar(scalar_buf, out_type)
-    return res
+    value = make_scalar(scalar_buf, out_type) if res is None else res
+    if kind == K_ENTROPY and grad:
+        return (value, res_s if b is None else (res_s, res_sb))
+    return value
 
 
 cdef cnp.dtype DT_F32 = np.dtype(np.float32)
@@ -1687,8 +1730,12 @@ def log_prob(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads
     return call(K_LOG_PROB, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 
 
-def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None,
+            grad=False):
     r"""Entropy of pi(. | s): a scalar for one state, (B,) for a batch.
+
+    With ``grad=True``, ``(H, grad)``: the gradient of each state's entropy
+    in W (and b), laid out as :func:`score` lays out its result.
 
     :math:`H = \log(1 + r) + \sum_k \pi_k (m - z_k)`, two non-negative terms.
 
@@ -1709,11 +1756,18 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     n_threads : int, optional
         OpenMP threads (``None``: what OpenMP allows now); the result does
         not depend on it.
+    grad : bool, default False
+        Also return ``dH/dW = outer(s, c) / tau`` (and ``dH/db = c / tau``)
+        with ``c_j = -pi_j (log pi_j + H)``; masked actions contribute 0.
 
     Returns
     -------
-    NumPy scalar or ndarray, shape (B,)
-        Of the result dtype; ``out`` itself when given.
+    H : NumPy scalar or ndarray, shape (B,)
+        Of the result dtype; ``out`` itself when given; the same bits with
+        or without ``grad``.
+    grad : ndarray or tuple of ndarray (only with ``grad=True``)
+        ``(k, N)`` or ``(B, k, N)``, or with ``b`` the pair
+        ``(grad_W, grad_b)``.
 
     Raises
     ------
@@ -1726,8 +1780,12 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     >>> import fastscore.matrix as fm
     >>> float(fm.entropy(np.zeros(3), np.zeros((3, 4))))  # log 4
     1.3862943611198906
+    >>> H, g = fm.entropy(np.ones(3), np.zeros((3, 4)), grad=True)  # a maximum: g = 0
+    >>> g.shape, float(np.abs(g).max())
+    ((3, 4), 0.0)
     """
-    return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
+    return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0,
+                bool(grad))
 
 
 def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
