@@ -37,7 +37,10 @@ def entropy(
     temperature: float = 1.0,
     out: Optional[NDArray[np.floating]] = None,
     n_threads: Optional[int] = None,
-) -> Union[np.floating, _Real]: ...
+    grad: bool = False,
+) -> Union[
+    np.floating, _Real, tuple[Union[np.floating, _Real], Union[_Real, tuple[_Real, _Real]]]
+]: ...
 def probs(
     s: ArrayLike,
     W: ArrayLike,
@@ -57,7 +60,13 @@ def sample(
     mask: Optional[ArrayLike] = None,
     temperature: float = 1.0,
     n_threads: Optional[int] = None,
-) -> Union[tuple[int, np.floating], tuple[NDArray[np.intp], _Real]]: ...
+    score: bool = False,
+) -> Union[
+    tuple[int, np.floating],
+    tuple[NDArray[np.intp], _Real],
+    tuple[int, np.floating, Union[_Real, tuple[_Real, _Real]]],
+    tuple[NDArray[np.intp], _Real, Union[_Real, tuple[_Real, _Real]]],
+]: ...
 def loglik(
     s: ArrayLike,
     W: ArrayLike,

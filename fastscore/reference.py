@@ -330,3 +330,22 @@ def matrix_loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, tempe
     else:
         gw, gb = s.T @ r, r.sum(axis=0)
     return (value, gw) if b is None else (value, (gw, gb))
+
+
+def matrix_entropy_grad(s, W, *, b=None, mask=None, temperature=1.0):
+    """(H, dH/dW) (or (H, (dH/dW, dH/db)) with b) in plain NumPy.
+
+    dH/dz = -p (log p + H), masked actions 0; the gradient is outer(s, that) / tau.
+    """
+    s, z, p = _matrix_probs(s, W, b, mask, temperature)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.where(p > 0, z - np.log(np.exp(z).sum(axis=-1, keepdims=True)), 0)
+    H = -(p * logp).sum(axis=-1)
+    c = -p * (logp + H[..., None]) / p.dtype.type(temperature)
+    gw = s[..., :, None] * c[..., None, :]
+    return (H, gw) if b is None else (H, (gw, c))
+
+
+def matrix_sample_score(s, W, a, *, b=None, mask=None, temperature=1.0):
+    """The score of given (drawn) actions, as sample(score=True) returns it."""
+    return matrix_score(s, W, a, b=b, mask=mask, temperature=temperature)

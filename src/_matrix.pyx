@@ -153,6 +153,10 @@ cdef struct MProb:
     Py_ssize_t outb_sb, outb_s
     bint out_f32
     uint64_t key
+    char *sc_w             # sample(score=True): the score of the drawn action, grad_W
+    Py_ssize_t sc_sb, sc_s1, sc_s2
+    char *sc_b             # and grad_b (or NULL)
+    Py_ssize_t sc_bsb, sc_bs
 
 
 cdef struct Soft:
@@ -432,6 +436,91 @@ cdef inline Py_ssize_t gumbel_argmax(const MProb *p, Py_ssize_t i, const double 
     return best_j
 
 
+cdef Status score_store(const MProb *p, Py_ssize_t i, const double *tb, const Soft *sf,
+                        const double *wv, Py_ssize_t a, double *res) noexcept nogil:
+    """Store the score of action a in state i into p.out (and p.outb) from
+    its softmax (sf, wv); res: n doubles of scratch."""
+    cdef Py_ssize_t c, j, n = p.n
+    cdef double sc, smax, rmax, lim
+    cdef char *o
+    cdef bint scaled
+    scaled = soft_residual(p, sf, wv, a, 1.0, res)
+    smax = 0.0
+    rmax = 0.0
+    for c in range(p.k):
+        smax = max(smax, fabs(tb[c]))
+    for j in range(n):
+        if not (fabs(res[j]) <= rmax) and rmax == rmax:   # a NaN sticks
+            rmax = fabs(res[j])
+    # The largest result entries, |s_c res_j| (and |res_j| when b is
+    # given): rounding is monotone, so these are exactly the largest
+    # entries as computed (before the float32 conversion).
+    lim = FLT_MAX if p.out_f32 else 1.7976931348623157e308
+    if scaled:
+        if not (smax * rmax <= lim and (p.outb == NULL or rmax <= lim)):
+            return NONFINITE_RESULT
+    else:
+        if not ((smax * rmax) / p.tau <= lim and (p.outb == NULL or rmax / p.tau <= lim)):
+            return NONFINITE_RESULT
+        score_unscaled(p, i, tb, res)
+        return OK
+    o = p.out + i * p.out_sb
+    if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
+        fsm_outer(<double *>o, p.out_s1 // sizeof(double), tb, p.k, res, n)
+    elif p.out_f32:
+        for c in range(p.k):
+            sc = tb[c]
+            for j in range(n):
+                (<float *>(o + c * p.out_s1 + j * p.out_s2))[0] = <float>(sc * res[j])
+    else:
+        for c in range(p.k):
+            sc = tb[c]
+            for j in range(n):
+                (<double *>(o + c * p.out_s1 + j * p.out_s2))[0] = sc * res[j]
+    if p.outb != NULL:
+        o = p.outb + i * p.outb_sb
+        for j in range(n):
+            store(o + j * p.outb_s, res[j], p.out_f32)
+    return OK
+
+
+cdef inline const MProb *score_view(const MProb *p, MProb *q) noexcept nogil:
+    """p with sample's score arrays as the outputs, for score_store: the score
+    of the drawn action is then formed by the score kind's own code."""
+    q[0] = p[0]
+    q.kind = K_SCORE
+    q.out, q.out_sb, q.out_s1, q.out_s2 = p.sc_w, p.sc_sb, p.sc_s1, p.sc_s2
+    q.outb, q.outb_sb, q.outb_s = p.sc_b, p.sc_bsb, p.sc_bs
+    return q
+
+
+cdef Status entropy_grad_store(const MProb *p, Py_ssize_t i, const double *tb, const Soft *sf,
+                               const double *zh, const double *zl, const double *wv, double h,
+                               double *coef) noexcept nogil:
+    """Store dH/dW (and dH/db) of state i into p.out (p.outb): outer(s, c) / tau
+    with c_j = dH/dz_j = -pi_j (log pi_j + H), log pi_j + H = (z_j - m) + h / l
+    (h = sum_k w_k (m - z_k)), so log1p(r) cancels without being subtracted.
+    A masked or underflowed action (w_j = 0) has c_j = 0 exactly."""
+    cdef Py_ssize_t c, j
+    cdef double v
+    cdef char *o = p.out + i * p.out_sb
+    for j in range(p.n):
+        coef[j] = 0.0
+        if wv[j] != 0.0:
+            coef[j] = -(wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l)
+    for c in range(p.k):
+        for j in range(p.n):
+            if not store_real(o + c * p.out_s1 + j * p.out_s2, (tb[c] * coef[j]) / p.tau,
+                              p.out_f32):
+                return NONFINITE_RESULT
+    if p.outb != NULL:
+        o = p.outb + i * p.outb_sb
+        for j in range(p.n):
+            if not store_real(o + j * p.outb_s, coef[j] / p.tau, p.out_f32):
+                return NONFINITE_RESULT
+    return OK
+
+
 cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcept nogil:
     """All the per-state outputs of state i (every kind but loglik)."""
     cdef Py_ssize_t kp = p.kp, n = p.n, c, j, a = 0, best_j
@@ -441,10 +530,10 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef double *wv = zl + p.np_
     cdef double *res = zh           # score: the residual overwrites zh (read before)
     cdef Soft sf
-    cdef double sc, smax, rmax, h, lim
+    cdef double h
     cdef char *o
     cdef Status st
-    cdef bint scaled
+    cdef MProb q
     if p.act != NULL:
         a = action_of(p, i)
     st = state_load(p, i, tb)
@@ -468,6 +557,9 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                 h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
         if not store_real(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
+        if p.sc_w != NULL:
+            return entropy_grad_store(score_view(p, &q), i, tb, &sf, zh, zl, wv, h,
+                                      wv + p.np_)
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
         for j in range(n):
@@ -478,44 +570,10 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         if not store_real(p.outb + i * p.outb_sb, soft_log_pi(&sf, zh, zl, best_j),
                             p.out_f32):
             return NONFINITE_RESULT
+        if p.sc_w != NULL:
+            return score_store(score_view(p, &q), i, tb, &sf, wv, best_j, res)
     else:  # K_SCORE
-        scaled = soft_residual(p, &sf, wv, a, 1.0, res)
-        smax = 0.0
-        rmax = 0.0
-        for c in range(p.k):
-            smax = max(smax, fabs(tb[c]))
-        for j in range(n):
-            if not (fabs(res[j]) <= rmax) and rmax == rmax:   # a NaN sticks
-                rmax = fabs(res[j])
-        # The largest result entries, |s_c res_j| (and |res_j| when b is
-        # given): rounding is monotone, so these are exactly the largest
-        # entries as computed (before the float32 conversion).
-        lim = FLT_MAX if p.out_f32 else 1.7976931348623157e308
-        if scaled:
-            if not (smax * rmax <= lim and (p.outb == NULL or rmax <= lim)):
-                return NONFINITE_RESULT
-        else:
-            if not ((smax * rmax) / p.tau <= lim and (p.outb == NULL or rmax / p.tau <= lim)):
-                return NONFINITE_RESULT
-            score_unscaled(p, i, tb, res)
-            return OK
-        o = p.out + i * p.out_sb
-        if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
-            fsm_outer(<double *>o, p.out_s1 // sizeof(double), tb, p.k, res, n)
-        elif p.out_f32:
-            for c in range(p.k):
-                sc = tb[c]
-                for j in range(n):
-                    (<float *>(o + c * p.out_s1 + j * p.out_s2))[0] = <float>(sc * res[j])
-        else:
-            for c in range(p.k):
-                sc = tb[c]
-                for j in range(n):
-                    (<double *>(o + c * p.out_s1 + j * p.out_s2))[0] = sc * res[j]
-        if p.outb != NULL:
-            o = p.outb + i * p.outb_sb
-            for j in range(n):
-                store(o + j * p.outb_s, res[j], p.out_f32)
+        return score_store(p, i, tb, &sf, wv, a, res)
     return OK
 
 
@@ -1043,6 +1101,9 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef double *drow
     cdef double rs, h, v
     cdef char *o
+    cdef MProb qs
+    cdef const MProb *q
+    cdef double hdummy
     cdef Status st = block_soft(p, i0, rows, scratch, bb,
                                 p.kind == K_ENTROPY or p.kind == K_SAMPLE, &S, &ld, bad)
     if st != OK:
@@ -1081,6 +1142,15 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             if not store_real(p.outb + i * p.outb_sb, v, p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
+            if p.sc_w != NULL:
+                # score() takes states one at a time: its logits, bit for bit.
+                q = score_view(p, &qs)
+                qs.act = <const char *>&a
+                qs.act_s = 0
+                st = state_outputs(q, i, scratch)
+                if st != OK:
+                    bad[0] = i
+                    return st
         else:  # K_ENTROPY: log(1 + r) + sum_j w_j (m - z_j) / (1 + r)
             zrow = bb.zb + r * p.n
             drow = bb.dz + r * p.n
@@ -1091,6 +1161,16 @@ cdef Status states_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
             if not store_real(p.out + i * p.out_sb, bb.lr[r] + h / bb.l[r], p.out_f32):
                 bad[0] = i
                 return NONFINITE_RESULT
+            if p.sc_w != NULL:
+                # The gradient from the state's own logits, as a one-state call
+                # forms it; H stays the block's, bitwise entropy()'s.
+                qs = p[0]
+                qs.out = <char *>&hdummy
+                qs.out_sb = 0
+                st = state_outputs(&qs, i, scratch)
+                if st != OK:
+                    bad[0] = i
+                    return st
     return OK
 
 
@@ -1355,7 +1435,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
 
     # Results.
     cdef cnp.npy_intp dims[3]
-    cdef cnp.ndarray res = None, res_b = None
+    cdef cnp.ndarray res = None, res_b = None, res_s = None, res_sb = None
     cdef int rdim
     cdef double scalar_buf[1]
     cdef Py_ssize_t action_buf = 0
@@ -1424,6 +1504,22 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         else:
             p.out = <char *>&action_buf
             p.outb = <char *>&scalar_buf[0]
+    if grad and (kind == K_SAMPLE or kind == K_ENTROPY):
+        # sample's score / entropy's gradient: grad_W (and grad_b), score's layout
+        dims[1] = p.k
+        dims[2] = p.n
+        rdim = 3 if batch else 2
+        res_s = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
+        p.sc_w = <char *>cnp.PyArray_DATA(res_s)
+        p.sc_sb = cnp.PyArray_STRIDES(res_s)[0] if batch else 0
+        p.sc_s1 = cnp.PyArray_STRIDES(res_s)[rdim - 2]
+        p.sc_s2 = cnp.PyArray_STRIDES(res_s)[rdim - 1]
+        if b is not None:
+            dims[1] = p.n
+            res_sb = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
+            p.sc_b = <char *>cnp.PyArray_DATA(res_sb)
+            p.sc_bsb = cnp.PyArray_STRIDES(res_sb)[0] if batch else 0
+            p.sc_bs = cnp.PyArray_STRIDES(res_sb)[ndim - 1]
 
     # Values: N = 0, actions, masks, weights.
     cdef Py_ssize_t q, j
@@ -1558,11 +1654,16 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         return res
     if kind == K_SAMPLE:
         if batch:
-            return (res, res_b)
-        return (action_buf, make_scalar(scalar_buf, out_type))
-    if res is None:
-        return make_scalar(scalar_buf, out_type)
-    return res
+            drawn = (res, res_b)
+        else:
+            drawn = (action_buf, make_scalar(scalar_buf, out_type))
+        if not grad:
+            return drawn
+        return drawn + (res_s if b is None else (res_s, res_sb),)
+    value = make_scalar(scalar_buf, out_type) if res is None else res
+    if kind == K_ENTROPY and grad:
+        return (value, res_s if b is None else (res_s, res_sb))
+    return value
 
 
 cdef cnp.dtype DT_F32 = np.dtype(np.float32)
@@ -1777,8 +1878,12 @@ def log_prob(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_threads
     return call(K_LOG_PROB, s, W, a, b, mask, None, temperature, out, n_threads, 0, False)
 
 
-def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
+def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None,
+            grad=False):
     r"""Entropy of pi(. | s): a scalar for one state, (B,) for a batch.
+
+    With ``grad=True``, ``(H, grad)``: the gradient of each state's entropy
+    in W (and b), laid out as :func:`score` lays out its result.
 
     :math:`H = \log(1 + r) + \sum_k \pi_k (m - z_k)`, two non-negative terms.
 
@@ -1799,11 +1904,18 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     n_threads : int, optional
         OpenMP threads (``None``: what OpenMP allows now); the result does
         not depend on it.
+    grad : bool, default False
+        Also return ``dH/dW = outer(s, c) / tau`` (and ``dH/db = c / tau``)
+        with ``c_j = -pi_j (log pi_j + H)``; masked actions contribute 0.
 
     Returns
     -------
-    NumPy scalar or ndarray, shape (B,)
-        Of the result dtype; ``out`` itself when given.
+    H : NumPy scalar or ndarray, shape (B,)
+        Of the result dtype; ``out`` itself when given; the same bits with
+        or without ``grad``.
+    grad : ndarray or tuple of ndarray (only with ``grad=True``)
+        ``(k, N)`` or ``(B, k, N)``, or with ``b`` the pair
+        ``(grad_W, grad_b)``.
 
     Raises
     ------
@@ -1816,8 +1928,12 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     >>> import fastscore.matrix as fm
     >>> float(fm.entropy(np.zeros(3), np.zeros((3, 4))))  # log 4
     1.3862943611198906
+    >>> H, g = fm.entropy(np.ones(3), np.zeros((3, 4)), grad=True)  # a maximum: g = 0
+    >>> g.shape, float(np.abs(g).max())
+    ((3, 4), 0.0)
     """
-    return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
+    return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0,
+                bool(grad))
 
 
 def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):
@@ -1861,8 +1977,12 @@ def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None)
     return call(K_PROBS, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
 
 
-def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=None):
+def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=None,
+           score=False):
     r"""Draw actions from pi(. | s) by Gumbel-max: ``(actions, log_probs)``.
+
+    With ``score=True``, also the score of each drawn action in one call:
+    ``(actions, log_probs, grad)``, the policy-gradient step's three inputs.
 
     Parameters
     ----------
@@ -1884,12 +2004,20 @@ def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=Non
     n_threads : int, optional
         OpenMP threads (``None``: what OpenMP allows now); the result does
         not depend on it.
+    score : bool, default False
+        Also return the score ``grad_W log pi(action | s)`` of the drawn
+        actions.
 
     Returns
     -------
     actions : int-like NumPy scalar, or ndarray of intp, shape (B,)
+        The same with or without ``score``.
     log_probs : NumPy scalar or ndarray, shape (B,)
         Bitwise what :func:`log_prob` returns for the drawn actions.
+    grad : ndarray or tuple of ndarray (only with ``score=True``)
+        Bitwise ``score(s, W, actions, b=b, mask=mask,
+        temperature=temperature)``: ``(k, N)`` or ``(B, k, N)``, or with
+        ``b`` the pair ``(grad_W, grad_b)``.
 
     Raises
     ------
@@ -1904,9 +2032,13 @@ def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=Non
     >>> actions, log_probs = fm.sample(S, W, seed=7)
     >>> bool(np.all(actions == fm.sample(S, W, seed=7)[0])), log_probs.shape
     (True, (5,))
+    >>> a, lp, g = fm.sample(np.ones(3), W, seed=7, score=True)
+    >>> g.shape, bool(np.array_equal(g, fm.score(np.ones(3), W, a)))
+    ((3, 4), True)
     """
     cdef uint64_t key = seed_key(seed)
-    return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key, False)
+    return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key,
+                bool(score))
 
 
 def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=1.0,

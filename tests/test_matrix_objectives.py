@@ -1,0 +1,251 @@
+"""The actor objectives of the state-input form: sample(score=True).
+
+The score of the drawn action must be bitwise what score() returns for it,
+and the draws bitwise what sample() returns without it; the score itself is
+checked against a longdouble reference written here."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastscore.matrix as fm
+
+
+def _eq(x, y):
+    if isinstance(x, tuple):
+        return len(x) == len(y) and all(_eq(u, v) for u, v in zip(x, y))
+    return np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
+
+
+def _score_ld(s, W, a, b, mask, tau):
+    """outer(s, e_a - pi) / tau in longdouble (s, W rounded exactly)."""
+    s = np.asarray(s, np.longdouble)
+    z = s @ np.asarray(W, np.longdouble)
+    if b is not None:
+        z = z + np.asarray(b, np.longdouble)
+    z = z / np.longdouble(tau)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p = p / p.sum(axis=-1, keepdims=True)
+    e = np.zeros_like(p)
+    np.put_along_axis(e.reshape(-1, p.shape[-1]), np.asarray(a).reshape(-1, 1), 1, axis=1)
+    r = (e - p) / np.longdouble(tau)
+    return s[..., :, None] * r[..., None, :], r
+
+
+def _check(s, W, b=None, mask=None, tau=1.0, seed=5, n_threads=None):
+    kw = dict(b=b, mask=mask, temperature=tau, seed=seed, n_threads=n_threads)
+    a0, lp0 = fm.sample(s, W, **kw)
+    a, lp, g = fm.sample(s, W, score=True, **kw)
+    assert _eq(a, a0) and _eq(lp, lp0)
+    assert _eq(g, fm.score(s, W, a, b=b, mask=mask, temperature=tau))
+    return a, lp, g
+
+
+@pytest.mark.parametrize("B", [None, 7, 3000])
+@pytest.mark.parametrize("with_b", [False, True])
+def test_sample_score_bitwise_and_accurate(rng, B, with_b):
+    k, n = 64, 10
+    s = rng.standard_normal((B, k) if B else k)
+    W = 0.3 * rng.standard_normal((k, n))
+    b = rng.standard_normal(n) if with_b else None
+    a, lp, g = _check(s, W, b)
+    gw_ref, gb_ref = _score_ld(s, W, a, b, None, 1.0)
+    gw = g[0] if with_b else g
+    assert gw.shape == ((B, k, n) if B else (k, n))
+    err = np.max(np.abs(gw - gw_ref)) / np.max(np.abs(gw_ref))
+    assert err < 1e-12
+    if with_b:
+        assert np.max(np.abs(g[1] - gb_ref)) / np.max(np.abs(gb_ref)) < 1e-12
+
+
+def test_sample_score_mask_temperature_float32(rng):
+    k, n, B = 5, 6, 2000
+    s = rng.standard_normal((B, k))
+    W = rng.standard_normal((k, n))
+    mask = rng.random((B, n)) < 0.6
+    mask[:, 2] = True
+    a, _, g = _check(s, W, rng.standard_normal(n), mask=mask, tau=0.7)
+    assert np.all(mask[np.arange(B), a])
+    gw, gb = g
+    assert np.all(np.isfinite(gw)) and np.all(gb[~mask] == 0.0)
+    assert np.all(gw.transpose(0, 2, 1)[~mask] == 0.0)
+    a32, lp32, g32 = _check(s.astype(np.float32), W.astype(np.float32), tau=0.7)
+    assert g32.dtype == np.float32 and lp32.dtype == np.float32
+
+
+def test_sample_score_threads_bitwise(rng):
+    s = rng.standard_normal((5000, 16))
+    W = rng.standard_normal((16, 8))
+    runs = [fm.sample(s, W, seed=11, score=True, n_threads=t) for t in (1, 2, 3)]
+    for r in runs[1:]:
+        assert _eq(r, runs[0])
+    _check(s, W, n_threads=3)
+
+
+def test_sample_score_one_state_types(rng):
+    s, W = rng.standard_normal(4), rng.standard_normal((4, 3))
+    a, lp, g = fm.sample(s, W, seed=2, score=True)
+    assert isinstance(a, int) and np.ndim(lp) == 0 and g.shape == (4, 3)
+    assert len(fm.sample(s, W, seed=2)) == 2
+
+
+def test_sample_score_bad_inputs(rng):
+    W = rng.standard_normal((4, 3))
+    with pytest.raises(ValueError, match="s must be"):
+        fm.sample(np.ones((2, 2, 4)), W, score=True)
+    with pytest.raises(ValueError, match="W contains NaN"):
+        fm.sample(np.ones(4), np.full((4, 3), np.nan), score=True)
+    with pytest.raises(ValueError):
+        fm.sample(np.ones(4), W, mask=np.zeros(3, bool), score=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(1, 300), k=st.integers(1, 12), n=st.integers(1, 9),
+       scale=st.sampled_from([0.1, 1.0, 30.0]), tau=st.sampled_from([0.5, 1.0, 3.0]),
+       seed=st.integers(0, 2**32 - 1), with_b=st.booleans())
+def test_sample_score_property(B, k, n, scale, tau, seed, with_b):
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((B, k))
+    W = scale * rng.standard_normal((k, n))
+    b = rng.standard_normal(n) if with_b else None
+    a, _, g = _check(s, W, b, tau=tau, seed=seed)
+    # Each state's score sums to zero over the actions (e_a - pi sums to 0).
+    gw = g[0] if with_b else g
+    assert np.all(np.abs(gw.sum(axis=2)) <= 1e-12 * (1 + np.abs(s)) * n / tau + 1e-300)
+
+
+# ---------------------------------------------------------------------------
+# entropy(grad=True)
+
+def _entropy_grad_ld(s, W, b, mask, tau):
+    """dH/dW, dH/db in longdouble: c = -pi (log pi + H), masked c = 0."""
+    s = np.asarray(s, np.longdouble)
+    z = s @ np.asarray(W, np.longdouble)
+    if b is not None:
+        z = z + np.asarray(b, np.longdouble)
+    z = z / np.longdouble(tau)
+    legal = np.ones(z.shape, bool) if mask is None else np.broadcast_to(mask, z.shape)
+    z = np.where(legal, z, -np.inf)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    p = e / e.sum(axis=-1, keepdims=True)
+    logp = np.where(legal, z - np.log(e.sum(axis=-1, keepdims=True)), 0)
+    H = -(np.where(legal, p * logp, 0)).sum(axis=-1)
+    c = np.where(legal, -p * (logp + H[..., None]), 0) / np.longdouble(tau)
+    return H, s[..., :, None] * c[..., None, :], c
+
+
+def _rel(got, want):
+    return float(np.max(np.abs(np.asarray(got, np.longdouble) - want)) / np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("B", [None, 9, 3000])
+@pytest.mark.parametrize("with_b", [False, True])
+def test_entropy_grad_oracle_and_bits(rng, B, with_b):
+    k, n = 20, 7
+    s = rng.standard_normal((B, k) if B else k)
+    W = 0.5 * rng.standard_normal((k, n))
+    b = rng.standard_normal(n) if with_b else None
+    H, g = fm.entropy(s, W, b=b, temperature=0.8, grad=True)
+    assert _eq(H, fm.entropy(s, W, b=b, temperature=0.8))
+    H_ld, gw_ld, gb_ld = _entropy_grad_ld(s, W, b, None, 0.8)
+    gw = g[0] if with_b else g
+    assert gw.shape == ((B, k, n) if B else (k, n))
+    assert _rel(gw, gw_ld) < 1e-10
+    if with_b:
+        assert _rel(g[1], gb_ld) < 1e-10
+
+
+def test_entropy_grad_finite_differences(rng):
+    k, n = 6, 5
+    s = rng.standard_normal(k)
+    W = rng.standard_normal((k, n))
+    b = rng.standard_normal(n)
+    _, (gw, gb) = fm.entropy(s, W, b=b, grad=True)
+    h = 1e-6
+    for c, j in [(0, 0), (2, 3), (5, 4)]:
+        Wp, Wm = W.copy(), W.copy()
+        Wp[c, j] += h
+        Wm[c, j] -= h
+        fd = (fm.entropy(s, Wp, b=b) - fm.entropy(s, Wm, b=b)) / (2 * h)
+        assert abs(fd - gw[c, j]) < 1e-7
+    for j in range(n):
+        bp, bm = b.copy(), b.copy()
+        bp[j] += h
+        bm[j] -= h
+        assert abs((fm.entropy(s, W, b=bp) - fm.entropy(s, W, b=bm)) / (2 * h) - gb[j]) < 1e-7
+
+
+def test_entropy_grad_nearly_deterministic(rng):
+    # pi_max = 1 - O(e^-30): the gradient is tiny and must keep its digits.
+    k, n = 4, 5
+    s = rng.standard_normal(k)
+    W = rng.standard_normal((k, n))
+    b = np.zeros(n)
+    b[1] = 40.0
+    _, (gw, gb) = fm.entropy(s, W, b=b, grad=True)
+    _, gw_ld, gb_ld = _entropy_grad_ld(s, W, b, None, 1.0)
+    assert np.max(np.abs(gb)) < 1e-10
+    nz = gb_ld != 0
+    assert np.max(np.abs((gb[nz] - gb_ld[nz]) / gb_ld[nz])) < 1e-10
+
+
+def test_entropy_grad_mask_threads_float32(rng):
+    B, k, n = 4000, 8, 6
+    s = rng.standard_normal((B, k))
+    W = rng.standard_normal((k, n))
+    mask = rng.random((B, n)) < 0.5
+    mask[:, 0] = True
+    runs = [fm.entropy(s, W, mask=mask, grad=True, n_threads=t) for t in (1, 2, 3)]
+    for r in runs[1:]:
+        assert _eq(r, runs[0])
+    H, g = runs[0]
+    assert np.all(np.isfinite(g)) and np.all(g.transpose(0, 2, 1)[~mask] == 0.0)
+    _, gw_ld, _ = _entropy_grad_ld(s, W, None, mask, 1.0)
+    assert _rel(g, gw_ld) < 1e-10
+    H32, g32 = fm.entropy(s.astype(np.float32), W.astype(np.float32), grad=True)
+    assert g32.dtype == np.float32 and H32.dtype == np.float32
+    _, gw_ld32, _ = _entropy_grad_ld(s.astype(np.float32), W.astype(np.float32), None, None, 1.0)
+    assert _rel(g32, gw_ld32) < 1e-5
+
+
+@settings(max_examples=40, deadline=None)
+@given(B=st.integers(1, 200), k=st.integers(1, 10), n=st.integers(1, 8),
+       scale=st.sampled_from([0.1, 1.0, 10.0]), tau=st.sampled_from([0.5, 1.0, 2.0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_entropy_grad_property(B, k, n, scale, tau, seed):
+    rng = np.random.default_rng(seed)
+    s = rng.standard_normal((B, k))
+    W = scale * rng.standard_normal((k, n))
+    b = rng.standard_normal(n)
+    H, (gw, gb) = fm.entropy(s, W, b=b, temperature=tau, grad=True)
+    assert _eq(H, fm.entropy(s, W, b=b, temperature=tau))
+    _, gw_ld, gb_ld = _entropy_grad_ld(s, W, b, None, tau)
+    # Absolute to the scale of the largest pi |log pi| / tau term.
+    assert np.max(np.abs(gb - gb_ld)) <= 1e-12 * (np.log(n + 1) + 1) / tau
+    # sum_j dH/dz_j = 0: the entropy is invariant to shifting every logit.
+    assert np.all(np.abs(gb.sum(axis=1)) <= 1e-12 * (np.log(n + 1) + 1) * n / tau)
+
+
+def test_entropy_grad_bad_inputs(rng):
+    W = rng.standard_normal((4, 3))
+    with pytest.raises(ValueError, match="W contains NaN"):
+        fm.entropy(np.ones((3000, 4)), np.full((4, 3), np.nan), grad=True)
+    with pytest.raises(ValueError, match="b must have shape"):
+        fm.entropy(np.ones(4), W, b=np.ones(2), grad=True)
+    with pytest.raises(ValueError, match="s contains NaN|NaN"):
+        fm.entropy(np.full((3000, 4), np.nan), W, grad=True)
+
+
+def test_reference_entropy_grad_agrees(rng):
+    from fastscore import reference
+    s = rng.standard_normal((50, 5))
+    W = rng.standard_normal((5, 4))
+    b = rng.standard_normal(4)
+    H, (gw, gb) = fm.entropy(s, W, b=b, grad=True)
+    Hr, (gwr, gbr) = reference.matrix_entropy_grad(s, W, b=b)
+    np.testing.assert_allclose(H, Hr, rtol=1e-12)
+    np.testing.assert_allclose(gw, gwr, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(gb, gbr, rtol=1e-9, atol=1e-14)
