@@ -77,5 +77,6 @@ def loglik(
     grad: bool = False,
     mask: Optional[ArrayLike] = None,
     temperature: float = 1.0,
+    entropy_weight: float = 0.0,
     n_threads: Optional[int] = None,
 ) -> Union[np.floating, tuple[np.floating, _Real], tuple[np.floating, tuple[_Real, _Real]]]: ...

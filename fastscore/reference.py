@@ -311,20 +311,30 @@ def matrix_score(s, W, a, *, b=None, mask=None, temperature=1.0, out=None, n_thr
 
 
 def matrix_loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=1.0,
-                  n_threads=None):
-    """sum_i w_i log pi(a_i | s_i) and, with grad, sum_i w_i outer(s_i, e_a_i - pi_i) / tau.
+                  entropy_weight=0.0, n_threads=None):
+    """sum_i w_i log pi(a_i | s_i) + beta sum_i H_i and, with grad, its gradient
+    sum_i outer(s_i, w_i (e_a_i - pi_i) - beta pi_i (log pi_i + H_i)) / tau.
 
-    The batch gradient a user writes: S.T @ R with R = w (onehot - P) / tau.
+    The batch gradient a user writes: S.T @ R with R = w (onehot - P) / tau
+    (plus the entropy's term).
     """
     s, z, p = _matrix_probs(s, W, b, mask, temperature)
     a = np.asarray(a)
+    logl = np.log(np.exp(z).sum(axis=-1))
     za = np.take_along_axis(z, a.reshape(z.shape[:-1] + (1,)), axis=-1)[..., 0]
-    lp = za - np.log(np.exp(z).sum(axis=-1))
+    lp = za - logl
     w = np.ones_like(lp) if weights is None else np.asarray(weights, dtype=p.dtype)
     value = (w * lp).sum()
+    if entropy_weight:
+        with np.errstate(invalid="ignore"):
+            logp = np.where(p > 0, z - logl[..., None], 0.0)
+        H = -(p * logp).sum(axis=-1)
+        value = value + entropy_weight * H.sum()
     if not grad:
         return value
     r = (_onehot(a, p.shape, p.dtype) - p) * (w[..., None] / p.dtype.type(temperature))
+    if entropy_weight:
+        r = r - (entropy_weight / p.dtype.type(temperature)) * p * (logp + H[..., None])
     if s.ndim == 1:
         gw, gb = np.outer(s, r), r
     else:

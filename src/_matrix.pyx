@@ -54,7 +54,7 @@ from _common cimport (
 
 import numpy as np
 
-from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask
+from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask, coerce_entropy_weight
 
 cnp.import_array()
 init_kernels()
@@ -145,6 +145,7 @@ cdef struct MProb:
     const char *mask       # NULL: every action legal
     Py_ssize_t mask_sb, mask_sn
     const char *wts        # loglik weights or NULL
+    double beta            # loglik's entropy weight (0: no entropy term)
     Py_ssize_t wts_s
     bint wts_f32
     char *out              # score: grad_W; log_prob, entropy, probs; sample: actions
@@ -710,21 +711,45 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
         return st
     lp = soft_log_pi(&sf, zh, zl, a)
     scaled = soft_residual(p, &sf, wv, a, wi, res)
+    if p.beta != 0.0:
+        part[0] += p.beta * entropy_residual(p, &sf, zh, zl, wv, scaled, res)
     accumulate_state(p, tb if grad_w else NULL, res, scaled, lp, wi, part)
     return OK
 
 
+cdef double entropy_residual(const MProb *p, const Soft *sf, const double *zh, const double *zl,
+                             const double *wv, bint scaled, double *res) noexcept nogil:
+    """res += beta dH/dz (/ tau when scaled, as soft_residual left res), with
+    dH/dz_j = -pi_j ((z_j - m) + h / l), h = sum_k w_k (m - z_k): log(1 + r)
+    cancels in log pi_j + H and is never formed.  Returns H."""
+    cdef Py_ssize_t j
+    cdef double h = 0.0, c = p.beta
+    for j in range(p.n):
+        if wv[j] != 0.0:
+            h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
+    if scaled and p.tau != 1.0:
+        c = c / p.tau
+    for j in range(p.n):
+        if wv[j] != 0.0:
+            res[j] -= c * ((wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l))
+    return fs_log1p(sf.r) + h / sf.l
+
+
 cdef void loglik_row_unscaled(const MProb *p, Py_ssize_t a, double f0, double oth,
                               double lp, double wi, const double *sv, double *zrow,
-                              double *part) noexcept nogil:
+                              const double *ent_coef, double *part) noexcept nogil:
     """Add one row of a BLAS block whose residual overflows with its 1 / tau:
     res = f0 (e_a - pi) unscaled (zrow: the weights exp(z_j - m), oth: the sum
-    of all but a's), each term divided by tau after its product, as
-    accumulate_state does; zrow is left 0 for the block's dgemm."""
+    of all but a's), plus beta times ent_coef (block_entropy's, if not NULL),
+    each term divided by tau after its product, as accumulate_state does;
+    zrow is left 0 for the block's dgemm."""
     cdef Py_ssize_t j
     for j in range(p.n):
         zrow[j] = -zrow[j] * f0
     zrow[a] = oth * f0
+    if ent_coef != NULL:
+        for j in range(p.n):
+            zrow[j] += p.beta * ent_coef[j]
     accumulate_state(p, sv, zrow, False, lp, wi, part)
     for j in range(p.n):
         zrow[j] = 0.0
@@ -1021,6 +1046,22 @@ cdef Status block_soft(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
     return OK
 
 
+cdef double block_entropy(const MProb *p, const double *w, const double *dz, double fr,
+                          double log_l, double *coef) noexcept nogil:
+    """One row of a block: coef_j = dH/dz_j = -pi_j ((z_j - m) + h / l) from the
+    weights w_j = exp(z_j - m), dz_j = z_j - m and fr = 1 / l, with h = sum_k
+    w_k (m - z_k) (entropy_residual's formula); returns H = log(l) + h / l.
+    Masked and underflowed actions (w_j = 0) get exactly 0."""
+    cdef Py_ssize_t j
+    cdef double h = 0.0
+    for j in range(p.n):
+        if w[j] != 0.0:
+            h -= w[j] * dz[j]
+    for j in range(p.n):
+        coef[j] = -((w[j] * fr) * (dz[j] + h * fr)) if w[j] != 0.0 else 0.0
+    return log_l + h * fr
+
+
 cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratch,
                          const BlockBufs *bb, double *part, bint grad_w,
                          Py_ssize_t *bad) noexcept nogil:
@@ -1033,7 +1074,9 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef double *zb = bb.zb
     cdef double *zrow
     cdef double wi, lp, f, wa, base
-    cdef Status st = block_soft(p, i0, rows, scratch, bb, False, &S, &ld, bad)
+    cdef Status st = block_soft(p, i0, rows, scratch, bb, p.beta != 0.0, &S, &ld, bad)
+    cdef double h, ent = 0.0
+    cdef double *coef = scratch + 3 * p.kp + 3 * p.np_   # the state scratch's res (np_ >= N)
     if st != OK:
         return st
     # Pass 3a, per row: r = 1 - pi_max and 1 - pi_a (unnormalised), from
@@ -1070,16 +1113,28 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         f = wi * bb.fr[r]
         if p.tau != 1.0:
             f = f / p.tau
+        if p.beta != 0.0:
+            # The entropy's sum h and its coefficients, from the weights before
+            # the residual overwrites them (bb.dz: z - m).
+            ent = block_entropy(p, zrow, bb.dz + r * p.n, bb.fr[r], bb.lr[r], coef)
         if not isfinite(bb.oth[r] * f):
             # 1 / tau overflows (see soft_residual; oth[r] f is the entry of
             # largest magnitude): the row's terms are added here, each
             # divided by tau after its product, and its row of R zeroed.
-            loglik_row_unscaled(p, a, wi * bb.fr[r], bb.oth[r], lp, wi, S + r * ld, zrow, part)
+            loglik_row_unscaled(p, a, wi * bb.fr[r], bb.oth[r], lp, wi, S + r * ld, zrow,
+                                coef if p.beta != 0.0 else NULL, part)
+            if p.beta != 0.0:
+                part[0] += p.beta * ent
             continue
         for j in range(p.n):
             zrow[j] = -zrow[j] * f
         zrow[a] = bb.oth[r] * f
         part[0] += wi * lp
+        if p.beta != 0.0:
+            h = p.beta if p.tau == 1.0 else p.beta / p.tau
+            for j in range(p.n):
+                zrow[j] += h * coef[j]
+            part[0] += p.beta * ent
         for j in range(p.n):
             part[1 + j] += zrow[j]
     if grad_w and p.k > 0:
@@ -1351,11 +1406,12 @@ cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
 
 cdef object canonical(int kind, object s, object W, object a, object b, object mask,
                       object weights, object temperature, object out, object n_threads,
-                      uint64_t key, bint grad):
+                      uint64_t key, bint grad, double beta=0.0):
     """The call on canonical inputs; NotImplemented when one needs coercion."""
     cdef MProb p
     memset(&p, 0, sizeof(MProb))
     p.kind = kind
+    p.beta = beta
     p.key = key
     if not is_real_kernel_array(s):
         return NotImplemented
@@ -1742,8 +1798,10 @@ def coerce_args(s, W, a, b, mask, weights, bint has_action):
 
 
 cdef object call(int kind, object s, object W, object a, object b, object mask, object weights,
-                 object temperature, object out, object n_threads, uint64_t key, bint grad):
-    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad)
+                 object temperature, object out, object n_threads, uint64_t key, bint grad,
+                 double beta=0.0):
+    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
+                       beta)
     if result is not NotImplemented:
         return result
     outs = out if isinstance(out, tuple) else (out,)
@@ -1753,7 +1811,8 @@ cdef object call(int kind, object s, object W, object a, object b, object mask, 
             check_out_disjoint(<cnp.ndarray>o, (s, W, a, b, mask, weights))
     has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
     s, W, a, b, mask, weights = coerce_args(s, W, a, b, mask, weights, has_action)
-    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad)
+    result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
+                       beta)
     if result is NotImplemented:
         raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     return result
@@ -2042,8 +2101,16 @@ def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=Non
 
 
 def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=1.0,
-           n_threads=None):
+           entropy_weight=0.0, n_threads=None):
     r"""Weighted log-likelihood :math:`\sum_i w_i \log \pi(a_i \mid s_i)`, and its gradient.
+
+    With ``entropy_weight=beta`` the objective is the entropy-regularised
+    one of A2C and PPO, :math:`\sum_i w_i \log \pi(a_i \mid s_i) + \beta
+    \sum_i H(\pi_i)` (the entropies are not weighted by ``w``), its value and
+    gradient in the same pass: the entropy's gradient in the logits,
+    :math:`-\pi_j (\log \pi_j + H)`, is formed as :math:`-\pi_j ((z_j - m) +
+    \sum_k \pi_k (m - z_k))` (no :math:`\log(1 + r)` cancels) and joins the
+    residual before the second matrix product; masked actions add exactly 0.
 
     No (B, N) array larger than one block and no (B, k, N) array is formed;
     for large batches the two matrix products go to BLAS (dgemm) block by
@@ -2069,6 +2136,9 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
         Legal actions (masked ones get probability exactly 0).
     temperature : float, default 1.0
         ``tau > 0``.
+    entropy_weight : float, default 0.0
+        ``beta``, the weight of the entropy bonus; 0 gives the plain
+        log-likelihood, bit for bit.
     n_threads : int, optional
         OpenMP threads (``None``: what OpenMP allows now); the result does
         not depend on it.
@@ -2099,7 +2169,7 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
     (-2.079442, (3, 2))
     """
     return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
-                bool(grad))
+                bool(grad), coerce_entropy_weight(entropy_weight))
 
 
 def _log1p_block(double[::1] x):

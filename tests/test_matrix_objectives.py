@@ -249,3 +249,94 @@ def test_reference_entropy_grad_agrees(rng):
     np.testing.assert_allclose(H, Hr, rtol=1e-12)
     np.testing.assert_allclose(gw, gwr, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(gb, gbr, rtol=1e-9, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------
+# loglik(entropy_weight=): the A2C actor objective in one pass.
+
+def _ld_actor_objective(s, W, a, b, w, beta, mask, tau):
+    """sum w log pi(a) + beta sum H and its gradient, in longdouble."""
+    LDT = np.longdouble
+    s, W = s.astype(LDT), W.astype(LDT)
+    z = (s @ W + b.astype(LDT)) / LDT(tau)
+    z = np.where(mask, z, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    # log l = log1p(the other actions' weights): log(sum) would lose the
+    # digits of a nearly deterministic state's log pi and entropy.
+    others = e.copy()
+    others[np.arange(len(a)), np.argmax(z, axis=1)] = 0
+    logl = np.log1p(others.sum(axis=1, keepdims=True))
+    pi = e / e.sum(axis=1, keepdims=True)
+    logpi = np.where(mask, z - logl, 0)
+    H = -(pi * logpi).sum(axis=1)
+    rows = np.arange(len(a))
+    value = (w.astype(LDT) * logpi[rows, a]).sum() + LDT(beta) * H.sum()
+    R = -pi * w.astype(LDT)[:, None]
+    R[rows, a] += w.astype(LDT)
+    R += LDT(beta) * (-pi * (logpi + H[:, None]))
+    R /= LDT(tau)
+    return value, s.T @ R, R.sum(axis=0)
+
+
+@pytest.mark.parametrize("batch", [1, 9, 3000])      # one state, per-state, BLAS blocks
+@pytest.mark.parametrize("scale", [0.1, 3.0])        # plain and split block logits
+def test_loglik_entropy_weight_against_longdouble(batch, scale):
+    rng = np.random.default_rng(batch + int(10 * scale))
+    k, n = 64, 10
+    s = rng.standard_normal((batch, k))
+    W = scale * rng.standard_normal((k, n))
+    b = rng.standard_normal(n)
+    a = rng.integers(0, n, batch)
+    w = rng.standard_normal(batch)
+    mask = rng.random((batch, n)) < 0.7
+    mask[np.arange(batch), a] = True
+    for tau in (1.0, 0.6):
+        v, (gw, gb) = fm.loglik(s, W, a, b=b, weights=w, entropy_weight=0.3, mask=mask,
+                                temperature=tau, grad=True)
+        v_want, gw_want, gb_want = _ld_actor_objective(s, W, a, b, w, 0.3, mask, tau)
+        # The sums over states cancel (any-sign weights): checked against their scale.
+        assert abs(v - v_want) <= 1e-12 * np.abs(v_want)
+        for got, want in ((gw, gw_want), (gb, gb_want)):
+            assert np.abs(got - want).max() <= 1e-12 * max(np.abs(want).max(), 1.0)
+        assert np.isfinite(gw).all()
+        # The value alone is the value with the gradient, and threads change no bit.
+        assert fm.loglik(s, W, a, b=b, weights=w, entropy_weight=0.3, mask=mask,
+                         temperature=tau) == v
+        v1, (gw1, gb1) = fm.loglik(s, W, a, b=b, weights=w, entropy_weight=0.3, mask=mask,
+                                   temperature=tau, grad=True, n_threads=1)
+        assert v1 == v and np.array_equal(gw1, gw) and np.array_equal(gb1, gb)
+
+
+def test_loglik_entropy_weight_zero_is_loglik_and_fd():
+    rng = np.random.default_rng(5)
+    s = rng.standard_normal((2000, 16))
+    W = rng.standard_normal((16, 5)) * 0.5
+    a = rng.integers(0, 5, 2000)
+    w = rng.standard_normal(2000)
+    v0, g0 = fm.loglik(s, W, a, weights=w, grad=True)
+    v, g = fm.loglik(s, W, a, weights=w, grad=True, entropy_weight=0.0)
+    assert v == v0 and np.array_equal(g, g0)
+    # Central differences of the regularised objective in W.
+    beta = 0.7
+    v_beta, g = fm.loglik(s, W, a, weights=w, grad=True, entropy_weight=beta)
+    h = 1e-6
+    for (c, j) in [(0, 0), (3, 2), (15, 4)]:
+        Wp, Wm = W.copy(), W.copy()
+        Wp[c, j] += h
+        Wm[c, j] -= h
+        fd = (fm.loglik(s, Wp, a, weights=w, entropy_weight=beta)
+              - fm.loglik(s, Wm, a, weights=w, entropy_weight=beta)) / (2 * h)
+        assert abs(fd - g[c, j]) <= 1e-6 * max(1.0, abs(g[c, j]))
+    # And the NumPy reference agrees.
+    from fastscore import reference
+    vr, gr = reference.matrix_loglik(s, W, a, weights=w, grad=True, entropy_weight=beta)
+    assert abs(v_beta - vr) <= 1e-9 * abs(vr) and np.allclose(g, gr, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("beta, exc", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                       ("0.1", TypeError), (True, TypeError), (None, TypeError)])
+def test_loglik_entropy_weight_bad(beta, exc):
+    s, W = np.ones((3, 2)), np.zeros((2, 4))
+    with pytest.raises(exc, match="entropy_weight"):
+        fm.loglik(s, W, [0, 1, 2], entropy_weight=beta, grad=True)
