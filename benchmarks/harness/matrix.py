@@ -6,7 +6,8 @@ the NumPy a user writes for one state.  Batches (a minibatch, and a
 multinomial-logit fit): loglik(grad=True) against the NumPy reference, the
 minibatch also with weights of scale 0.01 to 10 (trained weights and raw
 features: past about 0.2 the plain logits' error bound fails and blocks take
-the split logits),
+the split logits), and the A2C update (advantage weights and
+entropy_weight=0.01, against the NumPy reference with the same objective),
 scikit-learn's multinomial loss gradient plus the matrix products (if
 scikit-learn is installed), and the floor: the two BLAS products alone,
 ``S @ W`` and ``S.T @ R``, timed in the same run.
@@ -55,6 +56,9 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("minibatch", "loglik", (4096, 64, 10)),
     *(Workload(f"minibatch |W| {scale:g}", "loglik", (4096, 64, 10), w_scale=scale)
       for scale in (0.01, 0.1, 1.0, 10.0)),
+    # The A2C actor update: advantage-weighted loglik plus an entropy bonus.
+    *(Workload(f"a2c |W| {scale:g}", "a2c", (4096, 64, 10), w_scale=scale)
+      for scale in (0.1, 1.0)),
     Workload("mnl fit", "loglik", (1_000_000, 20, 10), quick_shape=(100_000, 20, 10)),
 )
 
@@ -158,12 +162,14 @@ def calls_and_check(work: Workload, dtype: str, quick: bool,
     S = rng.standard_normal((b, k)).astype(t)
     a = rng.integers(0, n, size=b)
     R = rng.standard_normal((b, n)).astype(t)
+    if work.op == "a2c":
+        options.update(weights=rng.standard_normal(b).astype(t), entropy_weight=0.01)
     calls = {
-        "numpy": functools.partial(reference.matrix_loglik, S, W, a, grad=True),
+        "numpy": functools.partial(reference.matrix_loglik, S, W, a, grad=True, **options),
         "fastscore": functools.partial(fm.loglik, S, W, a, grad=True, **options),
         "floor": lambda: (S @ W, S.T @ R),
     }
-    loss = _sklearn_loss(n)
+    loss = _sklearn_loss(n) if work.op == "loglik" else None
     if loss is not None:
         y = a.astype(t)
 
