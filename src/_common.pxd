@@ -163,6 +163,7 @@ cdef enum Status:
     ALL_MASKED = 4
     NONFINITE_S = 5        # the state-input form: NaN or inf in s
     NONFINITE_W = 6        # the state-input form: NaN or inf in W (found by the pass)
+    KL_FAR = 7             # kl: the two policies' logits too far apart (state_kl)
 
 
 cdef enum:

@@ -44,7 +44,7 @@ from fastscore._coerce import (
 )
 
 from _common cimport (
-    ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, OK,
+    ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, KL_FAR, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, OK,
     Choices, Status, as_temperature, as_thread_count, check_out, check_out_disjoint,
     first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
     fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
@@ -797,6 +797,10 @@ cdef void entropy_grad(const real_t *phi_type, const Problem *pr, const StateVie
 # Above this, x is too large for p expm1(x) (it may overflow where p is tiny):
 # that product is then exp(log p + x) - p.
 cdef double KL_BIG = 600.0
+# Where a term needs exp(log p + x) with |log p| + |x| beyond this, the two
+# large numbers cancel to an exponent off by about 2u times it (4e-12 here):
+# policies that far apart are refused (KL_FAR) rather than answered inexactly.
+cdef double KL_EXACT = 16384.0
 
 
 cdef inline double p_expm1(double p, double log_p, double x) noexcept nogil:
@@ -840,24 +844,29 @@ cdef Status state_kl(const real_t *phi_type, const Problem *pr, const StateView 
     cdef const real_t *row_c = <const real_t *>(v.phi + p.kmax * pr.phi_sn)
     cdef double inv_l = 1.0 / (1.0 + p.r), log_l = fs_log1p(p.r)
     cdef double dc, dc_lo, dk, dk_lo, zm, u, u_max = 0.0, t = 0.0, L, x, pk, e, acc = 0.0
+    cdef double big = 0.0
     cdef Py_ssize_t k
     cdef int n_rows
     cdef bint grad = (pr.outputs & OUT_KL_GRAD) != 0
     q.theta = pr.theta2
     dc = row_logit(row_c, &q, &dc_lo)
     if not (isfinite(dc) and isfinite(dc_lo)):
-        return NONFINITE_LOGIT
+        return KL_FAR
     for k in range(v.n):
         if wk.z[2 * k] == -INFINITY:
             continue
         dk = row_logit(<const real_t *>(v.phi + k * pr.phi_sn), &q, &dk_lo)
         if not (isfinite(dk) and isfinite(dk_lo)):
-            return NONFINITE_LOGIT
+            return KL_FAR   # the pass's logits were finite: their difference overflows
         wk.dz[k] = diff2(dk, dk_lo, dc, dc_lo)
         # u_k = log(l pi_k) + constant: pi's logit relative to row c's.
-        u = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) + wk.dz[k]
+        zm = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo)
+        u = zm + wk.dz[k]
         if u > u_max:
             u_max = u
+        big = max(big, fabs(zm) + fabs(wk.dz[k]))
+    if u_max > KL_BIG and big > KL_EXACT:
+        return KL_FAR
     if u_max <= KL_BIG:
         for k in range(v.n):
             if wk.z[2 * k] != -INFINITY:
@@ -880,6 +889,8 @@ cdef Status state_kl(const real_t *phi_type, const Problem *pr, const StateView 
                 zm = diff2(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) - log_l
                 pk = exp_diff(wk.z[2 * k], wk.z[2 * k + 1], p.m, p.m_lo) * inv_l
                 x = wk.dz[k] - L
+                if x > KL_BIG and fabs(zm) + fabs(x) > KL_EXACT:
+                    return KL_FAR
                 e = p_expm1(pk, zm, x)
                 acc += (pk * expm1_minus(x)) if x <= KL_BIG else (e - pk * x)
                 if grad and k != p.kmax and e != 0.0:
@@ -1505,6 +1516,13 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
     raise_common_status(st, b, batch)
     if st == NONFINITE_LOGIT:
         raise ValueError(bad_row_message(pr, b, state))
+    if st == KL_FAR:
+        raise ValueError(
+            f"kl: theta_ref and theta are too far apart for {state}: its logits under the two "
+            f"differ by more than {KL_EXACT:g} (or their difference overflows: a tiny "
+            f"temperature), where KL(pi_ref || pi) computed from their difference would lose "
+            f"its accuracy (such a KL is of the order of that difference); compare closer "
+            f"policies, or scale theta_ref and theta down")
     raise ValueError(
         f"the result for {state} overflows: it is not finite in the output dtype "
         f"({'float32' if pr.out_f32 else 'float64'}); the temperature is too small, or phi "
@@ -2117,6 +2135,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood of the taken actions, with its
 
 def kl(phi, theta_ref, theta, *, mask=None, temperature=1.0, offsets=None, grad=False, out=None,
        n_threads=None):
+    # theta_ref checked here first, so that its errors name it (run_call
+    # checks it as the pass's theta).
+    theta_ref = coerce_theta(theta_ref, "theta_ref")
     theta_new = coerce_theta(theta, "theta")
     if np.shape(theta_ref) != theta_new.shape:
         raise ValueError(

@@ -207,6 +207,25 @@ def ref_probs(p: Problem):
     return _stack(p, per, np.shape(p.phi)[1:-1])
 
 
+def _state_kl(phi, theta_ref, theta, mask, tau):
+    """sum pi_ref (log pi_ref - log pi) over the legal rows, in float64."""
+    zr = _logits(phi, theta_ref, mask, tau)
+    z = _logits(phi, theta, mask, tau)
+    legal = np.isfinite(zr)
+    lr = (zr - zr.max()) - np.log(np.exp(zr - zr.max()).sum())
+    lp = (z - z.max()) - np.log(np.exp(z - z.max()).sum())
+    return np.sum(np.where(legal, np.exp(lr) * (np.where(legal, lr, 0) - np.where(legal, lp, 0)),
+                           0.0))
+
+
+def ref_kl(p: Problem, kw):
+    theta_ref = np.asarray(kw["theta_ref"], dtype=np.float64)
+    if theta_ref.shape != p.theta.shape or not np.all(np.isfinite(theta_ref)):
+        raise ValueError("no clear reference")
+    vals = [_state_kl(x, theta_ref, p.theta, m, p.temperature) for x, _, m in p.states()]
+    return np.float64(vals[0]) if p.layout == "single" else np.array(vals, np.float64)
+
+
 def ref_loglik(p: Problem, grad=False, hess=False):
     """Sums over the states, starting from zeros of the right shape (an empty
     batch gives 0.0, zeros(d), zeros((d, d)))."""
@@ -364,12 +383,12 @@ ENTRIES = [
           ("phi", "theta", "a"), _ALL_LAYOUTS,
           lambda p, kw: ref_loglik(p, bool(kw.get("grad")), bool(kw.get("hess"))),
           result_kind="tuple", needs_flags=("grad", "hess")),
-    # KL(pi_ref || pi) with theta_ref = theta: 0 for every state.
+    # KL(pi_ref || pi) of the arguments as called (a mutation may change
+    # theta_ref alone: the reference reads it from the call's kwargs).
     Entry("kl", _with_offsets({"phi": "features", "theta_ref": "params", "theta": "params",
                                "mask": "mask", "temperature": "temperature", "out": "out",
                                "n_threads": "n_threads"}),
-          ("phi", "theta_ref", "theta"), _ALL_LAYOUTS,
-          lambda p, kw: np.zeros(()) if p.layout == "single" else np.zeros(p.n_states),
+          ("phi", "theta_ref", "theta"), _ALL_LAYOUTS, ref_kl,
           out_shape=lambda p: () if p.layout == "single" else (p.n_states,)),
 ]
 

@@ -222,3 +222,20 @@ def test_bad_inputs():
         fastscore.loglik(phi, th, a, hess=True, entropy_weight=0.1)
     with pytest.raises(ValueError, match="phi must be 2-D"):
         fastscore.entropy(phi[0, 0], th, grad=True)
+
+
+def test_kl_of_policies_too_far_apart_is_refused():
+    """theta_ref = 1e10 theta: the difference form would cancel (an exponent
+    off by ~1e-6, found by the fuzzer at 1e30), so the call refuses, naming
+    both parameters; a moderate distance is still answered."""
+    rng = np.random.default_rng(0)
+    phi = rng.standard_normal((2100, 32))
+    theta = rng.standard_normal(32)
+    for scale in (1e10, 1e30):
+        with pytest.raises(ValueError, match="theta_ref and theta are too far apart"):
+            fastscore.kl(phi, scale * theta, theta)
+    z_ref, z = phi @ (10 * theta), phi @ theta
+    lr = z_ref - z_ref.max() - np.log(np.exp(z_ref - z_ref.max()).sum())
+    lp = z - z.max() - np.log(np.exp(z - z.max()).sum())
+    want = float((np.exp(lr) * (lr - lp)).sum())
+    assert abs(fastscore.kl(phi, 10 * theta, theta) - want) <= 1e-11 * want
