@@ -2187,8 +2187,9 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_{\mathrm{ref}} \,\|\,
         ``grad`` of shape (d,) or (B, d).  float32 when ``phi``,
         ``theta_ref`` and ``theta`` are all float32, else float64.
 {raises}
-        Also for NaN or inf in ``theta_ref`` or ``theta``, or when they
-        differ in shape.
+        Also for NaN or inf in ``theta_ref`` or ``theta``, when they differ
+        in shape, or when a state's logits under the two differ by more
+        than about 16384 (the difference form would lose its accuracy).
 
     See Also
     --------
