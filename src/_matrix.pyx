@@ -495,20 +495,35 @@ cdef inline const MProb *score_view(const MProb *p, MProb *q) noexcept nogil:
     return q
 
 
+cdef inline double soft_entropy_sum(const MProb *p, const Soft *sf, const double *zh,
+                                   const double *zl, const double *wv) noexcept nogil:
+    """h = sum_k w_k (m - z_k) over the actions with a weight: H = log1p(r) + h / l."""
+    cdef Py_ssize_t j
+    cdef double h = 0.0
+    for j in range(p.n):
+        if wv[j] != 0.0:
+            h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
+    return h
+
+
+cdef inline double soft_entropy_coef(const Soft *sf, const double *zh, const double *zl,
+                                     const double *wv, double h, Py_ssize_t j) noexcept nogil:
+    """dH/dz_j = -pi_j (log pi_j + H), log pi_j + H = (z_j - m) + h / l, so
+    log1p(r) cancels without being subtracted; exactly 0 where w_j = 0."""
+    if wv[j] == 0.0:
+        return 0.0
+    return -(wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l)
+
+
 cdef Status entropy_grad_store(const MProb *p, Py_ssize_t i, const double *tb, const Soft *sf,
                                const double *zh, const double *zl, const double *wv, double h,
                                double *coef) noexcept nogil:
     """Store dH/dW (and dH/db) of state i into p.out (p.outb): outer(s, c) / tau
-    with c_j = dH/dz_j = -pi_j (log pi_j + H), log pi_j + H = (z_j - m) + h / l
-    (h = sum_k w_k (m - z_k)), so log1p(r) cancels without being subtracted.
-    A masked or underflowed action (w_j = 0) has c_j = 0 exactly."""
+    with c_j = dH/dz_j (soft_entropy_coef; h from soft_entropy_sum)."""
     cdef Py_ssize_t c, j
-    cdef double v
     cdef char *o = p.out + i * p.out_sb
     for j in range(p.n):
-        coef[j] = 0.0
-        if wv[j] != 0.0:
-            coef[j] = -(wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l)
+        coef[j] = soft_entropy_coef(sf, zh, zl, wv, h, j)
     for c in range(p.k):
         for j in range(p.n):
             if not store_real(o + c * p.out_s1 + j * p.out_s2, (tb[c] * coef[j]) / p.tau,
@@ -552,10 +567,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         if not store_real(p.out + i * p.out_sb, soft_log_pi(&sf, zh, zl, a), p.out_f32):
             return NONFINITE_RESULT
     elif p.kind == K_ENTROPY:
-        h = 0.0
-        for j in range(n):
-            if wv[j] != 0.0:
-                h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
+        h = soft_entropy_sum(p, &sf, zh, zl, wv)
         if not store_real(p.out + i * p.out_sb, fs_log1p(sf.r) + h / sf.l, p.out_f32):
             return NONFINITE_RESULT
         if p.sc_w != NULL:
@@ -719,19 +731,15 @@ cdef Status loglik_state(const MProb *p, Py_ssize_t i, double *scratch, double *
 
 cdef double entropy_residual(const MProb *p, const Soft *sf, const double *zh, const double *zl,
                              const double *wv, bint scaled, double *res) noexcept nogil:
-    """res += beta dH/dz (/ tau when scaled, as soft_residual left res), with
-    dH/dz_j = -pi_j ((z_j - m) + h / l), h = sum_k w_k (m - z_k): log(1 + r)
-    cancels in log pi_j + H and is never formed.  Returns H."""
+    """res += beta dH/dz (/ tau when scaled, as soft_residual left res), dH/dz
+    by soft_entropy_coef.  Returns H."""
     cdef Py_ssize_t j
-    cdef double h = 0.0, c = p.beta
-    for j in range(p.n):
-        if wv[j] != 0.0:
-            h += wv[j] * ((sf.m - zh[j]) + (sf.m_lo - zl[j]))
+    cdef double h = soft_entropy_sum(p, sf, zh, zl, wv), c = p.beta
     if scaled and p.tau != 1.0:
         c = c / p.tau
     for j in range(p.n):
         if wv[j] != 0.0:
-            res[j] -= c * ((wv[j] / sf.l) * (((zh[j] - sf.m) + (zl[j] - sf.m_lo)) + h / sf.l))
+            res[j] += c * soft_entropy_coef(sf, zh, zl, wv, h, j)
     return fs_log1p(sf.r) + h / sf.l
 
 
@@ -1075,7 +1083,7 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
     cdef double *zrow
     cdef double wi, lp, f, wa, base
     cdef Status st = block_soft(p, i0, rows, scratch, bb, p.beta != 0.0, &S, &ld, bad)
-    cdef double h, ent = 0.0
+    cdef double bt, ent = 0.0
     cdef double *coef = scratch + 3 * p.kp + 3 * p.np_   # the state scratch's res (np_ >= N)
     if st != OK:
         return st
@@ -1131,9 +1139,9 @@ cdef Status loglik_block(const MProb *p, Py_ssize_t i0, int rows, double *scratc
         zrow[a] = bb.oth[r] * f
         part[0] += wi * lp
         if p.beta != 0.0:
-            h = p.beta if p.tau == 1.0 else p.beta / p.tau
+            bt = p.beta if p.tau == 1.0 else p.beta / p.tau
             for j in range(p.n):
-                zrow[j] += h * coef[j]
+                zrow[j] += bt * coef[j]
             part[0] += p.beta * ent
         for j in range(p.n):
             part[1 + j] += zrow[j]
