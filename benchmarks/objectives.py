@@ -75,7 +75,7 @@ def fastscore_step(s, W, G, adv, t):
     return a
 
 
-def time_loop(step, states, advs, W, make_arg):
+def seconds_per_step(step, states, advs, W, make_arg):
     G = np.zeros_like(W)
     t0 = time.perf_counter()
     for t in range(STEPS):
@@ -100,10 +100,10 @@ def main() -> None:
         if numba is not None:
             _numba_step(states[0], W, np.zeros_like(W), 1.0, 0.5)  # compile
         for _ in range(args.repeat):  # interleaved, so drifts hit every column alike
-            runs["fastscore"].append(time_loop(fastscore_step, states, advs, W, lambda t: t))
-            runs["numpy"].append(time_loop(numpy_step, states, advs, W, lambda t: gen))
+            runs["fastscore"].append(seconds_per_step(fastscore_step, states, advs, W, lambda t: t))
+            runs["numpy"].append(seconds_per_step(numpy_step, states, advs, W, lambda t: gen))
             if numba is not None:
-                runs["numba"].append(time_loop(_numba_step, states, advs, W, lambda t: us[t]))
+                runs["numba"].append(seconds_per_step(_numba_step, states, advs, W, lambda t: us[t]))
         med = {key: (np.median(v) * 1e6 if v else float("nan")) for key, v in runs.items()}
         print(f"{scale:>6} {med['fastscore']:>10.2f} {med['numpy']:>8.2f} {med['numba']:>8.2f}"
               f" {med['numpy'] / med['fastscore']:>8.2f} {med['numba'] / med['fastscore']:>8.2f}")

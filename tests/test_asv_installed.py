@@ -123,6 +123,18 @@ def test_asv_quick_dry_run(installed):
         assert name in out, out
 
 
+def test_asv_check_finds_no_problems(installed):
+    """`asv check` (CI runs it): every module under benchmarks/ is scanned, so
+    a helper named like a benchmark (``time_*``) in a script fails it."""
+    python, tree, home = installed
+    env = dict(os.environ, HOME=str(home))
+    env.pop("PYTHONPATH", None)
+    _run([str(python), "-m", "asv", "machine", "--yes"], cwd=tree, env=env)
+    out = _run([str(python), "-m", "asv", "check", "--python=same"], cwd=tree, env=env,
+               timeout=600).stdout
+    assert "No problems found" in out, out
+
+
 def test_asv_skips_the_zarr_example_without_zarr(installed):
     pytest.importorskip("distributed")
     out = _asv_dry_run(installed, [r"bench_dask\.DaskScaling\."], hide=["zarr"])
