@@ -52,7 +52,7 @@ fi
 . "$work/venv/bin/activate"
 # scipy: fastscore.matrix cimports its BLAS (scipy.linalg.cython_blas) to build
 python -m pip install -q "setuptools>=77" "Cython>=3.1" "numpy>=2" "scipy>=1.11" "pytest>=7" \
-    "hypothesis>=6" "threadpoolctl>=3"
+    "hypothesis>=6" "threadpoolctl>=3" "mpmath>=1.3"
 
 cd "$work/src"
 # The test suite runs children from temporary directories: they import this copy.
