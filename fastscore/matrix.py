@@ -15,12 +15,15 @@ Functions (one state: ``s`` (k,), ``a`` int; a batch: ``s`` (B, k), ``a`` (B,)):
 * :func:`score` -- ``(k, N)`` or ``(B, k, N)``; with ``b``, ``(grad_W, grad_b)``
 * :func:`log_prob`, :func:`entropy` -- a scalar or ``(B,)``; ``entropy(...,
   grad=True)``: ``(H, grad)``, grad as :func:`score` lays it out
+* :func:`kl` -- ``KL(pi_ref || pi)``, a scalar or ``(B,)``, of the policies of
+  ``W_ref`` and ``W``; ``grad=True``: ``(KL, grad)``, grad in W as :func:`score`
+  lays it out
 * :func:`probs` -- ``(N,)`` or ``(B, N)``
 * :func:`sample` -- ``(actions, log_probs)`` by Gumbel-max; with ``score=True``,
   ``(actions, log_probs, score)``, the score of the drawn actions
 * :func:`loglik` -- ``sum_i w_i log pi(a_i | s_i)``; with ``grad=True``,
   ``(value, grad_W)`` or, with ``b``, ``(value, (grad_W, grad_b))``
 """
-from ._matrix import entropy, log_prob, loglik, probs, sample, score
+from ._matrix import entropy, kl, log_prob, loglik, probs, sample, score
 
-__all__ = ["score", "log_prob", "entropy", "probs", "sample", "loglik"]
+__all__ = ["score", "log_prob", "entropy", "kl", "probs", "sample", "loglik"]

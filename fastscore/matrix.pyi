@@ -41,6 +41,21 @@ def entropy(
 ) -> Union[
     np.floating, _Real, tuple[Union[np.floating, _Real], Union[_Real, tuple[_Real, _Real]]]
 ]: ...
+def kl(
+    s: ArrayLike,
+    W_ref: ArrayLike,
+    W: ArrayLike,
+    *,
+    b_ref: Optional[ArrayLike] = None,
+    b: Optional[ArrayLike] = None,
+    mask: Optional[ArrayLike] = None,
+    temperature: float = 1.0,
+    out: Optional[NDArray[np.floating]] = None,
+    n_threads: Optional[int] = None,
+    grad: bool = False,
+) -> Union[
+    np.floating, _Real, tuple[Union[np.floating, _Real], Union[_Real, tuple[_Real, _Real]]]
+]: ...
 def probs(
     s: ArrayLike,
     W: ArrayLike,

@@ -356,6 +356,28 @@ def matrix_entropy_grad(s, W, *, b=None, mask=None, temperature=1.0):
     return (H, gw) if b is None else (H, (gw, c))
 
 
+def matrix_kl(s, W_ref, W, *, b_ref=None, b=None, mask=None, temperature=1.0, grad=False,
+              out=None, n_threads=None):
+    """KL(pi_ref || pi) = sum pi_ref (log pi_ref - log pi) per state and, with
+    grad=True, its gradient in W, outer(s, pi - pi_ref) / tau (and in b,
+    (pi - pi_ref) / tau), as a user writes them (it loses relative accuracy
+    for nearly equal policies)."""
+    s, zr, pr = _matrix_probs(s, W_ref, b_ref, mask, temperature)
+    _, zq, pq = _matrix_probs(s, W, b, mask, temperature)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = zr - np.log(np.exp(zr).sum(axis=-1, keepdims=True))
+        lq = zq - np.log(np.exp(zq).sum(axis=-1, keepdims=True))
+        value = np.where(pr > 0, pr * (lr - lq), 0).sum(axis=-1)
+    if out is not None:
+        out[...] = value
+        value = out
+    if not grad:
+        return value
+    c = (pq - pr) / pq.dtype.type(temperature)
+    gw = s[..., :, None] * c[..., None, :]
+    return (value, gw) if b is None else (value, (gw, c))
+
+
 def matrix_sample_score(s, W, a, *, b=None, mask=None, temperature=1.0):
     """The score of given (drawn) actions, as sample(score=True) returns it."""
     return matrix_score(s, W, a, b=b, mask=mask, temperature=temperature)

@@ -39,7 +39,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsSsize_t, PyLong_AsUnsignedLongLong, PyLong_CheckExact
 from cpython.number cimport PyNumber_Index
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.math cimport isfinite
+from libc.math cimport exp, expm1, fabs, isfinite
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 from numpy.random cimport bitgen_t
@@ -202,6 +202,60 @@ cdef inline bint store_real(char *dst, double x, bint f32) noexcept nogil:
         return isfinite(xf)
     memcpy(dst, &x, sizeof(double))
     return isfinite(x)
+
+
+cdef enum:
+    # kl (both forms): above KL_BIG, x is too large for p expm1(x) (it may
+    # overflow where p is tiny), and that product is exp(log p + x) - p.
+    # Where a term needs exp(log p + x) with |log p| + |x| beyond KL_EXACT,
+    # the two large numbers cancel to an exponent off by about 2u times it
+    # (4e-12 here): policies that far apart are refused (KL_FAR) rather than
+    # answered inexactly.
+    KL_BIG = 600
+    KL_EXACT = 16384
+
+
+cdef inline double p_expm1(double p, double log_p, double x) noexcept nogil:
+    """p (e^x - 1), without overflow where p e^x <= 1 and x is large."""
+    if x <= KL_BIG:
+        return p * expm1(x)
+    return exp(log_p + x) - p
+
+
+cdef inline double expm1_minus(double x) noexcept nogil:
+    """f(x) = e^x - 1 - x >= 0 to full relative accuracy: for |x| <= 1/2 by
+    its series sum_{m=2}^{17} x^m / m! by Horner's rule (the first term left
+    out is below 1e-17 of the sum; the coefficients are 1/m! rounded), where
+    expm1(x) - x would cancel."""
+    cdef double t
+    if fabs(x) > 0.5:
+        return expm1(x) - x
+    t = 2.8114572543455206e-15
+    t = t * x + 4.779477332387385e-14
+    t = t * x + 7.647163731819816e-13
+    t = t * x + 1.1470745597729725e-11
+    t = t * x + 1.6059043836821613e-10
+    t = t * x + 2.08767569878681e-09
+    t = t * x + 2.505210838544172e-08
+    t = t * x + 2.755731922398589e-07
+    t = t * x + 2.7557319223985893e-06
+    t = t * x + 2.48015873015873e-05
+    t = t * x + 0.0001984126984126984
+    t = t * x + 0.001388888888888889
+    t = t * x + 0.008333333333333333
+    t = t * x + 0.041666666666666664
+    t = t * x + 0.16666666666666666
+    t = t * x + 0.5
+    return x * x * t
+
+
+cdef inline raise_kl_far(str state, str ref_name, str name):
+    raise ValueError(
+        f"kl: {ref_name} and {name} are too far apart for {state}: its logits under the two "
+        f"differ by more than {KL_EXACT:g} (or their difference overflows: a tiny "
+        f"temperature), where KL(pi_ref || pi) computed from their difference would lose "
+        f"its accuracy (such a KL is of the order of that difference); compare closer "
+        f"policies, or scale {ref_name} and {name} down")
 
 
 cdef inline bint is_native_aligned(cnp.ndarray arr) noexcept:

@@ -44,13 +44,13 @@ from fastscore._coerce import (
 )
 
 from _common cimport (
-    ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, KL_FAR, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, OK,
-    Choices, Status, as_temperature, as_thread_count, check_out, check_out_disjoint,
-    first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
+    ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, KL_BIG, KL_EXACT, KL_FAR, NO_MEMORY, NONFINITE_LOGIT,
+    NONFINITE_RESULT, OK, Choices, Status, as_temperature, as_thread_count, check_out,
+    check_out_disjoint, expm1_minus, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
     fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
     Room, is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
-    init_kernels, raise_bad_choice, raise_common_status, releases_gil, seed_key, store_real,
-    threads_pay,
+    init_kernels, p_expm1, raise_bad_choice, raise_common_status, raise_kl_far, releases_gil,
+    seed_key, store_real, threads_pay,
 )
 
 cnp.import_array()
@@ -794,35 +794,6 @@ cdef void entropy_grad(const real_t *phi_type, const Problem *pr, const StateVie
         block_accumulate(g, row_c, rows, cs, n_rows, pr.d)
 
 
-# Above this, x is too large for p expm1(x) (it may overflow where p is tiny):
-# that product is then exp(log p + x) - p.
-cdef double KL_BIG = 600.0
-# Where a term needs exp(log p + x) with |log p| + |x| beyond this, the two
-# large numbers cancel to an exponent off by about 2u times it (4e-12 here):
-# policies that far apart are refused (KL_FAR) rather than answered inexactly.
-cdef double KL_EXACT = 16384.0
-
-
-cdef inline double p_expm1(double p, double log_p, double x) noexcept nogil:
-    """p (e^x - 1), without overflow where p e^x <= 1 and x is large."""
-    if x <= KL_BIG:
-        return p * expm1(x)
-    return exp(log_p + x) - p
-
-
-cdef inline double expm1_minus(double x) noexcept nogil:
-    """f(x) = e^x - 1 - x >= 0 to full relative accuracy: for |x| <= 1/2 by
-    its series x^2/2 (1 + x/3 (1 + x/4 (1 + ... x/17))) (the first term left
-    out is below 1e-17 of the sum), where expm1(x) - x would cancel."""
-    cdef double t = 1.0
-    cdef int n
-    if fabs(x) > 0.5:
-        return expm1(x) - x
-    for n in range(17, 2, -1):
-        t = 1.0 + t * x / n
-    return 0.5 * x * x * t
-
-
 cdef Status state_kl(const real_t *phi_type, const Problem *pr, const StateView *v,
                      const Partial *p, Work *wk, double *kl) noexcept nogil:
     """KL(pi_ref || pi) of state b into kl[0] and, with OUT_KL_GRAD,
@@ -1517,12 +1488,7 @@ cdef raise_status(Status st, Py_ssize_t b, bint batch, const Problem *pr):
     if st == NONFINITE_LOGIT:
         raise ValueError(bad_row_message(pr, b, state))
     if st == KL_FAR:
-        raise ValueError(
-            f"kl: theta_ref and theta are too far apart for {state}: its logits under the two "
-            f"differ by more than {KL_EXACT:g} (or their difference overflows: a tiny "
-            f"temperature), where KL(pi_ref || pi) computed from their difference would lose "
-            f"its accuracy (such a KL is of the order of that difference); compare closer "
-            f"policies, or scale theta_ref and theta down")
+        raise_kl_far(state, "theta_ref", "theta")
     raise ValueError(
         f"the result for {state} overflows: it is not finite in the output dtype "
         f"({'float32' if pr.out_f32 else 'float64'}); the temperature is too small, or phi "

@@ -35,7 +35,7 @@ calling thread.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, exp, fabs, fma, frexp, isfinite, ldexp, sqrt
+from libc.math cimport INFINITY, exp, fabs, fma, frexp, isfinite, ldexp, log, log1p, sqrt
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
@@ -44,12 +44,13 @@ from scipy.linalg.cython_blas cimport dgemm
 cimport numpy as cnp
 
 from _common cimport (
-    ALL_MASKED, FS_SPLIT_MAX, NO_MEMORY, NONFINITE_LOGIT, NONFINITE_RESULT, NONFINITE_S,
-    NONFINITE_W, OK, Choices, Status, as_temperature, as_thread_count, check_out,
-    check_out_disjoint, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p,
-    fs_now, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
-    Room, is_real_kernel_array, one_action, own_actions, own_mask, raise_bad_choice,
-    init_kernels, raise_common_status, releases_gil, seed_key, store_real, threads_pay,
+    ALL_MASKED, FS_SPLIT_MAX, KL_BIG, KL_EXACT, KL_FAR, NO_MEMORY, NONFINITE_LOGIT,
+    NONFINITE_RESULT, NONFINITE_S, NONFINITE_W, OK, Choices, Status, as_temperature,
+    as_thread_count, check_out, check_out_disjoint, expm1_minus, first_bad_choice,
+    fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now, fs_padded, fs_record_failure,
+    fs_split, fs_theta, fs_threads_judge, Room, is_real_kernel_array, one_action, own_actions,
+    own_mask, p_expm1, raise_bad_choice, init_kernels, raise_common_status, raise_kl_far,
+    releases_gil, seed_key, store_real, threads_pay,
 )
 
 import numpy as np
@@ -124,6 +125,7 @@ cdef enum Kind:
     K_PROBS = 3
     K_SAMPLE = 4
     K_LOGLIK = 5
+    K_KL = 6
 
 
 cdef struct MProb:
@@ -158,6 +160,13 @@ cdef struct MProb:
     Py_ssize_t sc_sb, sc_s1, sc_s2
     char *sc_b             # and grad_b (or NULL)
     Py_ssize_t sc_bsb, sc_bs
+    # kl: the pass's W and b are W_ref and b_ref; W - W_ref is dwt (transposed,
+    # (n, k)) + dw_lo ((k, n), NULL where every difference is exact), exactly;
+    # b - b_ref is db + db_lo (NULL without b)
+    const double *dwt
+    const double *dw_lo
+    const double *db
+    const double *db_lo
 
 
 cdef struct Soft:
@@ -223,22 +232,28 @@ cdef void state_split(const MProb *p, double *tb, fs_theta *th) noexcept nogil:
     th.lo = tb + 2 * kp
 
 
-cdef inline void finish_logit(const MProb *p, Py_ssize_t j, double hi, double lo,
-                              double *zh, double *zl) noexcept nogil:
-    """(hi + lo + b_j) / tau as an unevaluated sum."""
+cdef inline void finish_sum(const double *bias, double tau, Py_ssize_t j, double hi, double lo,
+                            double *zh, double *zl) noexcept nogil:
+    """(hi + lo + bias_j) / tau as an unevaluated sum (bias may be NULL)."""
     cdef double t, bb, z, bj
-    if p.bias != NULL:
-        bj = p.bias[j]
+    if bias != NULL:
+        bj = bias[j]
         t = hi + bj                      # TwoSum(hi, b_j)
         bb = t - hi
         lo += (hi - (t - bb)) + (bj - bb)
         hi = t
-    if p.tau != 1.0:
-        z = hi / p.tau
-        lo = (fma(-z, p.tau, hi) + lo) / p.tau  # fma: hi - z tau, exactly
+    if tau != 1.0:
+        z = hi / tau
+        lo = (fma(-z, tau, hi) + lo) / tau  # fma: hi - z tau, exactly
         hi = z
     zh[0] = hi
     zl[0] = lo
+
+
+cdef inline void finish_logit(const MProb *p, Py_ssize_t j, double hi, double lo,
+                              double *zh, double *zl) noexcept nogil:
+    """(hi + lo + b_j) / tau as an unevaluated sum."""
+    finish_sum(p.bias, p.tau, j, hi, lo, zh, zl)
 
 
 cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, const double *wt,
@@ -261,11 +276,12 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, const
 # One thread's scratch (doubles), from the start: tb (3 kp: s_i and its Dot2
 # split, zero padding kept), zh, zl, wv, res (np_ each), a flag and W.T
 # (k n, built on first use by wt_of), the flag of W's split (built on first
-# use by block_split_logits, in the block buffers); the blocks add their own
-# buffers after it.
+# use by block_split_logits, in the block buffers), kl's np_; the blocks add
+# their own buffers after it.
 
 cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
-    return 3 * p.kp + 4 * p.np_ + 2 + p.k * p.n
+    # kl adds the low parts of its logit differences (state_kl) at the end
+    return 3 * p.kp + 4 * p.np_ + 2 + p.k * p.n + (p.np_ if p.kind == K_KL else 0)
 
 
 cdef inline void scratch_init(const MProb *p, double *scratch) noexcept nogil:
@@ -520,20 +536,122 @@ cdef Status entropy_grad_store(const MProb *p, Py_ssize_t i, const double *tb, c
                                double *coef) noexcept nogil:
     """Store dH/dW (and dH/db) of state i into p.out (p.outb): outer(s, c) / tau
     with c_j = dH/dz_j (soft_entropy_coef; h from soft_entropy_sum)."""
-    cdef Py_ssize_t c, j
-    cdef char *o = p.out + i * p.out_sb
+    cdef Py_ssize_t j
     for j in range(p.n):
         coef[j] = soft_entropy_coef(sf, zh, zl, wv, h, j)
-    for c in range(p.k):
+    return coef_grad_store(p, i, tb, coef)
+
+
+cdef Status coef_grad_store(const MProb *p, Py_ssize_t i, const double *tb,
+                            const double *coef) noexcept nogil:
+    """Store the gradient in W (and b) of a function of state i's logits into
+    p.out (p.outb): outer(s, c) / tau (and c / tau), c_j its derivative in z_j."""
+    cdef Py_ssize_t c, j
+    cdef char *o = p.out + i * p.out_sb
+    cdef double smax = 0.0, cmax = 0.0
+    if p.tau == 1.0 and not p.out_f32 and p.out_s2 == sizeof(double) \
+            and p.out_s1 % sizeof(double) == 0:
+        # (s_c c_j) / 1 is s_c c_j: the vectorised outer product, the same
+        # bits, once its largest entry (rounding is monotone) is known finite.
+        for c in range(p.k):
+            smax = max(smax, fabs(tb[c]))
         for j in range(p.n):
-            if not store_real(o + c * p.out_s1 + j * p.out_s2, (tb[c] * coef[j]) / p.tau,
-                              p.out_f32):
+            if not isfinite(coef[j]):
                 return NONFINITE_RESULT
+            cmax = max(cmax, fabs(coef[j]))
+        if not isfinite(smax * cmax):
+            return NONFINITE_RESULT
+        fsm_outer(<double *>o, p.out_s1 // sizeof(double), tb, p.k, coef, p.n)
+    else:
+        for c in range(p.k):
+            for j in range(p.n):
+                if not store_real(o + c * p.out_s1 + j * p.out_s2, (tb[c] * coef[j]) / p.tau,
+                                  p.out_f32):
+                    return NONFINITE_RESULT
     if p.outb != NULL:
         o = p.outb + i * p.outb_sb
         for j in range(p.n):
             if not store_real(o + j * p.outb_s, coef[j] / p.tau, p.out_f32):
                 return NONFINITE_RESULT
+    return OK
+
+
+cdef Status state_kl(const MProb *p, Py_ssize_t i, double *tb, const double *zh,
+                     const double *zl, const double *wv, const Soft *sf, double *dz,
+                     double *dl, double *kl) noexcept nogil:
+    """KL(pi_ref || pi) of state i into kl[0], and dKL/dz = pi - pi_ref into dz
+    (dl: n doubles of scratch).
+
+    The pass gave pi_ref (zh, zl, wv, sf: its W is W_ref).  Delta_j = (s .
+    (W_j - W_ref_j) + b_j - b_ref_j) / tau as hi + lo: the difference's high
+    part by a compensated dot like the logits, its low part (at most u of it)
+    by a plain one.  d_j = Delta_j - Delta_c, c the action most probable under
+    pi_ref (d_c = 0 exactly), so pi - pi_ref is never formed by subtraction.  With L = log
+    sum_j pi_ref_j e^{d_j} and x_j = d_j - L, KL = sum_j pi_ref_j f(x_j), f(x)
+    = e^x - 1 - x >= 0: no term cancels another, so nearly equal policies keep
+    the relative accuracy.  L = log1p(sum_j pi_ref_j expm1(d_j)), unless pi's
+    logits relative to c's exceed KL_BIG (policies far apart): then a shifted
+    log-sum-exp.  The phi form's state_kl is the same algorithm."""
+    cdef Py_ssize_t j, c = sf.amax
+    cdef double dc, dc_lo, hi, lo, zm, u, u_max = 0.0, big = 0.0, t = 0.0, L, x, pk, e
+    cdef double acc = 0.0, others = 0.0
+    cdef double log_l = fs_log1p(sf.r)
+    cdef fs_theta th
+    state_split(p, tb, &th)
+    if p.dw_lo != NULL:
+        fsm_gemv(tb, p.dw_lo, p.n, p.k, p.n, dl, NULL)
+    for j in range(p.n):
+        if zh[j] == -INFINITY:
+            continue
+        hi = fs_dot2_f64(p.dwt + j * p.k, &th, p.k, &lo)
+        if p.dw_lo != NULL:
+            lo += dl[j]
+        if p.db != NULL:
+            lo += p.db_lo[j]
+        finish_sum(p.db, p.tau, j, hi, lo, &dz[j], &dl[j])
+        if not (isfinite(dz[j]) and isfinite(dl[j])):
+            return KL_FAR   # the pass's logits were finite: their difference overflows
+    dc, dc_lo = dz[c], dl[c]
+    for j in range(p.n):
+        if zh[j] == -INFINITY:
+            dz[j] = 0.0
+            continue
+        dz[j] = (dz[j] - dc) + (dl[j] - dc_lo)
+        # u_j = log(l pi_j) + constant: pi's logit relative to action c's.
+        zm = (zh[j] - sf.m) + (zl[j] - sf.m_lo)
+        u = zm + dz[j]
+        if u > u_max:
+            u_max = u
+        big = max(big, fabs(zm) + fabs(dz[j]))
+    if u_max > KL_BIG and big > KL_EXACT:
+        return KL_FAR
+    if u_max <= KL_BIG:
+        for j in range(p.n):
+            if zh[j] != -INFINITY:
+                zm = (zh[j] - sf.m) + (zl[j] - sf.m_lo)
+                t += p_expm1(wv[j] / sf.l, zm - log_l, dz[j])
+        L = log1p(t)
+    else:
+        for j in range(p.n):
+            if zh[j] != -INFINITY:
+                t += exp((zh[j] - sf.m) + (zl[j] - sf.m_lo) + dz[j] - u_max)
+        L = u_max + log(t) - log_l
+    for j in range(p.n):
+        if zh[j] == -INFINITY:
+            continue   # dz[j] = 0: a masked action contributes nothing
+        zm = (zh[j] - sf.m) + (zl[j] - sf.m_lo) - log_l
+        pk = wv[j] / sf.l
+        x = dz[j] - L
+        if x > KL_BIG and fabs(zm) + fabs(x) > KL_EXACT:
+            return KL_FAR
+        e = p_expm1(pk, zm, x)
+        acc += (pk * expm1_minus(x)) if x <= KL_BIG else (e - pk * x)
+        dz[j] = e
+        if j != c:
+            others += e
+    # pi_c - pi_ref_c as minus the others' sum, so the gradient's entries sum to 0.
+    dz[c] = -others
+    kl[0] = acc
     return OK
 
 
@@ -546,7 +664,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
     cdef double *wv = zl + p.np_
     cdef double *res = zh           # score: the residual overwrites zh (read before)
     cdef Soft sf
-    cdef double h
+    cdef double h, kl
     cdef char *o
     cdef Status st
     cdef MProb q
@@ -573,6 +691,15 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
         if p.sc_w != NULL:
             return entropy_grad_store(score_view(p, &q), i, tb, &sf, zh, zl, wv, h,
                                       wv + p.np_)
+    elif p.kind == K_KL:
+        st = state_kl(p, i, tb, zh, zl, wv, &sf, wv + p.np_,
+                      scratch + 3 * kp + 4 * p.np_ + 2 + p.k * p.n, &kl)
+        if st != OK:
+            return st
+        if not store_real(p.out + i * p.out_sb, kl, p.out_f32):
+            return NONFINITE_RESULT
+        if p.sc_w != NULL:
+            return coef_grad_store(score_view(p, &q), i, tb, wv + p.np_)
     elif p.kind == K_PROBS:
         o = p.out + i * p.out_sb
         for j in range(n):
@@ -1395,6 +1522,8 @@ cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
     cdef str state = f"state {i}" if batch else "the state"
     cdef str why
     raise_common_status(st, i, batch)
+    if st == KL_FAR:
+        raise_kl_far(state, "W_ref", "W")
     if st == NONFINITE_S:
         raise ValueError(f"s contains NaN or inf (in {state})")
     if st == NONFINITE_LOGIT:
@@ -1412,10 +1541,61 @@ cdef raise_status(Status st, Py_ssize_t i, bint batch, const MProb *p):
         f"({'float32' if p.out_f32 else 'float64'}); {why}, for that dtype")
 
 
+cdef inline double at2(cnp.ndarray x, Py_ssize_t c, Py_ssize_t j) noexcept:
+    """x[c, j] of a float32 or float64 2-D array, as double."""
+    cdef const char *q = <const char *>cnp.PyArray_DATA(x) + c * cnp.PyArray_STRIDES(x)[0]
+    if cnp.PyArray_NDIM(x) == 2:
+        q += j * cnp.PyArray_STRIDES(x)[1]
+    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+        return (<const float *>q)[0]
+    return (<const double *>q)[0]
+
+
+cdef inline void two_diff(double a, double b, double *hi, double *lo) noexcept nogil:
+    """a - b = hi + lo exactly (TwoSum)."""
+    cdef double t = a - b, bb = t - a
+    hi[0] = t
+    lo[0] = (a - (t - bb)) + (-b - bb)
+
+
+cdef cnp.ndarray kl_difference(MProb *p, cnp.ndarray w_ref, cnp.ndarray w_new,
+                               cnp.ndarray b_ref, cnp.ndarray b_new):
+    """kl's W - W_ref (its high part transposed) and b - b_ref, each as hi + lo exactly, in
+    one new array that p's dwt, dwt_lo, db, db_lo point into; ValueError for
+    NaN or inf in W or b (those of W_ref and b_ref are the pass's own checks)."""
+    cdef Py_ssize_t c, j, k = p.k, n = p.n
+    cdef cnp.npy_intp size = 2 * k * n + 2 * n
+    cdef cnp.ndarray buf = cnp.PyArray_EMPTY(1, &size, cnp.NPY_DOUBLE, 0)
+    cdef double *d = <double *>cnp.PyArray_DATA(buf)
+    cdef double x
+    cdef bint exact = True
+    for j in range(n):
+        for c in range(k):
+            x = at2(w_new, c, j)
+            if not isfinite(x):
+                raise ValueError(f"W contains NaN or inf (W[{c}, {j}])")
+            two_diff(x, at2(w_ref, c, j), &d[j * k + c], &d[k * n + c * n + j])
+            exact = exact and d[k * n + c * n + j] == 0.0
+    p.dwt = d
+    p.dw_lo = NULL if exact else d + k * n
+    if b_new is not None:
+        for j in range(n):
+            x = at2(b_new, j, 0)
+            if not isfinite(x):
+                raise ValueError(f"b contains NaN or inf (b[{j}])")
+            two_diff(x, at2(b_ref, j, 0), &d[2 * k * n + j], &d[2 * k * n + n + j])
+        p.db = d + 2 * k * n
+        p.db_lo = d + 2 * k * n + n
+    return buf
+
+
 cdef object canonical(int kind, object s, object W, object a, object b, object mask,
                       object weights, object temperature, object out, object n_threads,
-                      uint64_t key, bint grad, double beta=0.0):
-    """The call on canonical inputs; NotImplemented when one needs coercion."""
+                      uint64_t key, bint grad, double beta=0.0, object W2=None, object b2=None,
+                      str w_name="W", str b_name="b"):
+    """The call on canonical inputs; NotImplemented when one needs coercion.
+    kl: W and b are W_ref and b_ref (named by w_name, b_name), W2 and b2 the
+    policy the gradient is taken in."""
     cdef MProb p
     memset(&p, 0, sizeof(MProb))
     p.kind = kind
@@ -1442,9 +1622,20 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef cnp.ndarray w_arr = <cnp.ndarray>W
     if cnp.PyArray_NDIM(w_arr) != 2 or cnp.PyArray_DIMS(w_arr)[0] != p.k:
         raise ValueError(
-            f"W must have shape ({p.k}, N) to match s's last axis (k = {p.k}), got {np.shape(W)}")
+            f"{w_name} must have shape ({p.k}, N) to match s's last axis (k = {p.k}), got "
+            f"{np.shape(W)}")
     p.n = cnp.PyArray_DIMS(w_arr)[1]
     cdef bint all_f32 = p.s_f32 and cnp.PyArray_TYPE(w_arr) == cnp.NPY_FLOAT
+    cdef cnp.ndarray w2_arr = None, b2_arr = None
+    if W2 is not None:
+        if not is_real_kernel_array(W2):
+            return NotImplemented
+        w2_arr = <cnp.ndarray>W2
+        if cnp.PyArray_NDIM(w2_arr) != 2 or cnp.PyArray_DIMS(w2_arr)[0] != p.k or \
+                cnp.PyArray_DIMS(w2_arr)[1] != p.n:
+            raise ValueError(
+                f"W must have the shape of {w_name}, ({p.k}, {p.n}), got {np.shape(W2)}")
+        all_f32 = all_f32 and cnp.PyArray_TYPE(w2_arr) == cnp.NPY_FLOAT
 
     cdef cnp.ndarray b_arr = None
     if b is not None:
@@ -1453,8 +1644,16 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         b_arr = <cnp.ndarray>b
         if cnp.PyArray_NDIM(b_arr) != 1 or cnp.PyArray_DIMS(b_arr)[0] != p.n:
             raise ValueError(
-                f"b must have shape ({p.n},) to match W's last axis (N = {p.n}), got {np.shape(b)}")
+                f"{b_name} must have shape ({p.n},) to match {w_name}'s last axis (N = {p.n}), "
+                f"got {np.shape(b)}")
         all_f32 = all_f32 and cnp.PyArray_TYPE(b_arr) == cnp.NPY_FLOAT
+    if b2 is not None:
+        if not is_real_kernel_array(b2):
+            return NotImplemented
+        b2_arr = <cnp.ndarray>b2
+        if cnp.PyArray_NDIM(b2_arr) != 1 or cnp.PyArray_DIMS(b2_arr)[0] != p.n:
+            raise ValueError(f"b must have the shape of {b_name}, ({p.n},), got {np.shape(b2)}")
+        all_f32 = all_f32 and cnp.PyArray_TYPE(b2_arr) == cnp.NPY_FLOAT
 
     # The pass reads the call's own copies of the actions and the mask
     # (_common's own_*), checked by first_bad_choice before it.
@@ -1495,7 +1694,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef int n_threads_ = as_thread_count(n_threads)
     cdef int out_type = cnp.NPY_FLOAT if all_f32 else cnp.NPY_DOUBLE
     p.out_f32 = all_f32
-    inputs = None if out is None else (s_arr, w_arr, a, b_arr, mask, wts_arr)
+    inputs = None if out is None else (s_arr, w_arr, a, b_arr, mask, wts_arr, w2_arr, b2_arr)
 
     # Results.
     cdef cnp.npy_intp dims[3]
@@ -1533,7 +1732,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             p.outb = <char *>cnp.PyArray_DATA(res_b)
             p.outb_sb = cnp.PyArray_STRIDES(res_b)[0] if batch else 0
             p.outb_s = cnp.PyArray_STRIDES(res_b)[ndim - 1]
-    elif kind == K_LOG_PROB or kind == K_ENTROPY:
+    elif kind == K_LOG_PROB or kind == K_ENTROPY or kind == K_KL:
         dims[0] = n_states
         rdim = 1 if batch else 0
         if out is not None:
@@ -1568,8 +1767,8 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         else:
             p.out = <char *>&action_buf
             p.outb = <char *>&scalar_buf[0]
-    if grad and (kind == K_SAMPLE or kind == K_ENTROPY):
-        # sample's score / entropy's gradient: grad_W (and grad_b), score's layout
+    if grad and (kind == K_SAMPLE or kind == K_ENTROPY or kind == K_KL):
+        # sample's score / entropy's or KL's gradient: grad_W (and grad_b), score's layout
         dims[1] = p.k
         dims[2] = p.n
         rdim = 3 if batch else 2
@@ -1588,7 +1787,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     # Values: N = 0, actions, masks, weights.
     cdef Py_ssize_t q, j
     if p.n == 0:
-        raise ValueError("W has no actions (N = 0); a state needs at least one")
+        raise ValueError(f"{w_name} has no actions (N = 0); a state needs at least one")
     cdef Choices ch
     ch.act = p.act
     ch.act_s = p.act_s
@@ -1607,6 +1806,9 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             if not isfinite(wv):
                 where = f"weights[{q}]" if batch else "weights"
                 raise ValueError(f"weights contains NaN or inf ({where})")
+    cdef cnp.ndarray kl_diff = None  # kept alive for the pass
+    if kind == K_KL:
+        kl_diff = kl_difference(&p, w_arr, w2_arr, b_arr, b2_arr)
 
     # W and b as double.
     cdef double wstack[STACK_W]
@@ -1643,7 +1845,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     if bad_w >= 0:
         if wbuf != wstack:
             free(wbuf)
-        raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
+        raise ValueError(f"{w_name} contains NaN or inf ({w_name}[{bad_w // p.n}, {bad_w % p.n}])")
     cdef const char *bsrc
     cdef Py_ssize_t bstride
     if b_arr is not None:
@@ -1666,7 +1868,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
                     free(wbuf)
                 if bbuf != bstack:
                     free(bbuf)
-                raise ValueError(f"b contains NaN or inf (b[{j}])")
+                raise ValueError(f"{b_name} contains NaN or inf ({b_name}[{j}])")
             p.bmax = max(p.bmax, fabs(bbuf[j]))
         p.bias = bbuf
 
@@ -1703,7 +1905,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             free(total)
         if st == NONFINITE_W:
             bad_w = first_nonfinite(np.asarray(W))
-            raise ValueError(f"W contains NaN or inf (W[{bad_w // p.n}, {bad_w % p.n}])")
+            raise ValueError(f"{w_name} contains NaN or inf ({w_name}[{bad_w // p.n}, {bad_w % p.n}])")
         raise_status(st, bad, batch, &p)
 
     if kind == K_LOGLIK:
@@ -1725,7 +1927,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             return drawn
         return drawn + (res_s if b is None else (res_s, res_sb),)
     value = make_scalar(scalar_buf, out_type) if res is None else res
-    if kind == K_ENTROPY and grad:
+    if (kind == K_ENTROPY or kind == K_KL) and grad:
         return (value, res_s if b is None else (res_s, res_sb))
     return value
 
@@ -1793,13 +1995,13 @@ cdef inline void store_doubles(char *o, const double *x, Py_ssize_t m, bint f32)
         memcpy(o, x, m * sizeof(double))
 
 
-def coerce_args(s, W, a, b, mask, weights, bint has_action):
+def coerce_args(s, W, a, b, mask, weights, bint has_action, str w_name="W", str b_name="b"):
     """(s, W, a, b, mask, weights) in the canonical form the kernel reads."""
     s = _as_kernel_array(s, "s")
-    W = _as_kernel_array(W, "W")
+    W = _as_kernel_array(W, w_name)
     if has_action:
         a = _as_actions(a, batch=s.ndim == 2)
-    b = None if b is None else _as_kernel_array(b, "b")
+    b = None if b is None else _as_kernel_array(b, b_name)
     mask = None if mask is None else _as_mask(mask)
     weights = None if weights is None else _as_kernel_array(weights, "weights")
     return s, W, a, b, mask, weights
@@ -1807,20 +2009,26 @@ def coerce_args(s, W, a, b, mask, weights, bint has_action):
 
 cdef object call(int kind, object s, object W, object a, object b, object mask, object weights,
                  object temperature, object out, object n_threads, uint64_t key, bint grad,
-                 double beta=0.0):
+                 double beta=0.0, object W2=None, object b2=None, str w_name="W",
+                 str b_name="b"):
     result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
-                       beta)
+                       beta, W2, b2, w_name, b_name)
     if result is not NotImplemented:
         return result
     outs = out if isinstance(out, tuple) else (out,)
     for o in outs:
         if cnp.PyArray_Check(o):
             # The kernel sees coerced copies: check out against what the caller passed.
-            check_out_disjoint(<cnp.ndarray>o, (s, W, a, b, mask, weights))
+            check_out_disjoint(<cnp.ndarray>o, (s, W, a, b, mask, weights, W2, b2))
     has_action = kind == K_SCORE or kind == K_LOG_PROB or kind == K_LOGLIK
-    s, W, a, b, mask, weights = coerce_args(s, W, a, b, mask, weights, has_action)
+    s, W, a, b, mask, weights = coerce_args(s, W, a, b, mask, weights, has_action, w_name,
+                                            b_name)
+    if W2 is not None:
+        W2 = _as_kernel_array(W2, "W")
+    if b2 is not None:
+        b2 = _as_kernel_array(b2, "b")
     result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
-                       beta)
+                       beta, W2, b2, w_name, b_name)
     if result is NotImplemented:
         raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     return result
@@ -2001,6 +2209,91 @@ def entropy(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=Non
     """
     return call(K_ENTROPY, s, W, None, b, mask, None, temperature, out, n_threads, 0,
                 bool(grad))
+
+
+def kl(s, W_ref, W, *, b_ref=None, b=None, mask=None, temperature=1.0, out=None,
+       n_threads=None, grad=False):
+    r"""KL divergence :math:`\mathrm{KL}(\pi_{\mathrm{ref}} \,\|\, \pi)` of each state, with its gradient in W.
+
+    :math:`\pi_{\mathrm{ref}}` is the policy of ``W_ref`` (and ``b_ref``),
+    :math:`\pi` that of ``W`` (and ``b``): the KL penalty of a PPO-style or
+    trust-region update.  With ``grad=True`` also its gradient in ``W`` (and
+    ``b``), ``outer(s, pi - pi_ref) / tau`` (and ``(pi - pi_ref) / tau``).
+
+    The logit differences :math:`\Delta_j = s \cdot (W_j - W_{\mathrm{ref},j})
+    / \tau` (plus the bias difference) are computed directly (compensated dot
+    products; ``W - W_ref`` held exactly as a sum of two arrays), never
+    :math:`\pi - \pi_{\mathrm{ref}}` by subtraction, and the KL is summed as
+    :math:`\sum_j \pi_{\mathrm{ref},j} f(x_j)`, :math:`f(x) = e^x - 1 - x
+    \ge 0`, :math:`x_j = \Delta_j - \log \sum_k \pi_{\mathrm{ref},k}
+    e^{\Delta_k}` (an additive constant dropped): no term cancels, so the KL of
+    nearly equal policies keeps its relative accuracy.  The same algorithm as
+    :func:`fastscore.kl`.
+
+    Parameters
+    ----------
+    s : array_like, shape (k,) or (B, k)
+        One state, or a batch of B states.
+    W_ref : array_like, shape (k, N)
+        Weights of the reference policy.
+    W : array_like, shape (k, N)
+        Weights of the policy the gradient is taken in.
+    b_ref, b : array_like, shape (N,), optional
+        Their biases: both, or neither.
+    mask : array_like of bool, shape (N,) or (B, N), optional
+        Legal actions (the same for both policies; masked ones contribute 0).
+    temperature : float, default 1.0
+        ``tau > 0``, shared by both policies.
+    out : ndarray, optional
+        Where to write the KL values (B,), of the result dtype.
+    n_threads : int, optional
+        OpenMP threads (``None``: what OpenMP allows now); the result does
+        not depend on it.
+    grad : bool, default False
+        Also return the gradient of each state's KL in ``W`` (and ``b``).
+
+    Returns
+    -------
+    kl : NumPy scalar or ndarray, shape (B,)
+        Of the result dtype (float32 when every array is float32, else
+        float64); ``out`` itself when given; the same bits with or without
+        ``grad``.
+    grad : ndarray or tuple of ndarray (only with ``grad=True``)
+        ``(k, N)`` or ``(B, k, N)``, or with ``b`` the pair
+        ``(grad_W, grad_b)``.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`score`; also when ``W`` differs from ``W_ref`` in shape,
+        when only one of ``b_ref`` and ``b`` is given, or when a state's
+        logits under the two policies differ by more than about 16384 (the
+        difference form would lose its accuracy).
+
+    See Also
+    --------
+    fastscore.kl : the phi form.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastscore.matrix as fm
+    >>> s, W_ref = np.ones(1), np.zeros((1, 2))
+    >>> W = np.array([[np.log(3.0), 0.0]])    # pi = (3/4, 1/4), pi_ref = (1/2, 1/2)
+    >>> round(float(fm.kl(s, W_ref, W)), 6)
+    0.143841
+    >>> value, g = fm.kl(s, W_ref, W, grad=True)
+    >>> g  # outer(s, pi - pi_ref)
+    array([[ 0.25, -0.25]])
+    """
+    if W is None:
+        raise TypeError("W must be an array of shape (k, N), got None")
+    if (b_ref is None) != (b is None):
+        raise ValueError(
+            "give both b_ref and b, or neither: the two policies' biases (a policy without "
+            "one has b = 0)")
+    return call(K_KL, s, W_ref, None, b_ref, mask, None, temperature, out, n_threads, 0,
+                bool(grad), 0.0, W, b, "W_ref", "b_ref")
 
 
 def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None):

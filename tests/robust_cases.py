@@ -544,6 +544,28 @@ def _matrix_ref(kind):
     return ref
 
 
+def ref_matrix_kl(mp: MatrixProblem, kw):
+    """KL(pi_ref || pi) per state in float64, of the W_ref, W, b_ref and b of
+    the call as made (the fuzzer may have changed any of them)."""
+    W_ref = np.asarray(kw["W_ref"], np.float64)
+    W = np.asarray(kw["W"], np.float64)
+    b_ref, b = kw.get("b_ref"), kw.get("b")
+    if W_ref.shape != np.shape(mp.W) or W.shape != W_ref.shape or (b_ref is None) != (b is None) \
+            or not (np.all(np.isfinite(W_ref)) and np.all(np.isfinite(W))):
+        raise ValueError("no clear reference")
+    vals = []
+    for z, _, s_i in mp.logits():
+        legal = np.isfinite(z)
+        zr, zq = s_i @ W_ref, s_i @ W
+        if b is not None:
+            zr, zq = zr + np.asarray(b_ref, np.float64), zq + np.asarray(b, np.float64)
+        zr = np.where(legal, zr / mp.temperature, -np.inf)
+        zq = np.where(legal, zq / mp.temperature, -np.inf)
+        lr, lq = _z_log_softmax(zr), _z_log_softmax(zq)
+        vals.append(np.sum(np.where(legal, np.exp(lr) * (np.where(legal, lr - lq, 0.0)), 0.0)))
+    return _matrix_stack(mp, vals)
+
+
 def matrix_result_dtype(mp: MatrixProblem, weights=None):
     """float32 when every float input (s, W, b, weights) is float32."""
     arrs = [mp.s, mp.W] + ([mp.b] if mp.b is not None else []) \
@@ -581,6 +603,12 @@ MATRIX_ENTRIES = [
           ("single", "batch"), _matrix_ref("log_prob"), out_shape=_matrix_out_shape("log_prob")),
     Entry("matrix.entropy", _matrix_params(), ("s", "W"), ("single", "batch"),
           _matrix_ref("entropy"), out_shape=_matrix_out_shape("entropy")),
+    # W_ref is the call's policy scaled by 0.5 (matrix_call_kwargs), W the problem's own.
+    Entry("matrix.kl", {"s": "states", "W_ref": "matrix_ref", "W": "matrix",
+                        "b_ref": "bias_ref", "b": "bias", "mask": "mask",
+                        "temperature": "temperature", "out": "out", "n_threads": "n_threads"},
+          ("s", "W_ref", "W"), ("single", "batch"), ref_matrix_kl,
+          out_shape=_matrix_out_shape("entropy")),
     Entry("matrix.probs", _matrix_params(), ("s", "W"), ("single", "batch"),
           _matrix_ref("probs"), out_shape=_matrix_out_shape("probs")),
     Entry("matrix.sample", _matrix_params(out=False, seed=True), ("s", "W"),
@@ -644,8 +672,12 @@ def matrix_call_kwargs(entry, mp: MatrixProblem, *, n_threads=None, out=False, s
             kw[name] = mp.s
         elif kind == "matrix":
             kw[name] = mp.W
+        elif kind == "matrix_ref":
+            kw[name] = mp.W * mp.W.dtype.type(0.5)
         elif kind == "bias" and mp.b is not None:
             kw[name] = mp.b
+        elif kind == "bias_ref" and mp.b is not None:
+            kw[name] = mp.b * mp.b.dtype.type(0.5)
         elif kind == "actions":
             kw[name] = mp.a
         elif kind == "mask" and mp.mask is not None:

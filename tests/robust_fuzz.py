@@ -594,6 +594,7 @@ MUTATORS = {
     "offsets": mut_offsets, "weights": mut_weights, "temperature": mut_temperature,
     "out": mut_out, "n_threads": mut_n_threads, "seed": mut_seed, "flag": mut_flag,
     "states": mut_states, "matrix": mut_matrix, "bias": mut_bias,
+    "matrix_ref": mut_matrix, "bias_ref": mut_bias,
 }
 
 
