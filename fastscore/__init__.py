@@ -14,6 +14,7 @@ below reads ``phi`` once in a compiled, threaded kernel:
 (imported on demand) has the state-input form ``softmax(s @ W + b)``;
 ``fastscore.reference`` has plain NumPy versions of the same functions.
 """
+from . import _openmp  # first: libgomp's spin count before the compiled modules load it
 from ._config import show_config
 from ._core import entropy, kl, log_prob, loglik, probs, sample, score
 

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from . import _core
+from . import _core, _openmp
 
 
 def build_info() -> dict:
@@ -14,6 +14,8 @@ def build_info() -> dict:
 
     info = {"fastscore": __version__, "python": sys.version.split()[0], "numpy": np.__version__}
     info.update(_core.build_info())
+    if info.get("openmp"):
+        info["omp_wait"] = _openmp.WAIT
     return info
 
 
@@ -29,8 +31,10 @@ def show_config() -> dict:
     dict
         Keys ``fastscore``, ``python``, ``numpy`` (versions), ``openmp``
         (bool), ``max_threads``, ``simd`` (the row kernels the CPU picked),
-        ``float64_logits`` (how the compensated products are formed) and
-        ``cflags``.
+        ``float64_logits`` (how the compensated products are formed),
+        ``cflags`` and, with OpenMP, ``omp_wait`` (how libgomp's threads
+        wait between parallel regions: fastscore's spin count, the user's
+        setting, or libgomp's default when another library loaded it first).
 
     Examples
     --------

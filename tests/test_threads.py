@@ -239,3 +239,37 @@ def test_concurrent_calls_with_separate_outs():
         assert sorted(pool.map(job, range(8))) == list(range(8))
     for o, w in zip(outs, want):
         assert o.tobytes() == w.tobytes()
+
+
+# How libgomp's threads wait (fastscore/_openmp.py): fastscore's spin count
+# for the import alone, unless the user chose one or libgomp was loaded first.
+_WAIT = textwrap.dedent("""
+    import ctypes, ctypes.util, json, os, sys
+    if sys.argv[1] == "gomp-first":
+        ctypes.CDLL(ctypes.util.find_library("gomp"))
+    import fastscore
+    from fastscore import _openmp
+    print(json.dumps({"wait": fastscore._config.build_info()["omp_wait"],
+                      "env": {v: os.environ.get(v) for v in _openmp._USER_VARS}}))
+""")
+
+
+@pytest.mark.skipif(not HAVE_OPENMP, reason="serial build")
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+@pytest.mark.parametrize("how, user, wait", [
+    ("plain", {}, "GOMP_SPINCOUNT=20000 (set by fastscore at import)"),
+    ("plain", {"OMP_WAIT_POLICY": "PASSIVE"}, "OMP_WAIT_POLICY=PASSIVE (the user's)"),
+    ("plain", {"GOMP_SPINCOUNT": "7"}, "GOMP_SPINCOUNT=7 (the user's)"),
+    ("gomp-first", {}, "libgomp's default (loaded before fastscore)"),
+])
+def test_gomp_spin_count_set_for_the_import_only(tmp_path, how, user, wait):
+    import json
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user)
+    proc = subprocess.run([sys.executable, "-c", _WAIT, how], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout)
+    assert res["wait"] == wait
+    # The process's environment (what child processes inherit) is the user's.
+    assert res["env"] == {v: user.get(v) for v in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
