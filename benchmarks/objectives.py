@@ -3,7 +3,9 @@
     python -m benchmarks.objectives [--repeat R]   (from the repository root)
 
 Times ``a, lp, g = fastscore.matrix.sample(s, W, seed=t, score=True)`` then
-``G += adv * g`` (k = 64, N = 10, weights of scale 0.1 and 1.0) against the
+``G += adv * g``, and the same step as one call, ``fastscore.matrix.sample(s,
+W, seed=t, trace=G, weight=adv)`` (k = 64, N = 10, weights of scale 0.1 and
+1.0), against the
 NumPy step a user writes (softmax, ``rng.choice``, outer product) and a Numba
 fused step (one njit function: logits, softmax, inverse-CDF draw, the
 accumulation of ``adv * outer(s, e_a - pi)``), and prints a table of the
@@ -75,6 +77,11 @@ def fastscore_step(s, W, G, adv, t):
     return a
 
 
+def fastscore_trace_step(s, W, G, adv, t):
+    a, lp = fm.sample(s, W, seed=t, trace=G, weight=adv)
+    return a
+
+
 def seconds_per_step(step, states, advs, W, make_arg):
     G = np.zeros_like(W)
     t0 = time.perf_counter()
@@ -92,21 +99,26 @@ def main() -> None:
     advs = rng.standard_normal(STEPS)
     us = rng.random(STEPS)
     print(f"one-state step, k = {K}, N = {N}: median us per step of {args.repeat} runs of {STEPS}")
-    print(f"{'scale':>6} {'fastscore':>10} {'numpy':>8} {'numba':>8} {'x numpy':>8} {'x numba':>8}")
+    print(f"{'scale':>6} {'fastscore':>10} {'trace=':>8} {'numpy':>8} {'numba':>8}"
+          f" {'x numpy':>8} {'x numba':>8} {'trace= x numpy':>15} {'x numba':>8}")
     for scale in (0.1, 1.0):
         W = scale * rng.standard_normal((K, N))
         gen = np.random.default_rng(1)
-        runs = {"fastscore": [], "numpy": [], "numba": []}
+        runs = {"fastscore": [], "trace": [], "numpy": [], "numba": []}
         if numba is not None:
             _numba_step(states[0], W, np.zeros_like(W), 1.0, 0.5)  # compile
         for _ in range(args.repeat):  # interleaved, so drifts hit every column alike
             runs["fastscore"].append(seconds_per_step(fastscore_step, states, advs, W, lambda t: t))
+            runs["trace"].append(seconds_per_step(fastscore_trace_step, states, advs, W,
+                                                  lambda t: t))
             runs["numpy"].append(seconds_per_step(numpy_step, states, advs, W, lambda t: gen))
             if numba is not None:
                 runs["numba"].append(seconds_per_step(_numba_step, states, advs, W, lambda t: us[t]))
         med = {key: (np.median(v) * 1e6 if v else float("nan")) for key, v in runs.items()}
-        print(f"{scale:>6} {med['fastscore']:>10.2f} {med['numpy']:>8.2f} {med['numba']:>8.2f}"
-              f" {med['numpy'] / med['fastscore']:>8.2f} {med['numba'] / med['fastscore']:>8.2f}")
+        print(f"{scale:>6} {med['fastscore']:>10.2f} {med['trace']:>8.2f} {med['numpy']:>8.2f}"
+              f" {med['numba']:>8.2f} {med['numpy'] / med['fastscore']:>8.2f}"
+              f" {med['numba'] / med['fastscore']:>8.2f} {med['numpy'] / med['trace']:>15.2f}"
+              f" {med['numba'] / med['trace']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import operator
 
 import numpy as np
 
-__all__ = ["coerce", "coerce_entropy_weight", "coerce_theta", "coerce_weights", "split_out"]
+__all__ = ["coerce", "coerce_finite", "coerce_theta", "coerce_weights", "split_out"]
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -165,17 +165,17 @@ def coerce_theta(theta, name: str) -> np.ndarray:
     return arr
 
 
-def coerce_entropy_weight(beta) -> float:
-    """loglik's entropy_weight as a finite float."""
-    if isinstance(beta, (bool, np.bool_, str, bytes)):
-        raise TypeError(f"entropy_weight must be a real number, got {type(beta).__name__}")
+def coerce_finite(x, name: str) -> float:
+    """A scalar option (loglik's entropy_weight, sample's decay and weight) as
+    a finite float."""
+    if isinstance(x, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     try:
-        value = float(beta)
+        value = float(x)
     except (TypeError, ValueError):
-        raise TypeError(
-            f"entropy_weight must be a real number, got {type(beta).__name__}") from None
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
     if not np.isfinite(value):
-        raise ValueError(f"entropy_weight must be finite, got {value}")
+        raise ValueError(f"{name} must be finite, got {value}")
     return value
 
 

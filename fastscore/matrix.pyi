@@ -76,6 +76,9 @@ def sample(
     temperature: float = 1.0,
     n_threads: Optional[int] = None,
     score: bool = False,
+    trace: Union[_Real, tuple[_Real, _Real], None] = None,
+    decay: float = 1.0,
+    weight: float = 1.0,
 ) -> Union[
     tuple[int, np.floating],
     tuple[NDArray[np.intp], _Real],

@@ -40,7 +40,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastscore._coerce import (
-    coerce, coerce_entropy_weight, coerce_theta, coerce_weights, split_out,
+    coerce, coerce_finite, coerce_theta, coerce_weights, split_out,
 )
 
 from _common cimport (
@@ -2014,7 +2014,7 @@ sample.__doc__ = _doc(r"""Draw an action from the policy, with its log-probabili
 def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None, temperature=1.0,
            offsets=None, entropy_weight=0.0, n_threads=None):
     cdef int outputs = RED_VALUE
-    cdef double beta = coerce_entropy_weight(entropy_weight)
+    cdef double beta = coerce_finite(entropy_weight, "entropy_weight")
     if grad:
         outputs |= RED_GRAD
     if hess:

@@ -34,6 +34,7 @@ thread count.  Each dgemm is small enough that OpenBLAS runs it on the
 calling thread.
 """
 
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, fabs, fma, frexp, isfinite, ldexp, log, log1p, sqrt
 from libc.stdint cimport uint64_t
@@ -55,7 +56,7 @@ from _common cimport (
 
 import numpy as np
 
-from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask, coerce_entropy_weight
+from fastscore._coerce import _as_actions, _as_kernel_array, _as_mask, coerce_finite
 
 cnp.import_array()
 init_kernels()
@@ -79,6 +80,7 @@ cdef extern from "fastscore_vexp.h" nogil:
     double fsm_colsq_max(const double *w, Py_ssize_t ldw, Py_ssize_t k, Py_ssize_t n, double *tmp)
     void fsm_log1p_block(double *x, Py_ssize_t n)
     bint fsm_all_finite(const double *x, Py_ssize_t n)
+    void fsm_axpby(double *y, const double *x, double a, double b, Py_ssize_t n)
     void fsm_copy_w(const char *src, Py_ssize_t s0, Py_ssize_t s1, int f32, Py_ssize_t k,
                     Py_ssize_t n, double *w)
 
@@ -160,6 +162,8 @@ cdef struct MProb:
     Py_ssize_t sc_sb, sc_s1, sc_s2
     char *sc_b             # and grad_b (or NULL)
     Py_ssize_t sc_bsb, sc_bs
+    bint trace             # sample(trace=): sc_w (sc_b) <- decay sc_w + weight score
+    double decay, weight
     # kl: the pass's W and b are W_ref and b_ref; W - W_ref is dwt (transposed,
     # (n, k)) + dw_lo ((k, n), NULL where every difference is exact), exactly;
     # b - b_ref is db + db_lo (NULL without b)
@@ -276,12 +280,21 @@ cdef Status state_logits(const MProb *p, Py_ssize_t i, const fs_theta *th, const
 # One thread's scratch (doubles), from the start: tb (3 kp: s_i and its Dot2
 # split, zero padding kept), zh, zl, wv, res (np_ each), a flag and W.T
 # (k n, built on first use by wt_of), the flag of W's split (built on first
-# use by block_split_logits, in the block buffers), kl's np_; the blocks add
-# their own buffers after it.
+# use by block_split_logits, in the block buffers), a kind's own
+# (state_extra); the blocks add their own buffers after it.
+
+cdef inline Py_ssize_t state_extra(const MProb *p) noexcept nogil:
+    """Where a kind's own scratch starts (state_scratch): kl's low parts of
+    its logit differences (np_), sample(trace=)'s score (k n + n)."""
+    return 3 * p.kp + 4 * p.np_ + 2 + p.k * p.n
+
 
 cdef inline Py_ssize_t state_scratch(const MProb *p) noexcept nogil:
-    # kl adds the low parts of its logit differences (state_kl) at the end
-    return 3 * p.kp + 4 * p.np_ + 2 + p.k * p.n + (p.np_ if p.kind == K_KL else 0)
+    if p.kind == K_KL:
+        return state_extra(p) + p.np_
+    if p.trace:
+        return state_extra(p) + p.k * p.n + p.n
+    return state_extra(p)
 
 
 cdef inline void scratch_init(const MProb *p, double *scratch) noexcept nogil:
@@ -501,6 +514,85 @@ cdef Status score_store(const MProb *p, Py_ssize_t i, const double *tb, const So
     return OK
 
 
+cdef inline double load_real(const char *src, bint f32) noexcept nogil:
+    if f32:
+        return (<const float *>src)[0]
+    return (<const double *>src)[0]
+
+
+cdef Status score_or_trace(const MProb *p, Py_ssize_t i, const double *tb, const Soft *sf,
+                           const double *wv, Py_ssize_t a, double *res,
+                           double *buf) noexcept nogil:
+    """The score of action a in state i into p.out (p.outb), or with p.trace
+    added into them: out_i <- decay out_i + weight score_i, the score formed
+    by score_store in double into buf (k n + n doubles), every new entry
+    checked finite before any is written (so a failing state is left as it
+    was)."""
+    cdef MProb q
+    cdef Py_ssize_t c, j, k = p.k, n = p.n
+    cdef Status st
+    cdef char *o
+    cdef char *ob = NULL
+    cdef double v
+    cdef float vf
+    if not p.trace:
+        return score_store(p, i, tb, sf, wv, a, res)
+    q = p[0]
+    q.out, q.out_sb, q.out_s1, q.out_s2 = <char *>buf, 0, n * sizeof(double), sizeof(double)
+    q.outb, q.outb_sb, q.outb_s = <char *>(buf + k * n), 0, sizeof(double)
+    if p.outb == NULL:
+        q.outb = NULL
+    q.out_f32 = False
+    st = score_store(&q, i, tb, sf, wv, a, res)
+    if st != OK:
+        return st
+    o = p.out + i * p.out_sb
+    if p.outb != NULL:
+        ob = p.outb + i * p.outb_sb
+    if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
+        # float64 rows: the new entries into buf, checked, then copied.
+        for c in range(k):
+            fsm_axpby(buf + c * n, <const double *>(o + c * p.out_s1), p.decay, p.weight, n)
+        if ob != NULL:
+            for j in range(n):
+                buf[k * n + j] = p.decay * load_real(ob + j * p.outb_s, False) \
+                    + p.weight * buf[k * n + j]
+        if not fsm_all_finite(buf, k * n + (n if ob != NULL else 0)):
+            return NONFINITE_RESULT
+        if p.out_s1 == n * <Py_ssize_t>sizeof(double):
+            memcpy(o, buf, k * n * sizeof(double))
+        else:
+            for c in range(k):
+                memcpy(o + c * p.out_s1, buf + c * n, n * sizeof(double))
+        if ob != NULL:
+            for j in range(n):
+                store(ob + j * p.outb_s, buf[k * n + j], False)
+        return OK
+    for c in range(k):
+        for j in range(n):
+            v = p.decay * load_real(o + c * p.out_s1 + j * p.out_s2, p.out_f32) \
+                + p.weight * buf[c * n + j]
+            vf = <float>v
+            if not (isfinite(vf) if p.out_f32 else isfinite(v)):
+                return NONFINITE_RESULT
+    if ob != NULL:
+        for j in range(n):
+            v = p.decay * load_real(ob + j * p.outb_s, p.out_f32) + p.weight * buf[k * n + j]
+            vf = <float>v
+            if not (isfinite(vf) if p.out_f32 else isfinite(v)):
+                return NONFINITE_RESULT
+    for c in range(k):
+        for j in range(n):
+            v = p.decay * load_real(o + c * p.out_s1 + j * p.out_s2, p.out_f32) \
+                + p.weight * buf[c * n + j]
+            store(o + c * p.out_s1 + j * p.out_s2, v, p.out_f32)
+    if ob != NULL:
+        for j in range(n):
+            v = p.decay * load_real(ob + j * p.outb_s, p.out_f32) + p.weight * buf[k * n + j]
+            store(ob + j * p.outb_s, v, p.out_f32)
+    return OK
+
+
 cdef inline const MProb *score_view(const MProb *p, MProb *q) noexcept nogil:
     """p with sample's score arrays as the outputs, for score_store: the score
     of the drawn action is then formed by the score kind's own code."""
@@ -693,7 +785,7 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                                       wv + p.np_)
     elif p.kind == K_KL:
         st = state_kl(p, i, tb, zh, zl, wv, &sf, wv + p.np_,
-                      scratch + 3 * kp + 4 * p.np_ + 2 + p.k * p.n, &kl)
+                      scratch + state_extra(p), &kl)
         if st != OK:
             return st
         if not store_real(p.out + i * p.out_sb, kl, p.out_f32):
@@ -711,9 +803,10 @@ cdef Status state_outputs(const MProb *p, Py_ssize_t i, double *scratch) noexcep
                             p.out_f32):
             return NONFINITE_RESULT
         if p.sc_w != NULL:
-            return score_store(score_view(p, &q), i, tb, &sf, wv, best_j, res)
+            return score_or_trace(score_view(p, &q), i, tb, &sf, wv, best_j, res,
+                                  scratch + state_extra(p))
     else:  # K_SCORE
-        return score_store(p, i, tb, &sf, wv, a, res)
+        return score_or_trace(p, i, tb, &sf, wv, a, res, scratch + state_extra(p))
     return OK
 
 
@@ -1592,13 +1685,18 @@ cdef cnp.ndarray kl_difference(MProb *p, cnp.ndarray w_ref, cnp.ndarray w_new,
 cdef object canonical(int kind, object s, object W, object a, object b, object mask,
                       object weights, object temperature, object out, object n_threads,
                       uint64_t key, bint grad, double beta=0.0, object W2=None, object b2=None,
-                      str w_name="W", str b_name="b"):
+                      str w_name="W", str b_name="b", object trace=None, double decay=1.0,
+                      double weight=1.0):
     """The call on canonical inputs; NotImplemented when one needs coercion.
     kl: W and b are W_ref and b_ref (named by w_name, b_name), W2 and b2 the
-    policy the gradient is taken in."""
+    policy the gradient is taken in.  sample(trace=) (grad set): the arrays
+    the score is added into, trace <- decay trace + weight score."""
     cdef MProb p
     memset(&p, 0, sizeof(MProb))
     p.kind = kind
+    p.trace = trace is not None
+    p.decay = decay
+    p.weight = weight
     p.beta = beta
     p.key = key
     if not is_real_kernel_array(s):
@@ -1694,7 +1792,8 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
     cdef int n_threads_ = as_thread_count(n_threads)
     cdef int out_type = cnp.NPY_FLOAT if all_f32 else cnp.NPY_DOUBLE
     p.out_f32 = all_f32
-    inputs = None if out is None else (s_arr, w_arr, a, b_arr, mask, wts_arr, w2_arr, b2_arr)
+    inputs = None if out is None and trace is None else \
+        (s_arr, w_arr, a, b_arr, mask, wts_arr, w2_arr, b2_arr)
 
     # Results.
     cdef cnp.npy_intp dims[3]
@@ -1772,14 +1871,28 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
         dims[1] = p.k
         dims[2] = p.n
         rdim = 3 if batch else 2
-        res_s = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
+        trace_b = None
+        if p.trace:
+            trace_w = trace
+            if b is not None:
+                if not (isinstance(trace, tuple) and len(trace) == 2):
+                    raise TypeError("trace must be a tuple (trace_W, trace_b) when b is given")
+                trace_w, trace_b = trace
+            res_s = check_out(trace_w, out_type, rdim, &dims[3 - rdim], inputs,
+                              "trace" if b is None else "trace[0]")
+        else:
+            res_s = cnp.PyArray_EMPTY(rdim, &dims[3 - rdim], out_type, 0)
         p.sc_w = <char *>cnp.PyArray_DATA(res_s)
         p.sc_sb = cnp.PyArray_STRIDES(res_s)[0] if batch else 0
         p.sc_s1 = cnp.PyArray_STRIDES(res_s)[rdim - 2]
         p.sc_s2 = cnp.PyArray_STRIDES(res_s)[rdim - 1]
         if b is not None:
             dims[1] = p.n
-            res_sb = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
+            if p.trace:
+                res_sb = check_out(trace_b, out_type, ndim, &dims[2 - ndim], inputs + (res_s,),
+                                   "trace[1]")
+            else:
+                res_sb = cnp.PyArray_EMPTY(ndim, &dims[2 - ndim], out_type, 0)
             p.sc_b = <char *>cnp.PyArray_DATA(res_sb)
             p.sc_bsb = cnp.PyArray_STRIDES(res_sb)[0] if batch else 0
             p.sc_bs = cnp.PyArray_STRIDES(res_sb)[ndim - 1]
@@ -1923,7 +2036,7 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             drawn = (res, res_b)
         else:
             drawn = (action_buf, make_scalar(scalar_buf, out_type))
-        if not grad:
+        if not grad or p.trace:
             return drawn
         return drawn + (res_s if b is None else (res_s, res_sb),)
     value = make_scalar(scalar_buf, out_type) if res is None else res
@@ -2010,12 +2123,13 @@ def coerce_args(s, W, a, b, mask, weights, bint has_action, str w_name="W", str 
 cdef object call(int kind, object s, object W, object a, object b, object mask, object weights,
                  object temperature, object out, object n_threads, uint64_t key, bint grad,
                  double beta=0.0, object W2=None, object b2=None, str w_name="W",
-                 str b_name="b"):
+                 str b_name="b", object trace=None, double decay=1.0, double weight=1.0):
     result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
-                       beta, W2, b2, w_name, b_name)
+                       beta, W2, b2, w_name, b_name, trace, decay, weight)
     if result is not NotImplemented:
         return result
-    outs = out if isinstance(out, tuple) else (out,)
+    outs = (out if isinstance(out, tuple) else (out,)) \
+        + (trace if isinstance(trace, tuple) else (trace,))
     for o in outs:
         if cnp.PyArray_Check(o):
             # The kernel sees coerced copies: check out against what the caller passed.
@@ -2028,7 +2142,7 @@ cdef object call(int kind, object s, object W, object a, object b, object mask, 
     if b2 is not None:
         b2 = _as_kernel_array(b2, "b")
     result = canonical(kind, s, W, a, b, mask, weights, temperature, out, n_threads, key, grad,
-                       beta, W2, b2, w_name, b_name)
+                       beta, W2, b2, w_name, b_name, trace, decay, weight)
     if result is NotImplemented:
         raise RuntimeError("fastscore: internal error, coerced input is not canonical")
     return result
@@ -2337,12 +2451,27 @@ def probs(s, W, *, b=None, mask=None, temperature=1.0, out=None, n_threads=None)
     return call(K_PROBS, s, W, None, b, mask, None, temperature, out, n_threads, 0, False)
 
 
+cdef inline double scalar_option(object x, str name) except? -1.0:
+    """A finite float option, without a Python call for a float (NumPy's
+    float64 included: a subclass)."""
+    cdef double v
+    if PyFloat_Check(x):
+        v = PyFloat_AS_DOUBLE(x)
+        if isfinite(v):
+            return v
+    return coerce_finite(x, name)
+
+
 def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=None,
-           score=False):
+           score=False, trace=None, decay=1.0, weight=1.0):
     r"""Draw actions from pi(. | s) by Gumbel-max: ``(actions, log_probs)``.
 
     With ``score=True``, also the score of each drawn action in one call:
     ``(actions, log_probs, grad)``, the policy-gradient step's three inputs.
+    With ``trace=``, the score is added into an array of the user's instead,
+    in place: ``trace <- decay * trace + weight * score`` (an eligibility
+    trace with ``decay = gamma * lambda``; REINFORCE's ``G += adv * g`` with
+    ``weight=adv``), with no score array made.
 
     Parameters
     ----------
@@ -2367,6 +2496,18 @@ def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=Non
     score : bool, default False
         Also return the score ``grad_W log pi(action | s)`` of the drawn
         actions.
+    trace : ndarray, or a pair of them with ``b``, optional
+        Updated in place with the score of the drawn actions (not with
+        ``score=True``): of the score's shape, ``(k, N)`` or ``(B, k, N)``
+        (with ``b``, ``(trace_W, trace_b)``), of the result dtype, writeable
+        and sharing no memory with an input.  Each new entry is ``decay *
+        t + weight * g``, ``g`` the score as :func:`score` forms it in
+        double, rounded once to the trace's dtype: with ``decay=1`` in
+        float64 bitwise ``trace += weight * score(...)``.  A state whose new
+        entries are not all finite raises and is left as it was (in a batch,
+        the other states may have been updated).
+    decay, weight : float, default 1.0
+        The two factors of ``trace``'s update (finite; only with ``trace``).
 
     Returns
     -------
@@ -2395,10 +2536,25 @@ def sample(s, W, *, b=None, seed=None, mask=None, temperature=1.0, n_threads=Non
     >>> a, lp, g = fm.sample(np.ones(3), W, seed=7, score=True)
     >>> g.shape, bool(np.array_equal(g, fm.score(np.ones(3), W, a)))
     ((3, 4), True)
+    >>> z = np.zeros((3, 4))                 # an eligibility trace
+    >>> a, lp = fm.sample(np.ones(3), W, seed=7, trace=z, decay=0.9)
+    >>> bool(np.array_equal(z, g))
+    True
     """
     cdef uint64_t key = seed_key(seed)
-    return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key,
-                bool(score))
+    cdef double dec = 1.0, wt = 1.0
+    if trace is None:
+        if decay != 1.0 or weight != 1.0:
+            raise ValueError("decay and weight apply to trace= only")
+        return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key,
+                    bool(score))
+    if score:
+        raise ValueError("give score=True (a new score array) or trace= (added into yours), "
+                         "not both")
+    dec = scalar_option(decay, "decay")
+    wt = scalar_option(weight, "weight")
+    return call(K_SAMPLE, s, W, None, b, mask, None, temperature, None, n_threads, key, True,
+                0.0, None, None, "W", "b", trace, dec, wt)
 
 
 def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=1.0,
@@ -2470,7 +2626,7 @@ def loglik(s, W, a, *, b=None, weights=None, grad=False, mask=None, temperature=
     (-2.079442, (3, 2))
     """
     return call(K_LOGLIK, s, W, a, b, mask, weights, temperature, None, n_threads, 0,
-                bool(grad), coerce_entropy_weight(entropy_weight))
+                bool(grad), coerce_finite(entropy_weight, "entropy_weight"))
 
 
 def _log1p_block(double[::1] x):

@@ -233,6 +233,13 @@ static FS_CLONES void fsm_outer(double *o, ptrdiff_t ldo, const double *s, ptrdi
     }
 }
 
+/* y = a x + b y (sample(trace=)'s update, a product each then one sum, as
+ * NumPy's trace += weight * score forms it when a = 1). */
+static FS_CLONES void fsm_axpby(double *restrict y, const double *restrict x, double a,
+                                double b, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j++) y[j] = a * x[j] + b * y[j];
+}
+
 /* The largest column sum of squares of w (k, n; row stride ldw), with
  * tmp (n doubles) as the running sums: inf or NaN when w holds inf or NaN
  * (or entries beyond 1e154), as the checks of W expect. */

@@ -340,3 +340,84 @@ def test_loglik_entropy_weight_bad(beta, exc):
     s, W = np.ones((3, 2)), np.zeros((2, 4))
     with pytest.raises(exc, match="entropy_weight"):
         fm.loglik(s, W, [0, 1, 2], entropy_weight=beta, grad=True)
+
+
+# sample(trace=): the drawn action's score added into the user's array.
+
+@pytest.mark.parametrize("B", [None, 7, 3000])       # one state, per-state, blocks
+@pytest.mark.parametrize("with_b", [False, True])
+def test_sample_trace_is_numpy_accumulation_bitwise(rng, B, with_b):
+    k, n = 64, 10
+    s = rng.standard_normal((B, k) if B else k)
+    W = 0.3 * rng.standard_normal((k, n))
+    b = rng.standard_normal(n) if with_b else None
+    shape = (B, k, n) if B else (k, n)
+    z = rng.standard_normal(shape)
+    zb = rng.standard_normal((B, n) if B else n)
+    trace = (z, zb) if with_b else z
+    z0, zb0 = z.copy(), zb.copy()
+    a, lp = fm.sample(s, W, b=b, seed=9, trace=trace, weight=0.37)
+    a1, lp1, g = fm.sample(s, W, b=b, seed=9, score=True)
+    assert _eq(a, a1) and _eq(lp, lp1)
+    gw, gb = g if with_b else (g, None)
+    assert np.array_equal(z, z0 + 0.37 * gw)        # trace += weight * score, bit for bit
+    if with_b:
+        assert np.array_equal(zb, zb0 + 0.37 * gb)
+    else:
+        assert np.array_equal(zb, zb0)
+    z[...] = z0
+    fm.sample(s, W, b=b, seed=9, trace=trace, decay=0.9)   # an eligibility trace
+    assert np.array_equal(z, 0.9 * z0 + gw)
+
+
+def test_sample_trace_float32_strided_threads(rng):
+    s = rng.standard_normal((5000, 16))
+    W = rng.standard_normal((16, 8))
+    z1 = np.zeros((5000, 16, 8))
+    z2 = np.zeros((5000, 8, 16)).transpose(0, 2, 1)  # strided rows: the generic path
+    fm.sample(s, W, seed=3, trace=z1, weight=2.0, n_threads=1)
+    fm.sample(s, W, seed=3, trace=z2, weight=2.0, n_threads=2)
+    assert np.array_equal(z1, z2)
+    assert np.array_equal(z1, 2.0 * fm.sample(s, W, seed=3, score=True)[2])
+    s32, W32 = s[:50].astype(np.float32), W.astype(np.float32)
+    z32 = np.ones((50, 16, 8), np.float32)
+    fm.sample(s32, W32, seed=3, trace=z32, decay=0.5)
+    g32 = fm.sample(s32, W32, seed=3, score=True)[2]
+    assert np.max(np.abs(z32 - (0.5 + g32.astype(float)))) < 1e-6
+
+
+def test_sample_trace_bad_inputs(rng):
+    s, W = rng.standard_normal(4), rng.standard_normal((4, 3))
+    z = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="not both"):
+        fm.sample(s, W, seed=1, score=True, trace=z)
+    with pytest.raises(ValueError, match="trace= only"):
+        fm.sample(s, W, seed=1, decay=0.5)
+    with pytest.raises(ValueError, match="trace= only"):
+        fm.sample(s, W, seed=1, weight=2.0)
+    with pytest.raises(ValueError, match="shape"):
+        fm.sample(s, W, seed=1, trace=np.zeros((3, 4)))
+    with pytest.raises(TypeError, match="dtype"):
+        fm.sample(s, W, seed=1, trace=np.zeros((4, 3), np.float32))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        fm.sample(s, W, seed=1, trace=[[0.0] * 3] * 4)
+    with pytest.raises(TypeError, match="tuple"):
+        fm.sample(s, W, b=np.zeros(3), seed=1, trace=z)
+    with pytest.raises(ValueError, match="share memory"):
+        fm.sample(s, W, seed=1, trace=W)
+    with pytest.raises(ValueError, match="writeable"):
+        ro = np.zeros((4, 3))
+        ro.flags.writeable = False
+        fm.sample(s, W, seed=1, trace=ro)
+    for bad, exc in [(float("nan"), ValueError), (float("inf"), ValueError), ("1", TypeError)]:
+        with pytest.raises(exc, match="decay"):
+            fm.sample(s, W, seed=1, trace=z, decay=bad)
+        with pytest.raises(exc, match="weight"):
+            fm.sample(s, W, seed=1, trace=z, weight=bad)
+    # An update that overflows raises and leaves the trace as it was.
+    big = np.full((4, 3), 1.7e308)
+    before = big.copy()
+    with pytest.raises(ValueError, match="overflows"):
+        fm.sample(np.full(4, 10.0), W, seed=1, trace=big, decay=1.5)
+    assert np.array_equal(big, before)
+    assert not np.any(z)  # the failed calls above left z alone

@@ -58,9 +58,8 @@ def import_optional(name: str) -> Any:
 # One REINFORCE step, one state.
 
 def step_fastscore(matrix, s, W, acc, rng_seed, adv, n_threads=None):
-    a, logp = matrix.sample(s, W, seed=rng_seed, n_threads=n_threads)
-    g = matrix.score(s, W, a, n_threads=n_threads)
-    acc += adv * g
+    # One call: the draw, its log pi, and acc += adv * score (bitwise that sum).
+    a, logp = matrix.sample(s, W, seed=rng_seed, trace=acc, weight=adv, n_threads=n_threads)
     return logp
 
 
