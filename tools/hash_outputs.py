@@ -8,7 +8,9 @@ tiny states, wide states split over threads), float32, float64 and mixed
 dtypes, masks, temperatures, out=, loglik's gradient, Hessian and weights,
 sample with int and Generator seeds and state_offset, the state-input form's
 bias, its BLAS blocks and its refined (compensated) logits; every call runs
-with n_threads 1 and 2.  Error messages of bad calls are hashed separately.
+with n_threads 1 and 2; and the policy-gradient objectives (kl, the
+entropy's gradient, loglik's entropy term, sample's score and trace) in both
+forms.  Error messages of bad calls are hashed separately.
 
 Compare builds from outside their trees (else the cwd's fastscore wins):
 
@@ -361,6 +363,53 @@ def matrix_errors(H):
             H.feed("matrix errors", f"{fn.__name__}: {type(e).__name__}: {e}")
 
 
+# ---------------------------------------------------------------------------
+# The policy-gradient objectives (issue 24), with their own generator so the
+# lines above keep their hashes.
+
+def hash_objectives(H, rng):
+    for B, N, d in [(None, 7, 5), (9, 6, 4), (300, 16, 32), (2000, 10, 8)]:
+        phi = rng.standard_normal((B, N, d) if B else (N, d))
+        th = rng.standard_normal(d)
+        a = rng.integers(0, N, B) if B else int(rng.integers(0, N))
+        w = rng.standard_normal(B) if B else np.float64(0.5)
+        for step in (1e-7, 0.5):
+            th2 = th + step * rng.standard_normal(d)
+            for dt in (np.float64, np.float32):
+                p, t, t2 = phi.astype(dt), th.astype(dt), th2.astype(dt)
+                for nt in THREADS:
+                    kw = dict(n_threads=nt)
+                    H.call("phi.kl", fastscore.kl, p, t, t2, grad=True, **kw)
+                    H.call("phi.entropy_grad", fastscore.entropy, p, t, grad=True, **kw)
+                    H.call("phi.loglik_entropy", fastscore.loglik, p, t, a, weights=w,
+                           entropy_weight=0.01, grad=True, **kw)
+                    H.call("phi.sample_score", fastscore.sample, p, t, seed=3, score=True, **kw)
+    for B, k, N in [(None, 5, 7), (9, 8, 4), (3000, 64, 10)]:
+        s = rng.standard_normal((B, k) if B else k)
+        a = rng.integers(0, N, B) if B else int(rng.integers(0, N))
+        w = rng.standard_normal(B) if B else np.float64(0.5)
+        for scale in (0.1, 3.0):       # plain and compensated (split) logits
+            W = scale * rng.standard_normal((k, N))
+            b = rng.standard_normal(N)
+            W2 = W + 0.01 * rng.standard_normal((k, N))
+            for bias in (None, b):
+                b2 = None if bias is None else bias + 0.01
+                for nt in THREADS:
+                    kw = dict(b=bias, n_threads=nt)
+                    H.call("matrix.kl", fm.kl, s, W, W2, b_ref=bias, b=b2, grad=True,
+                           n_threads=nt)
+                    H.call("matrix.entropy_grad", fm.entropy, s, W, grad=True, **kw)
+                    H.call("matrix.loglik_entropy", fm.loglik, s, W, a, weights=w,
+                           entropy_weight=0.01, grad=True, **kw)
+                    H.call("matrix.sample_score", fm.sample, s, W, seed=3, score=True, **kw)
+                    shape = ((B, k, N) if B else (k, N))
+                    z = np.ones(shape)
+                    trace = z if bias is None else (z, np.ones((B, N) if B else N))
+                    H.call("matrix.sample_trace", fm.sample, s, W, seed=3, trace=trace,
+                           decay=0.9, weight=0.7, **kw)
+                    H.feed("matrix.sample_trace", trace)
+
+
 def main(argv):
     per_state = "--per-state" in argv
     if per_state:
@@ -371,6 +420,7 @@ def main(argv):
     core_errors(H)
     hash_matrix(H, rng)
     matrix_errors(H)
+    hash_objectives(H, np.random.default_rng(24))
     print(f"# {fastscore.__file__}; {_core.build_info()['float64_logits']}"
           + ("; per-state path" if per_state else ""))
     total = hashlib.sha256()
