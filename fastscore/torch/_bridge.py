@@ -105,6 +105,12 @@ def temperature_of(temperature):
     return temperature
 
 
+def per_state_sum(g, per_state):
+    """sum_b g_b G_b: the incoming gradient g (a 0-d or (B,) array) against a
+    fused call's per-state gradients G ((d,) or (B, d); (k, N) or (B, k, N))."""
+    return np.tensordot(g, per_state, axes=g.ndim)
+
+
 def check_constant(t, name: str) -> None:
     """The reference policy of kl is a constant of the objective."""
     if isinstance(t, torch.Tensor) and t.requires_grad:
