@@ -23,8 +23,8 @@ from torch.autograd.function import once_differentiable
 import fastscore.matrix as fm
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, per_state_sum, residual, result,
-                      spread, temperature_of, weights_view)
+from ._bridge import (Inputs, check_constant, index_view, residual, result, spread,
+                      temperature_of, weights_view)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
 
@@ -39,14 +39,26 @@ def _tensor(x, dtype):
     return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
 
 
-def _state_grad(x, cz, kw, ref=None):
-    """dL/ds = dL/dz W^T / tau from dL/dz (cz, (N,) or (B, N)); ref: (W_ref,
-    dL/dz_ref) of kl's reference logits, which move with s too."""
-    W = x["W"]
-    ds = cz @ W.T
-    if ref is not None:
-        ds = ds + ref[1] @ ref[0].T
-    return _tensor(ds / W.dtype.type(kw["temperature"]), x.dtype)
+def _grads(ctx, x, cz, kw, ref=None, params=True):
+    """(dL/ds, dL/dW, dL/db) from dL/dz (cz, (N,) or (B, N)) for the inputs
+    that need them (dL/ds alone unless params); ref: (W_ref, dL/dz_ref) of
+    kl's reference logits, which move with s too."""
+    s, W = x["s"], x["W"]
+    tau = W.dtype.type(kw["temperature"])
+    need = (ctx.needs_input_grad[0], params and ctx.needs_input_grad[1],
+            params and ctx.needs_input_grad[2])
+    cz2 = np.atleast_2d(cz)
+    d_s = d_W = d_b = None
+    if need[0]:
+        ds = cz @ W.T
+        if ref is not None:
+            ds = ds + ref[1] @ ref[0].T
+        d_s = _tensor(ds / tau, x.dtype)
+    if need[1]:
+        d_W = _tensor(np.atleast_2d(s).T @ cz2 / tau, x.dtype)
+    if need[2]:
+        d_b = _tensor(cz2.sum(axis=0) / tau, x.dtype)
+    return d_s, d_W, d_b
 
 
 def _param_grads(ctx, grads, b, dtype):
@@ -56,13 +68,6 @@ def _param_grads(ctx, grads, b, dtype):
     need = ctx.needs_input_grad
     return (_tensor(gW, dtype) if need[1] else None,
             _tensor(gb, dtype) if need[2] and gb is not None else None)
-
-
-def _per_state_sum(g, grads):
-    """per_state_sum of a gradient of fastscore.matrix, or of its (W, b) pair."""
-    if isinstance(grads, tuple):
-        return tuple(per_state_sum(g, G) for G in grads)
-    return per_state_sum(g, grads)
 
 
 def _first_legal(mask, s):
@@ -112,8 +117,8 @@ class _LogProb(torch.autograd.Function):
         return d_s, d_W, d_b, None, None, None
 
 
-# As in fastscore.torch: grad_on is torch.is_grad_enabled() at the call, read
-# there because forward runs with grad disabled.
+# As in fastscore.torch: loglik's grad_on is torch.is_grad_enabled() at the
+# call, read there because forward runs with grad disabled.
 
 
 class _Entropy(torch.autograd.Function):
@@ -130,50 +135,46 @@ class _Entropy(torch.autograd.Function):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
         s, W, b, g = x["s"], x["W"], x["b"], grad.numpy()
-        d_s = d_W = d_b = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            if g.size and np.isfinite(g).all() and (g == g.flat[0]).all():
-                # One weight for all states (a sum or mean of H): loglik's fused
-                # entropy bonus with zero log-likelihood weights is g sum H, its
-                # gradient one BLAS pass with no (B, k, N) per-state array.
-                a0 = _first_legal(kw["mask"], s)
-                grads = fm.loglik(s, W, a0, b=b, weights=np.zeros_like(g),
-                                  entropy_weight=float(g.flat[0]), grad=True, **kw)[1]
-            else:
-                grads = _per_state_sum(g, fm.entropy(s, W, b=b, grad=True, **kw)[1])
+        need = ctx.needs_input_grad
+        if (need[1] or need[2]) and g.size and np.isfinite(g).all() and (g == g.flat[0]).all():
+            # One weight for all states (a sum or mean of H): loglik's fused
+            # entropy bonus with zero log-likelihood weights is g sum H, its
+            # gradient one BLAS pass.
+            grads = fm.loglik(s, W, _first_legal(kw["mask"], s), b=b, weights=np.zeros_like(g),
+                              entropy_weight=float(g.flat[0]), grad=True, **kw)[1]
             d_W, d_b = _param_grads(ctx, grads, b, x.dtype)
-        if ctx.needs_input_grad[0]:
-            d_s = _state_grad(x, _numpy.entropy_dz_matrix(s, W, b, g, ctx.H, **kw), kw)
+            d_s = None
+            if need[0]:
+                cz = _numpy.entropy_dz_matrix(s, W, b, g, ctx.H, **kw)
+                d_s = _grads(ctx, x, cz, kw, params=False)[0]
+        else:
+            # A weight per state: fm.entropy(grad=True) would form the (B, k, N)
+            # per-state gradients; dH/dz per action and one matrix product
+            # give their weighted sum from (B, N) arrays.
+            d_s, d_W, d_b = _grads(ctx, x, _numpy.entropy_dz_matrix(s, W, b, g, ctx.H, **kw), kw)
         return d_s, d_W, d_b, None, None
 
 
 class _KL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, s, W, b, x, b_pair, kw, grad_on):
+    def forward(ctx, s, W, b, x, b_pair, kw):
         ctx.save_for_backward(s, W, b)
         ctx.x, ctx.b_pair, ctx.kw = x, b_pair, kw
-        need_params = grad_on and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2])
-        b_ref, b_np = b_pair
-        out = fm.kl(x["s"], x["W_ref"], x["W"], b_ref=b_ref, b=b_np, grad=need_params, **kw)
-        ctx.kl, ctx.dkl = out if need_params else (out, None)
+        ctx.kl = fm.kl(x["s"], x["W_ref"], x["W"], b_ref=b_pair[0], b=b_pair[1], **kw)
         return result(ctx.kl, x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
+        # fm.kl(grad=True) gives (B, k, N) per-state gradients (memory B k N,
+        # written and read again); dKL/dz per action and one matrix product
+        # give their weighted sum from (B, N) arrays.
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
-        b_ref, b = ctx.b_pair
-        g = grad.numpy()
-        d_s = d_W = d_b = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            d_W, d_b = _param_grads(ctx, _per_state_sum(g, ctx.dkl), b, x.dtype)
-        if ctx.needs_input_grad[0]:
-            dz, dz_ref = _numpy.kl_dz_matrix(x["s"], x["W_ref"], x["W"], b_ref, b, ctx.kl, **kw)
-            dtype, g = x["W"].dtype, spread(g.astype(np.float64), None)
-            d_s = _state_grad(x, (dz * g).astype(dtype), kw,
-                              (x["W_ref"], (dz_ref * g).astype(dtype)))
-        return d_s, d_W, d_b, None, None, None, None
+        dz, dz_ref = _numpy.kl_dz_matrix(x["s"], x["W_ref"], x["W"], *ctx.b_pair, ctx.kl, **kw)
+        dtype, g = x["W"].dtype, spread(grad.numpy().astype(np.float64), None)
+        ref = (x["W_ref"], (dz_ref * g).astype(dtype)) if ctx.needs_input_grad[0] else None
+        return (*_grads(ctx, x, (dz * g).astype(dtype), kw, ref), None, None, None)
 
 
 class _Loglik(torch.autograd.Function):
@@ -326,8 +327,7 @@ def kl(s: _Tensor, W_ref: _Tensor, W: _Tensor, *, b_ref: Optional[_Tensor] = Non
     check_constant(W_ref, "W_ref")
     check_constant(b_ref, "b_ref")
     x = Inputs({"s": s, "W_ref": W_ref, "W": W, "b_ref": b_ref, "b": b})
-    return _KL.apply(s, W, b, x, _bias_pair(x), _options(mask, temperature),
-                     torch.is_grad_enabled())
+    return _KL.apply(s, W, b, x, _bias_pair(x), _options(mask, temperature))
 
 
 kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \pi)` per state, differentiable in ``W``, ``b`` and ``s``.
