@@ -348,13 +348,19 @@ def test_kl_matrix_equals_the_phi_form(rng, dtype):
 def test_kl_matrix_small_divergences_keep_their_digits(rng, step):
     """The state-input form through the bridge: its value is fm.kl's, bit for
     bit, and within 1e-10 of mpmath's (on the equivalent phi features) where
-    the divergence is ~step^2."""
+    the divergence is ~step^2; its gradient in W (pi - pi_ref, ~step) is the
+    fused call's to 1e-10."""
     B, k, N = 3, 4, 5
     s, Wr, br = rng.normal(size=(B, k)), rng.normal(size=(k, N)), rng.normal(size=N)
     W, b = Wr + step * rng.normal(size=(k, N)), br + step * rng.normal(size=N)
     t = torch.tensor
-    got = ftm.kl(t(s), t(Wr), t(W, requires_grad=True), b_ref=t(br), b=t(b))
-    assert got.detach().numpy().tobytes() == fm.kl(s, Wr, W, b_ref=br, b=b).tobytes()
+    Wt = t(W, requires_grad=True)
+    got = ftm.kl(t(s), t(Wr), Wt, b_ref=t(br), b=t(b))
+    value, (gW, _) = fm.kl(s, Wr, W, b_ref=br, b=b, grad=True)
+    assert got.detach().numpy().tobytes() == value.tobytes()
+    got.sum().backward()
+    np.testing.assert_allclose(Wt.grad.numpy(), gW.sum(axis=0), rtol=1e-10,
+                               atol=1e-12 * np.abs(gW.sum(axis=0)).max())
     for i in range(B):
         phi = np.zeros((N, (k + 1) * N))
         for j in range(N):
@@ -417,8 +423,9 @@ def per_state_grads_matrix(name, c, kw):
 @pytest.mark.parametrize("uniform", [True, False])
 def test_matrix_parameter_gradient_is_the_fused_calls(rng, kind, name, uniform):
     """(W, b)'s gradient of sum_i w_i f_i is sum_i w_i (fm's gradient of state
-    i): with one weight for all states (the entropy's goes through loglik's
-    fused bonus) and with a weight each; with or without s requiring grad."""
+    i), to 1e-12: with one weight for all states (the entropy's goes through
+    loglik's fused bonus) and with a weight each (through dL/dz); with or
+    without s requiring grad."""
     c = matrix_case(rng, kind)
     f = matrix_calls(c)[0][name]
     G = per_state_grads_matrix(name, c, c["kw"])
