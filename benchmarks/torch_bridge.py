@@ -14,7 +14,8 @@ and float32.  The three columns of each row compute the same gradient:
   entropy and kl of the phi form: ``grad=True``, the per-state gradients
   summed; for the state-input entropy: ``entropy`` then ``loglik(weights=0,
   entropy_weight=1, grad=True)``, the gradient of the sum in one pass; for
-  the state-input kl: ``kl``, then dKL/dz in NumPy and one matrix product);
+  the state-input kl: ``kl``, then dKL/dz in NumPy and one matrix product,
+  by PyTorch as the bridge does it);
 * ``torch autograd``: ``log_softmax`` of ``phi @ theta / tau`` (or ``s @ W +
   b``) and the textbook formula, then ``.backward()``.
 
@@ -41,6 +42,7 @@ def cases(torch, dtype, rng):
     import fastscore.torch as ft
     import fastscore.torch.matrix as ftm
     from fastscore.torch import _numpy
+    from fastscore.torch._bridge import matmul
 
     B, N, d, k = 4096, 10, 64, 64
     npd = np.float64 if dtype == torch.float64 else np.float32
@@ -102,7 +104,7 @@ def cases(torch, dtype, rng):
     def np_kl_s():
         value = fm.kl(S, Wr, Wm, b_ref=bm, b=bm)
         dz = _numpy.kl_dz_matrix(S, Wr, Wm, bm, bm, value, mask=None, temperature=1.0)[0]
-        return S.T @ dz, dz.sum(axis=0)
+        return matmul(S.T, dz), dz.sum(axis=0)
 
     def np_loglik_h_s():
         return fm.loglik(S, Wm, A, b=bm, weights=Wn, entropy_weight=beta, grad=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 import fastscore
 
-from ._bridge import legal_of, rowsum, spread
+from ._bridge import legal_of, matmul, rowsum, spread
 
 
 def entropy_coef(pi, H, offsets):
@@ -81,7 +81,7 @@ def kl_dz_phi(phi, theta_ref, theta, kl, *, mask, temperature, offsets):
     """kl_dz of the phi form."""
     kw = dict(mask=mask, temperature=temperature, offsets=offsets)
     pi_ref = fastscore.probs(phi, theta_ref, **kw)
-    delta = np.tensordot(phi, theta_ref - theta, axes=1) / theta.dtype.type(temperature)
+    delta = matmul(phi, theta_ref - theta) / theta.dtype.type(temperature)
     offs = None if offsets is None else np.asarray(offsets, dtype=np.intp)
     return kl_dz(pi_ref, delta, kl, legal_of(mask, pi_ref.shape), offs,
                  lambda: fastscore.probs(phi, theta, **kw))
@@ -92,7 +92,7 @@ def kl_dz_matrix(s, W_ref, W, b_ref, b, kl, *, mask, temperature):
     import fastscore.matrix as fm
 
     pi_ref = fm.probs(s, W_ref, b=b_ref, mask=mask, temperature=temperature)
-    delta = s @ (W_ref - W)
+    delta = matmul(s, W_ref - W)
     if b is not None:
         delta = delta + (b_ref - b)
     delta = delta / W.dtype.type(temperature)

@@ -23,7 +23,7 @@ from torch.autograd.function import once_differentiable
 import fastscore.matrix as fm
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, residual, result, spread,
+from ._bridge import (Inputs, check_constant, index_view, matmul, residual, result, spread,
                       temperature_of, weights_view)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
@@ -50,12 +50,12 @@ def _grads(ctx, x, cz, kw, ref=None, params=True):
     cz2 = np.atleast_2d(cz)
     d_s = d_W = d_b = None
     if need[0]:
-        ds = cz @ W.T
+        ds = matmul(cz, W.T)
         if ref is not None:
-            ds = ds + ref[1] @ ref[0].T
+            ds = ds + matmul(ref[1], ref[0].T)
         d_s = _tensor(ds / tau, x.dtype)
     if need[1]:
-        d_W = _tensor(np.atleast_2d(s).T @ cz2 / tau, x.dtype)
+        d_W = _tensor(matmul(np.atleast_2d(s).T, cz2) / tau, x.dtype)
     if need[2]:
         d_b = _tensor(cz2.sum(axis=0) / tau, x.dtype)
     return d_s, d_W, d_b
@@ -113,7 +113,7 @@ class _LogProb(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             pi = fm.probs(s, W, b=b, **kw)
             cz = residual(pi, a, None) * spread(g, None)
-            d_s = _tensor(cz @ W.T / W.dtype.type(kw["temperature"]), x.dtype)
+            d_s = _tensor(matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         return d_s, d_W, d_b, None, None, None
 
 
@@ -207,7 +207,7 @@ class _Loglik(torch.autograd.Function):
                 cz = cz * spread(w, None)
             if beta:
                 cz = cz + beta * _numpy.entropy_coef(pi, fm.entropy(s, W, b=b, **kw), None)
-            d_s = _tensor(g * (cz @ W.T) / W.dtype.type(kw["temperature"]), x.dtype)
+            d_s = _tensor(g * matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         if need[3]:
             lp = fm.log_prob(s, W, a, b=b, **kw)
             d_w = _tensor(g * np.reshape(lp, np.shape(w)), x.dtype)
