@@ -267,8 +267,9 @@ def entropy(phi: _Tensor, theta: _Tensor, *, mask=None, temperature: float = 1.0
 
 entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi)` of each state's policy, differentiable.
 
-    The value is :func:`fastscore.entropy`'s, bit for bit.  The gradient
-    goes through the logits: :math:`\partial H / \partial z_k = -\pi_k (\log
+    The value is :func:`fastscore.entropy`'s, bit for bit, and the gradient
+    in ``theta`` the same call's (``grad=True``).  In ``phi`` it goes
+    through the logits: :math:`\partial H / \partial z_k = -\pi_k (\log
     \pi_k + H)` (exactly 0 for masked actions), then :math:`z_k = \phi_k
     \cdot \theta / \tau`.
 
@@ -301,12 +302,14 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
 
     :math:`\pi_\mathrm{ref}` is the policy of ``theta_ref`` (a fixed
     reference, such as the policy that collected the data), :math:`\pi` that
-    of ``theta``, on the same features.  The value is computed from the
-    parameters' difference and as a sum of non-negative terms, so a small
-    divergence keeps its relative accuracy (no :math:`\pi - \pi_\mathrm{ref}`
-    cancellation).  The gradient: :math:`\partial \mathrm{KL} / \partial z_k
-    = \pi_k - \pi_{\mathrm{ref},k}`; with respect to ``phi`` it also counts
-    the reference's logits, which ``phi`` moves too.
+    of ``theta``, on the same features.  The value is :func:`fastscore.kl`'s,
+    bit for bit: computed from the parameters' difference and as a sum of
+    non-negative terms, so a small divergence keeps its relative accuracy
+    (no :math:`\pi - \pi_\mathrm{ref}` cancellation).  The gradient in
+    ``theta`` is the same call's (``grad=True``), :math:`\partial
+    \mathrm{KL} / \partial z_k = \pi_k - \pi_{\mathrm{ref},k}`; with
+    respect to ``phi`` it also counts the reference's logits, which ``phi``
+    moves too.
 
     Parameters
     ----------{phi}
@@ -319,7 +322,8 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     -------
     torch.Tensor, shape () or (B,)
 {raises}
-        Also ``theta_ref`` requiring grad.
+        Also ``theta_ref`` requiring grad, and policies whose logits differ
+        by more than about 16384 (as :func:`fastscore.kl`).
 
     Examples
     --------
@@ -351,10 +355,10 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
 
     With advantages as ``weights``, ``-loglik(...)`` is the REINFORCE /
     actor-critic loss to minimise, ``entropy_weight`` its entropy
-    regularisation.  The value and the gradient in ``theta`` come from one
-    :func:`fastscore.loglik` pass (float64 accumulation; the result is
-    rounded to the inputs' dtype); the entropy term from
-    :func:`fastscore.entropy`.
+    regularisation.  The value and the gradient in ``theta``, the entropy
+    term included, come from one :func:`fastscore.loglik` pass with
+    ``entropy_weight`` (float64 accumulation; the result is rounded to the
+    inputs' dtype).
 
     Parameters
     ----------{phi}

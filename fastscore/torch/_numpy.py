@@ -1,13 +1,20 @@
-"""The NumPy side of the bridge: the per-action coefficients dL/dz that the
-features' gradient needs.
+"""The NumPy side of the bridge: the per-action coefficients dL/dz that no
+compiled call returns.
 
-The values and the parameters' gradients are fastscore's fused calls
-(``entropy(..., grad=True)``, ``kl(..., grad=True)``, ``loglik(...,
-entropy_weight=)``, and the same in ``fastscore.matrix``); those return
-gradients in the parameters only.  The gradient in the features (``phi``;
-``s``), which also move the reference's logits in ``kl``, needs ``dL/dz``
-per action, which no compiled call returns: it is finished here in NumPy
-from ``probs`` and the fused calls' values (the entropy ``H``, the KL).
+The values are fastscore's (``entropy``, ``kl``, ``loglik(...,
+entropy_weight=)``, and the same in ``fastscore.matrix``), and so are the
+parameters' gradients of the phi form, of the state-input loglik, and of
+the state-input entropy with one weight for all states (fused calls:
+``grad=True``; loglik's entropy bonus).  dL/dz per action is still needed
+
+* for the features' gradient (``phi``; ``s``, which in ``kl`` also moves the
+  reference's logits);
+* for the state-input kl's and per-state-weighted entropy's parameter
+  gradient, where ``grad=True`` would form one (k, N) gradient per state (a
+  (B, k, N) array) when the bridge needs only their weighted sum.
+
+It is finished here from ``probs`` and the fused calls' values (the entropy
+``H``, the KL).
 
 Conventions: ``z`` are the logits, ``pi = softmax(z)``; per-action arrays
 have the shape of ``probs``' result ((N,), (B, N) or (total rows,) with

@@ -350,7 +350,9 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     -------
     torch.Tensor, shape () or (B,)
 {raises}
-        Also ``W_ref`` or ``b_ref`` requiring grad.
+        Also ``W_ref`` or ``b_ref`` requiring grad, and policies whose
+        logits differ by more than about 16384 (as
+        :func:`fastscore.matrix.kl`).
 
     Examples
     --------
@@ -379,9 +381,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
 
         \ell = \sum_i w_i \log \pi(a_i \mid s_i) + \beta \sum_i H(\pi(\cdot \mid s_i))
 
-    The value and the parameters' gradient come from one
-    :func:`fastscore.matrix.loglik` pass (in the inputs' precision), the
-    entropy term from :func:`fastscore.matrix.entropy`.
+    The value and the parameters' gradient, the entropy term included, come
+    from one :func:`fastscore.matrix.loglik` pass with ``entropy_weight`` (in
+    the inputs' precision).
 
     Parameters
     ----------{state}
