@@ -10,7 +10,12 @@ and float32.  The three columns of each row compute the same gradient:
 
 * ``fastscore.torch``: the bridge's function, then ``.backward()``;
 * ``NumPy calls``: the fastscore calls the bridge makes, on the same arrays
-  (for log_prob: ``log_prob`` then ``loglik(weights=1, grad=True)``);
+  (for log_prob: ``log_prob`` then ``loglik(weights=1, grad=True)``; for
+  entropy and kl of the phi form: ``grad=True``, the per-state gradients
+  summed; for the state-input entropy: ``entropy`` then ``loglik(weights=0,
+  entropy_weight=1, grad=True)``, the gradient of the sum in one pass; for
+  the state-input kl: ``kl``, then dKL/dz in NumPy and one matrix product,
+  by PyTorch as the bridge does it);
 * ``torch autograd``: ``log_softmax`` of ``phi @ theta / tau`` (or ``s @ W +
   b``) and the textbook formula, then ``.backward()``.
 
@@ -37,6 +42,7 @@ def cases(torch, dtype, rng):
     import fastscore.torch as ft
     import fastscore.torch.matrix as ftm
     from fastscore.torch import _numpy
+    from fastscore.torch._bridge import matmul
 
     B, N, d, k = 4096, 10, 64, 64
     npd = np.float64 if dtype == torch.float64 else np.float32
@@ -52,7 +58,7 @@ def cases(torch, dtype, rng):
     b_ref = b.clone()
     P, T, Tr, A, Wn = phi.numpy(), theta.numpy(), theta_ref.numpy(), a.numpy(), w.numpy()
     S, Wm, bm, Wr = s.numpy(), W.numpy(), b.numpy(), W_ref.numpy()
-    ones, kw = np.ones(B), dict(mask=None, temperature=1.0, offsets=None)
+    ones = np.ones(B, npd)
     beta = 0.01
 
     def ours(f, *params):
@@ -80,37 +86,28 @@ def cases(torch, dtype, rng):
 
     lr_phi, lr_s = lsm_phi(theta_ref), lsm_s(W_ref, b_ref)
 
+    zeros, a0 = np.zeros(B, npd), np.zeros(B, np.intp)
+
     def np_entropy_phi():
-        H = fastscore.entropy(P, T)
-        cz = _numpy.entropy_dz(P, T, ones, H, **kw)
-        return _numpy.rows_vjp(P, cz, None)
+        return ones @ fastscore.entropy(P, T, grad=True)[1]
 
     def np_kl_phi():
-        _, dz, _ = _numpy.kl_phi(P, Tr, T, **kw)
-        return _numpy.rows_vjp(P, dz.astype(P.dtype), None)
+        return ones @ fastscore.kl(P, Tr, T, grad=True)[1]
 
     def np_loglik_h_phi():
-        fastscore.loglik(P, T, A, weights=Wn, grad=True)
-        H = fastscore.entropy(P, T)
-        return _numpy.rows_vjp(P, _numpy.entropy_dz(P, T, ones, H, **kw), None)
-
-    def np_grads_s(cz):
-        return S.T @ cz, cz.sum(axis=0)
+        return fastscore.loglik(P, T, A, weights=Wn, entropy_weight=beta, grad=True)
 
     def np_entropy_s():
-        H = fm.entropy(S, Wm, b=bm)
-        return np_grads_s(_numpy.entropy_dz_matrix(S, Wm, bm, np.ones(B, npd), H,
-                                                   mask=None, temperature=1.0))
+        fm.entropy(S, Wm, b=bm)
+        return fm.loglik(S, Wm, a0, b=bm, weights=zeros, entropy_weight=1.0, grad=True)
 
     def np_kl_s():
-        _, dz, _ = _numpy.kl_matrix(S, Wr, Wm, bm, bm, mask=None, temperature=1.0)
-        return np_grads_s(dz.astype(npd))
+        value = fm.kl(S, Wr, Wm, b_ref=bm, b=bm)
+        dz = _numpy.kl_dz_matrix(S, Wr, Wm, bm, bm, value, mask=None, temperature=1.0)[0]
+        return matmul(S.T, dz), dz.sum(axis=0)
 
     def np_loglik_h_s():
-        fm.loglik(S, Wm, A, b=bm, weights=Wn, grad=True)
-        H = fm.entropy(S, Wm, b=bm)
-        return np_grads_s(_numpy.entropy_dz_matrix(S, Wm, bm, np.ones(B, npd), H,
-                                                   mask=None, temperature=1.0))
+        return fm.loglik(S, Wm, A, b=bm, weights=Wn, entropy_weight=beta, grad=True)
 
     def gather(lp):
         return lp.gather(-1, a[:, None])[:, 0]

@@ -96,9 +96,8 @@ def phi_calls(c):
         "log_prob": lambda: fastscore.log_prob(P(), T(), an, **np_kw),
         "entropy": lambda: fastscore.entropy(P(), T(), **np_kw),
         "loglik": lambda: fastscore.loglik(P(), T(), an, weights=c["weights"].numpy(), **np_kw),
-        "loglik_entropy": lambda: (fastscore.loglik(P(), T(), an, weights=c["weights"].numpy(),
-                                                    **np_kw)
-                                   + 0.4 * float(np.sum(fastscore.entropy(P(), T(), **np_kw)))),
+        "loglik_entropy": lambda: fastscore.loglik(P(), T(), an, weights=c["weights"].numpy(),
+                                                   entropy_weight=0.4, **np_kw),
     }
 
 
@@ -179,8 +178,8 @@ def matrix_calls(c):
         "log_prob": lambda: fm.log_prob(S(), W(), an, b=b(), **np_kw),
         "entropy": lambda: fm.entropy(S(), W(), b=b(), **np_kw),
         "loglik": lambda: fm.loglik(S(), W(), an, b=b(), weights=w, **np_kw),
-        "loglik_entropy": lambda: (float(fm.loglik(S(), W(), an, b=b(), weights=w, **np_kw))
-                                   + 0.4 * float(np.sum(fm.entropy(S(), W(), b=b(), **np_kw)))),
+        "loglik_entropy": lambda: fm.loglik(S(), W(), an, b=b(), weights=w, entropy_weight=0.4,
+                                            **np_kw),
     }
 
 
@@ -265,7 +264,7 @@ def test_gradients_equal_torch_autograd(seed, B, N, d, masked, tau):
 
 
 # ---------------------------------------------------------------------------
-# The KL divergence's accuracy (its value is computed in the bridge for now)
+# The KL divergence's accuracy (its value is fastscore.kl's)
 
 
 def mp_kl(phi, theta_ref, theta, tau=1.0):
@@ -343,6 +342,157 @@ def test_kl_matrix_equals_the_phi_form(rng, dtype):
     want = ft.kl(t(phi), t(flat(Wr, br)), t(flat(W, b)))
     rtol = 1e-12 if dtype == torch.float64 else 1e-4
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=rtol)
+
+
+@pytest.mark.parametrize("step", [1e-5, 1e-8])
+def test_kl_matrix_small_divergences_keep_their_digits(rng, step):
+    """The state-input form through the bridge: its value is fm.kl's, bit for
+    bit, and within 1e-10 of mpmath's (on the equivalent phi features) where
+    the divergence is ~step^2; its gradient in W (pi - pi_ref, ~step) is the
+    fused call's to 1e-10."""
+    B, k, N = 3, 4, 5
+    s, Wr, br = rng.normal(size=(B, k)), rng.normal(size=(k, N)), rng.normal(size=N)
+    W, b = Wr + step * rng.normal(size=(k, N)), br + step * rng.normal(size=N)
+    t = torch.tensor
+    Wt = t(W, requires_grad=True)
+    got = ftm.kl(t(s), t(Wr), Wt, b_ref=t(br), b=t(b))
+    value, (gW, _) = fm.kl(s, Wr, W, b_ref=br, b=b, grad=True)
+    assert got.detach().numpy().tobytes() == value.tobytes()
+    got.sum().backward()
+    np.testing.assert_allclose(Wt.grad.numpy(), gW.sum(axis=0), rtol=1e-10,
+                               atol=1e-12 * np.abs(gW.sum(axis=0)).max())
+    for i in range(B):
+        phi = np.zeros((N, (k + 1) * N))
+        for j in range(N):
+            phi[j, j * (k + 1):(j + 1) * (k + 1)] = np.append(s[i], 1.0)
+        flat = lambda W, b: np.vstack([W, b[None]]).T.reshape(-1)  # noqa: E731
+        want = mp_kl(phi, flat(Wr, br), flat(W, b))[0]
+        assert abs(got[i].item() - want) <= 1e-10 * want
+
+
+def per_state_grads_phi(name, phi, theta, theta_ref, kw):
+    np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    P, T = phi.numpy(), theta.numpy()
+    if name == "entropy":
+        return fastscore.entropy(P, T, grad=True, **np_kw)[1]
+    return fastscore.kl(P, theta_ref.numpy(), T, grad=True, **np_kw)[1]
+
+
+@pytest.mark.parametrize("kind", PHI_KINDS)
+@pytest.mark.parametrize("name", ["entropy", "kl"])
+def test_phi_parameter_gradient_is_the_fused_calls(rng, kind, name):
+    """theta's gradient of sum_b w_b f_b is sum_b w_b (the fused call's
+    gradient of state b), whether or not phi requires grad too."""
+    c = phi_case(rng, kind)
+    f = phi_calls(c)[0][name]
+    G = per_state_grads_phi(name, c["phi"], c["theta"], c["theta_ref"], c["kw"])
+    w = c["weights"] if np.ndim(G) == 2 else c["weights"][0]
+    want = np.tensordot(w.numpy(), G, axes=w.ndim)
+    grads = []
+    for phi in (c["phi"], c["phi"].clone().requires_grad_()):
+        theta = c["theta"].clone().requires_grad_()
+        (w * f(phi, theta, None)).sum().backward()
+        np.testing.assert_allclose(theta.grad.numpy(), want, rtol=1e-12, atol=1e-15)
+        grads.append(theta.grad.numpy().tobytes())
+    assert grads[0] == grads[1]
+
+
+def test_phi_loglik_gradient_is_the_fused_calls(rng):
+    c = phi_case(rng, "ragged_mask")
+    np_kw = {k: v.numpy() for k, v in c["kw"].items()}
+    theta = c["theta"].clone().requires_grad_()
+    (2.5 * ft.loglik(c["phi"], theta, c["a"], weights=c["weights"], entropy_weight=0.3,
+                     **c["kw"])).backward()
+    want = fastscore.loglik(c["phi"].numpy(), c["theta"].numpy(), c["a"].numpy(),
+                            weights=c["weights"].numpy(), entropy_weight=0.3, grad=True,
+                            **np_kw)[1]
+    np.testing.assert_array_equal(theta.grad.numpy(), 2.5 * want)
+
+
+def per_state_grads_matrix(name, c, kw):
+    np_kw = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    n = lambda x: None if x is None else x.numpy()  # noqa: E731
+    if name == "entropy":
+        return fm.entropy(n(c["s"]), n(c["W"]), b=n(c["b"]), grad=True, **np_kw)[1]
+    return fm.kl(n(c["s"]), n(c["W_ref"]), n(c["W"]), b_ref=n(c["b_ref"]), b=n(c["b"]),
+                 grad=True, **np_kw)[1]
+
+
+@pytest.mark.parametrize("kind", MATRIX_KINDS)
+@pytest.mark.parametrize("name", ["entropy", "kl"])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_matrix_parameter_gradient_is_the_fused_calls(rng, kind, name, uniform):
+    """(W, b)'s gradient of sum_i w_i f_i is sum_i w_i (fm's gradient of state
+    i), to 1e-12: with one weight for all states (the entropy's goes through
+    loglik's fused bonus) and with a weight each (through dL/dz); with or
+    without s requiring grad."""
+    c = matrix_case(rng, kind)
+    f = matrix_calls(c)[0][name]
+    G = per_state_grads_matrix(name, c, c["kw"])
+    w = c["weights"] if c["s"].ndim == 2 else c["weights"].reshape(())
+    if uniform:
+        w = torch.full_like(w, -0.7)
+    want = [np.tensordot(w.numpy(), x, axes=w.ndim) for x in (G if c["b"] is not None else [G])]
+    for s in (c["s"], c["s"].clone().requires_grad_()):
+        W = c["W"].clone().requires_grad_()
+        b = None if c["b"] is None else c["b"].clone().requires_grad_()
+        (w * f(s, W, b, None)).sum().backward()
+        for got, x in zip([W, b], want):
+            np.testing.assert_allclose(got.grad.numpy(), x, rtol=1e-12,
+                                       atol=1e-15 * np.abs(x).max())
+
+
+@pytest.mark.parametrize("missing", ["b_ref", "b"])
+def test_matrix_kl_takes_one_bias_as_the_other_zero(rng, missing):
+    c = matrix_case(rng, "batch")
+    zero = torch.zeros_like(c["b"])
+    given = dict(b_ref=c["b_ref"], b=c["b"])
+    full = dict(given, **{missing: zero})
+    given[missing] = None
+    W1, W2 = c["W"].clone().requires_grad_(), c["W"].clone().requires_grad_()
+    v1 = ftm.kl(c["s"], c["W_ref"], W1, **given)
+    v2 = ftm.kl(c["s"], c["W_ref"], W2, **full)
+    assert v1.detach().numpy().tobytes() == v2.detach().numpy().tobytes()
+    v1.sum().backward()
+    v2.sum().backward()
+    np.testing.assert_array_equal(W1.grad, W2.grad)
+
+
+def test_no_gradient_is_computed_without_a_graph(rng, monkeypatch):
+    """Under torch.no_grad the forward asks the fused calls for values only."""
+    calls = []
+    for module in (fastscore, fm):
+        for name in ("entropy", "kl", "loglik"):
+            real = getattr(module, name)
+
+            def spy(*args, _real=real, **kwargs):
+                calls.append(kwargs.get("grad", False))
+                return _real(*args, **kwargs)
+            monkeypatch.setattr(module, name, spy)
+    c = phi_case(rng, "batch")
+    theta = c["theta"].requires_grad_()
+    m = matrix_case(rng, "batch")
+    W = m["W"].requires_grad_()
+    with torch.no_grad():
+        ft.entropy(c["phi"], theta)
+        ft.kl(c["phi"], c["theta_ref"], theta)
+        ft.loglik(c["phi"], theta, c["a"], entropy_weight=0.1)
+        ftm.kl(m["s"], m["W_ref"], W, b_ref=m["b_ref"], b=m["b"])
+        ftm.loglik(m["s"], W, m["a"], b=m["b"], entropy_weight=0.1)
+    assert calls and not any(calls)
+    ft.kl(c["phi"], c["theta_ref"], theta)
+    assert calls[-1] is True
+
+
+def test_kl_of_policies_too_far_apart_is_refused():
+    """fastscore.kl's limit (logits differing by more than about 16384)
+    passes through rather than be answered inexactly."""
+    phi = torch.eye(2, dtype=D)
+    with pytest.raises(ValueError):
+        ft.kl(phi, torch.zeros(2, dtype=D), torch.tensor([0.0, 1e5], dtype=D))
+    with pytest.raises(ValueError):
+        ftm.kl(torch.ones(1, dtype=D), torch.zeros(1, 2, dtype=D),
+               torch.tensor([[0.0, 1e5]], dtype=D))
 
 
 # ---------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from torch.autograd.function import once_differentiable
 import fastscore
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, residual, result, spread,
-                      temperature_of, weights_view)
+from ._bridge import (Inputs, check_constant, index_view, per_state_sum, residual, result,
+                      spread, temperature_of, weights_view)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
 
@@ -87,12 +87,22 @@ class _LogProb(torch.autograd.Function):
         return d_phi, d_theta, None, None, None
 
 
+# entropy, kl and loglik compute the parameters' gradient in forward, fused with
+# the value, when backward will want it: ctx.needs_input_grad says which inputs
+# require grad, and grad_on (torch.is_grad_enabled() at the call, since forward
+# itself runs with grad disabled) whether a graph is recorded at all.
+
+
 class _Entropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, phi, theta, x, kw):
+    def forward(ctx, phi, theta, x, kw, grad_on):
         ctx.save_for_backward(phi, theta)
         ctx.x, ctx.kw = x, kw
-        ctx.H = fastscore.entropy(x["phi"], x["theta"], **kw)
+        ctx.dH = None
+        if grad_on and ctx.needs_input_grad[1]:
+            ctx.H, ctx.dH = fastscore.entropy(x["phi"], x["theta"], grad=True, **kw)
+        else:
+            ctx.H = fastscore.entropy(x["phi"], x["theta"], **kw)
         return result(ctx.H, x.dtype)
 
     @staticmethod
@@ -100,57 +110,56 @@ class _Entropy(torch.autograd.Function):
     def backward(ctx, grad):
         ctx.saved_tensors  # raises if phi or theta were modified in place
         x, kw = ctx.x, ctx.kw
-        phi, theta, tau = x["phi"], x["theta"], kw["temperature"]
-        cz = _numpy.entropy_dz(phi, theta, grad.numpy(), ctx.H, **kw)
-        d_phi = _phi_grad(cz, theta, tau) if ctx.needs_input_grad[0] else None
-        d_theta = _theta_grad(phi, cz, kw, x.dtype) if ctx.needs_input_grad[1] else None
-        return d_phi, d_theta, None, None
+        phi, theta, g = x["phi"], x["theta"], grad.numpy()
+        d_phi = d_theta = None
+        if ctx.needs_input_grad[1]:
+            d_theta = _tensor(per_state_sum(g, ctx.dH), x.dtype)
+        if ctx.needs_input_grad[0]:
+            cz = _numpy.entropy_dz(phi, theta, g, ctx.H, **kw)
+            d_phi = _phi_grad(cz, theta, kw["temperature"])
+        return d_phi, d_theta, None, None, None
 
 
 class _KL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, phi, theta, x, kw):
+    def forward(ctx, phi, theta, x, kw, grad_on):
         ctx.save_for_backward(phi, theta)
         ctx.x, ctx.kw = x, kw
-        value, ctx.dz, ctx.dz_ref = _numpy.kl_phi(x["phi"], x["theta_ref"], x["theta"], **kw)
-        return result(value, x.dtype)
+        ctx.dkl = None
+        if grad_on and ctx.needs_input_grad[1]:
+            ctx.kl, ctx.dkl = fastscore.kl(x["phi"], x["theta_ref"], x["theta"], grad=True, **kw)
+        else:
+            ctx.kl = fastscore.kl(x["phi"], x["theta_ref"], x["theta"], **kw)
+        return result(ctx.kl, x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
-        phi, theta, tau = x["phi"], x["theta"], kw["temperature"]
-        g = spread(grad.numpy().astype(np.float64), _offsets(kw))
-        cz = (ctx.dz * g).astype(phi.dtype)
+        phi, theta, theta_ref, g = x["phi"], x["theta"], x["theta_ref"], grad.numpy()
         d_phi = d_theta = None
         if ctx.needs_input_grad[1]:
-            d_theta = _theta_grad(phi, cz, kw, x.dtype)
+            d_theta = _tensor(per_state_sum(g, ctx.dkl), x.dtype)
         if ctx.needs_input_grad[0]:
+            dz, dz_ref = _numpy.kl_dz_phi(phi, theta_ref, theta, ctx.kl, **kw)
+            g = spread(g.astype(np.float64), _offsets(kw))
+            tau = kw["temperature"]
             # phi also moves the reference's logits (theta_ref is the constant).
-            cz_ref = (ctx.dz_ref * g).astype(phi.dtype)
-            d_phi = _phi_grad(cz, theta, tau) + _phi_grad(cz_ref, x["theta_ref"], tau)
-        return d_phi, d_theta, None, None
+            d_phi = _phi_grad((dz * g).astype(phi.dtype), theta, tau) + \
+                _phi_grad((dz_ref * g).astype(phi.dtype), theta_ref, tau)
+        return d_phi, d_theta, None, None, None
 
 
 class _Loglik(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, phi, theta, weights, x, a, w, beta, kw):
+    def forward(ctx, phi, theta, weights, x, a, w, beta, kw, grad_on):
         ctx.save_for_backward(phi, theta, weights)
         ctx.x, ctx.a, ctx.w, ctx.beta, ctx.kw = x, a, w, beta, kw
-        phi, theta = x["phi"], x["theta"]
-        need_theta = ctx.needs_input_grad[1]
-        out = fastscore.loglik(phi, theta, a, weights=w, grad=need_theta, **kw)
+        need_theta = grad_on and ctx.needs_input_grad[1]
+        out = fastscore.loglik(x["phi"], x["theta"], a, weights=w, entropy_weight=beta,
+                               grad=need_theta, **kw)
         value, ctx.d_theta = out if need_theta else (out, None)
-        ctx.H = None
-        if beta:
-            # The entropy term, for fastscore.loglik(..., entropy_weight=beta) to fuse.
-            ctx.H = fastscore.entropy(phi, theta, **kw)
-            value = value + beta * float(np.sum(ctx.H))
-            if need_theta:
-                cz = _numpy.entropy_dz(phi, theta, np.ones_like(ctx.H), ctx.H, **kw)
-                ctx.d_theta = ctx.d_theta + beta * _numpy.rows_vjp(phi, cz, kw["mask"]) / \
-                    theta.dtype.type(kw["temperature"])
         return torch.tensor(value, dtype=x.dtype)
 
     @staticmethod
@@ -170,18 +179,13 @@ class _Loglik(torch.autograd.Function):
                 cz = cz * (np.reshape(w, -1)[0] if pi.ndim == 1 and offs is None
                            else spread(w, offs))
             if beta:
-                cz = cz + beta * _numpy.entropy_coef(pi, ctx.H, offs)
+                H = fastscore.entropy(phi, theta, **kw)
+                cz = cz + beta * _numpy.entropy_coef(pi, H, offs)
             d_phi = _phi_grad((g * cz).astype(phi.dtype), theta, kw["temperature"])
         if ctx.needs_input_grad[2]:
             lp = fastscore.log_prob(phi, theta, a, **kw)
             d_w = _tensor(g * np.reshape(lp, np.shape(w)), x.dtype)
-        return d_phi, d_theta, d_w, None, None, None, None, None
-
-
-def _theta_grad(phi, cz, kw, dtype):
-    """dL/dtheta = sum over actions of dL/dz_k phi_k / tau."""
-    tau = phi.dtype.type(kw["temperature"])
-    return _tensor(_numpy.rows_vjp(phi, cz, kw["mask"]) / tau, dtype)
+        return d_phi, d_theta, d_w, None, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------
@@ -257,13 +261,15 @@ log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a)` of the taken act
 def entropy(phi: _Tensor, theta: _Tensor, *, mask=None, temperature: float = 1.0,
             offsets=None) -> _Tensor:
     x = Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
-    return _Entropy.apply(phi, theta, x, _options(mask, temperature, offsets))
+    return _Entropy.apply(phi, theta, x, _options(mask, temperature, offsets),
+                          torch.is_grad_enabled())
 
 
 entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi)` of each state's policy, differentiable.
 
-    The value is :func:`fastscore.entropy`'s, bit for bit.  The gradient
-    goes through the logits: :math:`\partial H / \partial z_k = -\pi_k (\log
+    The value is :func:`fastscore.entropy`'s, bit for bit, and the gradient
+    in ``theta`` the same call's (``grad=True``).  In ``phi`` it goes
+    through the logits: :math:`\partial H / \partial z_k = -\pi_k (\log
     \pi_k + H)` (exactly 0 for masked actions), then :math:`z_k = \phi_k
     \cdot \theta / \tau`.
 
@@ -289,19 +295,21 @@ def kl(phi: _Tensor, theta_ref: _Tensor, theta: _Tensor, *, mask=None,
        temperature: float = 1.0, offsets=None) -> _Tensor:
     check_constant(theta_ref, "theta_ref")
     x = Inputs({"phi": phi, "theta_ref": theta_ref, "theta": theta}, contiguous_last=("phi",))
-    return _KL.apply(phi, theta, x, _options(mask, temperature, offsets))
+    return _KL.apply(phi, theta, x, _options(mask, temperature, offsets), torch.is_grad_enabled())
 
 
 kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \pi)` per state, differentiable in ``theta``.
 
     :math:`\pi_\mathrm{ref}` is the policy of ``theta_ref`` (a fixed
     reference, such as the policy that collected the data), :math:`\pi` that
-    of ``theta``, on the same features.  The value is computed from the
-    parameters' difference and as a sum of non-negative terms, so a small
-    divergence keeps its relative accuracy (no :math:`\pi - \pi_\mathrm{ref}`
-    cancellation).  The gradient: :math:`\partial \mathrm{KL} / \partial z_k
-    = \pi_k - \pi_{\mathrm{ref},k}`; with respect to ``phi`` it also counts
-    the reference's logits, which ``phi`` moves too.
+    of ``theta``, on the same features.  The value is :func:`fastscore.kl`'s,
+    bit for bit: computed from the parameters' difference and as a sum of
+    non-negative terms, so a small divergence keeps its relative accuracy
+    (no :math:`\pi - \pi_\mathrm{ref}` cancellation).  The gradient in
+    ``theta`` is the same call's (``grad=True``), :math:`\partial
+    \mathrm{KL} / \partial z_k = \pi_k - \pi_{\mathrm{ref},k}`; with
+    respect to ``phi`` it also counts the reference's logits, which ``phi``
+    moves too.
 
     Parameters
     ----------{phi}
@@ -314,7 +322,8 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     -------
     torch.Tensor, shape () or (B,)
 {raises}
-        Also ``theta_ref`` requiring grad.
+        Also ``theta_ref`` requiring grad, and policies whose logits differ
+        by more than about 16384 (as :func:`fastscore.kl`).
 
     Examples
     --------
@@ -335,7 +344,7 @@ def loglik(phi: _Tensor, theta: _Tensor, a, *, weights=None, entropy_weight: flo
         raise ValueError(f"entropy_weight must be finite, got {entropy_weight}")
     w_tensor = weights if isinstance(weights, torch.Tensor) and weights.requires_grad else None
     return _Loglik.apply(phi, theta, w_tensor, x, index_view(a, "a"), w, beta,
-                         _options(mask, temperature, offsets))
+                         _options(mask, temperature, offsets), torch.is_grad_enabled())
 
 
 loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differentiable: a policy-gradient objective.
@@ -346,10 +355,10 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
 
     With advantages as ``weights``, ``-loglik(...)`` is the REINFORCE /
     actor-critic loss to minimise, ``entropy_weight`` its entropy
-    regularisation.  The value and the gradient in ``theta`` come from one
-    :func:`fastscore.loglik` pass (float64 accumulation; the result is
-    rounded to the inputs' dtype); the entropy term from
-    :func:`fastscore.entropy`.
+    regularisation.  The value and the gradient in ``theta``, the entropy
+    term included, come from one :func:`fastscore.loglik` pass with
+    ``entropy_weight`` (float64 accumulation; the result is rounded to the
+    inputs' dtype).
 
     Parameters
     ----------{phi}

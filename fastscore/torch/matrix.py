@@ -23,7 +23,7 @@ from torch.autograd.function import once_differentiable
 import fastscore.matrix as fm
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, residual, result, spread,
+from ._bridge import (Inputs, check_constant, index_view, matmul, residual, result, spread,
                       temperature_of, weights_view)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
@@ -39,25 +39,46 @@ def _tensor(x, dtype):
     return torch.from_numpy(np.ascontiguousarray(x)).to(dtype)
 
 
-def _grads(ctx, x, cz, kw, W_ref_cz=None):
+def _grads(ctx, x, cz, kw, ref=None, params=True):
     """(dL/ds, dL/dW, dL/db) from dL/dz (cz, (N,) or (B, N)) for the inputs
-    that need them; W_ref_cz: (W_ref, dL/dz_ref) of kl's reference logits,
-    which move with s."""
+    that need them (dL/ds alone unless params); ref: (W_ref, dL/dz_ref) of
+    kl's reference logits, which move with s too."""
     s, W = x["s"], x["W"]
     tau = W.dtype.type(kw["temperature"])
-    need = ctx.needs_input_grad
+    need = (ctx.needs_input_grad[0], params and ctx.needs_input_grad[1],
+            params and ctx.needs_input_grad[2])
     cz2 = np.atleast_2d(cz)
     d_s = d_W = d_b = None
     if need[0]:
-        ds = cz @ W.T
-        if W_ref_cz is not None:
-            ds = ds + W_ref_cz[1] @ W_ref_cz[0].T
+        ds = matmul(cz, W.T)
+        if ref is not None:
+            ds = ds + matmul(ref[1], ref[0].T)
         d_s = _tensor(ds / tau, x.dtype)
     if need[1]:
-        d_W = _tensor(np.atleast_2d(s).T @ cz2 / tau, x.dtype)
+        d_W = _tensor(matmul(np.atleast_2d(s).T, cz2) / tau, x.dtype)
     if need[2]:
         d_b = _tensor(cz2.sum(axis=0) / tau, x.dtype)
     return d_s, d_W, d_b
+
+
+def _param_grads(ctx, grads, b, dtype):
+    """(dL/dW, dL/db) for the inputs that need them, from (gW, gb) (gb None
+    without a bias)."""
+    gW, gb = grads if b is not None else (grads, None)
+    need = ctx.needs_input_grad
+    return (_tensor(gW, dtype) if need[1] else None,
+            _tensor(gb, dtype) if need[2] and gb is not None else None)
+
+
+def _first_legal(mask, s):
+    """An action legal in every state (the first one): loglik's a where its
+    weights are 0."""
+    if mask is None:
+        return 0 if s.ndim == 1 else np.zeros(s.shape[0], np.intp)
+    legal = np.asarray(mask, dtype=bool)
+    if s.ndim == 2 and legal.ndim == 1:
+        legal = np.broadcast_to(legal, (s.shape[0], legal.size))
+    return np.argmax(legal, axis=-1)
 
 
 def _param_grads_of_weights(s, W, a, b, g, kw):
@@ -92,8 +113,12 @@ class _LogProb(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             pi = fm.probs(s, W, b=b, **kw)
             cz = residual(pi, a, None) * spread(g, None)
-            d_s = _tensor(cz @ W.T / W.dtype.type(kw["temperature"]), x.dtype)
+            d_s = _tensor(matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         return d_s, d_W, d_b, None, None, None
+
+
+# As in fastscore.torch: loglik's grad_on is torch.is_grad_enabled() at the
+# call, read there because forward runs with grad disabled.
 
 
 class _Entropy(torch.autograd.Function):
@@ -109,58 +134,59 @@ class _Entropy(torch.autograd.Function):
     def backward(ctx, grad):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
-        cz = _numpy.entropy_dz_matrix(x["s"], x["W"], x["b"], grad.numpy(), ctx.H, **kw)
-        return (*_grads(ctx, x, cz, kw), None, None)
+        s, W, b, g = x["s"], x["W"], x["b"], grad.numpy()
+        need = ctx.needs_input_grad
+        if (need[1] or need[2]) and g.size and np.isfinite(g).all() and (g == g.flat[0]).all():
+            # One weight for all states (a sum or mean of H): loglik's fused
+            # entropy bonus with zero log-likelihood weights is g sum H, its
+            # gradient one BLAS pass.
+            grads = fm.loglik(s, W, _first_legal(kw["mask"], s), b=b, weights=np.zeros_like(g),
+                              entropy_weight=float(g.flat[0]), grad=True, **kw)[1]
+            d_W, d_b = _param_grads(ctx, grads, b, x.dtype)
+            d_s = None
+            if need[0]:
+                cz = _numpy.entropy_dz_matrix(s, W, b, g, ctx.H, **kw)
+                d_s = _grads(ctx, x, cz, kw, params=False)[0]
+        else:
+            # A weight per state: fm.entropy(grad=True) would form the (B, k, N)
+            # per-state gradients; dH/dz per action and one matrix product
+            # give their weighted sum from (B, N) arrays.
+            d_s, d_W, d_b = _grads(ctx, x, _numpy.entropy_dz_matrix(s, W, b, g, ctx.H, **kw), kw)
+        return d_s, d_W, d_b, None, None
 
 
 class _KL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, s, W, b, x, kw):
+    def forward(ctx, s, W, b, x, b_pair, kw):
         ctx.save_for_backward(s, W, b)
-        ctx.x, ctx.kw = x, kw
-        value, ctx.dz, ctx.dz_ref = _numpy.kl_matrix(x["s"], x["W_ref"], x["W"], x["b_ref"],
-                                                     x["b"], **kw)
-        return result(value, x.dtype)
+        ctx.x, ctx.b_pair, ctx.kw = x, b_pair, kw
+        ctx.kl = fm.kl(x["s"], x["W_ref"], x["W"], b_ref=b_pair[0], b=b_pair[1], **kw)
+        return result(ctx.kl, x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
+        # fm.kl(grad=True) gives (B, k, N) per-state gradients (memory B k N,
+        # written and read again); dKL/dz per action and one matrix product
+        # give their weighted sum from (B, N) arrays.
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
-        dtype = x["W"].dtype
-        g = spread(grad.numpy().astype(np.float64), None)
-        cz = (ctx.dz * g).astype(dtype)
-        ref = (x["W_ref"], (ctx.dz_ref * g).astype(dtype)) if ctx.needs_input_grad[0] else None
-        return (*_grads(ctx, x, cz, kw, ref), None, None)
+        dz, dz_ref = _numpy.kl_dz_matrix(x["s"], x["W_ref"], x["W"], *ctx.b_pair, ctx.kl, **kw)
+        dtype, g = x["W"].dtype, spread(grad.numpy().astype(np.float64), None)
+        ref = (x["W_ref"], (dz_ref * g).astype(dtype)) if ctx.needs_input_grad[0] else None
+        return (*_grads(ctx, x, (dz * g).astype(dtype), kw, ref), None, None, None)
 
 
 class _Loglik(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, s, W, b, weights, x, a, w, beta, kw):
+    def forward(ctx, s, W, b, weights, x, a, w, beta, kw, grad_on):
         ctx.save_for_backward(s, W, b, weights)
         ctx.x, ctx.a, ctx.w, ctx.beta, ctx.kw = x, a, w, beta, kw
-        s, W, b = x["s"], x["W"], x["b"]
-        need_params = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        out = fm.loglik(s, W, a, b=b, weights=w, grad=need_params, **kw)
-        ctx.gW = ctx.gb = None
-        if need_params:
-            value, grad = out
-            ctx.gW, ctx.gb = grad if b is not None else (grad, None)
-        else:
-            value = out
-        value = float(value)
-        ctx.H = None
-        if beta:
-            # The entropy term, for fastscore.matrix.loglik(..., entropy_weight=beta) to fuse.
-            ctx.H = fm.entropy(s, W, b=b, **kw)
-            value = value + beta * float(np.sum(ctx.H))
-            if need_params:
-                cz = _numpy.entropy_dz_matrix(s, W, b, np.ones_like(ctx.H), ctx.H, **kw)
-                cz2, tau = np.atleast_2d(cz), W.dtype.type(kw["temperature"])
-                ctx.gW = ctx.gW + beta * (np.atleast_2d(s).T @ cz2 / tau)
-                if b is not None:
-                    ctx.gb = ctx.gb + beta * (cz2.sum(axis=0) / tau)
-        return torch.tensor(value, dtype=x.dtype)
+        need_params = grad_on and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2])
+        out = fm.loglik(x["s"], x["W"], a, b=x["b"], weights=w, entropy_weight=beta,
+                        grad=need_params, **kw)
+        value, ctx.grads = out if need_params else (out, None)
+        return torch.tensor(float(value), dtype=x.dtype)
 
     @staticmethod
     @once_differentiable
@@ -170,22 +196,22 @@ class _Loglik(torch.autograd.Function):
         s, W, b, g = x["s"], x["W"], x["b"], float(grad)
         need = ctx.needs_input_grad
         d_s = d_W = d_b = d_w = None
-        if need[1]:
-            d_W = _tensor(g * ctx.gW, x.dtype)
-        if need[2]:
-            d_b = _tensor(g * ctx.gb, x.dtype)
+        if need[1] or need[2]:
+            d_W, d_b = _param_grads(ctx, ctx.grads, b, x.dtype)
+            d_W = None if d_W is None else g * d_W
+            d_b = None if d_b is None else g * d_b
         if need[0]:
             pi = fm.probs(s, W, b=b, **kw)
             cz = residual(pi, a, None)
             if w is not None:
                 cz = cz * spread(w, None)
             if beta:
-                cz = cz + beta * _numpy.entropy_coef(pi, ctx.H, None)
-            d_s = _tensor(g * (cz @ W.T) / W.dtype.type(kw["temperature"]), x.dtype)
+                cz = cz + beta * _numpy.entropy_coef(pi, fm.entropy(s, W, b=b, **kw), None)
+            d_s = _tensor(g * matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         if need[3]:
             lp = fm.log_prob(s, W, a, b=b, **kw)
             d_w = _tensor(g * np.reshape(lp, np.shape(w)), x.dtype)
-        return d_s, d_W, d_b, d_w, None, None, None, None, None
+        return d_s, d_W, d_b, d_w, None, None, None, None, None, None
 
 
 # ---------------------------------------------------------------------------
@@ -286,12 +312,22 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi(\cdot \mid s))`, differentiable 
     """)
 
 
+def _bias_pair(x):
+    """(b_ref, b) for fastscore.matrix.kl, which takes both or neither: a
+    missing one is a zero bias."""
+    b_ref, b = x["b_ref"], x["b"]
+    if b_ref is None and b is None:
+        return None, None
+    zero = np.zeros(x["W"].shape[-1], x.np_dtype)
+    return (zero if b_ref is None else b_ref), (zero if b is None else b)
+
+
 def kl(s: _Tensor, W_ref: _Tensor, W: _Tensor, *, b_ref: Optional[_Tensor] = None,
        b: Optional[_Tensor] = None, mask=None, temperature: float = 1.0) -> _Tensor:
     check_constant(W_ref, "W_ref")
     check_constant(b_ref, "b_ref")
     x = Inputs({"s": s, "W_ref": W_ref, "W": W, "b_ref": b_ref, "b": b})
-    return _KL.apply(s, W, b, x, _options(mask, temperature))
+    return _KL.apply(s, W, b, x, _bias_pair(x), _options(mask, temperature))
 
 
 kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \pi)` per state, differentiable in ``W``, ``b`` and ``s``.
@@ -314,7 +350,9 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     -------
     torch.Tensor, shape () or (B,)
 {raises}
-        Also ``W_ref`` or ``b_ref`` requiring grad.
+        Also ``W_ref`` or ``b_ref`` requiring grad, and policies whose
+        logits differ by more than about 16384 (as
+        :func:`fastscore.matrix.kl`).
 
     Examples
     --------
@@ -334,7 +372,7 @@ def loglik(s: _Tensor, W: _Tensor, a, *, b: Optional[_Tensor] = None, weights=No
         raise ValueError(f"entropy_weight must be finite, got {entropy_weight}")
     w_tensor = weights if isinstance(weights, torch.Tensor) and weights.requires_grad else None
     return _Loglik.apply(s, W, b, w_tensor, x, index_view(a, "a"), w, beta,
-                         _options(mask, temperature))
+                         _options(mask, temperature), torch.is_grad_enabled())
 
 
 loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differentiable in ``W``, ``b``, ``s`` (and ``weights``).
@@ -343,9 +381,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
 
         \ell = \sum_i w_i \log \pi(a_i \mid s_i) + \beta \sum_i H(\pi(\cdot \mid s_i))
 
-    The value and the parameters' gradient come from one
-    :func:`fastscore.matrix.loglik` pass (in the inputs' precision), the
-    entropy term from :func:`fastscore.matrix.entropy`.
+    The value and the parameters' gradient, the entropy term included, come
+    from one :func:`fastscore.matrix.loglik` pass with ``entropy_weight`` (in
+    the inputs' precision).
 
     Parameters
     ----------{state}
