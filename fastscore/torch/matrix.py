@@ -313,13 +313,14 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi(\cdot \mid s))`, differentiable 
 
 
 def _bias_pair(x):
-    """(b_ref, b) for fastscore.matrix.kl, which takes both or neither: a
-    missing one is a zero bias."""
+    """(b_ref, b) for fastscore.matrix.kl: both or neither, as it takes them
+    (the same error for the same mistake)."""
     b_ref, b = x["b_ref"], x["b"]
-    if b_ref is None and b is None:
-        return None, None
-    zero = np.zeros(x["W"].shape[-1], x.np_dtype)
-    return (zero if b_ref is None else b_ref), (zero if b is None else b)
+    if (b_ref is None) != (b is None):
+        raise ValueError(
+            "give both b_ref and b, or neither: the two policies' biases (a policy without "
+            "one has b = 0)")
+    return b_ref, b
 
 
 def kl(s: _Tensor, W_ref: _Tensor, W: _Tensor, *, b_ref: Optional[_Tensor] = None,
@@ -344,7 +345,7 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
         The reference weights (a tensor that requires grad is refused: pass
         ``W_ref.detach()``).
     b_ref, b : torch.Tensor, shape (N,), optional
-        The biases of the reference and of the policy.{options}
+        The biases of the reference and of the policy: both, or neither.{options}
 
     Returns
     -------
