@@ -46,9 +46,9 @@ from fastscore._coerce import (
 from _common cimport (
     ALL_MASKED, FS_OPENMP, FS_SPLIT_MAX, KL_BIG, KL_EXACT, KL_FAR, NO_MEMORY, NONFINITE_LOGIT,
     NONFINITE_RESULT, OK, Choices, Status, as_temperature, as_thread_count, check_out,
-    check_out_disjoint, expm1_minus, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init, fs_log1p, fs_now,
-    fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta, fs_threads_judge,
-    Room, is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
+    check_out_disjoint, expm1_minus, first_bad_choice, fs_clock_master, fs_dot2_f64, fs_init,
+    fs_log1p, fs_now, fs_omp_max_threads, fs_padded, fs_record_failure, fs_split, fs_theta,
+    fs_threads_judge, Room, is_real_kernel_array, one_action, own_actions, own_mask, own_offsets,
     init_kernels, p_expm1, raise_bad_choice, raise_common_status, raise_kl_far, releases_gil,
     seed_key, store_real, threads_pay,
 )

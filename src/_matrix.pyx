@@ -2018,7 +2018,8 @@ cdef object canonical(int kind, object s, object W, object a, object b, object m
             free(total)
         if st == NONFINITE_W:
             bad_w = first_nonfinite(np.asarray(W))
-            raise ValueError(f"{w_name} contains NaN or inf ({w_name}[{bad_w // p.n}, {bad_w % p.n}])")
+            raise ValueError(
+                f"{w_name} contains NaN or inf ({w_name}[{bad_w // p.n}, {bad_w % p.n}])")
         raise_status(st, bad, batch, &p)
 
     if kind == K_LOGLIK:
