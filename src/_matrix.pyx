@@ -236,16 +236,22 @@ cdef void state_split(const MProb *p, double *tb, fs_theta *th) noexcept nogil:
     th.lo = tb + 2 * kp
 
 
+cdef inline double two_sum(double a, double b, double *err) noexcept nogil:
+    """a + b rounded, its rounding error into err (TwoSum: a + b = sum + err
+    exactly, whichever of a and b is the larger)."""
+    cdef double t = a + b
+    cdef double bb = t - a
+    err[0] = (a - (t - bb)) + (b - bb)
+    return t
+
+
 cdef inline void finish_sum(const double *bias, double tau, Py_ssize_t j, double hi, double lo,
                             double *zh, double *zl) noexcept nogil:
     """(hi + lo + bias_j) / tau as an unevaluated sum (bias may be NULL)."""
-    cdef double t, bb, z, bj
+    cdef double z, e
     if bias != NULL:
-        bj = bias[j]
-        t = hi + bj                      # TwoSum(hi, b_j)
-        bb = t - hi
-        lo += (hi - (t - bb)) + (bj - bb)
-        hi = t
+        hi = two_sum(hi, bias[j], &e)
+        lo += e
     if tau != 1.0:
         z = hi / tau
         lo = (fma(-z, tau, hi) + lo) / tau  # fma: hi - z tau, exactly
@@ -529,67 +535,55 @@ cdef Status score_or_trace(const MProb *p, Py_ssize_t i, const double *tb, const
     checked finite before any is written (so a failing state is left as it
     was)."""
     cdef MProb q
-    cdef Py_ssize_t c, j, k = p.k, n = p.n
+    cdef Py_ssize_t c, j, m, k = p.k, n = p.n
     cdef Status st
     cdef char *o
     cdef char *ob = NULL
-    cdef double v
-    cdef float vf
+    cdef bint rows
     if not p.trace:
         return score_store(p, i, tb, sf, wv, a, res)
     q = p[0]
     q.out, q.out_sb, q.out_s1, q.out_s2 = <char *>buf, 0, n * sizeof(double), sizeof(double)
-    q.outb, q.outb_sb, q.outb_s = <char *>(buf + k * n), 0, sizeof(double)
-    if p.outb == NULL:
-        q.outb = NULL
+    q.outb = NULL if p.outb == NULL else <char *>(buf + k * n)
+    q.outb_sb, q.outb_s = 0, sizeof(double)
     q.out_f32 = False
     st = score_store(&q, i, tb, sf, wv, a, res)
     if st != OK:
         return st
     o = p.out + i * p.out_sb
+    m = k * n
+    rows = not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0
+    # The new entries into buf (float64 rows by the vectorised axpby) ...
+    for c in range(k):
+        if rows:
+            fsm_axpby(buf + c * n, <const double *>(o + c * p.out_s1), p.decay, p.weight, n)
+        else:
+            for j in range(n):
+                buf[c * n + j] = p.decay * load_real(o + c * p.out_s1 + j * p.out_s2,
+                                                     p.out_f32) + p.weight * buf[c * n + j]
     if p.outb != NULL:
         ob = p.outb + i * p.outb_sb
-    if not p.out_f32 and p.out_s2 == sizeof(double) and p.out_s1 % sizeof(double) == 0:
-        # float64 rows: the new entries into buf, checked, then copied.
+        for j in range(n):
+            buf[m + j] = p.decay * load_real(ob + j * p.outb_s, p.out_f32) + p.weight * buf[m + j]
+        m += n
+    # ... rounded to the trace's dtype, checked, and only then written.
+    if p.out_f32:
+        for j in range(m):
+            buf[j] = <float>buf[j]
+    if not fsm_all_finite(buf, m):
+        return NONFINITE_RESULT
+    if rows and p.out_s1 == n * <Py_ssize_t>sizeof(double):
+        memcpy(o, buf, k * n * sizeof(double))
+    else:
         for c in range(k):
-            fsm_axpby(buf + c * n, <const double *>(o + c * p.out_s1), p.decay, p.weight, n)
-        if ob != NULL:
-            for j in range(n):
-                buf[k * n + j] = p.decay * load_real(ob + j * p.outb_s, False) \
-                    + p.weight * buf[k * n + j]
-        if not fsm_all_finite(buf, k * n + (n if ob != NULL else 0)):
-            return NONFINITE_RESULT
-        if p.out_s1 == n * <Py_ssize_t>sizeof(double):
-            memcpy(o, buf, k * n * sizeof(double))
-        else:
-            for c in range(k):
+            if rows:
                 memcpy(o + c * p.out_s1, buf + c * n, n * sizeof(double))
-        if ob != NULL:
+                continue
             for j in range(n):
-                store(ob + j * p.outb_s, buf[k * n + j], False)
-        return OK
-    for c in range(k):
-        for j in range(n):
-            v = p.decay * load_real(o + c * p.out_s1 + j * p.out_s2, p.out_f32) \
-                + p.weight * buf[c * n + j]
-            vf = <float>v
-            if not (isfinite(vf) if p.out_f32 else isfinite(v)):
-                return NONFINITE_RESULT
+                store(o + c * p.out_s1 + j * p.out_s2, buf[c * n + j], p.out_f32)
     if ob != NULL:
         for j in range(n):
-            v = p.decay * load_real(ob + j * p.outb_s, p.out_f32) + p.weight * buf[k * n + j]
-            vf = <float>v
-            if not (isfinite(vf) if p.out_f32 else isfinite(v)):
-                return NONFINITE_RESULT
-    for c in range(k):
-        for j in range(n):
-            v = p.decay * load_real(o + c * p.out_s1 + j * p.out_s2, p.out_f32) \
-                + p.weight * buf[c * n + j]
-            store(o + c * p.out_s1 + j * p.out_s2, v, p.out_f32)
-    if ob != NULL:
-        for j in range(n):
-            v = p.decay * load_real(ob + j * p.outb_s, p.out_f32) + p.weight * buf[k * n + j]
-            store(ob + j * p.outb_s, v, p.out_f32)
+            store(ob + j * p.outb_s, buf[k * n + j], p.out_f32)
     return OK
 
 
@@ -1114,15 +1108,14 @@ cdef inline bint split_row(const MProb *p, Py_ssize_t i, const double *hi, const
     """One row of split logits as compensated logits (state_logits' contract:
     masked ones -inf); False if one is not finite."""
     cdef Py_ssize_t j
-    cdef double t, bb
+    cdef double t, e
     for j in range(p.n):
         if not legal(p, i, j):
             zh[j] = -INFINITY
             zl[j] = 0.0
             continue
-        t = hi[j] + lo[j]                # TwoSum(hi, lo): either may be the larger
-        bb = t - hi[j]
-        finish_logit(p, j, t, (hi[j] - (t - bb)) + (lo[j] - bb), &zh[j], &zl[j])
+        t = two_sum(hi[j], lo[j], &e)    # either may be the larger
+        finish_logit(p, j, t, e, &zh[j], &zl[j])
         if not (isfinite(zh[j]) and isfinite(zl[j])):
             return False
     return True
@@ -1644,13 +1637,6 @@ cdef inline double at2(cnp.ndarray x, Py_ssize_t c, Py_ssize_t j) noexcept:
     return (<const double *>q)[0]
 
 
-cdef inline void two_diff(double a, double b, double *hi, double *lo) noexcept nogil:
-    """a - b = hi + lo exactly (TwoSum)."""
-    cdef double t = a - b, bb = t - a
-    hi[0] = t
-    lo[0] = (a - (t - bb)) + (-b - bb)
-
-
 cdef cnp.ndarray kl_difference(MProb *p, cnp.ndarray w_ref, cnp.ndarray w_new,
                                cnp.ndarray b_ref, cnp.ndarray b_new):
     """kl's W - W_ref (its high part transposed) and b - b_ref, each as hi + lo exactly, in
@@ -1667,7 +1653,7 @@ cdef cnp.ndarray kl_difference(MProb *p, cnp.ndarray w_ref, cnp.ndarray w_new,
             x = at2(w_new, c, j)
             if not isfinite(x):
                 raise ValueError(f"W contains NaN or inf (W[{c}, {j}])")
-            two_diff(x, at2(w_ref, c, j), &d[j * k + c], &d[k * n + c * n + j])
+            d[j * k + c] = two_sum(x, -at2(w_ref, c, j), &d[k * n + c * n + j])
             exact = exact and d[k * n + c * n + j] == 0.0
     p.dwt = d
     p.dw_lo = NULL if exact else d + k * n
@@ -1676,7 +1662,7 @@ cdef cnp.ndarray kl_difference(MProb *p, cnp.ndarray w_ref, cnp.ndarray w_new,
             x = at2(b_new, j, 0)
             if not isfinite(x):
                 raise ValueError(f"b contains NaN or inf (b[{j}])")
-            two_diff(x, at2(b_ref, j, 0), &d[2 * k * n + j], &d[2 * k * n + n + j])
+            d[2 * k * n + j] = two_sum(x, -at2(b_ref, j, 0), &d[2 * k * n + n + j])
         p.db = d + 2 * k * n
         p.db_lo = d + 2 * k * n + n
     return buf
