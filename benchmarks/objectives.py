@@ -4,89 +4,41 @@
 
 Times ``a, lp, g = fastscore.matrix.sample(s, W, seed=t, score=True)`` then
 ``G += adv * g``, and the same step as one call, ``fastscore.matrix.sample(s,
-W, seed=t, trace=G, weight=adv)`` (k = 64, N = 10, weights of scale 0.1 and
-1.0), against the
-NumPy step a user writes (softmax, ``rng.choice``, outer product) and a Numba
-fused step (one njit function: logits, softmax, inverse-CDF draw, the
-accumulation of ``adv * outer(s, e_a - pi)``), and prints a table of the
+W, seed=t, trace=G, weight=adv)`` (``bench --loops``' fastscore step), on
+k = 64, N = 10 with weights of scale 0.1 and 1.0, against ``bench --loops``'
+NumPy step (softmax, ``rng.choice``, outer product) and Numba fused step (one
+njit function: logits, softmax, inverse-CDF draw, the accumulation of ``adv *
+outer(s, e_a - pi)``), a fresh state and advantage each step; prints the
 median time per step and the ratios.  Run it under the timing lock.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
 
 import fastscore.matrix as fm
 
-try:
-    import numba
-except ImportError:  # the table then lacks the Numba column
-    numba = None
+from .harness import loops
 
 K, N = 64, 10
 STEPS = 2000
 
 
-def numpy_step(s, W, G, adv, rng):
-    z = s @ W
-    z -= z.max()
-    p = np.exp(z)
-    p /= p.sum()
-    a = rng.choice(N, p=p)
-    r = -p
-    r[a] += 1.0
-    G += adv * np.outer(s, r)
-    return a
-
-
-if numba is not None:
-    @numba.njit(cache=False, fastmath=False)
-    def _numba_step(s, W, G, adv, u):
-        k, n = W.shape
-        z = np.zeros(n)
-        for c in range(k):
-            for j in range(n):
-                z[j] += s[c] * W[c, j]
-        m = z.max()
-        tot = 0.0
-        for j in range(n):
-            z[j] = np.exp(z[j] - m)
-            tot += z[j]
-        a = n - 1
-        acc = 0.0
-        for j in range(n):
-            acc += z[j] / tot
-            if u < acc:
-                a = j
-                break
-        for j in range(n):
-            z[j] = -z[j] / tot
-        z[a] += 1.0
-        for c in range(k):
-            sc = adv * s[c]
-            for j in range(n):
-                G[c, j] += sc * z[j]
-        return a
-
-
-def fastscore_step(s, W, G, adv, t):
-    a, lp, g = fm.sample(s, W, seed=t, score=True)
+def score_then_add(s, W, G, seed, adv):
+    a, lp, g = fm.sample(s, W, seed=seed, score=True)
     G += adv * g
-    return a
+    return lp
 
 
-def fastscore_trace_step(s, W, G, adv, t):
-    a, lp = fm.sample(s, W, seed=t, trace=G, weight=adv)
-    return a
-
-
-def seconds_per_step(step, states, advs, W, make_arg):
+def seconds_per_step(step, states, advs, W, arg_of):
+    """Mean seconds of step(s, W, G, arg, adv) over the STEPS states."""
     G = np.zeros_like(W)
     t0 = time.perf_counter()
     for t in range(STEPS):
-        step(states[t], W, G, advs[t], make_arg(t))
+        step(states[t], W, G, arg_of(t), advs[t])
     return (time.perf_counter() - t0) / STEPS
 
 
@@ -94,6 +46,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args()
+    numba = loops.import_optional("numba")
+    numba_step = loops.numba_kernels(numba)[0] if numba is not None else None
     rng = np.random.default_rng(0)
     states = rng.standard_normal((STEPS, K))
     advs = rng.standard_normal(STEPS)
@@ -104,16 +58,16 @@ def main() -> None:
     for scale in (0.1, 1.0):
         W = scale * rng.standard_normal((K, N))
         gen = np.random.default_rng(1)
-        runs = {"fastscore": [], "trace": [], "numpy": [], "numba": []}
-        if numba is not None:
-            _numba_step(states[0], W, np.zeros_like(W), 1.0, 0.5)  # compile
+        steps = {"fastscore": (score_then_add, lambda t: t),
+                 "trace": (functools.partial(loops.step_fastscore, fm), lambda t: t),
+                 "numpy": (loops.step_numpy, lambda t: gen)}
+        if numba_step is not None:
+            numba_step(states[0], W, np.zeros_like(W), 0.5, 1.0)  # compile
+            steps["numba"] = (numba_step, lambda t: us[t])
+        runs = {key: [] for key in ("fastscore", "trace", "numpy", "numba")}
         for _ in range(args.repeat):  # interleaved, so drifts hit every column alike
-            runs["fastscore"].append(seconds_per_step(fastscore_step, states, advs, W, lambda t: t))
-            runs["trace"].append(seconds_per_step(fastscore_trace_step, states, advs, W,
-                                                  lambda t: t))
-            runs["numpy"].append(seconds_per_step(numpy_step, states, advs, W, lambda t: gen))
-            if numba is not None:
-                runs["numba"].append(seconds_per_step(_numba_step, states, advs, W, lambda t: us[t]))
+            for key, (step, arg_of) in steps.items():
+                runs[key].append(seconds_per_step(step, states, advs, W, arg_of))
         med = {key: (np.median(v) * 1e6 if v else float("nan")) for key, v in runs.items()}
         print(f"{scale:>6} {med['fastscore']:>10.2f} {med['trace']:>8.2f} {med['numpy']:>8.2f}"
               f" {med['numba']:>8.2f} {med['numpy'] / med['fastscore']:>8.2f}"
