@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _mixed
 
-__all__ = ["simulated_loglik", "FIXED", "NORMAL", "LOGNORMAL", "TRIANGULAR", "UNIFORM"]
+__all__ = ["simulated_loglik", "panel_sum", "FIXED", "NORMAL", "LOGNORMAL", "TRIANGULAR", "UNIFORM"]
 
 FIXED, NORMAL, LOGNORMAL, TRIANGULAR, UNIFORM = 0, 1, 2, 3, 4
 
@@ -55,7 +55,8 @@ def _offsets(x, name, n_items, what, items):
 
 
 def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *, weights=None,
-                     chol=False, grad=False, panel_scores=False, posterior=False, n_threads=None):
+                     chol=False, grad=False, panel_scores=False, posterior=False,
+                     panel_values=False, n_threads=None):
     """The simulated log-likelihood of a mixed logit,
     ``sum_p w_p log((1/R) sum_r prod_{s in p} pi_s(chosen_s; beta_pr))``,
     computed in log space.
@@ -76,7 +77,10 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     Returns the float, or a tuple (LL, then grad (n_params,), panel_scores
     (P, n_params): each panel's unweighted gradient of its log simulated
     likelihood, posterior (P, k): each panel's conditional mean coefficients,
-    for those asked).
+    panel_values (P,): each panel's log simulated likelihood, unweighted,
+    for those asked).  LL and grad are the compensated sums of the panels'
+    values and scores in panel order (``panel_sum``), so a caller holding the
+    panels in parts gets the same bits by summing their outputs with it.
     """
     X = _float_array(X, "X", 2)
     rows, k = X.shape
@@ -135,8 +139,25 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("weights must be finite and >= 0")
 
-    ll, g, scores, post = _mixed.simulated_loglik_arrays(
+    ll, g, scores, post, values = _mixed.simulated_loglik_arrays(
         X, offsets, chosen, panel_offsets, draws, kinds_c, rcol, params, weights, chol,
         bool(grad), bool(panel_scores), bool(posterior), n_threads)
-    out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior)) if want]
+    out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior),
+                                    (values, panel_values)) if want]
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def panel_sum(values, weights=None):
+    """sum_p w_p values[p] (values (P,) or (P, n): summed over axis 0) in
+    panel order, compensated: what ``simulated_loglik`` does with its panels'
+    outputs, the same bits."""
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    if v.ndim not in (1, 2):
+        raise ValueError(f"values must be 1- or 2-dimensional, got shape {v.shape}")
+    w = None
+    if weights is not None:
+        w = np.ascontiguousarray(weights, dtype=np.float64)
+        if w.shape != (v.shape[0],):
+            raise ValueError(f"weights must have shape ({v.shape[0]},), got {w.shape}")
+    out = _mixed.panel_sum_arrays(v.reshape(v.shape[0], -1), w)
+    return float(out[0]) if v.ndim == 1 else out

@@ -112,7 +112,8 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
                             const Py_ssize_t[::1] rcol, const double[::1] params,
                             const double[::1] weights, bint chol, bint want_grad,
                             bint want_scores, bint want_post, object n_threads):
-    """(ll, grad, panel_scores, posterior), each None unless asked, for
+    """(ll, grad, panel_scores, posterior, panel_values), each None unless
+    asked (panel_values always), for
     arrays already checked by fastscore._mixedlogit (weights may be None).
     Only what memory safety needs is checked again here."""
     cdef fsx_problem pb
@@ -188,4 +189,18 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     if want_grad:
         grad = np.empty(n_params)
         sum_panels(sv, wv, P, n_params, n_params, <double *>cnp.PyArray_DATA(grad))
-    return (ll, grad, scores if want_scores else None, post if want_post else None)
+    return (ll, grad, scores if want_scores else None, post if want_post else None, ll_p)
+
+
+def panel_sum_arrays(const double[:, ::1] x, const double[::1] w):
+    """(n,) the columns of x (P, n) summed over the panels as
+    simulated_loglik_arrays sums them (w None: weight 1)."""
+    cdef Py_ssize_t P = x.shape[0], n = x.shape[1]
+    if w is not None and w.shape[0] != P:
+        raise ValueError(BAD_ARRAYS)
+    out = np.empty(n)
+    cdef double[::1] o = out
+    if n > 0:
+        sum_panels(&x[0, 0] if P > 0 else NULL, &w[0] if w is not None and P > 0 else NULL,
+                   P, n, n, &o[0])
+    return out

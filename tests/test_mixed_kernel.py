@@ -3,6 +3,8 @@ fastscore._mixed) against a NumPy implementation written here (vectorised
 over the draws, float64 and numpy.longdouble), mpmath, central differences of
 the value, and itself across thread counts and instruction sets (bit for
 bit); and each error message of the array checks."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -279,6 +281,36 @@ def test_output_order_and_types(rng):
     # the fixed column's posterior is its coefficient
     assert (full[3][:, 1] == args[-1][1]).all()
 
+
+
+def test_panel_values_and_panel_sum_give_the_total_in_parts(rng):
+    """Each panel's value, checked against its own one-panel call; and the
+    totals rebuilt from two parts of the panels by panel_sum carry the same
+    bits (what a caller holding the panels in partitions relies on)."""
+    from fastscore._mixedlogit import panel_sum
+
+    X, offsets, chosen, poff, draws, kinds, params = make_problem(
+        rng, [NORMAL, FIXED, LOGNORMAL], 9, (1, 4), 13)
+    w = np.linspace(0.5, 2.0, 9)
+    ll, g, scores, values = simulated_loglik(X, offsets, chosen, poff, draws, kinds, params,
+                                             weights=w, grad=True, panel_scores=True,
+                                             panel_values=True)
+    for p in range(9):
+        s0, s1 = poff[p], poff[p + 1]
+        r0, r1 = offsets[s0], offsets[s1]
+        alone = simulated_loglik(X[r0:r1], offsets[s0:s1 + 1] - r0, chosen[s0:s1],
+                                 [0, s1 - s0], draws[p:p + 1], kinds, params)
+        assert values[p] == alone
+    parts = [simulated_loglik(X, offsets, chosen, poff, draws, kinds, params, weights=w,
+                              panel_scores=True, panel_values=True)[1:] for _ in range(2)]
+    sc = np.concatenate([parts[0][0][:4], parts[1][0][4:]])
+    va = np.concatenate([parts[0][1][:4], parts[1][1][4:]])
+    assert panel_sum(va, w) == ll
+    assert panel_sum(sc, w).tobytes() == g.tobytes()
+    exact = math.fsum(values)
+    assert abs(panel_sum(values) - exact) <= 4e-16 * abs(exact)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        panel_sum(values, w[:3])
 
 def big_problem():
     rng = np.random.default_rng(11)
