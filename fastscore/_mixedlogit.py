@@ -26,6 +26,20 @@ def _float_array(x, name, ndim):
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def _draws_array(x):
+    """draws as float64 (P, R, q), C order or with each column's draws
+    contiguous (a transposed view of a (P, q, R) array, which the kernel reads
+    without gathering); any other layout is copied to C order."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"draws must be a real (float) array, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValueError(f"draws must be 3-dimensional, got shape {arr.shape}")
+    if arr.dtype == np.float64 and np.transpose(arr, (0, 2, 1)).flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
 def _index_array(x, name):
     arr = np.asarray(x)
     if arr.dtype.kind not in "iu":
@@ -67,7 +81,8 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     panel p owns situations panel_offsets[p]:panel_offsets[p + 1] (one draw of
     the coefficients each); draws (P, R, q): standard draws of the q random
     columns in column order (N(0, 1) for normal and lognormal columns, the
-    standard triangular or uniform on [-1, 1]); kinds (k,): 0 fixed, 1 normal,
+    standard triangular or uniform on [-1, 1]; C order, or fastest the
+    transposed view ``D.transpose(0, 2, 1)`` of a (P, q, R) array D); kinds (k,): 0 fixed, 1 normal,
     2 lognormal, 3 triangular, 4 uniform; params: the k locations, then the q
     spreads, or with ``chol=True`` (all random columns normal) the
     q (q + 1) / 2 Cholesky entries row by row.  The coefficient of column j
@@ -111,7 +126,7 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     panel_offsets = _offsets(panel_offsets, "panel_offsets", S, "panel", "situations")
     P = panel_offsets.shape[0] - 1
 
-    draws = _float_array(draws, "draws", 3)
+    draws = _draws_array(draws)
     if draws.shape[0] != P or draws.shape[2] != q:
         raise ValueError(f"draws must have shape ({P}, R, {q}) (panels, draws, random columns), "
                          f"got {draws.shape}")

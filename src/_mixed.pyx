@@ -30,11 +30,12 @@ cdef extern from "fastscore_mixed.h" nogil:
         const Py_ssize_t *chosen
         const Py_ssize_t *panel_offsets
         const double *draws
+        Py_ssize_t draws_sp, draws_sr, draws_sj
         const int *kinds
         const Py_ssize_t *rcol
         const double *params
         Py_ssize_t k, q, R, Rp
-        Py_ssize_t n_params, max_rows
+        Py_ssize_t n_params, max_rows, max_panel_rows
         int chol, want_grad
         double log_R
     ctypedef void (*fsx_panel_fn)(const fsx_problem *, Py_ssize_t, double *, double *,
@@ -108,7 +109,7 @@ cdef void sum_panels(const double *x, const double *w, Py_ssize_t P, Py_ssize_t 
 
 def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offsets,
                             const Py_ssize_t[::1] chosen, const Py_ssize_t[::1] panel_offsets,
-                            const double[:, :, ::1] draws, const int[::1] kinds,
+                            const double[:, :, :] draws, const int[::1] kinds,
                             const Py_ssize_t[::1] rcol, const double[::1] params,
                             const double[::1] weights, bint chol, bint want_grad,
                             bint want_scores, bint want_post, object n_threads):
@@ -125,7 +126,7 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     cdef int failed[1]
     cdef double ll
     cdef fsx_panel_fn panel = _panel
-    cdef Py_ssize_t S = chosen.shape[0], s, n, max_rows = 1
+    cdef Py_ssize_t S = chosen.shape[0], s, n, max_rows = 1, max_panel_rows = 0, kept
     if (draws.shape[0] != P or draws.shape[2] != q or kinds.shape[0] != k or R < 1
             or offsets.shape[0] != S + 1 or P < 0 or panel_offsets[0] != 0
             or panel_offsets[P] != S or offsets[0] != 0 or offsets[S] != X.shape[0]
@@ -140,6 +141,12 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     for p in range(P):
         if panel_offsets[p + 1] <= panel_offsets[p]:
             raise ValueError(BAD_ARRAYS)
+        kept = (offsets[panel_offsets[p + 1]] - offsets[panel_offsets[p]]
+                - (panel_offsets[p + 1] - panel_offsets[p]))
+        max_panel_rows = max(max_panel_rows, kept)
+    for s in range(3):
+        if draws.strides[s] < 0 or draws.strides[s] % sizeof(double):
+            raise ValueError(BAD_ARRAYS)
     for s in range(q):
         if rcol[s] < 0 or rcol[s] >= k or kinds[rcol[s]] == 0:
             raise ValueError(BAD_ARRAYS)
@@ -148,6 +155,9 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     pb.chosen = &chosen[0] if chosen.shape[0] > 0 else NULL
     pb.panel_offsets = &panel_offsets[0]
     pb.draws = &draws[0, 0, 0] if draws.size > 0 else NULL
+    pb.draws_sp = draws.strides[0] // sizeof(double)
+    pb.draws_sr = draws.strides[1] // sizeof(double)
+    pb.draws_sj = draws.strides[2] // sizeof(double)
     pb.kinds = &kinds[0] if k > 0 else NULL
     pb.rcol = &rcol[0] if q > 0 else NULL
     pb.params = &params[0] if n_params > 0 else NULL
@@ -159,6 +169,7 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     pb.max_rows = max_rows
     pb.chol = chol
     pb.want_grad = want_grad or want_scores
+    pb.max_panel_rows = max_panel_rows if pb.want_grad else 0
     pb.log_R = fs_log1p(<double>(R - 1))
 
     cdef cnp.ndarray ll_p = np.empty(P)

@@ -18,9 +18,12 @@
  * every situation by moving its exponent bits into an integer count E (exact):
  * one log per draw and panel instead of one per situation, and no underflow
  * however many situations a panel has.  Then the log-mean-exp over the draws,
- * the posterior weights h_pr and the gradient: G_j[r] = sum over situations of
- * the score of beta_j at draw r (accumulated in the same sweep), chained
- * through d beta / d params and weighted by h.
+ * the posterior weights h_pr and the gradient.  For the gradient the sweep
+ * keeps pi_i at every draw for each non-chosen row of the panel (a panel's
+ * rows x draws); once h is known, each row adds (x_c - x_i) times its sums
+ * over the draws of h pi_i (the fixed columns and the locations) and of
+ * h pi_i xi (the spreads; times beta for a lognormal column), so a fixed
+ * column costs one multiply-add a row, not one a row and draw.
  *
  * Only +, -, *, / and comparisons on 8-lane vectors (the module is compiled
  * with -ffp-contract=off), exp and log1p by fastscore_simd.h's bodies (the
@@ -41,6 +44,8 @@
 /* A lane is shifted by its largest difference only when that exceeds this:
  * n exp(600) stays far from overflow for any realistic n. */
 #define FSX_SHIFT_AT 600.0
+
+#define FSX_ROUND_UP(n) (((n) + FSX_LANES - 1) / FSX_LANES * FSX_LANES)
 
 #define FSX_FIXED 0
 #define FSX_NORMAL 1
@@ -77,12 +82,15 @@ typedef struct {
     const ptrdiff_t *offsets;      /* (S + 1,) */
     const ptrdiff_t *chosen;       /* (S,) */
     const ptrdiff_t *panel_offsets; /* (P + 1,) */
-    const double *draws;           /* (P, R, q), C order */
+    const double *draws;           /* (P, R, q) at element strides draws_sp, _sr, _sj */
     const int *kinds;              /* (k,) */
     const ptrdiff_t *rcol;         /* (q,) the random columns, in column order */
     const double *params;          /* (n_params,) */
     ptrdiff_t k, q, R, Rp;         /* Rp: R rounded up to FSX_LANES */
+    ptrdiff_t draws_sp, draws_sr, draws_sj;
     ptrdiff_t n_params, max_rows;  /* max_rows: the largest situation */
+    ptrdiff_t max_panel_rows;      /* the most non-chosen rows of one panel (0 without
+                                    * the gradient) */
     int chol, want_grad;
     double log_R;                  /* log(R) by fs_log1p */
 } fsx_problem;
@@ -90,9 +98,9 @@ typedef struct {
 /* Doubles of per-thread scratch for fsx_panel (each part a whole number of
  * vectors, so every part starts 64-byte aligned after an aligned base). */
 static inline ptrdiff_t fsx_scratch_doubles(const fsx_problem *pb) {
-    ptrdiff_t nr = pb->max_rows * pb->k;
-    nr = (nr + FSX_LANES - 1) / FSX_LANES * FSX_LANES;
-    return (2 * pb->q + 4 + pb->k + pb->max_rows) * pb->Rp + 2 * nr + pb->max_rows;
+    return (2 * pb->q + 4 + pb->max_rows + pb->max_panel_rows) * pb->Rp +
+           2 * FSX_ROUND_UP(pb->max_rows * pb->k) + FSX_ROUND_UP(pb->max_rows) +
+           pb->max_panel_rows * pb->k;
 }
 
 /* One panel: its log simulated likelihood into *ll, its gradient (n_params)

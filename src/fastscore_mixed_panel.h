@@ -24,21 +24,30 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
     double *prod = Ls + Rp;         /* (Rp): product of the normalisers, then h_pr */
     double *Ex = prod + Rp;         /* (Rp): the exponents moved out of prod */
     double *inv = Ex + Rp;          /* (Rp): 1 / the normaliser of one situation */
-    double *G = inv + Rp;           /* (k, Rp): d log P_pr / d beta_j */
-    double *dv = G + k * Rp;        /* (max_rows, Rp): d_i of one situation, then exp(d_i - M) */
-    const ptrdiff_t nr = (pb->max_rows * k + FSX_LANES - 1) / FSX_LANES * FSX_LANES;
-    double *dx = dv + pb->max_rows * Rp; /* (max_rows, k): x_i - x_c of one situation */
-    double *dxr = dx + nr;          /* (max_rows, q): the same, random columns only */
+    double *dv_situation = inv + Rp; /* (max_rows, Rp): d_i of one situation, then exp(d_i - M) */
+    const ptrdiff_t nr = FSX_ROUND_UP(pb->max_rows * k);
+    double *dx_situation = dv_situation + pb->max_rows * Rp; /* (max_rows, k): x_i - x_c */
+    double *dxr = dx_situation + nr; /* (max_rows, q): the same, random columns only */
     double *cfix = dxr + nr;        /* (max_rows): the fixed columns' part of d_i */
+    /* With the gradient: every non-chosen row of the panel keeps pi_i at each
+     * draw (Pi) and x_i - x_c (DX), for the sums after the posterior weights
+     * are known. */
+    double *Pi = cfix + FSX_ROUND_UP(pb->max_rows);
+    double *DX = Pi + pb->max_panel_rows * Rp;
+    ptrdiff_t n_kept = 0;           /* rows of Pi and DX filled */
     const FSX_VD zero = {0};
     const FSX_VD one = zero + 1.0;
 
-    /* The draws, transposed so that a column's draws are contiguous; lanes
-     * past R read 0 (finite; their weight is set to 0 below). */
-    const double *dr = pb->draws + p * R * q;
+    /* The draws, one column's draws contiguous; lanes past R read 0 (finite;
+     * their weight is set to 0 below). */
+    const double *dr = pb->draws + p * pb->draws_sp;
     for (ptrdiff_t j = 0; j < q; j++) {
         double *xj = xi + j * Rp;
-        for (ptrdiff_t r = 0; r < R; r++) xj[r] = dr[r * q + j];
+        const double *src = dr + j * pb->draws_sj;
+        if (pb->draws_sr == 1)
+            memcpy(xj, src, (size_t)R * sizeof(double));
+        else
+            for (ptrdiff_t r = 0; r < R; r++) xj[r] = src[r * pb->draws_sr];
         for (ptrdiff_t r = R; r < Rp; r++) xj[r] = 0.0;
     }
     if (pb->chol) {
@@ -68,8 +77,6 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
         prod[r] = 1.0;
         Ex[r] = 0.0;
     }
-    if (pb->want_grad)
-        for (ptrdiff_t r = 0; r < k * Rp; r++) G[r] = 0.0;
 
     const FSX_VL vl0 = {0};
     const FSX_VL exp_mask = vl0 + 0x7ff0000000000000LL;
@@ -82,6 +89,9 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
         if (n == 1) continue; /* pi_c = 1 at every draw: nothing to add */
         const double *xs = pb->X + row0 * k, *xc = xs + c * k;
         const ptrdiff_t m = n - 1; /* the rows other than the chosen one */
+        /* with the gradient, this situation's d_i and pi_i go straight into Pi */
+        double *const dv = pb->want_grad ? Pi + n_kept * Rp : dv_situation;
+        double *const dx = pb->want_grad ? DX + n_kept * k : dx_situation;
         for (ptrdiff_t i = 0, ii = 0; i < n; i++) {
             if (i == c) continue;
             double f = 0.0;
@@ -149,93 +159,133 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
             if (pb->want_grad) FSX_STORE(inv + o, one / sum);
         }
         if (pb->want_grad) {
-            /* the score of beta_j: sum_{i != c} pi_i (x_c - x_i)_j */
-            for (ptrdiff_t j = 0; j < k; j++) {
-                double *Gj = G + j * Rp;
-                for (ptrdiff_t o = 0; o < Rp; o += W) {
-                    FSX_VD t = dx[j] * FSX_LOAD(dv + o);
-                    for (ptrdiff_t ii = 1; ii < m; ii++) t += dx[ii * k + j] * FSX_LOAD(dv + ii * Rp + o);
-                    FSX_STORE(Gj + o, FSX_LOAD(Gj + o) - t * FSX_LOAD(inv + o));
-                }
-            }
+            /* pi_i = exp(d_i - M) / sum, kept for the gradient */
+            for (ptrdiff_t ii = 0; ii < m; ii++)
+                for (ptrdiff_t o = 0; o < Rp; o += W)
+                    FSX_STORE(dv + ii * Rp + o, FSX_LOAD(dv + ii * Rp + o) * FSX_LOAD(inv + o));
+            n_kept += m;
         }
     }
 
-    /* log P_pr = L - (E ln2 + log(prod)), prod in [1, 2); then the
-     * log-mean-exp over the draws and the posterior weights h_pr. */
+    /* P_pr = exp(L) 2^-E / prod, prod in [1, 2).  The weights are
+     * w_r = P_pr exp(-A) with A = max_r (L_r - E_r ln2), log P_pr to within
+     * ln2: they lie in (0, 1], the largest above 1/2.  When A is reached by a
+     * lane without a shift (L = 0, as every lane is unless some utility
+     * differences pass FSX_SHIFT_AT), A = -E_A ln2 and every unshifted lane's
+     * weight is the power of two 2^(E_A - E_r) over its prod: one division,
+     * no exp or log (weights below 2^-1022 of the largest are 0).  Other
+     * lanes take exp.  Each lane's case depends on its own values and on
+     * the panel's A only, so every vector width gives the same bits. */
+    const double ln2 = 0x1.62e42fefa39efp-1;
     const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-    double top = -INFINITY;
+    FSX_VL lane;
+    for (int l = 0; l < W; l++) lane[l] = l;
+    FSX_VD amax = zero - INFINITY, emin = zero + INFINITY;
     for (ptrdiff_t o = 0; o < Rp; o += W) {
-        FSX_VD E = FSX_LOAD(Ex + o);
-        FSX_VD lp = FSX_LOAD(Ls + o) -
-                    (E * ln2_hi + (E * ln2_lo + FSX_LOG1P(FSX_LOAD(prod + o) - one)));
-        FSX_STORE(Ls + o, lp);
+        const FSX_VD L = FSX_LOAD(Ls + o), E = FSX_LOAD(Ex + o);
+        const FSX_VL valid = lane + o < R;
+        const FSX_VD a = FSX_SEL(valid, L - E * ln2, zero - INFINITY);
+        amax = FSX_SEL(a > amax, a, amax);
+        emin = FSX_SEL(valid & (L == zero) & (E < emin), E, emin);
     }
-    for (ptrdiff_t r = 0; r < R; r++) top = Ls[r] > top ? Ls[r] : top;
-    if (!(top > -INFINITY)) {
+    double A = -INFINITY, Ea = INFINITY;
+    for (int l = 0; l < W; l++) {
+        A = amax[l] > A ? amax[l] : A;
+        Ea = emin[l] < Ea ? emin[l] : Ea;
+    }
+    if (!(A > -INFINITY)) {
         /* every draw has probability 0 (or NaN) */
-        *ll = top == top ? -INFINITY : top;
+        *ll = -INFINITY;
         if (pb->want_grad)
-            for (ptrdiff_t a = 0; a < pb->n_params; a++) score[a] = top == top ? NAN : top;
+            for (ptrdiff_t a = 0; a < pb->n_params; a++) score[a] = NAN;
         if (post)
-            for (ptrdiff_t j = 0; j < k; j++) post[j] = top == top ? NAN : top;
+            for (ptrdiff_t j = 0; j < k; j++) post[j] = NAN;
         return;
     }
-    for (ptrdiff_t o = 0; o < Rp; o += W) FSX_STORE(prod + o, FSX_EXP(FSX_LOAD(Ls + o) - top));
-    for (ptrdiff_t r = R; r < Rp; r++) prod[r] = 0.0; /* the padding lanes weigh nothing */
+    const int plain_ref = Ea < INFINITY && -(Ea * ln2) == A;
+    const FSX_VL plain_ok = vl0 + (plain_ref ? -1LL : 0LL);
+    const FSX_VD shifter = zero + 0x1.8p52;
+    const FSX_VL shifter_bits = vl0 + 0x4338000000000000LL;
+    for (ptrdiff_t o = 0; o < Rp; o += W) {
+        const FSX_VD L = FSX_LOAD(Ls + o), E = FSX_LOAD(Ex + o), pr = FSX_LOAD(prod + o);
+        const FSX_VL valid = lane + o < R;
+        const FSX_VL plain = valid & (L == zero) & plain_ok;
+        /* 2^(E_A - E) by its exponent bits (E_A - E is a whole number <= 0,
+         * read off as an integer by the 1.5 * 2^52 shifter) */
+        const FSX_VL n = (FSX_VL)((Ea - FSX_SEL(plain, E, zero + Ea)) + shifter) - shifter_bits;
+        const FSX_VD scale = (FSX_VD)(((n + 1023) << 52) & (FSX_VL)(n >= -1022));
+        FSX_VD w = FSX_SEL(plain, scale / pr, zero);
+        long long general = 0;
+        for (int l = 0; l < W; l++) general |= valid[l] & ~plain[l];
+        if (general) {
+            const FSX_VD x = plain_ref
+                ? L - ((E - Ea) * ln2_hi + (E - Ea) * ln2_lo)
+                : (L - E * ln2) - A;
+            w = FSX_SEL(valid & ~plain, FSX_EXP(x) / pr, w);
+        }
+        FSX_STORE(prod + o, w);
+    }
     FSX_VD acc[NACC];
     for (int a = 0; a < NACC; a++) acc[a] = zero;
     for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
         for (int a = 0; a < NACC; a++) acc[a] += FSX_LOAD(prod + o + a * W);
-    const double total = fsx_tree8(acc); /* >= 1: the top draw's weight is 1 */
-    *ll = top + (fs_log1p(total - 1.0) - pb->log_R);
+    const double total = fsx_tree8(acc); /* > 1/2: the largest weight's */
+    const double base = plain_ref ? -(Ea * ln2_hi) - Ea * ln2_lo : A;
+    *ll = base + (fs_log1p(total - 1.0) - pb->log_R);
     const double inv_total = 1.0 / total;
     for (ptrdiff_t o = 0; o < Rp; o += W) FSX_STORE(prod + o, FSX_LOAD(prod + o) * inv_total);
     const double *h = prod;
 
     if (pb->want_grad) {
-        /* d ll / d params = sum_r h_r sum_j G_j[r] d beta_j[r] / d params */
-        ptrdiff_t jr = 0;
-        for (ptrdiff_t j = 0; j < k; j++) {
-            const double *Gj = G + j * Rp;
-            const int kind = kinds[j];
-            FSX_VD am[NACC], as[NACC];
-            for (int a = 0; a < NACC; a++) am[a] = as[a] = zero;
-            if (kind == FSX_FIXED) {
-                for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
-                    for (int a = 0; a < NACC; a++)
-                        am[a] += FSX_LOAD(h + o + a * W) * FSX_LOAD(Gj + o + a * W);
-                score[j] = fsx_tree8(am);
-                continue;
-            }
-            const double *bj = beta + jr * Rp, *xj = xi + jr * Rp;
+        /* d ll / d params = sum_r h_r sum_s sum_{i != c} pi_i (x_c - x_i) d beta[r] / d params,
+         * taken row by row: each kept row's pi_i becomes h pi_i in place, and
+         * its sums over the draws (of h pi_i, and of h pi_i times xi or beta)
+         * multiply that row's x_i - x_c: the fixed columns cost nothing per
+         * draw. */
+        for (ptrdiff_t a = 0; a < pb->n_params; a++) score[a] = 0.0;
+        for (ptrdiff_t i = 0; i < n_kept; i++) {
+            double *hp = Pi + i * Rp;
+            const double *d = DX + i * k;
+            FSX_VD acc[NACC];
+            for (int a = 0; a < NACC; a++) acc[a] = zero;
             for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
                 for (int a = 0; a < NACC; a++) {
                     const ptrdiff_t oa = o + a * W;
-                    FSX_VD hg = FSX_LOAD(h + oa) * FSX_LOAD(Gj + oa);
-                    if (kind == FSX_LOGNORMAL) hg = hg * FSX_LOAD(bj + oa);
-                    am[a] += hg;
-                    if (!pb->chol) as[a] += hg * FSX_LOAD(xj + oa);
+                    const FSX_VD v = FSX_LOAD(h + oa) * FSX_LOAD(hp + oa);
+                    FSX_STORE(hp + oa, v);
+                    acc[a] += v;
                 }
-            score[j] = fsx_tree8(am);
-            if (pb->chol) {
-                /* d beta_a / d L_ab = xi_b, b <= a */
-                double *Sa = score + k + jr * (jr + 1) / 2;
-                for (ptrdiff_t b = 0; b <= jr; b++) {
-                    const double *xb = xi + b * Rp;
-                    FSX_VD ab[NACC];
-                    for (int a = 0; a < NACC; a++) ab[a] = zero;
-                    for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
-                        for (int a = 0; a < NACC; a++) {
-                            const ptrdiff_t oa = o + a * W;
-                            ab[a] += (FSX_LOAD(h + oa) * FSX_LOAD(Gj + oa)) * FSX_LOAD(xb + oa);
+            const double sum_h = fsx_tree8(acc);
+            for (ptrdiff_t j = 0; j < k; j++)
+                if (kinds[j] != FSX_LOGNORMAL) score[j] -= d[j] * sum_h;
+            for (ptrdiff_t b = 0; b < q; b++) {
+                /* sum_r h pi_i xi_b, and for a lognormal column the chain
+                 * factor beta: sum_r h pi_i beta_b (its location) and
+                 * sum_r h pi_i beta_b xi_b (its spread) */
+                const int lognormal = kinds[rcol[b]] == FSX_LOGNORMAL;
+                const double *xb = xi + b * Rp, *bb = beta + b * Rp;
+                FSX_VD ax[NACC], ab[NACC];
+                for (int a = 0; a < NACC; a++) ax[a] = ab[a] = zero;
+                for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
+                    for (int a = 0; a < NACC; a++) {
+                        const ptrdiff_t oa = o + a * W;
+                        FSX_VD v = FSX_LOAD(hp + oa);
+                        if (lognormal) {
+                            v = v * FSX_LOAD(bb + oa);
+                            ab[a] += v;
                         }
-                    Sa[b] = fsx_tree8(ab);
+                        ax[a] += v * FSX_LOAD(xb + oa);
+                    }
+                const double sum_x = fsx_tree8(ax);
+                if (pb->chol) {
+                    /* d beta_a / d L_ab = xi_b, a >= b */
+                    for (ptrdiff_t a = b; a < q; a++)
+                        score[k + a * (a + 1) / 2 + b] -= d[rcol[a]] * sum_x;
+                } else {
+                    score[k + b] -= d[rcol[b]] * sum_x;
+                    if (lognormal) score[rcol[b]] -= d[rcol[b]] * fsx_tree8(ab);
                 }
-            } else {
-                score[k + jr] = fsx_tree8(as);
             }
-            jr++;
         }
     }
     if (post) {

@@ -250,6 +250,28 @@ def test_large_utility_differences_are_shifted(rng):
                  ll_tol=1e-12, grad_tol=1e-9)
 
 
+
+@pytest.mark.parametrize("lanes", [
+    # the likeliest draw is shifted (a difference of 601 in its second
+    # situation) while unshifted draws are far less likely (log P ~ -1190)
+    [(0, 601), (599, 599), (600, 590), (610, 620)],
+    # every draw shifted
+    [(601, 0), (700, 650), (0, 900)],
+    # mostly unshifted draws around one shifted one
+    [(0.5, -1), (2, 1), (601, 3), (-2, 0.1), (1, 1)],
+])
+def test_weights_relative_to_a_shifted_draw(lanes):
+    """The weights over the draws are taken relative to the likeliest one
+    whether or not that draw needed the shift: against long double."""
+    xi = np.array(lanes * 3, dtype=np.float64)[None]       # 1 panel, (R, 2)
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    args = (X, np.array([0, 2, 4]), np.array([0, 0]), np.array([0, 2]), xi,
+            np.array([NORMAL, NORMAL]), np.array([0.0, 0.0, 1.0, 1.0]))
+    got = run_all(args)
+    exp = reference(*args, dtype=np.longdouble)
+    assert_close(got, [np.float64(exp[0])] + [a.astype(np.float64) for a in exp[1:]],
+                 ll_tol=1e-13, grad_tol=1e-10)
+
 def test_single_row_situations_and_one_draw(rng):
     args = list(make_problem(rng, [NORMAL, UNIFORM, FIXED], 6, (1, 5), 1, sizes=(1, 3)))
     assert (np.diff(args[1]) == 1).any()
