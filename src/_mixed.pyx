@@ -215,3 +215,74 @@ def panel_sum_arrays(const double[:, ::1] x, const double[::1] w):
         sum_panels(&x[0, 0] if P > 0 else NULL, &w[0] if w is not None and P > 0 else NULL,
                    P, n, n, &o[0])
     return out
+
+
+# Lanes of the Halton generator: points of one panel taken from eight
+# stretches of its indices at once, so that eight sums run side by side (each
+# point's sum is a chain of up to 53 dependent additions).
+cdef enum:
+    HALTON_LANES = 8
+    HALTON_MAX_DIGITS = 64
+
+
+cdef void halton_run(const double *T, Py_ssize_t stride, Py_ssize_t count, long base,
+                     long long first, Py_ssize_t n, double lo, double hi,
+                     double *out) noexcept nogil:
+    """out[r] for r < n: the scrambled radical inverse of index first + r,
+    sum_j T[j stride + digit_j] in the order j = 0, 1, ... (digit_j the
+    base-`base` digits of the index, least significant first), clipped to
+    [lo, hi]."""
+    cdef int dig[HALTON_MAX_DIGITS][HALTON_LANES]
+    cdef double acc[HALTON_LANES]
+    cdef Py_ssize_t seg = (n + HALTON_LANES - 1) // HALTON_LANES, l, j, t, r
+    cdef long long idx
+    for l in range(HALTON_LANES):
+        idx = first + l * seg
+        for j in range(count):
+            dig[j][l] = <int>(idx % base)
+            idx = idx // base
+    for t in range(seg):
+        for l in range(HALTON_LANES):
+            acc[l] = 0.0
+        for j in range(count):
+            for l in range(HALTON_LANES):
+                acc[l] += T[j * stride + dig[j][l]]
+        for l in range(HALTON_LANES):
+            r = l * seg + t
+            if r < n:
+                out[r] = min(max(acc[l], lo), hi)
+            # the next index's digits
+            j = 0
+            while j < count:
+                dig[j][l] += 1
+                if dig[j][l] < base:
+                    break
+                dig[j][l] = 0
+                j += 1
+
+
+def halton_into(double[:, :, ::1] out, const double[:, :, ::1] tables,
+                const Py_ssize_t[::1] counts, const long[::1] bases, double lo, double hi,
+                object n_threads):
+    """Fill out (P, q, R): out[p, d, r] the scrambled Halton coordinate d of
+    point p R + r, from tables[d, j, v] = perm_dj(v) / base_d^(j + 1) (the
+    products SciPy's generator forms), summed digit by digit in its order;
+    panels over the threads (the same points for any number)."""
+    cdef Py_ssize_t P = out.shape[0], q = out.shape[1], R = out.shape[2], p, d
+    cdef Py_ssize_t stride = tables.shape[2]
+    cdef int nt = as_thread_count(n_threads)
+    if (tables.shape[0] != q or counts.shape[0] != q or bases.shape[0] != q):
+        raise ValueError(BAD_ARRAYS)
+    for d in range(q):
+        if (counts[d] < 1 or counts[d] > HALTON_MAX_DIGITS or counts[d] > tables.shape[1]
+                or bases[d] < 2 or bases[d] > stride):
+            raise ValueError(BAD_ARRAYS)
+    if P == 0 or q == 0 or R == 0:
+        return
+    if not (FS_OPENMP and nt > 1 and P > 1 and P * R * q >= PARALLEL_MIN_WORK):
+        nt = 1
+    with nogil:
+        for p in prange(P, schedule='static', num_threads=nt):
+            for d in range(q):
+                halton_run(&tables[d, 0, 0], stride, counts[d], bases[d], <long long>p * R, R,
+                           lo, hi, &out[p, d, 0])

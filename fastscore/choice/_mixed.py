@@ -2,6 +2,7 @@
 likelihood on the compiled panel kernel (``fastscore._mixedlogit``)."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -46,16 +47,20 @@ class MixedLogit(LongFormatModel):
     n_draws : int
         Draws per panel.
     draws : str or array_like
-        ``"halton"`` (SciPy's scrambled Halton sequence, seeded, one dimension
-        a random column; panel p takes points ``p * n_draws`` to
-        ``(p + 1) * n_draws - 1``), ``"sobol"`` (scrambled Sobol', likewise),
-        ``"mlhs"``
+        ``"halton"`` (the scrambled Halton points of SciPy's
+        ``qmc.Halton(d, scramble=True, seed=seed)``, bit for bit, computed
+        here in threads: random digit permutations as in Owen's randomized
+        Halton algorithm (2017), point 0 included and none skipped; dimension
+        j, of base the j-th prime, is the j-th random column in ``x`` order;
+        panel p takes points ``p * n_draws`` to ``(p + 1) * n_draws - 1``),
+        ``"sobol"`` (SciPy's scrambled Sobol', likewise), ``"mlhs"``
         (modified Latin hypercube: for each panel and column the points
         ``(r + u) / n_draws`` shuffled, one uniform u each) or ``"random"``
         (pseudo-random uniforms); or an array of uniforms in (0, 1) of shape
-        (panels, n_draws, random columns), panels in order of their sorted
-        labels and random columns in ``x`` order, transformed by each
-        distribution's inverse CDF.
+        (panels, n_draws, random columns), panels in the order of
+        ``panel_labels`` (their sorted labels) and random columns in ``x``
+        order, transformed by each distribution's inverse CDF.  Generated
+        uniforms are clipped to [2^-53, 1 - 2^-53].
     seed : int
         Seed of the generated draws.
     correlated : bool
@@ -122,8 +127,8 @@ class MixedLogit(LongFormatModel):
         self.n_panels = len(self.panel_offsets) - 1
         self.w_panel = None if self.w is None else self.w[self.panel_offsets[:-1]]
         self.draws_method = draws if isinstance(draws, str) else "given"
-        self.uniforms = self._uniforms(draws, self.n_panels)
-        self.xi = standard_draws(self.uniforms, [self.random[n] for n in rand])
+        self.xi = standard_draws(self._uniforms(draws, self.n_panels),
+                                 [self.random[n] for n in rand])
 
     def _uniforms(self, draws, n_panels):
         q = len(self.random)
@@ -298,29 +303,24 @@ def _weighted_outer(scores, w):
 
 
 def uniform_draws(method, n_panels, n_draws, q, seed):
-    """(n_panels, n_draws, q) uniforms in (0, 1) by the named method."""
+    """(n_panels, n_draws, q) uniforms in (0, 1) by the named method (a view
+    of a (n_panels, q, n_draws) array: each column's draws contiguous, as the
+    kernel reads them)."""
     if method not in DRAWS:
         raise ValueError(f"draws must be one of {', '.join(map(repr, DRAWS))} or an array, "
                          f"got {method!r}")
+    lo, hi = 2.0 ** -53, 1.0 - 2.0 ** -53  # no inverse CDF takes 0 or 1
+    if method == "halton":
+        return halton_uniforms(n_panels, n_draws, q, seed, lo, hi)
     n = n_panels * n_draws
-    if method in ("halton", "sobol"):
+    if method == "sobol":
         from scipy.stats import qmc
 
         with warnings.catch_warnings():
             # Sobol' warns for sample sizes that are not powers of two.
             warnings.simplefilter("ignore", UserWarning)
-            if method == "halton":
-                # In threads: the same points for any number (4000 panels x
-                # 500 draws x 3: 0.87 s on one thread, 0.42 s on two).
-                u = qmc.Halton(d=q, scramble=True, seed=seed).random(
-                    n, workers=_core.build_info()["max_threads"])
-            else:
-                u = qmc.Sobol(d=q, scramble=True, seed=seed).random(n)
-        # Each panel takes n_draws consecutive points (as xlogit and Train's
-        # textbook assign them).  Spreading consecutive points over the panels
-        # instead (point r P + p) fixes a panel's leading digits in every base
-        # that divides P: with P = 4000, base 2's draws of a panel all fall in
-        # 1/32 of (0, 1).
+            u = qmc.Sobol(d=q, scramble=True, seed=seed).random(n)
+        # Each panel takes n_draws consecutive points (see halton_uniforms).
         u = u.reshape(n_panels, n_draws, q)
     elif method == "mlhs":
         rng = np.random.default_rng(seed)
@@ -328,26 +328,91 @@ def uniform_draws(method, n_panels, n_draws, q, seed):
         u = rng.permuted(u, axis=1)
     else:
         u = np.random.default_rng(seed).random((n_panels, n_draws, q))
-    # The generators can return 0 exactly, which no inverse CDF takes.
-    return np.ascontiguousarray(np.clip(u, 2.0 ** -53, 1.0 - 2.0 ** -53))
+    out = np.empty((n_panels, q, n_draws)).transpose(0, 2, 1)
+    np.clip(u, lo, hi, out=out)
+    return out
+
+
+def _primes(q):
+    """The first q primes."""
+    primes = []
+    n = 2
+    while len(primes) < q:
+        if all(n % p for p in primes if p * p <= n):
+            primes.append(n)
+        n += 1
+    return primes
+
+
+def halton_uniforms(n_panels, n_draws, q, seed, lo, hi, n_threads=None):
+    """The scrambled Halton points SciPy's ``qmc.Halton(d=q, scramble=True,
+    seed=seed).random(n_panels * n_draws)`` gives for an integer seed (the
+    same bits: its digit permutations, drawn from ``default_rng(seed)`` in
+    its order, and its sums digit by digit), clipped to [lo, hi]; panel p
+    takes the points p * n_draws to (p + 1) * n_draws - 1.  Consecutive
+    points to one panel, as xlogit and Train's textbook assign them:
+    spreading consecutive points over the panels instead (point r P + p)
+    fixes a panel's leading digits in every base that divides P (with
+    P = 4000, base 2's draws of a panel all fall in 1/32 of (0, 1)).
+
+    Computed here rather than by SciPy, whose generator divides the index for
+    each of its 53 (base 2) to 22 (base 5) digits: 4000 panels x 500 draws x 3
+    columns took it 0.5-0.9 s, a whole fit's worth."""
+    from .. import _mixed as kernel
+
+    rng = np.random.default_rng(seed)
+    bases = _primes(q)
+    counts = [math.ceil(54 / math.log2(b)) - 1 for b in bases]
+    tables = np.zeros((q, max(counts, default=1), max(bases, default=2)))
+    for d, (base, count) in enumerate(zip(bases, counts)):
+        perms = np.repeat(np.arange(base)[None], count, axis=0)
+        for row in perms:
+            rng.shuffle(row)
+        scale = 1.0 / base
+        for j in range(count):
+            tables[d, j, :base] = perms[j] * scale
+            scale /= base
+    out = np.empty((n_panels, q, n_draws))
+    kernel.halton_into(out, tables, np.array(counts, dtype=np.intp),
+                       np.array(bases, dtype=np.int_), lo, hi, n_threads)
+    return out.transpose(0, 2, 1)
 
 
 def standard_draws(u, dists):
-    """Uniforms transformed column by column to the standard form of each
-    distribution: N(0, 1) for normal and lognormal, the standard triangular
-    and uniform on [-1, 1]."""
+    """Uniforms (P, R, q) transformed column by column to the standard form
+    of each distribution: N(0, 1) for normal and lognormal, the standard
+    triangular and uniform on [-1, 1].  Returned as a (P, R, q) view of a
+    (P, q, R) array, the layout the kernel reads without gathering; the
+    inverse normal CDF runs in threads over the panels."""
     from scipy.special import ndtri
 
-    xi = np.empty_like(u)
+    P, R, q = u.shape
+    xi = np.empty((P, q, R)).transpose(0, 2, 1)
+    normal = [j for j, dist in enumerate(dists) if dist in ("normal", "lognormal")]
     for j, dist in enumerate(dists):
-        v = u[..., j]
-        if dist in ("normal", "lognormal"):
-            xi[..., j] = ndtri(v)
-        elif dist == "triangular":
-            xi[..., j] = np.where(v < 0.5, np.sqrt(2.0 * v) - 1.0, 1.0 - np.sqrt(2.0 * (1.0 - v)))
+        v, out = u[..., j], xi[..., j]
+        if dist == "triangular":
+            out[...] = np.where(v < 0.5, np.sqrt(2.0 * v) - 1.0, 1.0 - np.sqrt(2.0 * (1.0 - v)))
+        elif dist == "uniform":
+            np.multiply(v, 2.0, out=out)
+            out -= 1.0
+    if normal:
+        n_workers = max(1, min(_core.build_info()["max_threads"], P))
+        bounds = np.linspace(0, P, n_workers + 1).astype(int)
+
+        def part(i):
+            a, b = bounds[i], bounds[i + 1]
+            for j in normal:
+                ndtri(u[a:b, :, j], out=xi[a:b, :, j])
+
+        if n_workers == 1:
+            part(0)
         else:
-            xi[..., j] = 2.0 * v - 1.0
-    return np.ascontiguousarray(xi)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_workers) as pool:
+                list(pool.map(part, range(n_workers)))
+    return xi
 
 
 def coefficients(theta, xi, kinds, chol):
