@@ -439,12 +439,46 @@ def test_not_identified_and_separated(rng):
     df["perfect"] = df["choice"] * 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(fc.NotIdentifiedError, match="separated by 'perfect': the estimates"):
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by 'perfect': the chosen alternative has the largest "
+                                 r"'perfect' in every observation \(strictly in 100 of 100\); the "
+                                 r"estimates diverge"):
             fit(df, x=["x0", "perfect"])
         # Quasi-separation: the variable predicts half of the observations.
         df["half"] = np.where(df["obs"] % 2 == 1, df["choice"], 0.0)
-        with pytest.raises(fc.NotIdentifiedError, match="separated by 'half': the estimates"):
+        n_odd = df.drop_duplicates("obs")["obs"].mod(2).sum()
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=rf"separated by 'half': the chosen alternative has the largest "
+                                 rf"'half' in every observation \(strictly in {n_odd} of 100\)"):
             fit(df, x=["x0", "x1", "half"])
+        # Two columns that separate alone, one of each sign, both named.
+        df["never"] = np.where(df["obs"] % 2 == 0, -df["choice"], 0.0)
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by 'half', 'never': .*largest 'half'.*; the "
+                                 r"chosen alternative has the smallest 'never'.*drop these"):
+            fit(df, x=["half", "x0", "never"])
+        # Separated by a combination only: the parameters along the flat direction.
+        df["a"] = df["choice"] + df["x1"]
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by a combination of .*'a'.*no column separates them "
+                                 r"alone") as exc:
+            fit(df, x=["x0", "x1", "a"])
+        assert "'x1'" in str(exc.value)
+
+
+def test_separation_names_the_column_on_electricity(electricity):
+    """On real data the separating column is named, not the high-information
+    columns that moved most along the flat direction."""
+    df = electricity.assign(perfect=electricity["choice"])
+    with pytest.raises(fc.NotIdentifiedError) as exc:
+        fc.ConditionalLogit(df, choice="choice", obs="chid", alt="alt",
+                            x=[*ELEC_X, "perfect"]).fit()
+    message = str(exc.value)
+    assert message.startswith("the choices are separated by 'perfect': the chosen alternative "
+                              "has the largest 'perfect' in every observation (strictly in "
+                              "4308 of 4308)")
+    for name in ELEC_X:
+        assert repr(name) not in message
 
 
 def test_import_is_light():
