@@ -204,11 +204,18 @@ class Layout:
 
     def per_obs(self, column, what):
         """A column constant within each observation, as one value per
-        observation (float64); an error names the first one where it varies."""
+        observation (float64); an error names the first one where it is
+        missing (in any available row) or varies."""
         values = numeric(self.frame, column)[self.rows].astype(np.float64)
+        missing = np.flatnonzero(np.isnan(values))
+        if missing.size:
+            raise ChoiceDataError(
+                f"{what} column {column!r} has a missing value in observation "
+                f"{self.describe_row(missing[0])}"
+            )
         first = values[self.offsets[:-1]]
         sizes = np.diff(self.offsets)
-        bad = np.flatnonzero((values != np.repeat(first, sizes)) & ~np.isnan(values))
+        bad = np.flatnonzero(values != np.repeat(first, sizes))
         if bad.size:
             raise ChoiceDataError(
                 f"{what} column {column!r} varies within observation "
@@ -428,7 +435,7 @@ class LongFormatModel:
         if bad.size:
             raise ChoiceDataError(
                 f"weights column {column!r} must be finite and >= 0; observation "
-                f"{label(layout.obs_labels[bad[0]])!r} has {w[bad[0]]!r}"
+                f"{label(layout.obs_labels[bad[0]])!r} has {float(w[bad[0]])!r}"
             )
         if layout.obs_panel is not None:
             p = layout.obs_panel
