@@ -382,7 +382,18 @@ def make(df, **kw):
     (lambda d: d.assign(choice=[0, 0, 0, 0, 1, 0, 0, 0, 1]), {},
      r"observation 1 has 0 chosen"),
     (lambda d: d.assign(choice=[1, 0, 0, 0, 0, 1, 0, 0, 1]), {"avail": "ok"},
-     r"observation 2 chose alternative 'c', which is unavailable"),
+     r"^observation 2 chose alternative 'c', which is unavailable \(row 5: choice column "
+     r"'choice' is 1, avail column 'ok' is 0\)$"),
+    # A choice column of strings: ChoiceDataError, naming the column and the observation.
+    (lambda d: d.assign(choice=["yes", "no", "no", "no", "yes", "no", "no", "no", "yes"]), {},
+     r"^choice column 'choice' must hold 0/1 or bool, not dtype \S+; observation 1 "
+     r"\(alternative 'a', row 0\) has the value 'yes'$"),
+    (lambda d: d.assign(choice=pd.Series([1, 0, 0, 0, "yes", 0, 0, 0, 1], dtype=object)), {},
+     r"^choice column 'choice' must hold 0/1 or bool, not dtype object; observation 2 "
+     r"\(alternative 'b', row 4\) has the value 'yes'$"),
+    (lambda d: d.assign(choice=[1, np.nan, 0, 0, 1, 0, 0, 0, 1]), {},
+     r"^choice column 'choice' must hold 0/1 or bool; observation 1 \(alternative 'b', row 1\) "
+     r"has a missing value$"),
     (lambda d: d.assign(choice=[2, 0, 0, 0, 1, 0, 0, 0, 1]), {},
      r"choice column 'choice' must hold 0/1 or bool; observation 1 \(alternative 'a'.*the value 2"),
     (lambda d: d.assign(x=[1.0, np.nan, 0.5, 0.3, 1.2, 2.2, 0.1, 0.7, 3.0]), {},
@@ -399,12 +410,18 @@ def make(df, **kw):
     (lambda d: d.assign(w=[np.nan, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0]), {"weights": "w"},
      r"^weights column 'w' has a missing value in observation 1 \(alternative 'a', row 0\)$"),
     (lambda d: d.assign(ok=[1, 1, 1, 1, 1, 2, 1, 1, 1]), {"avail": "ok"},
-     r"avail column 'ok' must hold 0/1 or bool; row 5 has the value 2"),
+     r"^avail column 'ok' must hold 0/1 or bool; observation 2 \(alternative 'c', row 5\) has "
+     r"the value 2$"),
+    (lambda d: d.assign(ok=["y"] * 9), {"avail": "ok"},
+     r"^avail column 'ok' must hold 0/1 or bool, not dtype \S+; observation 1 \(alternative "
+     r"'a', row 0\) has the value 'y'$"),
     (lambda d: d.assign(ok=[0, 0, 0, 1, 1, 1, 1, 1, 1], choice=[0, 0, 0, 0, 1, 0, 0, 0, 1]),
      {"avail": "ok"}, r"observation 1 has no available alternative"),
     (lambda d: d.assign(alt=["a", "a", "c"] * 3), {},
      r"observation 1 has two rows for alternative 'a'"),
     (lambda d: d.assign(obs=[1, 1, None, 2, 2, 2, 3, 3, 3]), {}, r"column 'obs' has missing values"),
+    (lambda d: d.assign(alt=["a", "b", "c", "a", None, "c", "a", "b", "c"]), {},
+     r"^column 'alt' has missing values \(observation 2, row 4\)$"),
 ])
 def test_data_errors(small, edit, kw, match):
     with pytest.raises(fc.ChoiceDataError, match=match):
@@ -432,8 +449,19 @@ def test_argument_errors(small):
     with pytest.raises(KeyError, match="'nope' is not a parameter"):
         model.fit().wtp("nope", "x")
     with pytest.raises(fc.ChoiceDataError, match="cluster column 'w' varies within observation 1"):
-        model.fit(cov="cluster", cluster="w") if False else make(
-            small.assign(w=[1, 2, 1, 2, 2, 2, 1, 1, 1])).fit(cov="cluster", cluster="w")
+        make(small.assign(w=[1, 2, 1, 2, 2, 2, 1, 1, 1])).fit(cov="cluster", cluster="w")
+    # A missing cluster label names the observation; in an unavailable row it is allowed.
+    with pytest.raises(fc.ChoiceDataError,
+                       match=r"^cluster column 'cl2' has a missing value in observation 1 "
+                             r"\(alternative 'b', row 1\)$"):
+        make(small.assign(cl2=[1, np.nan, 1, 2, 2, 2, 3, 3, 3])).fit(cov="cluster", cluster="cl2")
+    res = make(small.assign(cl2=[1, 1, 1, 2, 2, np.nan, 3, 3, 3]), avail="ok").fit(
+        cov="cluster", cluster="cl2")
+    assert res.n_clusters == 3
+    # So are missing weights and choices in unavailable rows.
+    res = make(small.assign(w=[1.0, 1.0, 1.0, 2.0, 2.0, np.nan, 1.0, 1.0, 1.0],
+                            choice=[1, 0, 0, 0, 1, np.nan, 0, 0, 1]), avail="ok", weights="w").fit()
+    assert res.converged
 
 
 def test_not_identified_and_separated(rng):

@@ -50,9 +50,11 @@ class ConditionalLogit(LongFormatModel):
     ChoiceDataError
         For data that cannot be a choice data set: zero or two chosen rows in
         an observation, a chosen alternative that is unavailable, a choice or
-        availability column that is not 0/1, a missing value in a used
-        column of an available row, weights that vary within an
-        observation, two rows of one alternative in one observation.
+        availability column that is not 0/1 (strings included), a missing
+        value in a used column (weights included) of an available row,
+        weights that vary within an observation, two rows of one alternative
+        in one observation.  The message names the column and the first
+        offending observation.
 
     Examples
     --------
