@@ -324,6 +324,18 @@ def test_predict_shares_elasticity_wtp(fishing):
         for other in rows.drop(row):
             assert dlog[other] == pytest.approx(e.loc[row, "cross"], rel=1e-5)
 
+    # One signature, elasticity(var, data=None): the same with the data given
+    # (by position or name); the other order is a TypeError saying which.
+    np.testing.assert_array_equal(res.elasticity("price", fishing).to_numpy(), e.to_numpy())
+    np.testing.assert_array_equal(res.elasticity("price", data=fishing).to_numpy(), e.to_numpy())
+    with pytest.raises(TypeError, match=r"takes the variable first and the data second, got a "
+                                        r"data frame as var: write res.elasticity\('price', data\)"):
+        res.elasticity(fishing, "price")
+    with pytest.raises(TypeError, match=r"write res.elasticity\('<column>', data\)"):
+        res.elasticity(fishing)
+    with pytest.raises(ValueError, match=r"'income' is not a variable of the model"):
+        res.elasticity("income")
+
     w = res.wtp("catch", "price")
     assert w["estimate"] == pytest.approx(-beta["catch"] / beta["price"], rel=1e-15)
     cov = res.cov_params().loc[["catch", "price"], ["catch", "price"]].to_numpy()
