@@ -115,6 +115,111 @@ def test_electricity_matches_published_and_numpy(electricity):
     np.testing.assert_allclose(res.pvalues, p, rtol=1e-12, atol=1e-300)
 
 
+def reference_covariances(beta, X, starts, y, w, groups):
+    """inv(-H), the sandwich of the weighted scores and its clustered form
+    (scores summed per group, times G / (G - 1)), from the NumPy reference."""
+    _, _, H, scores = reference_loglik(beta, X, starts, y, w)
+    cov_h = np.linalg.inv(-H)
+    ws = w[:, None] * scores
+    robust = cov_h @ (ws.T @ ws) @ cov_h
+    codes, labels = pd.factorize(groups)
+    G = len(labels)
+    summed = np.zeros((G, X.shape[1]))
+    np.add.at(summed, codes, ws)
+    cluster = G / (G - 1) * cov_h @ (summed.T @ summed) @ cov_h
+    return cov_h, robust, cluster
+
+
+def check_against_reference(model, df, names, X, weights=None, cluster=None):
+    """Estimates, log-likelihood and the three covariances of ``model``
+    against the NumPy reference on the design ``X`` (columns ``names``, rows
+    those of ``df``, which holds the model's available rows)."""
+    df = df.assign(_row=np.arange(len(df)))
+    order = df.sort_values(["obs"], kind="stable")["_row"].to_numpy()
+    g = df["obs"].to_numpy()[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    y = df["choice"].to_numpy(dtype=float)[order]
+    w = np.ones(starts.size) if weights is None else df[weights].to_numpy(float)[order][starts]
+    Xs = X[order]
+    beta, ll, H, _ = reference_fit(Xs, starts, y, w)
+    covs = reference_covariances(beta, Xs, starts, y, w,
+                                 df[cluster].to_numpy()[order][starts] if cluster else g[starts])
+    for cov, reference in zip(("hessian", "robust", "cluster"), covs):
+        if cov == "cluster" and cluster is None:
+            continue
+        res = model.fit(cov=cov, cluster=cluster if cov == "cluster" else None)
+        assert res.converged
+        np.testing.assert_allclose(res.params[names].to_numpy(), beta, rtol=1e-9, atol=1e-12)
+        assert res.llf == pytest.approx(ll, rel=1e-12)
+        np.testing.assert_allclose(res.bse[names].to_numpy(), np.sqrt(np.diag(reference)),
+                                   rtol=1e-8, err_msg=cov)
+        np.testing.assert_allclose(res.cov_params().loc[names, names].to_numpy(), reference,
+                                   rtol=1e-7, atol=1e-12 * np.abs(reference).max(), err_msg=cov)
+    return res
+
+
+def test_weighted_standard_errors_against_numpy(rng):
+    """Weighted fits: estimates and the hessian, robust and clustered standard
+    errors against the NumPy reference with weights."""
+    df = synthetic(rng, 400, 4, weights=True)
+    df["grp"] = df["obs"] % 23  # constant within an observation
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt",
+                                x=["x0", "x1", "x2"], weights="w")
+    X = df[["x0", "x1", "x2"]].to_numpy(float)
+    res = check_against_reference(model, df, ["x0", "x1", "x2"], X, weights="w", cluster="grp")
+    assert res.n_clusters == 23
+    # The weights matter: the unweighted fit differs.
+    plain = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt",
+                                x=["x0", "x1", "x2"]).fit()
+    assert np.abs(plain.params - res.params).max() > 1e-4
+
+
+def design_by_pandas(df, x, asc, x_by_alt):
+    """The design of generic columns, alternative constants and
+    alternative-specific columns, built from the frame with pandas; its
+    parameter names."""
+    alts = sorted(df["alt"].unique())
+    columns = {c: df[c].to_numpy(float) for c in x}
+    if asc is not None:
+        for a in alts:
+            if a != asc:
+                columns[f"asc.{a}"] = (df["alt"] == a).to_numpy(float)
+    for col, ref in (x_by_alt or {}).items():
+        for a in alts:
+            if a != ref:
+                columns[f"{col}.{a}"] = df[col].where(df["alt"] == a, 0.0).to_numpy(float)
+    return list(columns), np.column_stack(list(columns.values()))
+
+
+def test_asc_and_x_by_alt_against_numpy(rng):
+    """Alternative constants and alternative-specific coefficients, with
+    availability and weights, against the NumPy reference on a design built
+    by pandas."""
+    df = synthetic(rng, 500, 4, avail=True, weights=True)
+    df["x2"] = df["x2"] + df["alt"].map({"a0": 0.0, "a1": 0.5, "a2": -0.3, "a3": 1.0})
+    df["grp"] = df["obs"] % 31
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=["x0", "x1"],
+                                asc="a0", x_by_alt={"x2": "a1"}, avail="ok", weights="w")
+    available = df[df["ok"] == 1]
+    names, X = design_by_pandas(available, ["x0", "x1"], "a0", {"x2": "a1"})
+    assert sorted(names) == sorted(model.param_names)
+    check_against_reference(model, available, names, X, weights="w", cluster="grp")
+
+
+def test_fishing_against_numpy(fishing):
+    """Fishing with constants and income by alternative: estimates and every
+    standard error against the NumPy reference (clustered by the angler's
+    income band, a column constant within each observation)."""
+    df = fishing.rename(columns={"id": "obs"})
+    df["band"] = (df["income"] // 2000).astype(int)
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=["price", "catch"],
+                                asc="beach", x_by_alt={"income": "beach"})
+    names, X = design_by_pandas(df, ["price", "catch"], "beach", {"income": "beach"})
+    assert names == model.param_names
+    res = check_against_reference(model, df, names, X, cluster="band")
+    assert round(res.llf, 3) == -1215.138
+
+
 def test_fishing_published_loglik(fishing):
     """Fishing with price and catch: -1311.980 (mlogit, xlogit); with
     alternative constants and income by alternative, mlogit's -1215.138."""
