@@ -465,12 +465,22 @@ def test_summary_and_frame(electricity):
 
 
 def test_other_frame_libraries(electricity):
-    """Polars and pyarrow tables are converted once to pandas."""
+    """A pyarrow table is converted once to pandas (polars: the test below)."""
     pa = pytest.importorskip("pyarrow")
     table = pa.Table.from_pandas(electricity)
     a = fc.ConditionalLogit(table, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
     b = fc.ConditionalLogit(electricity, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
     np.testing.assert_array_equal(a.params.to_numpy(), b.params.to_numpy())
+
+
+def test_polars_frame(electricity):
+    """A polars DataFrame is converted once to pandas: the same bits."""
+    pl = pytest.importorskip("polars")
+    frame = pl.from_pandas(electricity)
+    a = fc.ConditionalLogit(frame, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
+    b = fc.ConditionalLogit(electricity, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
+    np.testing.assert_array_equal(a.params.to_numpy(), b.params.to_numpy())
+    np.testing.assert_array_equal(a.bse.to_numpy(), b.bse.to_numpy())
 
 
 # ---- bad input ----
