@@ -115,6 +115,111 @@ def test_electricity_matches_published_and_numpy(electricity):
     np.testing.assert_allclose(res.pvalues, p, rtol=1e-12, atol=1e-300)
 
 
+def reference_covariances(beta, X, starts, y, w, groups):
+    """inv(-H), the sandwich of the weighted scores and its clustered form
+    (scores summed per group, times G / (G - 1)), from the NumPy reference."""
+    _, _, H, scores = reference_loglik(beta, X, starts, y, w)
+    cov_h = np.linalg.inv(-H)
+    ws = w[:, None] * scores
+    robust = cov_h @ (ws.T @ ws) @ cov_h
+    codes, labels = pd.factorize(groups)
+    G = len(labels)
+    summed = np.zeros((G, X.shape[1]))
+    np.add.at(summed, codes, ws)
+    cluster = G / (G - 1) * cov_h @ (summed.T @ summed) @ cov_h
+    return cov_h, robust, cluster
+
+
+def check_against_reference(model, df, names, X, weights=None, cluster=None):
+    """Estimates, log-likelihood and the three covariances of ``model``
+    against the NumPy reference on the design ``X`` (columns ``names``, rows
+    those of ``df``, which holds the model's available rows)."""
+    df = df.assign(_row=np.arange(len(df)))
+    order = df.sort_values(["obs"], kind="stable")["_row"].to_numpy()
+    g = df["obs"].to_numpy()[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    y = df["choice"].to_numpy(dtype=float)[order]
+    w = np.ones(starts.size) if weights is None else df[weights].to_numpy(float)[order][starts]
+    Xs = X[order]
+    beta, ll, H, _ = reference_fit(Xs, starts, y, w)
+    covs = reference_covariances(beta, Xs, starts, y, w,
+                                 df[cluster].to_numpy()[order][starts] if cluster else g[starts])
+    for cov, reference in zip(("hessian", "robust", "cluster"), covs):
+        if cov == "cluster" and cluster is None:
+            continue
+        res = model.fit(cov=cov, cluster=cluster if cov == "cluster" else None)
+        assert res.converged
+        np.testing.assert_allclose(res.params[names].to_numpy(), beta, rtol=1e-9, atol=1e-12)
+        assert res.llf == pytest.approx(ll, rel=1e-12)
+        np.testing.assert_allclose(res.bse[names].to_numpy(), np.sqrt(np.diag(reference)),
+                                   rtol=1e-8, err_msg=cov)
+        np.testing.assert_allclose(res.cov_params().loc[names, names].to_numpy(), reference,
+                                   rtol=1e-7, atol=1e-12 * np.abs(reference).max(), err_msg=cov)
+    return res
+
+
+def test_weighted_standard_errors_against_numpy(rng):
+    """Weighted fits: estimates and the hessian, robust and clustered standard
+    errors against the NumPy reference with weights."""
+    df = synthetic(rng, 400, 4, weights=True)
+    df["grp"] = df["obs"] % 23  # constant within an observation
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt",
+                                x=["x0", "x1", "x2"], weights="w")
+    X = df[["x0", "x1", "x2"]].to_numpy(float)
+    res = check_against_reference(model, df, ["x0", "x1", "x2"], X, weights="w", cluster="grp")
+    assert res.n_clusters == 23
+    # The weights matter: the unweighted fit differs.
+    plain = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt",
+                                x=["x0", "x1", "x2"]).fit()
+    assert np.abs(plain.params - res.params).max() > 1e-4
+
+
+def design_by_pandas(df, x, asc, x_by_alt):
+    """The design of generic columns, alternative constants and
+    alternative-specific columns, built from the frame with pandas; its
+    parameter names."""
+    alts = sorted(df["alt"].unique())
+    columns = {c: df[c].to_numpy(float) for c in x}
+    if asc is not None:
+        for a in alts:
+            if a != asc:
+                columns[f"asc.{a}"] = (df["alt"] == a).to_numpy(float)
+    for col, ref in (x_by_alt or {}).items():
+        for a in alts:
+            if a != ref:
+                columns[f"{col}.{a}"] = df[col].where(df["alt"] == a, 0.0).to_numpy(float)
+    return list(columns), np.column_stack(list(columns.values()))
+
+
+def test_asc_and_x_by_alt_against_numpy(rng):
+    """Alternative constants and alternative-specific coefficients, with
+    availability and weights, against the NumPy reference on a design built
+    by pandas."""
+    df = synthetic(rng, 500, 4, avail=True, weights=True)
+    df["x2"] = df["x2"] + df["alt"].map({"a0": 0.0, "a1": 0.5, "a2": -0.3, "a3": 1.0})
+    df["grp"] = df["obs"] % 31
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=["x0", "x1"],
+                                asc="a0", x_by_alt={"x2": "a1"}, avail="ok", weights="w")
+    available = df[df["ok"] == 1]
+    names, X = design_by_pandas(available, ["x0", "x1"], "a0", {"x2": "a1"})
+    assert sorted(names) == sorted(model.param_names)
+    check_against_reference(model, available, names, X, weights="w", cluster="grp")
+
+
+def test_fishing_against_numpy(fishing):
+    """Fishing with constants and income by alternative: estimates and every
+    standard error against the NumPy reference (clustered by the angler's
+    income band, a column constant within each observation)."""
+    df = fishing.rename(columns={"id": "obs"})
+    df["band"] = (df["income"] // 2000).astype(int)
+    model = fc.ConditionalLogit(df, choice="choice", obs="obs", alt="alt", x=["price", "catch"],
+                                asc="beach", x_by_alt={"income": "beach"})
+    names, X = design_by_pandas(df, ["price", "catch"], "beach", {"income": "beach"})
+    assert names == model.param_names
+    res = check_against_reference(model, df, names, X, cluster="band")
+    assert round(res.llf, 3) == -1215.138
+
+
 def test_fishing_published_loglik(fishing):
     """Fishing with price and catch: -1311.980 (mlogit, xlogit); with
     alternative constants and income by alternative, mlogit's -1215.138."""
@@ -324,6 +429,18 @@ def test_predict_shares_elasticity_wtp(fishing):
         for other in rows.drop(row):
             assert dlog[other] == pytest.approx(e.loc[row, "cross"], rel=1e-5)
 
+    # One signature, elasticity(var, data=None): the same with the data given
+    # (by position or name); the other order is a TypeError saying which.
+    np.testing.assert_array_equal(res.elasticity("price", fishing).to_numpy(), e.to_numpy())
+    np.testing.assert_array_equal(res.elasticity("price", data=fishing).to_numpy(), e.to_numpy())
+    with pytest.raises(TypeError, match=r"takes the variable first and the data second, got a "
+                                        r"data frame as var: write res.elasticity\('price', data\)"):
+        res.elasticity(fishing, "price")
+    with pytest.raises(TypeError, match=r"write res.elasticity\('<column>', data\)"):
+        res.elasticity(fishing)
+    with pytest.raises(ValueError, match=r"'income' is not a variable of the model"):
+        res.elasticity("income")
+
     w = res.wtp("catch", "price")
     assert w["estimate"] == pytest.approx(-beta["catch"] / beta["price"], rel=1e-15)
     cov = res.cov_params().loc[["catch", "price"], ["catch", "price"]].to_numpy()
@@ -348,12 +465,22 @@ def test_summary_and_frame(electricity):
 
 
 def test_other_frame_libraries(electricity):
-    """Polars and pyarrow tables are converted once to pandas."""
+    """A pyarrow table is converted once to pandas (polars: the test below)."""
     pa = pytest.importorskip("pyarrow")
     table = pa.Table.from_pandas(electricity)
     a = fc.ConditionalLogit(table, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
     b = fc.ConditionalLogit(electricity, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
     np.testing.assert_array_equal(a.params.to_numpy(), b.params.to_numpy())
+
+
+def test_polars_frame(electricity):
+    """A polars DataFrame is converted once to pandas: the same bits."""
+    pl = pytest.importorskip("polars")
+    frame = pl.from_pandas(electricity)
+    a = fc.ConditionalLogit(frame, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
+    b = fc.ConditionalLogit(electricity, choice="choice", obs="chid", alt="alt", x=ELEC_X).fit()
+    np.testing.assert_array_equal(a.params.to_numpy(), b.params.to_numpy())
+    np.testing.assert_array_equal(a.bse.to_numpy(), b.bse.to_numpy())
 
 
 # ---- bad input ----
@@ -382,21 +509,46 @@ def make(df, **kw):
     (lambda d: d.assign(choice=[0, 0, 0, 0, 1, 0, 0, 0, 1]), {},
      r"observation 1 has 0 chosen"),
     (lambda d: d.assign(choice=[1, 0, 0, 0, 0, 1, 0, 0, 1]), {"avail": "ok"},
-     r"observation 2 chose alternative 'c', which is unavailable"),
+     r"^observation 2 chose alternative 'c', which is unavailable \(row 5: choice column "
+     r"'choice' is 1, avail column 'ok' is 0\)$"),
+    # A choice column of strings: ChoiceDataError, naming the column and the observation.
+    (lambda d: d.assign(choice=["yes", "no", "no", "no", "yes", "no", "no", "no", "yes"]), {},
+     r"^choice column 'choice' must hold 0/1 or bool, not dtype \S+; observation 1 "
+     r"\(alternative 'a', row 0\) has the value 'yes'$"),
+    (lambda d: d.assign(choice=pd.Series([1, 0, 0, 0, "yes", 0, 0, 0, 1], dtype=object)), {},
+     r"^choice column 'choice' must hold 0/1 or bool, not dtype object; observation 2 "
+     r"\(alternative 'b', row 4\) has the value 'yes'$"),
+    (lambda d: d.assign(choice=[1, np.nan, 0, 0, 1, 0, 0, 0, 1]), {},
+     r"^choice column 'choice' must hold 0/1 or bool; observation 1 \(alternative 'b', row 1\) "
+     r"has a missing value$"),
     (lambda d: d.assign(choice=[2, 0, 0, 0, 1, 0, 0, 0, 1]), {},
      r"choice column 'choice' must hold 0/1 or bool; observation 1 \(alternative 'a'.*the value 2"),
     (lambda d: d.assign(x=[1.0, np.nan, 0.5, 0.3, 1.2, 2.2, 0.1, 0.7, 3.0]), {},
      r"column 'x' has a missing or infinite value in observation 1 \(alternative 'b', row 1\)"),
     (lambda d: d.assign(w=[1.0, 2.0, 1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0]), {"weights": "w"},
      r"weights column 'w' varies within observation 1"),
-    (lambda d: d.assign(w=-d["w"]), {"weights": "w"}, r"must be finite and >= 0; observation 1"),
+    (lambda d: d.assign(w=-d["w"]), {"weights": "w"},
+     r"^weights column 'w' must be finite and >= 0; observation 1 has -1\.0$"),
+    (lambda d: d.assign(w=[1.0, 1.0, 1.0, 2.0, 2.0, 2.0, np.inf, np.inf, np.inf]),
+     {"weights": "w"}, r"^weights column 'w' must be finite and >= 0; observation 3 has inf$"),
+    # A missing weight in a row other than an observation's first one.
+    (lambda d: d.assign(w=[1.0, 1.0, 1.0, 2.0, np.nan, 2.0, 1.0, 1.0, 1.0]), {"weights": "w"},
+     r"^weights column 'w' has a missing value in observation 2 \(alternative 'b', row 4\)$"),
+    (lambda d: d.assign(w=[np.nan, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0]), {"weights": "w"},
+     r"^weights column 'w' has a missing value in observation 1 \(alternative 'a', row 0\)$"),
     (lambda d: d.assign(ok=[1, 1, 1, 1, 1, 2, 1, 1, 1]), {"avail": "ok"},
-     r"avail column 'ok' must hold 0/1 or bool; row 5 has the value 2"),
+     r"^avail column 'ok' must hold 0/1 or bool; observation 2 \(alternative 'c', row 5\) has "
+     r"the value 2$"),
+    (lambda d: d.assign(ok=["y"] * 9), {"avail": "ok"},
+     r"^avail column 'ok' must hold 0/1 or bool, not dtype \S+; observation 1 \(alternative "
+     r"'a', row 0\) has the value 'y'$"),
     (lambda d: d.assign(ok=[0, 0, 0, 1, 1, 1, 1, 1, 1], choice=[0, 0, 0, 0, 1, 0, 0, 0, 1]),
      {"avail": "ok"}, r"observation 1 has no available alternative"),
     (lambda d: d.assign(alt=["a", "a", "c"] * 3), {},
      r"observation 1 has two rows for alternative 'a'"),
     (lambda d: d.assign(obs=[1, 1, None, 2, 2, 2, 3, 3, 3]), {}, r"column 'obs' has missing values"),
+    (lambda d: d.assign(alt=["a", "b", "c", "a", None, "c", "a", "b", "c"]), {},
+     r"^column 'alt' has missing values \(observation 2, row 4\)$"),
 ])
 def test_data_errors(small, edit, kw, match):
     with pytest.raises(fc.ChoiceDataError, match=match):
@@ -424,8 +576,19 @@ def test_argument_errors(small):
     with pytest.raises(KeyError, match="'nope' is not a parameter"):
         model.fit().wtp("nope", "x")
     with pytest.raises(fc.ChoiceDataError, match="cluster column 'w' varies within observation 1"):
-        model.fit(cov="cluster", cluster="w") if False else make(
-            small.assign(w=[1, 2, 1, 2, 2, 2, 1, 1, 1])).fit(cov="cluster", cluster="w")
+        make(small.assign(w=[1, 2, 1, 2, 2, 2, 1, 1, 1])).fit(cov="cluster", cluster="w")
+    # A missing cluster label names the observation; in an unavailable row it is allowed.
+    with pytest.raises(fc.ChoiceDataError,
+                       match=r"^cluster column 'cl2' has a missing value in observation 1 "
+                             r"\(alternative 'b', row 1\)$"):
+        make(small.assign(cl2=[1, np.nan, 1, 2, 2, 2, 3, 3, 3])).fit(cov="cluster", cluster="cl2")
+    res = make(small.assign(cl2=[1, 1, 1, 2, 2, np.nan, 3, 3, 3]), avail="ok").fit(
+        cov="cluster", cluster="cl2")
+    assert res.n_clusters == 3
+    # So are missing weights and choices in unavailable rows.
+    res = make(small.assign(w=[1.0, 1.0, 1.0, 2.0, 2.0, np.nan, 1.0, 1.0, 1.0],
+                            choice=[1, 0, 0, 0, 1, np.nan, 0, 0, 1]), avail="ok", weights="w").fit()
+    assert res.converged
 
 
 def test_not_identified_and_separated(rng):
@@ -439,12 +602,46 @@ def test_not_identified_and_separated(rng):
     df["perfect"] = df["choice"] * 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(fc.NotIdentifiedError, match="separated by 'perfect': the estimates"):
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by 'perfect': the chosen alternative has the largest "
+                                 r"'perfect' in every observation \(strictly in 100 of 100\); the "
+                                 r"estimates diverge"):
             fit(df, x=["x0", "perfect"])
         # Quasi-separation: the variable predicts half of the observations.
         df["half"] = np.where(df["obs"] % 2 == 1, df["choice"], 0.0)
-        with pytest.raises(fc.NotIdentifiedError, match="separated by 'half': the estimates"):
+        n_odd = df.drop_duplicates("obs")["obs"].mod(2).sum()
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=rf"separated by 'half': the chosen alternative has the largest "
+                                 rf"'half' in every observation \(strictly in {n_odd} of 100\)"):
             fit(df, x=["x0", "x1", "half"])
+        # Two columns that separate alone, one of each sign, both named.
+        df["never"] = np.where(df["obs"] % 2 == 0, -df["choice"], 0.0)
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by 'half', 'never': .*largest 'half'.*; the "
+                                 r"chosen alternative has the smallest 'never'.*drop these"):
+            fit(df, x=["half", "x0", "never"])
+        # Separated by a combination only: the parameters along the flat direction.
+        df["a"] = df["choice"] + df["x1"]
+        with pytest.raises(fc.NotIdentifiedError,
+                           match=r"separated by a combination of .*'a'.*no column separates them "
+                                 r"alone") as exc:
+            fit(df, x=["x0", "x1", "a"])
+        assert "'x1'" in str(exc.value)
+
+
+def test_separation_names_the_column_on_electricity(electricity):
+    """On real data the separating column is named, not the high-information
+    columns that moved most along the flat direction."""
+    df = electricity.assign(perfect=electricity["choice"])
+    with pytest.raises(fc.NotIdentifiedError) as exc:
+        fc.ConditionalLogit(df, choice="choice", obs="chid", alt="alt",
+                            x=[*ELEC_X, "perfect"]).fit()
+    message = str(exc.value)
+    assert message.startswith("the choices are separated by 'perfect': the chosen alternative "
+                              "has the largest 'perfect' in every observation (strictly in "
+                              "4308 of 4308)")
+    for name in ELEC_X:
+        assert repr(name) not in message
 
 
 def test_import_is_light():

@@ -16,7 +16,7 @@ The log-likelihood, its gradient and its Hessian come from one pass of
 design matrix are done once, when the model is made.
 
 pandas is imported when a model is made, not when this module is imported;
-SciPy (for p-values) when results are summarised.  Polars and pyarrow tables
+SciPy (for the p-values of the results) when a model is fitted.  Polars and pyarrow tables
 are converted once to pandas (their ``to_pandas()``); other data frames
 through the dataframe interchange protocol.
 """

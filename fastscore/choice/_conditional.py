@@ -6,7 +6,8 @@ import numpy as np
 
 from .. import _core
 from ._data import LongFormatModel
-from ._optim import check_cov, information, newton, null_loglik, sandwich
+from ._optim import (check_cov, information, newton, null_loglik, sandwich,
+                     separating_columns)
 from ._results import ChoiceResults
 
 
@@ -49,9 +50,11 @@ class ConditionalLogit(LongFormatModel):
     ChoiceDataError
         For data that cannot be a choice data set: zero or two chosen rows in
         an observation, a chosen alternative that is unavailable, a choice or
-        availability column that is not 0/1, a missing value in a used
-        column of an available row, weights that vary within an
-        observation, two rows of one alternative in one observation.
+        availability column that is not 0/1 (strings included), a missing
+        value in a used column (weights included) of an available row,
+        weights that vary within an observation, two rows of one alternative
+        in one observation.  The message names the column and the first
+        offending observation.
 
     Examples
     --------
@@ -131,7 +134,10 @@ class ConditionalLogit(LongFormatModel):
         NotIdentifiedError
             When a parameter is not identified (the Hessian is singular at the
             start) or the choices are separated (the estimates diverge); the
-            message names the parameters.
+            message names the parameters: for separation, the columns that
+            separate the choices alone (the chosen alternative has the
+            largest, or the smallest, value in every observation), or, when
+            none does alone, the parameters of the combination that does.
         """
         check_cov(cov, cluster, maxiter)
         if cluster is not None:
@@ -140,7 +146,8 @@ class ConditionalLogit(LongFormatModel):
         beta, ll, g, H, niter, converged = newton(
             lambda b: self.loglik(b, grad=True, hess=True, n_threads=n_threads),
             lambda b: self.loglik(b, n_threads=n_threads), beta, self._names,
-            int(maxiter), float(tol))
+            int(maxiter), float(tol),
+            separating=lambda: separating_columns(self.X, self.chosen, self.offsets, self.w))
         cov_matrix = np.linalg.inv(information(H, self._names))
         if cov != "hessian":
             s = _core.score(self.X, beta, self.chosen, offsets=self.offsets, n_threads=n_threads)

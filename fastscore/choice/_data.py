@@ -71,8 +71,10 @@ def numeric(frame, column):
         raise TypeError(f"column {column!r} must hold numbers, got dtype {dtype}") from None
 
 
-def label_codes(frame, column):
-    """(codes, labels) of a column; missing labels are an error."""
+def label_codes(frame, column, obs=None, missing_ok=False):
+    """(codes, labels) of a column; missing labels are an error (naming the
+    row, and its observation when ``obs`` is given), or code -1 with
+    ``missing_ok``."""
     pd = pandas_module()
     values = frame[column].to_numpy()
     if (values.dtype.kind in "biuf" and values.size
@@ -85,9 +87,11 @@ def label_codes(frame, column):
         np.cumsum(change, out=codes[1:])
         return codes, pd.Index(values[np.r_[True, change]])
     codes, labels = pd.factorize(frame[column], sort=True)
-    if codes.size and codes.min() < 0:
+    if codes.size and codes.min() < 0 and not missing_ok:
+        r = int(np.argmin(codes))
+        where = "" if obs is None else f"observation {label(frame[obs].iloc[r])!r}, "
         raise ChoiceDataError(
-            f"column {column!r} has missing values (row {frame.index[np.argmin(codes)]!r})"
+            f"column {column!r} has missing values ({where}row {frame.index[r]!r})"
         )
     return codes.astype(np.intp, copy=False), labels
 
@@ -113,12 +117,12 @@ class Layout:
             raise ChoiceDataError("data has no rows")
         keep = None
         if avail is not None:
-            keep = zero_one(numeric(frame, avail), avail, frame, "avail")
+            keep = zero_one(frame, avail, "avail", None, obs=obs, alt=alt)
             if keep.all():
                 keep = None
         obs_codes, obs_labels = label_codes(frame, obs)
         if alt_labels is None:
-            alt_codes, alt_labels = label_codes(frame, alt)
+            alt_codes, alt_labels = label_codes(frame, alt, obs=obs)
         else:
             alt_codes = codes_in(frame, alt, alt_labels)
         self.frame = frame
@@ -131,7 +135,7 @@ class Layout:
         self.obs_panel = self.panel_labels = None
         if panel is not None:
             # Observations ranked by (panel, observation): a panel's rows are contiguous.
-            panel_codes, self.panel_labels = label_codes(frame, panel)
+            panel_codes, self.panel_labels = label_codes(frame, panel, obs=obs)
             obs_panel = np.full(len(obs_labels), -1, dtype=np.intp)
             obs_panel[obs_codes] = panel_codes
             constant_within(panel_codes, obs_panel[obs_codes], obs_codes, obs_labels, panel,
@@ -166,6 +170,7 @@ class Layout:
             )
         offsets = np.r_[starts, o.size].astype(np.intp)
         self.keep = keep
+        self.avail_name = avail
         self.n_single = 0
         self.rows = rows
         self.alt = a
@@ -204,11 +209,18 @@ class Layout:
 
     def per_obs(self, column, what):
         """A column constant within each observation, as one value per
-        observation (float64); an error names the first one where it varies."""
+        observation (float64); an error names the first one where it is
+        missing (in any available row) or varies."""
         values = numeric(self.frame, column)[self.rows].astype(np.float64)
+        missing = np.flatnonzero(np.isnan(values))
+        if missing.size:
+            raise ChoiceDataError(
+                f"{what} column {column!r} has a missing value in observation "
+                f"{self.describe_row(missing[0])}"
+            )
         first = values[self.offsets[:-1]]
         sizes = np.diff(self.offsets)
-        bad = np.flatnonzero((values != np.repeat(first, sizes)) & ~np.isnan(values))
+        bad = np.flatnonzero(values != np.repeat(first, sizes))
         if bad.size:
             raise ChoiceDataError(
                 f"{what} column {column!r} varies within observation "
@@ -217,9 +229,16 @@ class Layout:
         return first
 
     def per_obs_labels(self, column, what):
-        """Codes of a label column constant within each observation."""
-        codes, labels = label_codes(self.frame, column)
+        """Codes of a label column constant within each observation; a
+        missing label in an available row names its observation."""
+        codes, labels = label_codes(self.frame, column, missing_ok=True)
         codes = codes[self.rows]
+        missing = np.flatnonzero(codes < 0)
+        if missing.size:
+            raise ChoiceDataError(
+                f"{what} column {column!r} has a missing value in observation "
+                f"{self.describe_row(missing[0])}"
+            )
         first = codes[self.offsets[:-1]]
         bad = np.flatnonzero(codes != np.repeat(first, np.diff(self.offsets)))
         if bad.size:
@@ -237,18 +256,60 @@ class Layout:
                 f"row {self.frame.index[self.rows[i]]!r})")
 
 
-def zero_one(values, column, frame, what):
-    """A 0/1 or bool column as bool; anything else names the row."""
+def zero_one(frame, column, what, rows, obs, alt, describe=None):
+    """A 0/1 or bool column (its values at ``rows``, or all of them with
+    None) as bool; anything else, strings included, is an error naming the
+    column and the observation of the first offending value.  ``describe(i)``
+    says where position i of ``rows`` is (default: its observation,
+    alternative and row in the frame)."""
+    if describe is None:
+        def describe(i):
+            r = i if rows is None else rows[i]
+            return (f"{label(frame[obs].iloc[r])!r} (alternative {label(frame[alt].iloc[r])!r}, "
+                    f"row {frame.index[r]!r})")
+    try:
+        values = numeric(frame, column)
+    except TypeError:
+        # Not numbers (strings, say): the first value that is not 0, 1 or a bool.
+        objects = frame[column].to_numpy(dtype=object)
+        if rows is not None:
+            objects = objects[rows]
+        i = next((i for i, v in enumerate(objects)
+                  if isinstance(v, (str, bytes)) or not is_zero_one(v)), None)
+        if i is None:  # the values that are not numbers are in other rows
+            return np.array([v == 1 for v in objects], dtype=bool)
+        raise ChoiceDataError(
+            f"{what} column {column!r} must hold 0/1 or bool, not dtype {frame[column].dtype}; "
+            f"observation {describe(i)} has {describe_value(objects[i])}"
+        ) from None
+    if rows is not None:
+        values = values[rows]
     if values.dtype == np.bool_:
         return values
     bad = np.flatnonzero((values != 0) & (values != 1))
     if bad.size:
-        v = values[bad[0]]
-        problem = "a missing value" if isinstance(v, float) and math.isnan(v) else f"the value {label(v)!r}"
         raise ChoiceDataError(
-            f"{what} column {column!r} must hold 0/1 or bool; row {frame.index[bad[0]]!r} has {problem}"
+            f"{what} column {column!r} must hold 0/1 or bool; observation {describe(bad[0])} "
+            f"has {describe_value(values[bad[0]])}"
         )
     return values == 1
+
+
+def is_zero_one(v):
+    try:
+        return bool(v == 0 or v == 1)
+    except (TypeError, ValueError):  # pandas.NA, arrays
+        return False
+
+
+def describe_value(v):
+    """'a missing value' or 'the value <v>'."""
+    pd = pandas_module()
+    try:
+        missing = bool(pd.isna(v))
+    except (TypeError, ValueError):
+        missing = False
+    return "a missing value" if missing else f"the value {label(v)!r}"
 
 
 def codes_in(frame, column, labels):
@@ -360,27 +421,19 @@ class Spec:
 
 def chosen_index(frame, choice, layout):
     """Each observation's chosen row, as an index within the observation."""
-    raw = numeric(frame, choice)
+    picked = zero_one(frame, choice, "choice", layout.rows, layout.obs_name, layout.alt_name,
+                      describe=layout.describe_row)
     if layout.keep is not None:
-        chosen_out = np.flatnonzero(~layout.keep & (raw == 1))
+        # Unavailable rows may hold anything but a choice.
+        chosen_out = np.flatnonzero(~layout.keep & (numeric(frame, choice) == 1))
         if chosen_out.size:
             r = chosen_out[0]
             raise ChoiceDataError(
                 f"observation {label(frame[layout.obs_name].iloc[r])!r} chose alternative "
-                f"{label(frame[layout.alt_name].iloc[r])!r}, which is unavailable "
-                f"(row {frame.index[r]!r})"
+                f"{label(frame[layout.alt_name].iloc[r])!r}, which is unavailable (row "
+                f"{frame.index[r]!r}: choice column {choice!r} is 1, avail column "
+                f"{layout.avail_name!r} is 0)"
             )
-    values = raw[layout.rows]
-    if values.dtype != np.bool_:
-        bad = np.flatnonzero((values != 0) & (values != 1))
-        if bad.size:
-            v = values[bad[0]]
-            what = "a missing value" if math.isnan(float(v)) else f"the value {label(v)!r}"
-            raise ChoiceDataError(
-                f"choice column {choice!r} must hold 0/1 or bool; observation "
-                f"{layout.describe_row(bad[0])} has {what}"
-            )
-    picked = values == 1
     counts = np.add.reduceat(picked.astype(np.intp), layout.offsets[:-1])
     bad = np.flatnonzero(counts != 1)
     if bad.size:
@@ -428,7 +481,7 @@ class LongFormatModel:
         if bad.size:
             raise ChoiceDataError(
                 f"weights column {column!r} must be finite and >= 0; observation "
-                f"{label(layout.obs_labels[bad[0]])!r} has {w[bad[0]]!r}"
+                f"{label(layout.obs_labels[bad[0]])!r} has {float(w[bad[0]])!r}"
             )
         if layout.obs_panel is not None:
             p = layout.obs_panel

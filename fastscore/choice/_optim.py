@@ -32,17 +32,19 @@ def information(H, names):
     return info
 
 
-def newton(f_all, f_value, beta, names, maxiter, tol):
+def newton(f_all, f_value, beta, names, maxiter, tol, separating=None):
     """Newton's method with step halving on a concave log-likelihood.
 
     ``f_all(b)`` returns (value, gradient, Hessian), ``f_value(b)`` the value.
     The trial point of a full step is evaluated with its derivatives, so an
     accepted step costs one pass; only a rejected one costs value passes.
+    ``separating()``, when given, is called once separation is detected and
+    returns what ``separating_columns`` does, for the error's message.
     Returns (beta, value, gradient, Hessian, iterations, converged).
     """
     ll, g, H = f_all(beta)
     information(H, names)
-    separation = Separation(H, names)
+    separation = Separation(H, names, separating)
     beta0 = beta
     for it in range(1, maxiter + 1):
         info = -H
@@ -94,33 +96,80 @@ class Separation:
     """Watches the curvature against the start's: the curvature vanishing
     along a direction (the data separated, no finite maximum) shows as a
     generalised eigenvalue of -H against -H at the start falling to nothing,
-    while in a fit with a maximum it changes by modest factors."""
+    while in a fit with a maximum it changes by modest factors.
+
+    Once detected, the error names the columns that separate the choices
+    alone (``separating()``, when the model gives one); when none does, the
+    parameters that moved most along the flat directions."""
 
     LIMIT = 1e-8
 
-    def __init__(self, H0, names):
+    def __init__(self, H0, names, separating=None):
         self.L0 = np.linalg.cholesky(-H0)
         self.L0inv = np.linalg.inv(self.L0)
         self.scale = np.sqrt(np.diag(-H0))
         self.names = names
+        self.separating = separating
 
     def check(self, H, moved):
         eig, vec = np.linalg.eigh(self.L0inv @ -H @ self.L0inv.T)
         if eig[0] > self.LIMIT:
             return
-        # Named: the parameters that moved most along the flat directions,
-        # each in units of its starting standard deviation.
+        alone = self.separating() if self.separating is not None else []
+        if alone:
+            names = [repr(self.names[j]) for j, *_ in alone]
+            clauses = [
+                f"the chosen alternative has the {'largest' if sign > 0 else 'smallest'} "
+                f"{self.names[j]!r} in every observation (strictly in {strict} of {n_obs})"
+                for j, sign, strict, n_obs in alone]
+            one = len(alone) == 1
+            raise NotIdentifiedError(
+                f"the choices are separated by {', '.join(names)}: {'; '.join(clauses)}; the "
+                f"estimates diverge and there is no finite maximum (drop "
+                f"{'the variable' if one else 'these variables'}, or the observations "
+                f"{'it predicts' if one else 'they predict'} perfectly)"
+            )
+        # No column separates alone: the parameters that moved most along the
+        # flat directions, each in units of its starting standard deviation
+        # (a combination of them separates the choices).
         flat = vec[:, eig <= self.LIMIT]
         along = self.L0inv.T @ flat @ (flat.T @ self.L0.T @ moved)
         v = np.abs(along * self.scale)
         involved = [self.names[j] for j in np.flatnonzero(v > 0.1 * v.max())]
         raise NotIdentifiedError(
-            f"the choices are separated by {', '.join(map(repr, involved))}: the estimates "
-            f"diverge and there is no finite maximum (drop the variable, or the observations "
-            f"it predicts perfectly)"
+            f"the choices are separated by a combination of {', '.join(map(repr, involved))} "
+            f"(no column separates them alone; these moved most along the direction of no "
+            f"curvature): the estimates diverge and there is no finite maximum (drop a "
+            f"variable, or the observations they predict perfectly)"
         )
 
 
+def separating_columns(X, chosen, offsets, w=None):
+    """The design columns that separate the choices alone: within every
+    observation (of positive weight) ``x_nj - x_n,chosen`` is of one sign over
+    all its available alternatives, <= 0 (the chosen one has the largest
+    value: sign +1) or >= 0 (sign -1), and not zero everywhere.  Returns
+    [(column, sign, observations where the chosen value is strictly the
+    largest (smallest), observations)].  Only called on the error path: one
+    column at a time, no (rows, k) temporary."""
+    sizes = np.diff(offsets)
+    first = offsets[:-1]
+    keep = np.ones(sizes.size, bool) if w is None else w > 0
+    rows = np.repeat(keep, sizes)
+    found = []
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        d = col - np.repeat(col[first + chosen], sizes)
+        used = d[rows]
+        if not np.any(used != 0):
+            continue
+        for sign, side in ((1, used <= 0), (-1, used >= 0)):
+            if side.all():
+                # Strictly: every other alternative of the observation off zero.
+                strict = np.add.reduceat((d != 0).astype(np.intp), first) == sizes - 1
+                found.append((j, sign, int(strict[keep].sum()), int(keep.sum())))
+                break
+    return found
 
 
 def check_cov(cov, cluster, maxiter):

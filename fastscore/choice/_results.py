@@ -232,6 +232,10 @@ class ChoiceResults(FittedModel):
         alternative k of the observation (the logit's IIA), with b_j the
         variable's coefficient in alternative j's utility.
 
+        The signature is ``elasticity(var, data=None)``: the variable comes
+        first, since the data are optional.  The order ``elasticity(data,
+        var)`` raises a TypeError that says so.
+
         Parameters
         ----------
         var : str
@@ -247,7 +251,20 @@ class ChoiceResults(FittedModel):
         pandas.DataFrame
             Columns ``direct`` and ``cross``, aligned with the data's index
             (NaN for unavailable rows).
+
+        Raises
+        ------
+        TypeError
+            When ``var`` is a data frame (the arguments in the other order).
+        ValueError
+            When ``var`` is not a variable of the model.
         """
+        if _is_frame(var):
+            name = repr(data) if data is not None and not _is_frame(data) else "'<column>'"
+            raise TypeError(
+                f"elasticity(var, data=None) takes the variable first and the data second, got "
+                f"a data frame as var: write res.elasticity({name}, data)"
+            )
         pd = pandas_module()
         model = self.model
         layout, X, offsets = self._layout_of(data)
@@ -260,6 +277,12 @@ class ChoiceResults(FittedModel):
         direct[layout.rows] = b * x * (1.0 - p)
         cross[layout.rows] = -b * x * p
         return pd.DataFrame({"direct": direct, "cross": cross}, index=layout.frame.index)
+
+def _is_frame(x):
+    """Whether x is a data frame (pandas, polars, pyarrow or an interchange one)."""
+    return (hasattr(x, "columns") and hasattr(x, "__len__")) or hasattr(x, "__dataframe__") \
+        or hasattr(x, "to_pandas")
+
 
 def _two_sided_p(t):
     from scipy.special import ndtr
