@@ -360,3 +360,11 @@ def test_bad_input(rng):
     model = fc.MixedLogit(df, random={"x0": "normal"}, n_draws=5, **kw)
     with pytest.raises(ValueError, match="method must be 'bfgs'"):
         model.fit(method="newton")
+
+
+def test_separation_in_the_starting_fit_names_the_column():
+    df = pd.read_csv(DATA / "electricity_long.csv")
+    df["perfect"] = df["choice"] * 1.0
+    with pytest.raises(fc.NotIdentifiedError, match=r"separated by 'perfect': the chosen"):
+        fc.MixedLogit(df, choice="choice", obs="chid", alt="alt", x=["pf", "cl", "perfect"],
+                      random={"pf": "normal"}, panel="id", n_draws=5).fit()

@@ -10,7 +10,8 @@ import numpy as np
 from .. import _core
 from ._data import (Layout, LongFormatModel, as_frame,
                     check_columns, label, pandas_module)
-from ._optim import bfgs, check_cov, information, newton, null_loglik, sandwich
+from ._optim import (bfgs, check_cov, information, newton, null_loglik, sandwich,
+                     separating_columns)
 from ._results import FittedModel
 
 DISTRIBUTIONS = {"normal": 1, "lognormal": 2, "triangular": 3, "uniform": 4}
@@ -197,7 +198,8 @@ class MixedLogit(LongFormatModel):
                                    grad=True, hess=True, n_threads=n_threads),
             lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
                                    n_threads=n_threads),
-            beta, self._spec.names, 100, 1e-10)
+            beta, self._spec.names, 100, 1e-10,
+            separating=lambda: separating_columns(self.X, self.chosen, self.offsets, self.w))
         lognormal = self.kinds == DISTRIBUTIONS["lognormal"]
         beta[lognormal] = np.log(np.maximum(beta[lognormal], 1e-2))
         q = len(self.random)
