@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _mixed
 
-__all__ = ["simulated_loglik", "panel_sum", "FIXED", "NORMAL", "LOGNORMAL", "TRIANGULAR", "UNIFORM"]
+__all__ = ["simulated_loglik", "prepare", "Prepared", "panel_sum", "FIXED", "NORMAL", "LOGNORMAL", "TRIANGULAR", "UNIFORM"]
 
 FIXED, NORMAL, LOGNORMAL, TRIANGULAR, UNIFORM = 0, 1, 2, 3, 4
 
@@ -89,6 +89,10 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     is m_j (fixed), m_j + s_j xi (normal, triangular, uniform; m + L xi with
     chol) or exp(m_j + s_j xi) (lognormal).
 
+    ``simulated_loglik(...)`` is ``prepare(...)(params, ...)``: a caller
+    evaluating many parameter vectors on the same data prepares once, so that
+    the data's checks (a pass over the draws among them) run once.
+
     Returns the float, or a tuple (LL, then grad (n_params,), panel_scores
     (P, n_params): each panel's unweighted gradient of its log simulated
     likelihood, posterior (P, k): each panel's conditional mean coefficients,
@@ -97,6 +101,14 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     values and scores in panel order (``panel_sum``), so a caller holding the
     panels in parts gets the same bits by summing their outputs with it.
     """
+    return prepare(X, offsets, chosen, panel_offsets, draws, kinds, weights=weights, chol=chol)(
+        params, grad=grad, panel_scores=panel_scores, posterior=posterior,
+        panel_values=panel_values, n_threads=n_threads)
+
+
+def prepare(X, offsets, chosen, panel_offsets, draws, kinds, *, weights=None, chol=False):
+    """The data of ``simulated_loglik`` checked and converted once: a
+    ``Prepared`` to call with the parameters."""
     X = _float_array(X, "X", 2)
     rows, k = X.shape
     kinds_arr = np.asarray(kinds)
@@ -138,14 +150,6 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     chol = bool(chol)
     if chol and (kinds_c[rcol] != NORMAL).any():
         raise ValueError("chol=True needs every random column to be normal (kinds 1)")
-    n_params = k + (q * (q + 1) // 2 if chol else q)
-    params = _float_array(params, "params", 1)
-    if params.shape[0] != n_params:
-        raise ValueError(f"params must have shape ({n_params},) (k = {k} locations, then "
-                         f"{n_params - k} {'Cholesky entries' if chol else 'spreads'}), "
-                         f"got {params.shape}")
-    if not np.isfinite(params).all():
-        raise ValueError("params must be finite")
     if weights is not None:
         weights = _float_array(weights, "weights", 1)
         if weights.shape != (P,):
@@ -153,13 +157,35 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
                              f"got {weights.shape}")
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
             raise ValueError("weights must be finite and >= 0")
+    return Prepared(X, offsets, chosen, panel_offsets, draws, kinds_c, rcol, weights, chol)
 
-    ll, g, scores, post, values = _mixed.simulated_loglik_arrays(
-        X, offsets, chosen, panel_offsets, draws, kinds_c, rcol, params, weights, chol,
-        bool(grad), bool(panel_scores), bool(posterior), n_threads)
-    out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior),
-                                    (values, panel_values)) if want]
-    return out[0] if len(out) == 1 else tuple(out)
+
+class Prepared:
+    """Checked arrays of one mixed-logit problem (from ``prepare``); call it
+    with ``params`` and the outputs as ``simulated_loglik`` takes them."""
+
+    def __init__(self, X, offsets, chosen, panel_offsets, draws, kinds, rcol, weights, chol):
+        self._arrays = (X, offsets, chosen, panel_offsets, draws, kinds, rcol)
+        self._weights, self._chol = weights, chol
+        k, q = X.shape[1], rcol.size
+        self.n_params = k + (q * (q + 1) // 2 if chol else q)
+        self._what = f"k = {k} locations, then {self.n_params - k} " + (
+            "Cholesky entries" if chol else "spreads")
+
+    def __call__(self, params, *, grad=False, panel_scores=False, posterior=False,
+                 panel_values=False, n_threads=None):
+        params = _float_array(params, "params", 1)
+        if params.shape[0] != self.n_params:
+            raise ValueError(f"params must have shape ({self.n_params},) ({self._what}), "
+                             f"got {params.shape}")
+        if not np.isfinite(params).all():
+            raise ValueError("params must be finite")
+        ll, g, scores, post, values = _mixed.simulated_loglik_arrays(
+            *self._arrays, params, self._weights, self._chol, bool(grad), bool(panel_scores),
+            bool(posterior), n_threads)
+        out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior),
+                                        (values, panel_values)) if want]
+        return out[0] if len(out) == 1 else tuple(out)
 
 
 def panel_sum(values, weights=None):

@@ -130,6 +130,7 @@ class MixedLogit(LongFormatModel):
         self.draws_method = draws if isinstance(draws, str) else "given"
         self.xi = standard_draws(self._uniforms(draws, self.n_panels),
                                  [self.random[n] for n in rand])
+        self._prepared = None
 
     def _uniforms(self, draws, n_panels):
         q = len(self.random)
@@ -174,11 +175,14 @@ class MixedLogit(LongFormatModel):
                             n_threads=n_threads)
 
     def _kernel(self, theta, **outputs):
-        from .._mixedlogit import simulated_loglik
+        if self._prepared is None:
+            from .._mixedlogit import prepare
 
-        return simulated_loglik(self.X, self.offsets, self.chosen, self.panel_offsets, self.xi,
-                                self.kinds, theta, weights=self.w_panel, chol=self.correlated,
-                                **outputs)
+            # the data checked once (a pass over the draws), not each evaluation
+            self._prepared = prepare(self.X, self.offsets, self.chosen, self.panel_offsets,
+                                     self.xi, self.kinds, weights=self.w_panel,
+                                     chol=self.correlated)
+        return self._prepared(theta, **outputs)
 
     def start_values(self, n_threads=None):
         """The default starting values of ``fit``.
