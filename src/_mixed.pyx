@@ -36,10 +36,10 @@ cdef extern from "fastscore_mixed.h" nogil:
         const double *params
         Py_ssize_t k, q, R, Rp
         Py_ssize_t n_params, max_rows, max_panel_rows
-        int chol, want_grad
+        int chol, want_grad, want_hess
         double log_R
     ctypedef void (*fsx_panel_fn)(const fsx_problem *, Py_ssize_t, double *, double *,
-                                  double *, double *) noexcept nogil
+                                  double *, double *, double *) noexcept nogil
     const int FSX_LANES
     Py_ssize_t fsx_scratch_doubles(const fsx_problem *pb)
     int fsx_isa_available(int isa)
@@ -112,9 +112,10 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
                             const double[:, :, :] draws, const int[::1] kinds,
                             const Py_ssize_t[::1] rcol, const double[::1] params,
                             const double[::1] weights, bint chol, bint want_grad,
-                            bint want_scores, bint want_post, object n_threads):
-    """(ll, grad, panel_scores, posterior, panel_values), each None unless
-    asked (panel_values always), for
+                            bint want_scores, bint want_post, object n_threads,
+                            bint want_hess=False):
+    """(ll, grad, panel_scores, posterior, panel_values, hessian), each None
+    unless asked (panel_values always), for
     arrays already checked by fastscore._mixedlogit (weights may be None).
     Only what memory safety needs is checked again here."""
     cdef fsx_problem pb
@@ -168,13 +169,17 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     pb.n_params = n_params
     pb.max_rows = max_rows
     pb.chol = chol
-    pb.want_grad = want_grad or want_scores
+    pb.want_grad = want_grad or want_scores or want_hess
+    pb.want_hess = want_hess
     pb.max_panel_rows = max_panel_rows if pb.want_grad else 0
     pb.log_R = fs_log1p(<double>(R - 1))
 
     cdef cnp.ndarray ll_p = np.empty(P)
     cdef cnp.ndarray scores = np.empty((P if pb.want_grad else 0, n_params))
     cdef cnp.ndarray post = np.empty((P if want_post else 0, k))
+    cdef cnp.ndarray hess_p = np.empty((P if want_hess else 0, n_params, n_params))
+    cdef double *hv = <double *>cnp.PyArray_DATA(hess_p)
+    cdef Py_ssize_t nn = n_params * n_params
     cdef double *llv = <double *>cnp.PyArray_DATA(ll_p)
     cdef double *sv = <double *>cnp.PyArray_DATA(scores)
     cdef double *pv = <double *>cnp.PyArray_DATA(post)
@@ -191,7 +196,7 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
                 failed[0] = 1
             else:
                 panel(&pb, p, scr, llv + p, sv + p * n_params if pb.want_grad else NULL,
-                      pv + p * k if want_post else NULL)
+                      pv + p * k if want_post else NULL, hv + p * nn if want_hess else NULL)
         free(scr)
     if failed[0]:
         raise MemoryError("no memory for the mixed-logit kernel's per-thread scratch")
@@ -200,7 +205,11 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     if want_grad:
         grad = np.empty(n_params)
         sum_panels(sv, wv, P, n_params, n_params, <double *>cnp.PyArray_DATA(grad))
-    return (ll, grad, scores if want_scores else None, post if want_post else None, ll_p)
+    cdef cnp.ndarray hess = None
+    if want_hess:
+        hess = np.empty((n_params, n_params))
+        sum_panels(hv, wv, P, nn, nn, <double *>cnp.PyArray_DATA(hess))
+    return (ll, grad, scores if want_scores else None, post if want_post else None, ll_p, hess)
 
 
 def panel_sum_arrays(const double[:, ::1] x, const double[::1] w):

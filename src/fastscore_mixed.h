@@ -91,6 +91,7 @@ typedef struct {
     ptrdiff_t n_params, max_rows;  /* max_rows: the largest situation */
     ptrdiff_t max_panel_rows;      /* the most non-chosen rows of one panel (0 without
                                     * the gradient) */
+    int want_hess;                 /* the Hessian's scratch (needs want_grad) */
     int chol, want_grad;
     double log_R;                  /* log(R) by fs_log1p */
 } fsx_problem;
@@ -98,16 +99,21 @@ typedef struct {
 /* Doubles of per-thread scratch for fsx_panel (each part a whole number of
  * vectors, so every part starts 64-byte aligned after an aligned base). */
 static inline ptrdiff_t fsx_scratch_doubles(const fsx_problem *pb) {
-    return (2 * pb->q + 4 + pb->max_rows + pb->max_panel_rows) * pb->Rp +
-           2 * FSX_ROUND_UP(pb->max_rows * pb->k) + FSX_ROUND_UP(pb->max_rows) +
-           pb->max_panel_rows * pb->k;
+    ptrdiff_t n = (2 * pb->q + 4 + pb->max_rows + pb->max_panel_rows) * pb->Rp +
+                  2 * FSX_ROUND_UP(pb->max_rows * pb->k) + FSX_ROUND_UP(pb->max_rows) +
+                  FSX_ROUND_UP(pb->max_panel_rows * pb->k);
+    if (pb->want_hess)
+        n += (1 + 2 * pb->q + 3 * pb->n_params + pb->k + 1) * pb->Rp +
+             (1 + 3 * pb->q) * (1 + 3 * pb->q);
+    return n;
 }
 
 /* One panel: its log simulated likelihood into *ll, its gradient (n_params)
  * into score when pb->want_grad, its posterior mean coefficients (k) into
- * post when post is not NULL. */
+ * post when post is not NULL, its Hessian (n_params x n_params) into hess
+ * when hess is not NULL (then pb->want_grad and pb->want_hess). */
 typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *, double *,
-                             double *);
+                             double *, double *);
 
 #define FSX_W 4
 #define FSX_VD fs_vd4
@@ -119,18 +125,22 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 #define FSX_STORE fs_store4
 
 #define FSX_PANEL fsx_panel_generic
+#define FSX_DOT fsx_dot_generic
 #define FSX_ATTRS
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
+#undef FSX_DOT
 #undef FSX_ATTRS
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     !defined(FASTSCORE_NO_CLONES)
 #define FSX_HAVE_ISA 1
 #define FSX_PANEL fsx_panel_avx2
+#define FSX_DOT fsx_dot_avx2
 #define FSX_ATTRS __attribute__((target("avx2")))
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
+#undef FSX_DOT
 #undef FSX_ATTRS
 
 #undef FSX_W
@@ -150,9 +160,11 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 #define FSX_LOAD fsx_load8
 #define FSX_STORE fsx_store8
 #define FSX_PANEL fsx_panel_avx512
+#define FSX_DOT fsx_dot_avx512
 #define FSX_ATTRS __attribute__((target("avx512f")))
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
+#undef FSX_DOT
 #undef FSX_ATTRS
 #else
 #define FSX_HAVE_ISA 0

@@ -10,8 +10,30 @@
  * tree, so every width gives the same bits.  No include guard on purpose.
  */
 
+/* sum_r a_r b_r (c_r) over the Rp lanes, in the fixed grouping of every sum
+ * over the draws (c NULL: no third factor) */
+FSX_ATTRS static double FSX_DOT(const double *a, const double *b, const double *c, ptrdiff_t Rp) {
+    enum { W = FSX_W, NACC = FSX_LANES / FSX_W };
+    const FSX_VD zero = {0};
+    FSX_VD acc[NACC];
+    for (int i = 0; i < NACC; i++) acc[i] = zero;
+    if (c)
+        for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
+            for (int i = 0; i < NACC; i++) {
+                const ptrdiff_t oa = o + i * W;
+                acc[i] += (FSX_LOAD(a + oa) * FSX_LOAD(b + oa)) * FSX_LOAD(c + oa);
+            }
+    else
+        for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
+            for (int i = 0; i < NACC; i++) {
+                const ptrdiff_t oa = o + i * W;
+                acc[i] += FSX_LOAD(a + oa) * FSX_LOAD(b + oa);
+            }
+    return fsx_tree8(acc);
+}
+
 FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr, double *ll,
-                                double *score, double *post) {
+                                double *score, double *post, double *hess) {
     const ptrdiff_t k = pb->k, q = pb->q, R = pb->R, Rp = pb->Rp;
     enum { W = FSX_W, NACC = FSX_LANES / FSX_W };
     const double *par = pb->params;
@@ -34,6 +56,15 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
      * are known. */
     double *Pi = cfix + FSX_ROUND_UP(pb->max_rows);
     double *DX = Pi + pb->max_panel_rows * Rp;
+    /* With the Hessian: per-parameter arrays over the draws (see below) */
+    const ptrdiff_t n = pb->n_params;
+    double *Hw = DX + FSX_ROUND_UP(pb->max_panel_rows * k); /* (1 + 2 q, Rp): 1, beta xi */
+    double *Ha = Hw + (1 + 2 * q) * Rp;                     /* (n, Rp): A of one situation */
+    double *Hha = Ha + n * Rp;                               /* (n, Rp): h A, then h g */
+    double *Hg = Hha + n * Rp;                               /* (n, Rp): g = sum of the A */
+    double *Hc = Hg + n * Rp;                                /* (k, Rp): c of one situation */
+    double *Hhp = Hc + k * Rp;                               /* (Rp): h pi of one row */
+    double *S = Hhp + Rp; /* ((1 + 3 q)^2): sum_r h pi_i w w' over pairs of weights */
     ptrdiff_t n_kept = 0;           /* rows of Pi and DX filled */
     const FSX_VD zero = {0};
     const FSX_VD one = zero + 1.0;
@@ -200,6 +231,8 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
             for (ptrdiff_t a = 0; a < pb->n_params; a++) score[a] = NAN;
         if (post)
             for (ptrdiff_t j = 0; j < k; j++) post[j] = NAN;
+        if (hess)
+            for (ptrdiff_t a = 0; a < pb->n_params * pb->n_params; a++) hess[a] = NAN;
         return;
     }
     const int plain_ref = Ea < INFINITY && -(Ea * ln2) == A;
@@ -236,6 +269,123 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
     for (ptrdiff_t o = 0; o < Rp; o += W) FSX_STORE(prod + o, FSX_LOAD(prod + o) * inv_total);
     const double *h = prod;
 
+    if (hess) {
+        /* The panel's Hessian of log L = log mean_r P_r, h_r the posterior
+         * weights, g_r = grad log P_r:
+         *   sum_r h_r (grad^2 log P_r + g_r g_r') - gbar gbar',
+         *   grad^2 log P_r = -sum_i pi_i u_i u_i' + sum_s A_s A_s'
+         *                    + sum_j G_j grad^2 beta_j,
+         * u_i = J' (x_i - x_c) with J = d beta / d params at the draw,
+         * A_s = sum_{i in s} pi_i u_i, g_r = -sum_s A_s, G = -sum_i pi_i (x_i - x_c).
+         * Entry a of u_i is (x_i - x_c)[col a] times the draw's weight w_a
+         * (1; beta for a lognormal location; xi or beta xi for a spread; xi_b
+         * for a Cholesky entry), so the rows' term needs only the sums
+         * sum_r h pi_i w w' over pairs of distinct weights.  gbar gbar' is
+         * subtracted after the gradient. */
+        double *ones = Hw, *bx = Hw + Rp;
+        for (ptrdiff_t r = 0; r < Rp; r++) ones[r] = 1.0;
+        for (ptrdiff_t b = 0; b < q; b++)
+            if (kinds[rcol[b]] == FSX_LOGNORMAL)
+                for (ptrdiff_t o = 0; o < Rp; o += W)
+                    FSX_STORE(bx + b * Rp + o,
+                              FSX_LOAD(beta + b * Rp + o) * FSX_LOAD(xi + b * Rp + o));
+        /* the weights: wl[0..nw) distinct arrays, param a uses wl[wid[a]] on column col[a] */
+        const double *wl[1 + 3 * q];
+        ptrdiff_t nw = 1, wid[n], col[n], id_xi[q + 1], id_beta[q + 1], id_bx[q + 1];
+        wl[0] = ones;
+        for (ptrdiff_t b = 0; b < q; b++) {
+            id_xi[b] = nw;
+            wl[nw++] = xi + b * Rp;
+            if (kinds[rcol[b]] == FSX_LOGNORMAL) {
+                id_beta[b] = nw;
+                wl[nw++] = beta + b * Rp;
+                id_bx[b] = nw;
+                wl[nw++] = bx + b * Rp;
+            }
+        }
+        for (ptrdiff_t j = 0, b = 0; j < k; j++) {
+            col[j] = j;
+            wid[j] = 0;
+            if (kinds[j] != FSX_FIXED) {
+                if (kinds[j] == FSX_LOGNORMAL) wid[j] = id_beta[b];
+                b++;
+            }
+        }
+        if (pb->chol) {
+            for (ptrdiff_t a = 0; a < q; a++)
+                for (ptrdiff_t b = 0; b <= a; b++) {
+                    col[k + a * (a + 1) / 2 + b] = rcol[a];
+                    wid[k + a * (a + 1) / 2 + b] = id_xi[b];
+                }
+        } else {
+            for (ptrdiff_t b = 0; b < q; b++) {
+                col[k + b] = rcol[b];
+                wid[k + b] = kinds[rcol[b]] == FSX_LOGNORMAL ? id_bx[b] : id_xi[b];
+            }
+        }
+        for (ptrdiff_t a = 0; a < n * n; a++) hess[a] = 0.0;
+        for (ptrdiff_t a = 0; a < n * Rp; a++) Hg[a] = 0.0;
+        ptrdiff_t row = 0, n_situations = 0;
+        for (ptrdiff_t s = pb->panel_offsets[p]; s < pb->panel_offsets[p + 1]; s++) {
+            const ptrdiff_t m = pb->offsets[s + 1] - pb->offsets[s] - 1;
+            if (m == 0) continue;
+            n_situations++;
+            /* c_j = sum_{i in s} pi_i (x_i - x_c)_j; A_a = w_a c_{col a} */
+            for (ptrdiff_t j = 0; j < k; j++)
+                for (ptrdiff_t o = 0; o < Rp; o += W) {
+                    FSX_VD t = DX[row * k + j] * FSX_LOAD(Pi + row * Rp + o);
+                    for (ptrdiff_t ii = 1; ii < m; ii++)
+                        t += DX[(row + ii) * k + j] * FSX_LOAD(Pi + (row + ii) * Rp + o);
+                    FSX_STORE(Hc + j * Rp + o, t);
+                }
+            for (ptrdiff_t a = 0; a < n; a++)
+                for (ptrdiff_t o = 0; o < Rp; o += W) {
+                    const FSX_VD A = FSX_LOAD(wl[wid[a]] + o) * FSX_LOAD(Hc + col[a] * Rp + o);
+                    FSX_STORE(Ha + a * Rp + o, A);
+                    FSX_STORE(Hha + a * Rp + o, FSX_LOAD(h + o) * A);
+                    FSX_STORE(Hg + a * Rp + o, FSX_LOAD(Hg + a * Rp + o) + A);
+                }
+            for (ptrdiff_t a = 0; a < n; a++)
+                for (ptrdiff_t b = a; b < n; b++)
+                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Ha + b * Rp, NULL, Rp);
+            /* the rows: - sum_i (x_i - x_c)[col a] (x_i - x_c)[col b] sum_r h pi_i w_a w_b */
+            for (ptrdiff_t ii = 0; ii < m; ii++, row++) {
+                const double *d = DX + row * k;
+                for (ptrdiff_t o = 0; o < Rp; o += W)
+                    FSX_STORE(Hhp + o, FSX_LOAD(h + o) * FSX_LOAD(Pi + row * Rp + o));
+                for (ptrdiff_t u = 0; u < nw; u++)
+                    for (ptrdiff_t v = u; v < nw; v++)
+                        S[u * nw + v] = S[v * nw + u] = FSX_DOT(Hhp, wl[u], wl[v], Rp);
+                for (ptrdiff_t a = 0; a < n; a++)
+                    for (ptrdiff_t b = a; b < n; b++)
+                        hess[a * n + b] -= (d[col[a]] * d[col[b]]) * S[wid[a] * nw + wid[b]];
+                /* sum_j G_j grad^2 beta_j: a lognormal column's beta = exp(m + s xi) */
+                if (!pb->chol)
+                    for (ptrdiff_t b = 0; b < q; b++) {
+                        if (kinds[rcol[b]] != FSX_LOGNORMAL) continue;
+                        const ptrdiff_t jm = rcol[b], js = k + b;
+                        const double dj = d[jm];
+                        hess[jm * n + jm] -= dj * S[id_beta[b]];
+                        hess[jm * n + js] -= dj * S[id_bx[b]];
+                        hess[js * n + js] -= dj * S[id_xi[b] * nw + id_bx[b]];
+                    }
+            }
+        }
+        /* the panel's sum_r h g g'; with one situation g = A, whose sums are
+         * already there */
+        if (n_situations == 1) {
+            for (ptrdiff_t a = 0; a < n; a++)
+                for (ptrdiff_t b = a; b < n; b++)
+                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Ha + b * Rp, NULL, Rp);
+        } else if (n_situations > 1) {
+            for (ptrdiff_t a = 0; a < n; a++)
+                for (ptrdiff_t o = 0; o < Rp; o += W)
+                    FSX_STORE(Hha + a * Rp + o, FSX_LOAD(h + o) * FSX_LOAD(Hg + a * Rp + o));
+            for (ptrdiff_t a = 0; a < n; a++)
+                for (ptrdiff_t b = a; b < n; b++)
+                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Hg + b * Rp, NULL, Rp);
+        }
+    }
     if (pb->want_grad) {
         /* d ll / d params = sum_r h_r sum_s sum_{i != c} pi_i (x_c - x_i) d beta[r] / d params,
          * taken row by row: each kept row's pi_i becomes h pi_i in place, and
@@ -287,6 +437,13 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
                 }
             }
         }
+    }
+    if (hess) {
+        for (ptrdiff_t a = 0; a < n; a++)
+            for (ptrdiff_t b = a; b < n; b++) {
+                hess[a * n + b] -= score[a] * score[b];
+                hess[b * n + a] = hess[a * n + b];
+            }
     }
     if (post) {
         ptrdiff_t jr = 0;

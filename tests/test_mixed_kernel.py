@@ -153,6 +153,50 @@ def test_matches_numpy_and_longdouble(rng, name, panels):
     assert simulated_loglik(*args, weights=weights) == got[0]
 
 
+
+def hessian_of(args, **kw):
+    return simulated_loglik(*args, grad=True, hessian=True, **kw)[2]
+
+
+def central_hessian(args, **kw):
+    """The Hessian by central differences of the exact gradient."""
+    *data, params = args
+    n = params.size
+    H = np.empty((n, n))
+    for a in range(n):
+        step = 1e-5 * max(1.0, abs(params[a]))
+        up, dn = params.copy(), params.copy()
+        up[a] += step
+        dn[a] -= step
+        H[:, a] = (simulated_loglik(*data, up, grad=True, **kw)[1]
+                   - simulated_loglik(*data, dn, grad=True, **kw)[1]) / (up[a] - dn[a])
+    return H
+
+
+@pytest.mark.parametrize("name", sorted(KIND_SETS))
+@pytest.mark.parametrize("panels", [False, True])
+def test_hessian_against_central_differences(rng, name, panels):
+    """The kernel's exact Hessian against central differences of its exact
+    gradient (whose own error, about step^2 times the third derivative and
+    1e-16 / step, is below 1e-8 here), with weights; and its value and
+    gradient are those of the call without it."""
+    args = make_problem(rng, KIND_SETS[name], 9, (3, 8) if panels else (1, 1), 21)
+    weights = rng.uniform(0.2, 2.0, 9)
+    ll, g, H = simulated_loglik(*args, weights=weights, grad=True, hessian=True)
+    assert (ll, g.tobytes()) == (lambda r: (r[0], r[1].tobytes()))(
+        simulated_loglik(*args, weights=weights, grad=True))
+    assert np.array_equal(H, H.T)
+    expect = central_hessian(args, weights=weights)
+    assert np.abs(H - expect).max() <= 1e-7 * max(1.0, np.abs(expect).max())
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_hessian_cholesky(rng, q):
+    args = make_problem(rng, [FIXED] + [NORMAL] * q, 7, (2, 6), 19, chol=True)
+    H = hessian_of(args, chol=True)
+    expect = central_hessian(args, chol=True)
+    assert np.abs(H - expect).max() <= 1e-7 * max(1.0, np.abs(expect).max())
+
 @pytest.mark.parametrize("q", [1, 3, 4])
 def test_cholesky(rng, q):
     kinds = [FIXED] + [NORMAL] * q
@@ -343,8 +387,9 @@ def big_problem():
 def test_bitwise_same_for_every_thread_count(n_threads):
     args = big_problem()
     w = np.linspace(0.5, 2.0, 41)
-    one = run_all(args, weights=w, n_threads=1)
-    many = run_all(args, weights=w, n_threads=n_threads)
+    one = run_all(args, weights=w, n_threads=1) + (hessian_of(args, weights=w, n_threads=1),)
+    many = run_all(args, weights=w, n_threads=n_threads) + (
+        hessian_of(args, weights=w, n_threads=n_threads),)
     assert one[0] == many[0]
     for a, b in zip(one[1:], many[1:]):
         assert a.tobytes() == b.tobytes()
@@ -361,6 +406,7 @@ def test_bitwise_same_for_every_instruction_set():
         for isa in levels:
             _mixed.set_isa(isa)
             r = run_all(args, n_threads=2) + run_all(chol_args, chol=True)
+            r += (hessian_of(args, n_threads=2), hessian_of(chol_args, chol=True))
             results.append(b"".join(np.asarray(x).tobytes() for x in r))
         assert all(r == results[0] for r in results)
     finally:

@@ -202,13 +202,14 @@ def null_loglik(offsets, w):
     return -float(np.log(sizes) @ (np.ones_like(sizes) if w is None else w))
 
 
-def bfgs(f, x, hess_inv, maxiter, tol):
+def bfgs(f, x, hess_inv, maxiter, tol, first=None):
     """Maximise ``f`` (x -> (value, gradient)) by BFGS from the inverse
     curvature ``hess_inv`` (of minus f), halving steps that do not increase
     the value.  Converged when the predicted gain ``g' hess_inv g`` falls
-    below ``tol``.  Returns (x, value, gradient, iterations, evaluations,
-    converged)."""
-    ll, g = f(x)
+    below ``tol``.  ``first``: (value, gradient) at x when the caller has
+    them (counted as an evaluation).  Returns (x, value, gradient,
+    iterations, evaluations, converged)."""
+    ll, g = f(x) if first is None else first
     evaluations = 1
     for it in range(1, maxiter + 1):
         d = hess_inv @ g
