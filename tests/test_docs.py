@@ -5,6 +5,8 @@
   runs them), in a subprocess with a time budget.  A block followed directly
   by a ```text block must print exactly that text.  A block can be skipped
   only with a reason, by the line ``<!-- skip-test: why -->`` before it.
+* Each signature row of docs/arguments.md's tables is the function's
+  ``inspect.signature``, and every function has a row.
 * Every public name (``__all__`` of each public module) has a docstring and
   an entry in the API reference pages (docs/api/*.rst), and the Examples of
   its docstring run as doctests.
@@ -149,6 +151,63 @@ def test_code_block_parser():
     assert blocks[0][2] == "print(1)\n" and blocks[0][4] == "1\n"
     assert blocks[2][3] == "needs a Zarr store" and blocks[2][4] is None
     assert blocks[3][4] is None  # text between the blocks: not its output
+
+
+# --------------------------------------------------------------------------
+# docs/arguments.md's signature tables
+# --------------------------------------------------------------------------
+
+SIGNATURE_ROW = re.compile(r"^\|\s*`((?:fastscore\.)?\w+)\((.*?)\)`\s*\|")
+
+
+def signature_rows(text):
+    """[(section module, function name, the row's parameter list, line)] of
+    the rows of docs/arguments.md's tables whose first cell is a call
+    ``name(params)``; rows under the ``fastscore.matrix`` heading name
+    functions of that module, the others ``fastscore.name``."""
+    module, rows = "fastscore", []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith("## "):
+            module = "fastscore.matrix" if "`fastscore.matrix`" in line else "fastscore"
+        m = SIGNATURE_ROW.match(line)
+        if m:
+            name = m.group(1)
+            if name.startswith("fastscore."):
+                name = name[len("fastscore."):]
+            rows.append((module, name, m.group(2), i))
+    return rows
+
+
+def test_signature_row_parser():
+    text = "\n".join([
+        "| function | returns |", "|---|---|", "| `fastscore.score(phi, theta, a, *, mask=None)` | x |",
+        "## `fastscore.matrix`: the state-input form", "| `kl(s, W_ref, W, *, grad=False)` | y \\| z |",
+    ])
+    assert signature_rows(text) == [("fastscore", "score", "phi, theta, a, *, mask=None", 3),
+                                    ("fastscore.matrix", "kl", "s, W_ref, W, *, grad=False", 5)]
+
+
+def test_argument_tables_match_the_signatures():
+    """Each row's call is the function's signature as inspect gives it (names,
+    order, keyword-only marker and defaults), and every function of
+    fastscore's and fastscore.matrix's __all__ has a row: a stale row, a
+    keyword added without updating the table, or a missing function fails."""
+    import importlib
+    import inspect
+
+    rows = signature_rows((DOCS / "arguments.md").read_text())
+    stale, seen = [], set()
+    for module, name, params, line in rows:
+        real = str(inspect.signature(getattr(importlib.import_module(module), name)))
+        if f"({params})" != real:
+            stale.append(f"arguments.md:{line} {module}.{name}({params}) but the code has {real}")
+        seen.add((module, name))
+    assert not stale, "\n".join(stale)
+    import fastscore
+    import fastscore.matrix
+    missing = [f"{mod.__name__}.{n}" for mod in (fastscore, fastscore.matrix) for n in mod.__all__
+               if callable(getattr(mod, n)) and n != "show_config" and (mod.__name__, n) not in seen]
+    assert not missing, f"no row in docs/arguments.md: {missing}"
 
 
 # --------------------------------------------------------------------------
