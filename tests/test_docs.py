@@ -3,8 +3,10 @@
 * Every ```python block of README.md and of the pages under docs/ runs, from
   the repository root, a page's blocks in order in one namespace (as a reader
   runs them), in a subprocess with a time budget.  A block followed directly
-  by a ```text block must print exactly that text.  A block can be skipped
-  only with a reason, by the line ``<!-- skip-test: why -->`` before it.
+  by a ```text block must print exactly that text, and a block that prints
+  anything must be followed by one (so no printed line goes unchecked).  A
+  block can be skipped only with a reason, by the line
+  ``<!-- skip-test: why -->`` before it.
 * Each signature row of docs/arguments.md's tables is the function's
   ``inspect.signature``, and every function has a row.
 * Every public name (``__all__`` of each public module) has a docstring and
@@ -112,6 +114,10 @@ def test_python_blocks_run(page):
     outputs = proc.stdout.split("\0")
     printed = {int(marker.split()[-1]): out for out, marker in zip(outputs[0::2], outputs[1::2])}
     assert sorted(printed) == [b[0] for b in run]
+    unchecked = [line for line, _, _, _, expected in run
+                 if expected is None and printed[line].strip()]
+    assert not unchecked, (f"{page.name}: the blocks at lines {unchecked} print but have no "
+                           f"```text block of their expected output after them")
     for line, _, _, _, expected in run:
         if expected is not None:
             assert _lines(printed[line]) == _lines(expected), \
