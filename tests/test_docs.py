@@ -7,6 +7,7 @@
   anything must be followed by one (so no printed line goes unchecked).  A
   block can be skipped only with a reason, by the line
   ``<!-- skip-test: why -->`` before it.
+* The README's speed table has only times and ratios docs/speed.md has.
 * Each signature row of docs/arguments.md's tables is the function's
   ``inspect.signature``, and every function has a row.
 * Every public name (``__all__`` of each public module) has a docstring and
@@ -157,6 +158,30 @@ def test_code_block_parser():
     assert blocks[0][2] == "print(1)\n" and blocks[0][4] == "1\n"
     assert blocks[2][3] == "needs a Zarr store" and blocks[2][4] is None
     assert blocks[3][4] is None  # text between the blocks: not its output
+
+
+# --------------------------------------------------------------------------
+# The README's speed table traces to docs/speed.md
+# --------------------------------------------------------------------------
+
+MEASURE = re.compile(r"(?<![\w.])\d[\d.]*(?:-\d[\d.]*)?(?:x\b| (?:ns|us|ms|s)\b)")
+
+
+def test_readme_speed_rows_are_in_speed_md():
+    """Every time and ratio in the README's speed table (a time like
+    ``434 us``, a ratio like ``1.41x``) is written the same way in
+    docs/speed.md, whose tables name the run each comes from."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Speed and accuracy"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [s for s in section.splitlines() if s.startswith("| ") and "---" not in s][1:]
+    assert len(rows) >= 4, rows
+    speed = (DOCS / "speed.md").read_text()
+    missing = [(m, row.split("|")[1].strip()) for row in rows for m in MEASURE.findall(row)
+               if m not in speed]
+    assert not missing, f"README numbers not in docs/speed.md: {missing}"
+    assert MEASURE.findall("| x 4308 x 4 | 6.9 ms | 5.9x xlogit, 2.6-4.8x, 0.80 s |") == \
+        ["6.9 ms", "5.9x", "2.6-4.8x", "0.80 s"]
 
 
 # --------------------------------------------------------------------------
