@@ -383,7 +383,7 @@ def test_site_builds_without_warnings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     html = tmp_path / "html"
     for page in ("index", "policy", "choice", "dask", "accuracy", "speed", "reliability",
-                 "development", "performance", "torch", "api/fastscore", "api/choice",
+                 "development", "design", "performance", "torch", "api/fastscore", "api/choice",
                  "api/torch",
                  "api/generated/fastscore.choice.MixedLogit"):
         assert (html / f"{page}.html").is_file(), page
