@@ -461,6 +461,7 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -521,6 +522,7 @@ def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threa
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -574,6 +576,7 @@ def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=N
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -628,6 +631,7 @@ def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=Non
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -694,6 +698,7 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -704,6 +709,8 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     Returns
     -------
     actions : dask.array.Array of intp, shape (B,)
+        The drawn actions (indices within their state), what the in-memory
+        call draws.
     log_probs : dask.array.Array, shape (B,)
         Each bitwise ``log_prob`` of the drawn action.
 
@@ -786,6 +793,7 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.

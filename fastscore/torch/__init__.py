@@ -284,11 +284,13 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi)` of each state's policy, differ
 
     Parameters
     ----------{phi}
-    theta : torch.Tensor, shape (d,){options}
+    theta : torch.Tensor, shape (d,)
+        Parameters, the same dtype as ``phi``.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's entropy, in the dtype of the inputs.
 {raises}
 
     Examples
@@ -325,11 +327,13 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     theta_ref : torch.Tensor, shape (d,)
         The reference parameters, a constant: a tensor that requires grad is
         refused (pass ``theta_ref.detach()``).
-    theta : torch.Tensor, shape (d,){options}
+    theta : torch.Tensor, shape (d,)
+        The parameters of the policy, the same dtype as ``phi``.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's KL divergence, in the dtype of the inputs.
 {raises}
         Also ``theta_ref`` requiring grad, and policies whose logits differ
         by more than about 16384 (as :func:`fastscore.kl`).
@@ -372,7 +376,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Parameters
     ----------{phi}
     theta : torch.Tensor, shape (d,)
+        Parameters, the same dtype as ``phi``.
     a : array_like or tensor of int, shape (B,), or int for one state
+        The taken action of each state.
     weights : tensor or array_like, shape (B,) (``(1,)`` for one state), optional
         Finite per-state weights, default 1.  A tensor that requires grad
         gets the gradient :math:`\log \pi_b(a_b)`.
@@ -382,6 +388,8 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Returns
     -------
     torch.Tensor, shape ()
+        The weighted log-likelihood (with the entropy term), in the dtype of
+        the inputs.
 {raises}
 
     Examples

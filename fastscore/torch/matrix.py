@@ -277,6 +277,7 @@ log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a \mid s)`, differen
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        In the dtype of the inputs.
 {raises}
 
     Examples
@@ -305,11 +306,13 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi(\cdot \mid s))`, differentiable 
 
     Parameters
     ----------{state}
-    b : torch.Tensor, shape (N,), optional{options}
+    b : torch.Tensor, shape (N,), optional
+        Bias.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's entropy, in the dtype of the inputs.
 {raises}
 
     Examples
@@ -359,6 +362,7 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's KL divergence, in the dtype of the inputs.
 {raises}
         Also ``W_ref`` or ``b_ref`` requiring grad, and policies whose
         logits differ by more than about 16384 (as
@@ -398,7 +402,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Parameters
     ----------{state}
     a : int, or array_like or tensor of int, shape (B,)
+        The taken action(s).
     b : torch.Tensor, shape (N,), optional
+        Bias.
     weights : tensor or array_like, shape (B,) (a scalar for one state), optional
         Finite weights (returns, advantages), default 1.  A tensor that
         requires grad gets the gradient :math:`\log \pi(a_i \mid s_i)`.
@@ -408,6 +414,8 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Returns
     -------
     torch.Tensor, shape ()
+        The weighted log-likelihood (with the entropy term), in the dtype of
+        the inputs.
 {raises}
 
     Examples
