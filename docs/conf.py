@@ -53,15 +53,3 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-
-
-def _list_design(app, docname, source):
-    """docs/design.md (architecture and conventions) is written on another
-    branch: the Development toctree lists it once the file exists (then this
-    hook can go, with "design" written into development.md's toctree)."""
-    if docname == "development" and (HERE / "design.md").exists():
-        source[0] = source[0].replace(":maxdepth: 2\n\n", ":maxdepth: 2\n\ndesign\n", 1)
-
-
-def setup(app):
-    app.connect("source-read", _list_design)

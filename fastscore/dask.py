@@ -36,8 +36,8 @@ import operator
 
 import dask.array as da
 import numpy as np
-from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
+from dask.base import tokenize as _tokenize
+from dask.highlevelgraph import HighLevelGraph as _HighLevelGraph
 
 import fastscore as _fs
 
@@ -393,7 +393,7 @@ def _tasks(inp, func, static, name, *, sample=False):
 
 
 def _array(dsk_extra, name, deps, chunks, dtype):
-    graph = HighLevelGraph.from_collections(name, dsk_extra, dependencies=deps)
+    graph = _HighLevelGraph.from_collections(name, dsk_extra, dependencies=deps)
     return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype=dtype))
 
 
@@ -422,7 +422,7 @@ def _per_state(func, name, phi, theta, a, mask, offsets, static, *, kind):
     if a is not None:
         probe_kw["a"] = np.zeros(1, dtype=np.intp)
     dtype = np.asarray(_probe(func, lay, theta, **probe_kw)).dtype
-    token = tokenize(name, lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    token = _tokenize(name, lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
     out = f"fastscore-{name}-{token}"
     dsk = _tasks(inp, func, static, out)
     if kind == "vector":
@@ -461,6 +461,7 @@ def score(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threads=
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -521,6 +522,7 @@ def log_prob(phi, theta, a, *, mask=None, temperature=1.0, offsets=None, n_threa
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -574,6 +576,7 @@ def entropy(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=N
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -628,6 +631,7 @@ def probs(phi, theta, *, mask=None, temperature=1.0, offsets=None, n_threads=Non
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -694,6 +698,7 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -704,6 +709,8 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     Returns
     -------
     actions : dask.array.Array of intp, shape (B,)
+        The drawn actions (indices within their state), what the in-memory
+        call draws.
     log_probs : dask.array.Array, shape (B,)
         Each bitwise ``log_prob`` of the drawn action.
 
@@ -735,17 +742,17 @@ def sample(phi, theta, *, seed=None, mask=None, temperature=1.0, offsets=None, n
     inp = _Inputs(phi, theta, offsets, {}, mask)
     lay = inp.lay
     acts0, logp0 = _probe(func, lay, theta, **static)
-    token = tokenize("sample", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    token = _tokenize("sample", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
     pair = f"fastscore-sample-{token}"
     dsk = _tasks(inp, func, static, pair, sample=True)
-    graph = HighLevelGraph.from_collections(pair, dsk, dependencies=inp.deps)
+    graph = _HighLevelGraph.from_collections(pair, dsk, dependencies=inp.deps)
     out = []
     for i, (tag, dtype) in enumerate(
         (("actions", np.asarray(acts0).dtype), ("log_probs", np.asarray(logp0).dtype))
     ):
         name = f"fastscore-sample-{tag}-{token}"
         layer = {(name, k): (operator.getitem, (pair, k), i) for k in range(lay.n_chunks)}
-        g = HighLevelGraph(
+        g = _HighLevelGraph(
             {**graph.layers, name: layer},
             {**graph.dependencies, name: {pair}},
         )
@@ -786,6 +793,7 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
         (N,) for every state (one chunk), or per state (B, N) chunked like
         ``phi`` (long format: (rows,) chunked like its rows).
     temperature : float, default 1.0
+        ``tau > 0``, as in memory.
     offsets : numpy.ndarray of int, shape (B + 1,), optional
         Long format, as for the in-memory call; a NumPy array, since the
         graph depends on its values.
@@ -829,7 +837,7 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
     lay = inp.lay
     probe_kw = dict(static, a=np.zeros(1, dtype=np.intp))
     parts0 = _as_parts(_probe(func, lay, theta, **probe_kw))
-    token = tokenize("loglik", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
+    token = _tokenize("loglik", lay.phi, theta, inp.arrays, inp.mask_const, lay.local_offsets, static)
     part = f"fastscore-loglik-part-{token}"
     dsk = _tasks(inp, func, static, part)
     dsk = {key: (_as_parts, task) for key, task in dsk.items()}
@@ -850,13 +858,13 @@ def loglik(phi, theta, a, *, weights=None, grad=False, hess=False, mask=None,
             nxt.append(level[-1])
         level = nxt
     total = level[0]
-    graph = HighLevelGraph.from_collections(part, dsk, dependencies=inp.deps)
+    graph = _HighLevelGraph.from_collections(part, dsk, dependencies=inp.deps)
     outs = []
     tags = ["value"] + ["grad"] * bool(grad) + ["hess"] * bool(hess)
     for i, p in enumerate(parts0):
         name = f"fastscore-loglik-{tags[i]}-{token}"
         key = (name,) + (0,) * p.ndim
-        g = HighLevelGraph(
+        g = _HighLevelGraph(
             {**graph.layers, name: {key: (operator.getitem, total, i)}},
             {**graph.dependencies, name: {part}},
         )

@@ -12,14 +12,15 @@ signatures.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional as _Optional, Union as _Union
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike as _ArrayLike, NDArray as _NDArray
 
 __all__ = [
     "entropy", "kl", "log_prob", "loglik", "probs", "sample", "score",
     "matrix_score", "matrix_log_prob", "matrix_entropy", "matrix_probs", "matrix_loglik",
+    "matrix_entropy_grad", "matrix_kl", "matrix_sample_score",
 ]
 
 
@@ -75,16 +76,16 @@ def _finish(result, one, out):
 
 
 def score(
-    phi: ArrayLike,
-    theta: ArrayLike,
-    a: Union[int, ArrayLike],
+    phi: _ArrayLike,
+    theta: _ArrayLike,
+    a: _Union[int, _ArrayLike],
     *,
-    mask: Optional[ArrayLike] = None,
+    mask: _Optional[_ArrayLike] = None,
     temperature: float = 1.0,
-    offsets: Optional[ArrayLike] = None,
-    out: Optional[NDArray[np.floating]] = None,
-    n_threads: Optional[int] = None,
-) -> NDArray[np.floating]:
+    offsets: _Optional[_ArrayLike] = None,
+    out: _Optional[_NDArray[np.floating]] = None,
+    n_threads: _Optional[int] = None,
+) -> _NDArray[np.floating]:
     r"""Score :math:`\nabla_\theta \log \pi(a)` in plain NumPy: ``(phi_a - pi @ phi) / tau``.
 
     Same signature and result as :func:`fastscore.score`; ``n_threads`` is

@@ -92,6 +92,24 @@ class ConditionalLogit(LongFormatModel):
         float, or tuple
             The value; with ``grad`` or ``hess`` the tuple
             ``fastscore.loglik`` returns.
+
+        Raises
+        ------
+        KeyError
+            A dict or Series of ``params`` without a value for a parameter.
+        ValueError
+            ``params`` of the wrong length or not finite.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                             x=["price", "catch"])
+        >>> value, grad = model.loglik({"price": -0.02, "catch": 0.5}, grad=True)
+        >>> round(value, 3), grad.round(1)
+        (-1325.913, array([768.7,  63. ]))
         """
         beta = self._params(params)
         return _core.loglik(self.X, beta, self.chosen, offsets=self.offsets, weights=self.w,
@@ -128,9 +146,21 @@ class ConditionalLogit(LongFormatModel):
         Returns
         -------
         ChoiceResults
+            The estimates, their covariance (as ``cov`` asks), the
+            log-likelihood and the fit statistics, with ``summary()``,
+            ``predict``, ``elasticity`` and ``wtp``.
 
         Raises
         ------
+        ValueError
+            A ``cov`` other than the three, ``cluster`` without
+            ``cov="cluster"`` (or the reverse), ``maxiter < 1``, or a
+            ``cluster`` column with fewer than two clusters.
+        KeyError
+            A ``cluster`` column that is not in the data.
+        ChoiceDataError
+            A ``cluster`` column that varies within an observation or has a
+            missing label in an available row.
         NotIdentifiedError
             When a parameter is not identified (the Hessian is singular at the
             start) or the choices are separated (the estimates diverge); the
@@ -138,6 +168,24 @@ class ConditionalLogit(LongFormatModel):
             separate the choices alone (the chosen alternative has the
             largest, or the smallest, value in every observation), or, when
             none does alone, the parameters of the combination that does.
+
+        Warns
+        -----
+        ConvergenceWarning
+            When ``maxiter`` iterations end before the criterion is met.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                             x=["price", "catch"])
+        >>> res = model.fit(cov="robust")
+        >>> res.converged, res.cov_type, res.niter
+        (True, 'robust', 6)
+        >>> res.params.round(4).to_dict()
+        {'price': -0.0205, 'catch': 0.9531}
         """
         check_cov(cov, cluster, maxiter)
         if cluster is not None:

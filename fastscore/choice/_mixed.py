@@ -67,6 +67,17 @@ class MixedLogit(LongFormatModel):
     correlated : bool
         Estimate a full Cholesky factor of the (normal) random coefficients.
 
+    Raises
+    ------
+    ValueError
+        ``random`` empty, naming a column not in ``x`` or an unknown
+        distribution; ``correlated=True`` with a random column that is not
+        normal; ``n_draws`` not an integer >= 1; an array of ``draws`` of
+        the wrong shape or not in (0, 1).
+    KeyError, ChoiceDataError
+        As for ``ConditionalLogit`` (a missing column; data that cannot be
+        a choice data set), and weights that vary within a panel.
+
     Attributes
     ----------
     param_names : list of str
@@ -170,6 +181,24 @@ class MixedLogit(LongFormatModel):
         float, or tuple
             The value, then the asked outputs in the order grad,
             panel_scores.
+
+        Raises
+        ------
+        KeyError
+            A dict or Series of ``params`` without a value for a parameter.
+        ValueError
+            ``params`` of the wrong length or not finite.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> value, grad = model.loglik(model.start_values(), grad=True)
+        >>> round(value, 3), grad.shape
+        (-1311.924, (3,))
         """
         return self._kernel(self._params(params), grad=grad, panel_scores=panel_scores,
                             n_threads=n_threads)
@@ -199,6 +228,22 @@ class MixedLogit(LongFormatModel):
             spreads (the Cholesky diagonal, 0 off it); a lognormal's location
             is the log of its conditional-logit coefficient (of 0.01 when that
             is not positive).
+
+        Raises
+        ------
+        NotIdentifiedError
+            When the conditional logit of the means is not identified (as
+            ``ConditionalLogit.fit``).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> dict(zip(model.param_names, model.start_values().round(4).tolist()))
+        {'price': -0.0205, 'catch': 0.9531, 'sd.catch': 0.1}
         """
         beta = np.zeros(self.X.shape[1])
         beta, *_ = newton(
@@ -234,6 +279,9 @@ class MixedLogit(LongFormatModel):
             simulated log-likelihood (computed by the kernel in one pass).
             ``"robust"``: the sandwich over panels; ``"cluster"``: over
             clusters (constant within a panel), times G / (G - 1).
+        cluster : str, optional
+            With ``cov="cluster"``: the column of cluster labels, constant
+            within each panel.
         maxiter : int
             BFGS iterations at most.
         tol : float
@@ -246,6 +294,45 @@ class MixedLogit(LongFormatModel):
         Returns
         -------
         MixedLogitResults
+            The estimates (means, then spreads or Cholesky entries), their
+            covariance (as ``cov`` asks), the simulated log-likelihood and
+            the fit statistics, with ``individual_coefficients`` and
+            ``predict``.
+
+        Raises
+        ------
+        ValueError
+            A ``method`` other than ``"bfgs"``, a ``cov`` other than the
+            three, ``cluster`` without ``cov="cluster"`` (or the reverse),
+            ``maxiter < 1``, a ``cluster`` column with fewer than two
+            clusters, or ``start`` of the wrong length or not finite.
+        KeyError
+            A ``cluster`` column not in the data, or a ``start`` dict
+            without a parameter.
+        ChoiceDataError
+            A ``cluster`` column that varies within a panel.
+        NotIdentifiedError
+            A parameter that is not identified at the start or at the
+            estimates (a singular information matrix; the message names the
+            parameters).
+
+        Warns
+        -----
+        ConvergenceWarning
+            When ``maxiter`` iterations end before the criterion is met.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> res = model.fit(cov="robust")
+        >>> res.converged, res.cov_type, round(res.llf, 3)
+        (True, 'robust', -1306.032)
+        >>> res.params.round(3).to_dict()
+        {'price': -0.023, 'catch': 1.189, 'sd.catch': 1.336}
         """
         if method != "bfgs":
             raise ValueError(f"method must be 'bfgs', got {method!r}")
@@ -289,8 +376,30 @@ class MixedLogit(LongFormatModel):
             (n_params, n_params), symmetric: each panel's
             ``sum_r h_r (grad^2 log P_r + g_r g_r') - gbar gbar'`` (h the
             posterior weights over the draws, g_r the draw's score), summed
-            over the panels with their weights; within 1e-9 of central
+            over the panels with their weights; within 1e-7 of central
             differences of the exact gradient in the tests.
+
+        Raises
+        ------
+        KeyError
+            A dict or Series of ``params`` without a value for a parameter.
+        ValueError
+            ``params`` of the wrong length or not finite.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> res = model.fit()
+        >>> H = model.hessian(res.params)
+        >>> H.shape, bool(np.all(np.linalg.eigvalsh(H) < 0))
+        ((3, 3), True)
+        >>> bool(np.allclose(np.sqrt(np.diag(np.linalg.inv(-H))), res.bse))
+        True
         """
         return self._kernel(self._params(params), grad=True, hessian=True,
                             n_threads=n_threads)[2]
@@ -436,7 +545,38 @@ def coefficients(theta, xi, kinds, chol):
 
 class MixedLogitResults(FittedModel):
     """The results of ``MixedLogit.fit`` (see ``FittedModel``), with each
-    person's conditional coefficients and simulated prediction."""
+    person's conditional coefficients and simulated prediction.
+
+    Made by ``MixedLogit.fit``, not by hand.
+
+    Attributes
+    ----------
+    model : MixedLogit
+        The fitted model.
+    n_panels, n_draws : int
+        The model's panels and draws per panel.
+    evaluations : int
+        Evaluations of the simulated log-likelihood by the optimiser.
+    hessian : numpy.ndarray
+        The exact Hessian at the estimates, whose inverse gives
+        ``cov="hessian"``.
+    params, bse, tvalues, pvalues, llf, llnull, rho2, rho2_adj, aic, bic
+        As for ``FittedModel``, and ``nobs``, ``niter``, ``converged``,
+        ``cov_type``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+    ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+    >>> res = model.fit()
+    >>> type(res).__name__, res.n_panels, res.n_draws, res.hessian.shape
+    ('MixedLogitResults', 1182, 20, (3, 3))
+    >>> res.bse.round(3).to_dict()
+    {'price': 0.002, 'catch': 0.146, 'sd.catch': 0.306}
+    """
 
     kind = "mixed logit"
 
@@ -469,6 +609,21 @@ class MixedLogitResults(FittedModel):
         pandas.DataFrame
             One row per panel (indexed by its label), one column per random
             coefficient.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> res = model.fit()
+        >>> res.individual_coefficients().head(3).round(3)
+            catch
+        id
+        1   1.629
+        2   1.751
+        3   0.525
         """
         pd = pandas_module()
         m = self.model
@@ -497,6 +652,21 @@ class MixedLogitResults(FittedModel):
         ------
         ValueError
             For new data when the model was given an array of draws.
+        KeyError, ChoiceDataError
+            New data without one of the model's columns, or that cannot be
+            a choice data set.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> model = fc.MixedLogit(df, choice="choice", obs="id", alt="alt",
+        ...                       x=["price", "catch"], random={"catch": "normal"}, n_draws=20)
+        >>> res = model.fit()
+        >>> p = res.predict()
+        >>> p.head(4).round(3).tolist(), round(float(p.sum()), 6) == res.nobs
+        ([0.236, 0.289, 0.242, 0.233], True)
         """
         pd = pandas_module()
         m = self.model

@@ -32,8 +32,27 @@ class FittedModel:
     niter : int
         Iterations of the optimiser.
     converged : bool
+        Whether the optimiser met its convergence criterion.
     cov_type : str
         ``"hessian"``, ``"robust"`` or ``"cluster"``.
+    model : ConditionalLogit or MixedLogit
+        The fitted model.
+    df_model : int
+        The number of parameters.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+    ...                           x=["price", "catch"]).fit()
+    >>> res.params.round(4).to_dict()
+    {'price': -0.0205, 'catch': 0.9531}
+    >>> res.bse.round(4).to_dict()
+    {'price': 0.0012, 'catch': 0.0894}
+    >>> round(res.llf, 3), round(res.rho2, 4), res.nobs, res.converged
+    (-1311.98, 0.1993, 1182, True)
     """
 
     kind = "choice model"
@@ -73,6 +92,18 @@ class FittedModel:
         pandas.DataFrame
             (k, k), indexed and labelled by parameter name: the ``cov`` the
             fit was asked for.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.cov_params().round(6)
+                  price     catch
+        price  0.000001 -0.000030
+        catch -0.000030  0.007995
         """
         pd = pandas_module()
         names = self.model.param_names
@@ -90,6 +121,23 @@ class FittedModel:
         -------
         pandas.DataFrame
             Columns ``lower`` and ``upper``, indexed by parameter name.
+
+        Raises
+        ------
+        ValueError
+            ``alpha`` not in (0, 1).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.conf_int(alpha=0.1).round(4)
+                lower   upper
+        price -0.0225 -0.0185
+        catch  0.8060  1.1002
         """
         pd = pandas_module()
         if not 0 < alpha < 1:
@@ -111,6 +159,23 @@ class FittedModel:
         pandas.DataFrame
             Columns ``estimate``, ``std_err``, ``t``, ``p``, ``lower``,
             ``upper``, indexed by parameter name.
+
+        Raises
+        ------
+        ValueError
+            ``alpha`` not in (0, 1).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.to_frame().round(3)
+               estimate  std_err       t    p  lower  upper
+        price    -0.020    0.001 -16.742  0.0 -0.023 -0.018
+        catch     0.953    0.089  10.659  0.0  0.778  1.128
         """
         pd = pandas_module()
         ci = self.conf_int(alpha)
@@ -135,6 +200,27 @@ class FittedModel:
         -------
         Summary
             Its ``str()`` is the text table; a notebook renders it as HTML.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> print(res.summary())
+        =======================================================================================
+        Model                 conditional logit    Log-likelihood     -1311.9796
+        Choice                           choice    LL (equal shares)  -1638.5999
+        Observations                       1182    McFadden rho2          0.1993
+        Parameters                            2    adjusted rho2          0.1981
+        Covariance              inverse Hessian    AIC                  2627.959
+        Converged     yes (6 Newton iterations)    BIC                  2638.109
+        ---------------------------------------------------------------------------------------
+                          estimate       std err         t    P>|t|        [0.025        0.975]
+        price           -0.0204765    0.00122306   -16.742   0.0000    -0.0228737    -0.0180794
+        catch             0.953099     0.0894134    10.659   0.0000      0.777851       1.12835
+        =======================================================================================
         """
         return Summary(self, alpha)
 
@@ -152,6 +238,23 @@ class FittedModel:
         -------
         pandas.Series
             ``estimate``, ``std_err`` (delta method), ``lower``, ``upper``.
+
+        Raises
+        ------
+        KeyError
+            ``numer`` or ``denom`` not a parameter.
+        ValueError
+            The coefficient of ``denom`` is 0.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.wtp("catch", "price").round(3).to_dict()
+        {'estimate': 46.546, 'std_err': 4.486, 'lower': 37.754, 'upper': 55.338}
         """
         pd = pandas_module()
         names = self.model.param_names
@@ -174,7 +277,30 @@ class FittedModel:
 
 class ChoiceResults(FittedModel):
     """The results of ``ConditionalLogit.fit`` (see ``FittedModel`` for the
-    attributes), with prediction and elasticities."""
+    attributes), with prediction and elasticities.
+
+    Made by ``ConditionalLogit.fit``, not by hand.
+
+    Attributes
+    ----------
+    model : ConditionalLogit
+        The fitted model.
+    params, bse, tvalues, pvalues, llf, llnull, rho2, rho2_adj, aic, bic
+        As for ``FittedModel``, and ``nobs``, ``niter``, ``converged``,
+        ``cov_type``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+    ...                           x=["price", "catch"]).fit()
+    >>> type(res).__name__, res.df_model, round(res.aic, 3)
+    ('ChoiceResults', 2, 2627.959)
+    >>> res.predict(shares=True).round(3).to_dict()
+    {'beach': 0.194, 'boat': 0.33, 'charter': 0.293, 'pier': 0.183}
+    """
 
     kind = "conditional logit"
 
@@ -203,12 +329,34 @@ class ChoiceResults(FittedModel):
         shares : bool
             Return each alternative's predicted share (the weighted mean
             probability over observations; with ``data``, unweighted) instead.
+        n_threads : int, optional
+            Threads of the kernel (the bits do not depend on it).
 
         Returns
         -------
         pandas.Series
             Each row's probability, aligned with the data's index
             (unavailable rows 0), or with ``shares`` the shares by alternative.
+
+        Raises
+        ------
+        KeyError, ChoiceDataError
+            New data without one of the model's columns, or that cannot be a
+            choice data set (an alternative the model does not know, a missing
+            value in an available row, ...).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.predict().head(4).round(3).tolist()
+        [0.242, 0.291, 0.228, 0.238]
+        >>> cheaper = df.assign(price=df.price.where(df.alt != "pier", df.price * 0.9))
+        >>> res.predict(cheaper, shares=True).round(3).to_dict()
+        {'beach': 0.189, 'boat': 0.324, 'charter': 0.288, 'pier': 0.198}
         """
         pd = pandas_module()
         layout, X, offsets = self._layout_of(data)
@@ -258,6 +406,20 @@ class ChoiceResults(FittedModel):
             When ``var`` is a data frame (the arguments in the other order).
         ValueError
             When ``var`` is not a variable of the model.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import fastscore.choice as fc
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+        ...                           x=["price", "catch"]).fit()
+        >>> res.elasticity("price").head(4).round(3)
+           direct  cross
+        0  -2.450  0.784
+        1  -2.292  0.942
+        2  -2.893  0.853
+        3  -2.463  0.771
         """
         if _is_frame(var):
             name = repr(data) if data is not None and not _is_frame(data) else "'<column>'"
@@ -297,7 +459,30 @@ def _normal_quantile(q):
 
 
 class Summary:
-    """A fit's table; ``str()`` is the text, a notebook shows the HTML."""
+    """A fit's table; ``str()`` is the text, a notebook shows the HTML.
+
+    Made by ``FittedModel.summary``, not by hand.
+
+    Attributes
+    ----------
+    res : FittedModel
+        The results it shows.
+    alpha : float
+        1 - the coverage of its confidence intervals.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import fastscore.choice as fc
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> res = fc.ConditionalLogit(df, choice="choice", obs="id", alt="alt",
+    ...                           x=["price", "catch"]).fit()
+    >>> table = res.summary(alpha=0.1)
+    >>> table.alpha, table.res is res
+    (0.1, True)
+    >>> print(str(table).splitlines()[8])   # the columns: 90 % intervals
+                      estimate       std err         t    P>|t|         [0.05         0.95]
+    """
 
     def __init__(self, res, alpha=0.05):
         self.res = res

@@ -22,13 +22,22 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
+from torch.autograd.function import once_differentiable as _once_differentiable
 
 import fastscore
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, per_state_sum, residual, result,
-                      spread, temperature_of, weights_view)
+from ._bridge import (
+    Inputs as _Inputs,
+    check_constant as _check_constant,
+    index_view as _index_view,
+    per_state_sum as _per_state_sum,
+    residual as _residual,
+    result as _result,
+    spread as _spread,
+    temperature_of as _temperature_of,
+    weights_view as _weights_view,
+)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
 
@@ -37,8 +46,8 @@ _Tensor = torch.Tensor
 
 def _options(mask, temperature, offsets) -> dict:
     """The keyword arguments of the NumPy-level calls (tensors as views)."""
-    return dict(mask=index_view(mask, "mask"), temperature=temperature_of(temperature),
-                offsets=index_view(offsets, "offsets"))
+    return dict(mask=_index_view(mask, "mask"), temperature=_temperature_of(temperature),
+                offsets=_index_view(offsets, "offsets"))
 
 
 def _offsets(kw):
@@ -69,10 +78,10 @@ class _LogProb(torch.autograd.Function):
     def forward(ctx, phi, theta, x, a, kw):
         ctx.save_for_backward(phi, theta)
         ctx.x, ctx.a, ctx.kw = x, a, kw
-        return result(fastscore.log_prob(x["phi"], x["theta"], a, **kw), x.dtype)
+        return _result(fastscore.log_prob(x["phi"], x["theta"], a, **kw), x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors  # raises if phi or theta were modified in place
         x, a, kw = ctx.x, ctx.a, ctx.kw
@@ -82,7 +91,7 @@ class _LogProb(torch.autograd.Function):
             d_theta = _tensor(_theta_of_weights(phi, theta, a, g, kw), x.dtype)
         if ctx.needs_input_grad[0]:
             offs = _offsets(kw)
-            cz = residual(fastscore.probs(phi, theta, **kw), a, offs) * spread(g, offs)
+            cz = _residual(fastscore.probs(phi, theta, **kw), a, offs) * _spread(g, offs)
             d_phi = _phi_grad(cz, theta, kw["temperature"])
         return d_phi, d_theta, None, None, None
 
@@ -103,17 +112,17 @@ class _Entropy(torch.autograd.Function):
             ctx.H, ctx.dH = fastscore.entropy(x["phi"], x["theta"], grad=True, **kw)
         else:
             ctx.H = fastscore.entropy(x["phi"], x["theta"], **kw)
-        return result(ctx.H, x.dtype)
+        return _result(ctx.H, x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors  # raises if phi or theta were modified in place
         x, kw = ctx.x, ctx.kw
         phi, theta, g = x["phi"], x["theta"], grad.numpy()
         d_phi = d_theta = None
         if ctx.needs_input_grad[1]:
-            d_theta = _tensor(per_state_sum(g, ctx.dH), x.dtype)
+            d_theta = _tensor(_per_state_sum(g, ctx.dH), x.dtype)
         if ctx.needs_input_grad[0]:
             cz = _numpy.entropy_dz(phi, theta, g, ctx.H, **kw)
             d_phi = _phi_grad(cz, theta, kw["temperature"])
@@ -130,20 +139,20 @@ class _KL(torch.autograd.Function):
             ctx.kl, ctx.dkl = fastscore.kl(x["phi"], x["theta_ref"], x["theta"], grad=True, **kw)
         else:
             ctx.kl = fastscore.kl(x["phi"], x["theta_ref"], x["theta"], **kw)
-        return result(ctx.kl, x.dtype)
+        return _result(ctx.kl, x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
         phi, theta, theta_ref, g = x["phi"], x["theta"], x["theta_ref"], grad.numpy()
         d_phi = d_theta = None
         if ctx.needs_input_grad[1]:
-            d_theta = _tensor(per_state_sum(g, ctx.dkl), x.dtype)
+            d_theta = _tensor(_per_state_sum(g, ctx.dkl), x.dtype)
         if ctx.needs_input_grad[0]:
             dz, dz_ref = _numpy.kl_dz_phi(phi, theta_ref, theta, ctx.kl, **kw)
-            g = spread(g.astype(np.float64), _offsets(kw))
+            g = _spread(g.astype(np.float64), _offsets(kw))
             tau = kw["temperature"]
             # phi also moves the reference's logits (theta_ref is the constant).
             d_phi = _phi_grad((dz * g).astype(phi.dtype), theta, tau) + \
@@ -163,7 +172,7 @@ class _Loglik(torch.autograd.Function):
         return torch.tensor(value, dtype=x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors
         x, a, w, beta, kw = ctx.x, ctx.a, ctx.w, ctx.beta, ctx.kw
@@ -174,10 +183,10 @@ class _Loglik(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             offs = _offsets(kw)
             pi = fastscore.probs(phi, theta, **kw)
-            cz = residual(pi, a, offs)
+            cz = _residual(pi, a, offs)
             if w is not None:
                 cz = cz * (np.reshape(w, -1)[0] if pi.ndim == 1 and offs is None
-                           else spread(w, offs))
+                           else _spread(w, offs))
             if beta:
                 H = fastscore.entropy(phi, theta, **kw)
                 cz = cz + beta * _numpy.entropy_coef(pi, H, offs)
@@ -223,8 +232,8 @@ def _doc(text):
 
 def log_prob(phi: _Tensor, theta: _Tensor, a, *, mask=None, temperature: float = 1.0,
              offsets=None) -> _Tensor:
-    x = Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
-    return _LogProb.apply(phi, theta, x, index_view(a, "a"), _options(mask, temperature, offsets))
+    x = _Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
+    return _LogProb.apply(phi, theta, x, _index_view(a, "a"), _options(mask, temperature, offsets))
 
 
 log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a)` of the taken actions, differentiable.
@@ -260,7 +269,7 @@ log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a)` of the taken act
 
 def entropy(phi: _Tensor, theta: _Tensor, *, mask=None, temperature: float = 1.0,
             offsets=None) -> _Tensor:
-    x = Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
+    x = _Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
     return _Entropy.apply(phi, theta, x, _options(mask, temperature, offsets),
                           torch.is_grad_enabled())
 
@@ -275,11 +284,13 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi)` of each state's policy, differ
 
     Parameters
     ----------{phi}
-    theta : torch.Tensor, shape (d,){options}
+    theta : torch.Tensor, shape (d,)
+        Parameters, the same dtype as ``phi``.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's entropy, in the dtype of the inputs.
 {raises}
 
     Examples
@@ -293,8 +304,8 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi)` of each state's policy, differ
 
 def kl(phi: _Tensor, theta_ref: _Tensor, theta: _Tensor, *, mask=None,
        temperature: float = 1.0, offsets=None) -> _Tensor:
-    check_constant(theta_ref, "theta_ref")
-    x = Inputs({"phi": phi, "theta_ref": theta_ref, "theta": theta}, contiguous_last=("phi",))
+    _check_constant(theta_ref, "theta_ref")
+    x = _Inputs({"phi": phi, "theta_ref": theta_ref, "theta": theta}, contiguous_last=("phi",))
     return _KL.apply(phi, theta, x, _options(mask, temperature, offsets), torch.is_grad_enabled())
 
 
@@ -316,11 +327,13 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     theta_ref : torch.Tensor, shape (d,)
         The reference parameters, a constant: a tensor that requires grad is
         refused (pass ``theta_ref.detach()``).
-    theta : torch.Tensor, shape (d,){options}
+    theta : torch.Tensor, shape (d,)
+        The parameters of the policy, the same dtype as ``phi``.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's KL divergence, in the dtype of the inputs.
 {raises}
         Also ``theta_ref`` requiring grad, and policies whose logits differ
         by more than about 16384 (as :func:`fastscore.kl`).
@@ -337,13 +350,13 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
 
 def loglik(phi: _Tensor, theta: _Tensor, a, *, weights=None, entropy_weight: float = 0.0,
            mask=None, temperature: float = 1.0, offsets=None) -> _Tensor:
-    x = Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
-    w = weights_view(weights, x.dtype)
+    x = _Inputs({"phi": phi, "theta": theta}, contiguous_last=("phi",))
+    w = _weights_view(weights, x.dtype)
     beta = float(entropy_weight)
     if not np.isfinite(beta):
         raise ValueError(f"entropy_weight must be finite, got {entropy_weight}")
     w_tensor = weights if isinstance(weights, torch.Tensor) and weights.requires_grad else None
-    return _Loglik.apply(phi, theta, w_tensor, x, index_view(a, "a"), w, beta,
+    return _Loglik.apply(phi, theta, w_tensor, x, _index_view(a, "a"), w, beta,
                          _options(mask, temperature, offsets), torch.is_grad_enabled())
 
 
@@ -363,7 +376,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Parameters
     ----------{phi}
     theta : torch.Tensor, shape (d,)
+        Parameters, the same dtype as ``phi``.
     a : array_like or tensor of int, shape (B,), or int for one state
+        The taken action of each state.
     weights : tensor or array_like, shape (B,) (``(1,)`` for one state), optional
         Finite per-state weights, default 1.  A tensor that requires grad
         gets the gradient :math:`\log \pi_b(a_b)`.
@@ -373,6 +388,8 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Returns
     -------
     torch.Tensor, shape ()
+        The weighted log-likelihood (with the entropy term), in the dtype of
+        the inputs.
 {raises}
 
     Examples

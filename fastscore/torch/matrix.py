@@ -14,17 +14,26 @@ must be on the CPU, float32 or float64, all of one dtype.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional as _Optional
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
+from torch.autograd.function import once_differentiable as _once_differentiable
 
 import fastscore.matrix as fm
 
 from . import _numpy
-from ._bridge import (Inputs, check_constant, index_view, matmul, residual, result, spread,
-                      temperature_of, weights_view)
+from ._bridge import (
+    Inputs as _Inputs,
+    check_constant as _check_constant,
+    index_view as _index_view,
+    matmul as _matmul,
+    residual as _residual,
+    result as _result,
+    spread as _spread,
+    temperature_of as _temperature_of,
+    weights_view as _weights_view,
+)
 
 __all__ = ["log_prob", "entropy", "kl", "loglik"]
 
@@ -32,7 +41,7 @@ _Tensor = torch.Tensor
 
 
 def _options(mask, temperature) -> dict:
-    return dict(mask=index_view(mask, "mask"), temperature=temperature_of(temperature))
+    return dict(mask=_index_view(mask, "mask"), temperature=_temperature_of(temperature))
 
 
 def _tensor(x, dtype):
@@ -50,12 +59,12 @@ def _grads(ctx, x, cz, kw, ref=None, params=True):
     cz2 = np.atleast_2d(cz)
     d_s = d_W = d_b = None
     if need[0]:
-        ds = matmul(cz, W.T)
+        ds = _matmul(cz, W.T)
         if ref is not None:
-            ds = ds + matmul(ref[1], ref[0].T)
+            ds = ds + _matmul(ref[1], ref[0].T)
         d_s = _tensor(ds / tau, x.dtype)
     if need[1]:
-        d_W = _tensor(matmul(np.atleast_2d(s).T, cz2) / tau, x.dtype)
+        d_W = _tensor(_matmul(np.atleast_2d(s).T, cz2) / tau, x.dtype)
     if need[2]:
         d_b = _tensor(cz2.sum(axis=0) / tau, x.dtype)
     return d_s, d_W, d_b
@@ -97,10 +106,10 @@ class _LogProb(torch.autograd.Function):
     def forward(ctx, s, W, b, x, a, kw):
         ctx.save_for_backward(s, W, b)
         ctx.x, ctx.a, ctx.kw = x, a, kw
-        return result(fm.log_prob(x["s"], x["W"], a, b=x["b"], **kw), x.dtype)
+        return _result(fm.log_prob(x["s"], x["W"], a, b=x["b"], **kw), x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors  # raises if an input was modified in place
         x, a, kw = ctx.x, ctx.a, ctx.kw
@@ -112,8 +121,8 @@ class _LogProb(torch.autograd.Function):
             d_b = _tensor(gb, x.dtype) if ctx.needs_input_grad[2] else None
         if ctx.needs_input_grad[0]:
             pi = fm.probs(s, W, b=b, **kw)
-            cz = residual(pi, a, None) * spread(g, None)
-            d_s = _tensor(matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
+            cz = _residual(pi, a, None) * _spread(g, None)
+            d_s = _tensor(_matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         return d_s, d_W, d_b, None, None, None
 
 
@@ -127,10 +136,10 @@ class _Entropy(torch.autograd.Function):
         ctx.save_for_backward(s, W, b)
         ctx.x, ctx.kw = x, kw
         ctx.H = fm.entropy(x["s"], x["W"], b=x["b"], **kw)
-        return result(ctx.H, x.dtype)
+        return _result(ctx.H, x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
@@ -161,10 +170,10 @@ class _KL(torch.autograd.Function):
         ctx.save_for_backward(s, W, b)
         ctx.x, ctx.b_pair, ctx.kw = x, b_pair, kw
         ctx.kl = fm.kl(x["s"], x["W_ref"], x["W"], b_ref=b_pair[0], b=b_pair[1], **kw)
-        return result(ctx.kl, x.dtype)
+        return _result(ctx.kl, x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         # fm.kl(grad=True) gives (B, k, N) per-state gradients (memory B k N,
         # written and read again); dKL/dz per action and one matrix product
@@ -172,7 +181,7 @@ class _KL(torch.autograd.Function):
         ctx.saved_tensors
         x, kw = ctx.x, ctx.kw
         dz, dz_ref = _numpy.kl_dz_matrix(x["s"], x["W_ref"], x["W"], *ctx.b_pair, ctx.kl, **kw)
-        dtype, g = x["W"].dtype, spread(grad.numpy().astype(np.float64), None)
+        dtype, g = x["W"].dtype, _spread(grad.numpy().astype(np.float64), None)
         ref = (x["W_ref"], (dz_ref * g).astype(dtype)) if ctx.needs_input_grad[0] else None
         return (*_grads(ctx, x, (dz * g).astype(dtype), kw, ref), None, None, None)
 
@@ -189,7 +198,7 @@ class _Loglik(torch.autograd.Function):
         return torch.tensor(float(value), dtype=x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @_once_differentiable
     def backward(ctx, grad):
         ctx.saved_tensors
         x, a, w, beta, kw = ctx.x, ctx.a, ctx.w, ctx.beta, ctx.kw
@@ -202,12 +211,12 @@ class _Loglik(torch.autograd.Function):
             d_b = None if d_b is None else g * d_b
         if need[0]:
             pi = fm.probs(s, W, b=b, **kw)
-            cz = residual(pi, a, None)
+            cz = _residual(pi, a, None)
             if w is not None:
-                cz = cz * spread(w, None)
+                cz = cz * _spread(w, None)
             if beta:
                 cz = cz + beta * _numpy.entropy_coef(pi, fm.entropy(s, W, b=b, **kw), None)
-            d_s = _tensor(g * matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
+            d_s = _tensor(g * _matmul(cz, W.T) / W.dtype.type(kw["temperature"]), x.dtype)
         if need[3]:
             lp = fm.log_prob(s, W, a, b=b, **kw)
             d_w = _tensor(g * np.reshape(lp, np.shape(w)), x.dtype)
@@ -245,10 +254,10 @@ def _doc(text):
         "{raises}", _RAISES)
 
 
-def log_prob(s: _Tensor, W: _Tensor, a, *, b: Optional[_Tensor] = None, mask=None,
+def log_prob(s: _Tensor, W: _Tensor, a, *, b: _Optional[_Tensor] = None, mask=None,
              temperature: float = 1.0) -> _Tensor:
-    x = Inputs({"s": s, "W": W, "b": b})
-    return _LogProb.apply(s, W, b, x, index_view(a, "a"), _options(mask, temperature))
+    x = _Inputs({"s": s, "W": W, "b": b})
+    return _LogProb.apply(s, W, b, x, _index_view(a, "a"), _options(mask, temperature))
 
 
 log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a \mid s)`, differentiable in ``W``, ``b`` and ``s``.
@@ -268,6 +277,7 @@ log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a \mid s)`, differen
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        In the dtype of the inputs.
 {raises}
 
     Examples
@@ -282,9 +292,9 @@ log_prob.__doc__ = _doc(r"""Log-probability :math:`\log \pi(a \mid s)`, differen
     """)
 
 
-def entropy(s: _Tensor, W: _Tensor, *, b: Optional[_Tensor] = None, mask=None,
+def entropy(s: _Tensor, W: _Tensor, *, b: _Optional[_Tensor] = None, mask=None,
             temperature: float = 1.0) -> _Tensor:
-    x = Inputs({"s": s, "W": W, "b": b})
+    x = _Inputs({"s": s, "W": W, "b": b})
     return _Entropy.apply(s, W, b, x, _options(mask, temperature))
 
 
@@ -296,11 +306,13 @@ entropy.__doc__ = _doc(r"""Entropy :math:`H(\pi(\cdot \mid s))`, differentiable 
 
     Parameters
     ----------{state}
-    b : torch.Tensor, shape (N,), optional{options}
+    b : torch.Tensor, shape (N,), optional
+        Bias.{options}
 
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's entropy, in the dtype of the inputs.
 {raises}
 
     Examples
@@ -323,11 +335,11 @@ def _bias_pair(x):
     return b_ref, b
 
 
-def kl(s: _Tensor, W_ref: _Tensor, W: _Tensor, *, b_ref: Optional[_Tensor] = None,
-       b: Optional[_Tensor] = None, mask=None, temperature: float = 1.0) -> _Tensor:
-    check_constant(W_ref, "W_ref")
-    check_constant(b_ref, "b_ref")
-    x = Inputs({"s": s, "W_ref": W_ref, "W": W, "b_ref": b_ref, "b": b})
+def kl(s: _Tensor, W_ref: _Tensor, W: _Tensor, *, b_ref: _Optional[_Tensor] = None,
+       b: _Optional[_Tensor] = None, mask=None, temperature: float = 1.0) -> _Tensor:
+    _check_constant(W_ref, "W_ref")
+    _check_constant(b_ref, "b_ref")
+    x = _Inputs({"s": s, "W_ref": W_ref, "W": W, "b_ref": b_ref, "b": b})
     return _KL.apply(s, W, b, x, _bias_pair(x), _options(mask, temperature))
 
 
@@ -350,6 +362,7 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     Returns
     -------
     torch.Tensor, shape () or (B,)
+        Each state's KL divergence, in the dtype of the inputs.
 {raises}
         Also ``W_ref`` or ``b_ref`` requiring grad, and policies whose
         logits differ by more than about 16384 (as
@@ -364,15 +377,15 @@ kl.__doc__ = _doc(r"""KL divergence :math:`\mathrm{KL}(\pi_\mathrm{ref} \,\|\, \
     """)
 
 
-def loglik(s: _Tensor, W: _Tensor, a, *, b: Optional[_Tensor] = None, weights=None,
+def loglik(s: _Tensor, W: _Tensor, a, *, b: _Optional[_Tensor] = None, weights=None,
            entropy_weight: float = 0.0, mask=None, temperature: float = 1.0) -> _Tensor:
-    x = Inputs({"s": s, "W": W, "b": b})
-    w = weights_view(weights, x.dtype)
+    x = _Inputs({"s": s, "W": W, "b": b})
+    w = _weights_view(weights, x.dtype)
     beta = float(entropy_weight)
     if not np.isfinite(beta):
         raise ValueError(f"entropy_weight must be finite, got {entropy_weight}")
     w_tensor = weights if isinstance(weights, torch.Tensor) and weights.requires_grad else None
-    return _Loglik.apply(s, W, b, w_tensor, x, index_view(a, "a"), w, beta,
+    return _Loglik.apply(s, W, b, w_tensor, x, _index_view(a, "a"), w, beta,
                          _options(mask, temperature), torch.is_grad_enabled())
 
 
@@ -389,7 +402,9 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Parameters
     ----------{state}
     a : int, or array_like or tensor of int, shape (B,)
+        The taken action(s).
     b : torch.Tensor, shape (N,), optional
+        Bias.
     weights : tensor or array_like, shape (B,) (a scalar for one state), optional
         Finite weights (returns, advantages), default 1.  A tensor that
         requires grad gets the gradient :math:`\log \pi(a_i \mid s_i)`.
@@ -399,6 +414,8 @@ loglik.__doc__ = _doc(r"""Weighted log-likelihood with an entropy bonus, differe
     Returns
     -------
     torch.Tensor, shape ()
+        The weighted log-likelihood (with the entropy term), in the dtype of
+        the inputs.
 {raises}
 
     Examples
