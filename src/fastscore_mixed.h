@@ -45,6 +45,10 @@
  * n exp(600) stays far from overflow for any realistic n. */
 #define FSX_SHIFT_AT 600.0
 
+/* The Hessian's situation term goes by pairs of rows only for situations of
+ * at most this many non-chosen rows (its scratch grows as their square). */
+#define FSX_PAIR_ROWS 8
+
 #define FSX_ROUND_UP(n) (((n) + FSX_LANES - 1) / FSX_LANES * FSX_LANES)
 
 #define FSX_FIXED 0
@@ -104,7 +108,7 @@ static inline ptrdiff_t fsx_scratch_doubles(const fsx_problem *pb) {
                   FSX_ROUND_UP(pb->max_panel_rows * pb->k);
     if (pb->want_hess)
         n += (1 + 2 * pb->q + 3 * pb->n_params + pb->k + 1) * pb->Rp +
-             (1 + 3 * pb->q) * (1 + 3 * pb->q);
+             (1 + FSX_PAIR_ROWS * (FSX_PAIR_ROWS + 1) / 2) * (1 + 3 * pb->q) * (1 + 3 * pb->q);
     return n;
 }
 
@@ -126,10 +130,14 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 
 #define FSX_PANEL fsx_panel_generic
 #define FSX_DOT fsx_dot_generic
+#define FSX_DOT4 fsx_dot4_generic
+#define FSX_GRAM fsx_gram_generic
 #define FSX_ATTRS
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
 #undef FSX_DOT
+#undef FSX_DOT4
+#undef FSX_GRAM
 #undef FSX_ATTRS
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
@@ -137,10 +145,14 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 #define FSX_HAVE_ISA 1
 #define FSX_PANEL fsx_panel_avx2
 #define FSX_DOT fsx_dot_avx2
+#define FSX_DOT4 fsx_dot4_avx2
+#define FSX_GRAM fsx_gram_avx2
 #define FSX_ATTRS __attribute__((target("avx2")))
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
 #undef FSX_DOT
+#undef FSX_DOT4
+#undef FSX_GRAM
 #undef FSX_ATTRS
 
 #undef FSX_W
@@ -161,10 +173,14 @@ typedef void (*fsx_panel_fn)(const fsx_problem *, ptrdiff_t, double *, double *,
 #define FSX_STORE fsx_store8
 #define FSX_PANEL fsx_panel_avx512
 #define FSX_DOT fsx_dot_avx512
+#define FSX_DOT4 fsx_dot4_avx512
+#define FSX_GRAM fsx_gram_avx512
 #define FSX_ATTRS __attribute__((target("avx512f")))
 #include "fastscore_mixed_panel.h"
 #undef FSX_PANEL
 #undef FSX_DOT
+#undef FSX_DOT4
+#undef FSX_GRAM
 #undef FSX_ATTRS
 #else
 #define FSX_HAVE_ISA 0

@@ -32,6 +32,39 @@ FSX_ATTRS static double FSX_DOT(const double *a, const double *b, const double *
     return fsx_tree8(acc);
 }
 
+/* out[t] += sum_r a_r b[t]_r for t < 4, each in the grouping of FSX_DOT (the
+ * same bits as four calls), in one pass: four independent sums, where one
+ * sum is a chain of dependent additions */
+FSX_ATTRS static void FSX_DOT4(const double *a, const double *const b[4], double out[4],
+                               ptrdiff_t Rp) {
+    enum { W = FSX_W, NACC = FSX_LANES / FSX_W };
+    const FSX_VD zero = {0};
+    FSX_VD acc[4][NACC];
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < NACC; i++) acc[t][i] = zero;
+    for (ptrdiff_t o = 0; o < Rp; o += FSX_LANES)
+        for (int i = 0; i < NACC; i++) {
+            const ptrdiff_t oa = o + i * W;
+            const FSX_VD va = FSX_LOAD(a + oa);
+            for (int t = 0; t < 4; t++) acc[t][i] += va * FSX_LOAD(b[t] + oa);
+        }
+    for (int t = 0; t < 4; t++) out[t] += fsx_tree8(acc[t]);
+}
+
+/* hess[a n + b] += sum_r ha[a]_r x[b]_r for a <= b < n (ha, x: (n, Rp)) */
+FSX_ATTRS static void FSX_GRAM(const double *ha, const double *x, ptrdiff_t n, ptrdiff_t Rp,
+                               double *hess) {
+    for (ptrdiff_t a = 0; a < n; a++) {
+        ptrdiff_t b = a;
+        for (; b + 4 <= n; b += 4) {
+            const double *cols[4] = {x + b * Rp, x + (b + 1) * Rp, x + (b + 2) * Rp,
+                                     x + (b + 3) * Rp};
+            FSX_DOT4(ha + a * Rp, cols, hess + a * n + b, Rp);
+        }
+        for (; b < n; b++) hess[a * n + b] += FSX_DOT(ha + a * Rp, x + b * Rp, NULL, Rp);
+    }
+}
+
 FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr, double *ll,
                                 double *score, double *post, double *hess) {
     const ptrdiff_t k = pb->k, q = pb->q, R = pb->R, Rp = pb->Rp;
@@ -65,6 +98,7 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
     double *Hc = Hg + n * Rp;                                /* (k, Rp): c of one situation */
     double *Hhp = Hc + k * Rp;                               /* (Rp): h pi of one row */
     double *S = Hhp + Rp; /* ((1 + 3 q)^2): sum_r h pi_i w w' over pairs of weights */
+    double *T = S + (1 + 3 * q) * (1 + 3 * q); /* the same for pairs of rows of a situation */
     ptrdiff_t n_kept = 0;           /* rows of Pi and DX filled */
     const FSX_VD zero = {0};
     const FSX_VD one = zero + 1.0;
@@ -325,29 +359,72 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
         }
         for (ptrdiff_t a = 0; a < n * n; a++) hess[a] = 0.0;
         for (ptrdiff_t a = 0; a < n * Rp; a++) Hg[a] = 0.0;
-        ptrdiff_t row = 0, n_situations = 0;
+        ptrdiff_t n_situations = 0, row = 0;
+        for (ptrdiff_t s = pb->panel_offsets[p]; s < pb->panel_offsets[p + 1]; s++)
+            n_situations += pb->offsets[s + 1] - pb->offsets[s] > 1;
+        /* A panel of one situation has g = -A: its g g' term repeats the
+         * situation's, which is then added twice. */
+        const int twice = n_situations == 1;
         for (ptrdiff_t s = pb->panel_offsets[p]; s < pb->panel_offsets[p + 1]; s++) {
             const ptrdiff_t m = pb->offsets[s + 1] - pb->offsets[s] - 1;
             if (m == 0) continue;
-            n_situations++;
-            /* c_j = sum_{i in s} pi_i (x_i - x_c)_j; A_a = w_a c_{col a} */
-            for (ptrdiff_t j = 0; j < k; j++)
-                for (ptrdiff_t o = 0; o < Rp; o += W) {
-                    FSX_VD t = DX[row * k + j] * FSX_LOAD(Pi + row * Rp + o);
-                    for (ptrdiff_t ii = 1; ii < m; ii++)
-                        t += DX[(row + ii) * k + j] * FSX_LOAD(Pi + (row + ii) * Rp + o);
-                    FSX_STORE(Hc + j * Rp + o, t);
-                }
-            for (ptrdiff_t a = 0; a < n; a++)
-                for (ptrdiff_t o = 0; o < Rp; o += W) {
-                    const FSX_VD A = FSX_LOAD(wl[wid[a]] + o) * FSX_LOAD(Hc + col[a] * Rp + o);
-                    FSX_STORE(Ha + a * Rp + o, A);
-                    FSX_STORE(Hha + a * Rp + o, FSX_LOAD(h + o) * A);
-                    FSX_STORE(Hg + a * Rp + o, FSX_LOAD(Hg + a * Rp + o) + A);
-                }
-            for (ptrdiff_t a = 0; a < n; a++)
-                for (ptrdiff_t b = a; b < n; b++)
-                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Ha + b * Rp, NULL, Rp);
+            /* sum_r h A A' two ways, chosen by the shapes alone: a Gram matrix
+             * of the A_a over the draws (n (n + 1) / 2 sums), or, for few
+             * rows and weights, sums of h pi_i pi_i' w w' over pairs of rows
+             * and of weights, A_a = w_a sum_i pi_i (x_i - x_c)[col a]. */
+            const int by_pairs = m <= FSX_PAIR_ROWS &&
+                                 m * (m + 1) / 2 * (nw * (nw + 1) / 2) < n * (n + 1) / 2;
+            if (!by_pairs || !twice) {
+                /* c_j = sum_{i in s} pi_i (x_i - x_c)_j; A_a = w_a c_{col a} */
+                for (ptrdiff_t j = 0; j < k; j++)
+                    for (ptrdiff_t o = 0; o < Rp; o += W) {
+                        FSX_VD t = DX[row * k + j] * FSX_LOAD(Pi + row * Rp + o);
+                        for (ptrdiff_t ii = 1; ii < m; ii++)
+                            t += DX[(row + ii) * k + j] * FSX_LOAD(Pi + (row + ii) * Rp + o);
+                        FSX_STORE(Hc + j * Rp + o, t);
+                    }
+                for (ptrdiff_t a = 0; a < n; a++)
+                    for (ptrdiff_t o = 0; o < Rp; o += W) {
+                        const FSX_VD A =
+                            FSX_LOAD(wl[wid[a]] + o) * FSX_LOAD(Hc + col[a] * Rp + o);
+                        FSX_STORE(Ha + a * Rp + o, A);
+                        FSX_STORE(Hha + a * Rp + o, FSX_LOAD(h + o) * A);
+                        FSX_STORE(Hg + a * Rp + o, FSX_LOAD(Hg + a * Rp + o) + A);
+                    }
+            }
+            if (!by_pairs) {
+                FSX_GRAM(Hha, Ha, n, Rp, hess);
+                if (twice) FSX_GRAM(Hha, Ha, n, Rp, hess);
+            } else {
+                /* T[i i'][u v] = sum_r h pi_i pi_i' w_u w_v, i <= i' */
+                for (ptrdiff_t i = 0, t = 0; i < m; i++)
+                    for (ptrdiff_t i2 = i; i2 < m; i2++, t++) {
+                        for (ptrdiff_t o = 0; o < Rp; o += W)
+                            FSX_STORE(Hhp + o, (FSX_LOAD(h + o) * FSX_LOAD(Pi + (row + i) * Rp + o)) *
+                                                   FSX_LOAD(Pi + (row + i2) * Rp + o));
+                        double *Tt = T + t * nw * nw;
+                        for (ptrdiff_t u = 0; u < nw; u++)
+                            for (ptrdiff_t v = u; v < nw; v++)
+                                Tt[u * nw + v] = Tt[v * nw + u] = FSX_DOT(Hhp, wl[u], wl[v], Rp);
+                    }
+                for (ptrdiff_t a = 0; a < n; a++)
+                    for (ptrdiff_t b = a; b < n; b++) {
+                        const ptrdiff_t wa = wid[a], wb = wid[b];
+                        double v = 0.0;
+                        for (ptrdiff_t i = 0, t = 0; i < m; i++) {
+                            const double *di = DX + (row + i) * k;
+                            v += (di[col[a]] * di[col[b]]) * T[t * nw * nw + wa * nw + wb];
+                            t++;
+                            for (ptrdiff_t i2 = i + 1; i2 < m; i2++, t++) {
+                                const double *d2 = DX + (row + i2) * k;
+                                v += (di[col[a]] * d2[col[b]] + d2[col[a]] * di[col[b]]) *
+                                     T[t * nw * nw + wa * nw + wb];
+                            }
+                        }
+                        hess[a * n + b] += v;
+                        if (twice) hess[a * n + b] += v;
+                    }
+            }
             /* the rows: - sum_i (x_i - x_c)[col a] (x_i - x_c)[col b] sum_r h pi_i w_a w_b */
             for (ptrdiff_t ii = 0; ii < m; ii++, row++) {
                 const double *d = DX + row * k;
@@ -371,19 +448,12 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
                     }
             }
         }
-        /* the panel's sum_r h g g'; with one situation g = A, whose sums are
-         * already there */
-        if (n_situations == 1) {
-            for (ptrdiff_t a = 0; a < n; a++)
-                for (ptrdiff_t b = a; b < n; b++)
-                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Ha + b * Rp, NULL, Rp);
-        } else if (n_situations > 1) {
+        if (!twice && n_situations > 1) {
+            /* the panel's sum_r h g g' */
             for (ptrdiff_t a = 0; a < n; a++)
                 for (ptrdiff_t o = 0; o < Rp; o += W)
                     FSX_STORE(Hha + a * Rp + o, FSX_LOAD(h + o) * FSX_LOAD(Hg + a * Rp + o));
-            for (ptrdiff_t a = 0; a < n; a++)
-                for (ptrdiff_t b = a; b < n; b++)
-                    hess[a * n + b] += FSX_DOT(Hha + a * Rp, Hg + b * Rp, NULL, Rp);
+            FSX_GRAM(Hha, Hg, n, Rp, hess);
         }
     }
     if (pb->want_grad) {
