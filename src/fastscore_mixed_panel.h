@@ -246,17 +246,21 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
     FSX_VL lane;
     for (int l = 0; l < W; l++) lane[l] = l;
     FSX_VD amax = zero - INFINITY, emin = zero + INFINITY;
+    FSX_VL shifted = vl0; /* lanes with L != 0 (or NaN) */
     for (ptrdiff_t o = 0; o < Rp; o += W) {
         const FSX_VD L = FSX_LOAD(Ls + o), E = FSX_LOAD(Ex + o);
         const FSX_VL valid = lane + o < R;
         const FSX_VD a = FSX_SEL(valid, L - E * ln2, zero - INFINITY);
         amax = FSX_SEL(a > amax, a, amax);
         emin = FSX_SEL(valid & (L == zero) & (E < emin), E, emin);
+        shifted |= valid & ~(FSX_VL)(L == zero);
     }
     double A = -INFINITY, Ea = INFINITY;
+    long long any_shifted = 0;
     for (int l = 0; l < W; l++) {
         A = amax[l] > A ? amax[l] : A;
         Ea = emin[l] < Ea ? emin[l] : Ea;
+        any_shifted |= shifted[l];
     }
     if (!(A > -INFINITY)) {
         /* every draw has probability 0 (or NaN) */
@@ -282,8 +286,11 @@ FSX_ATTRS static void FSX_PANEL(const fsx_problem *pb, ptrdiff_t p, double *scr,
         const FSX_VL n = (FSX_VL)((Ea - FSX_SEL(plain, E, zero + Ea)) + shifter) - shifter_bits;
         const FSX_VD scale = (FSX_VD)(((n + 1023) << 52) & (FSX_VL)(n >= -1022));
         FSX_VD w = FSX_SEL(plain, scale / pr, zero);
+        /* the exp only where some lane of this vector needs it (a lane's
+         * value is the same either way) */
         long long general = 0;
-        for (int l = 0; l < W; l++) general |= valid[l] & ~plain[l];
+        if (any_shifted || !plain_ref)
+            for (int l = 0; l < W; l++) general |= valid[l] & ~plain[l];
         if (general) {
             const FSX_VD x = plain_ref
                 ? L - ((E - Ea) * ln2_hi + (E - Ea) * ln2_lo)
