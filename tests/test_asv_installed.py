@@ -11,7 +11,8 @@ of this checkout without built modules in its `fastscore/`, as a fresh clone
 has none; the compiled modules go to the copy's `build/`, so that pip's build
 reuses them instead of compiling again.  The quick dry run covers one case
 of each kind that reaches beyond the package: the Dask example run as a
-script, the harness's loops, the Numba baseline, and one plain case.
+script, the harness's loops, the Numba baseline, the mixed logit on the
+examples' electricity data, and one plain case.
 Skipped without asv.
 """
 import os
@@ -35,6 +36,7 @@ BENCHMARKS = [
     r"bench_baselines\.BaselineSpeedup\.track_speedup\('numba', 'score', 'small_batch', "
     r"'float64'\)",
     r"bench_score\.Score\.time_score\('fastscore', 'small', 'float64', 1\)",
+    r"bench_mixed\.MixedLoglik\.time_simulated_loglik\('value\+grad', 500, 1\)",
 ]
 
 #: What a fresh clone lacks (and what is not worth copying).
@@ -119,7 +121,8 @@ def _asv_dry_run(installed, patterns, hide=()) -> str:
 
 def test_asv_quick_dry_run(installed):
     out = _asv_dry_run(installed, BENCHMARKS)
-    for name in ("DaskScaling", "LogitFit", "BaselineSpeedup", "Score.time_score"):
+    for name in ("DaskScaling", "LogitFit", "BaselineSpeedup", "Score.time_score",
+                 "MixedLoglik.time_simulated_loglik"):
         assert name in out, out
 
 

@@ -120,3 +120,71 @@ def test_load_harness_refuses_another_benchmarks_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "benchmarks", other)
     with pytest.raises(LookupError, match="another package named benchmarks"):
         load_harness(ROOT)
+
+
+def _small_choice_table(monkeypatch):
+    """The harness's --choice table with no fits and a small kernel curve."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("scipy")
+    load_harness(ROOT)
+    from benchmarks.harness import choice
+
+    monkeypatch.setattr(choice, "ROWS", [])
+    monkeypatch.setattr(choice, "MODULES", {"fastscore": "fastscore.choice"})
+    monkeypatch.setattr(choice, "front_end", lambda *args: (0.1, 0.1))
+    monkeypatch.setattr(choice, "CURVE_DRAWS", (8, 16))
+    monkeypatch.setattr(choice, "CURVE_SHARES", (0.5, 1.0))
+    monkeypatch.setattr(choice, "CURVE_SHARE_DRAWS", 16)
+    monkeypatch.setattr(choice, "PEAK_RUNS", (1, 20_000))
+    return choice
+
+
+def _curve_rows(out):
+    section = out.split("mixed logit, one evaluation of the value and gradient")[1]
+    lines = section.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("-----")) + 1
+    return section, [ln.split() for ln in lines[start:] if ln.strip()][:3]
+
+
+def test_bench_choice_prints_the_mixed_logit_curve(monkeypatch, capsys):
+    """`bench --choice` prints the kernel's curve after its fit table: each
+    row's draws, panels, rows, time, floor, ratio and time per (row x draw);
+    the panel share's rows are the first panels' rows."""
+    _small_choice_table(monkeypatch)
+    harness = load_harness(ROOT)
+    assert harness.main(["--choice", "--quick", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    section, rows = _curve_rows(out)
+    assert "6 normal coefficients" in section and "1 thread," in section
+    assert out.index("mixed logit, one evaluation") < out.index("front end:")
+    assert [r[:3] for r in rows] == [["8", "361", "17232"], ["16", "361", "17232"],
+                                     ["16", "180/361", "8612"]]
+    if "floor unavailable" not in section:
+        assert "G FMA/s" in section
+        for r in rows:
+            assert float(r[-2]) > 0  # time / floor
+    for r in rows:
+        assert float(r[-1]) > 0  # ns per (row x draw)
+
+
+def test_bench_choice_curve_without_a_c_compiler(monkeypatch):
+    """Without a C compiler the curve still prints its times and says that
+    the floor is unavailable."""
+    import io
+
+    choice = _small_choice_table(monkeypatch)
+    from benchmarks.harness import measure
+
+    monkeypatch.setattr(measure, "_compilers", lambda: [])
+    assert measure.peak_fma_rates(1, 10) == (
+        None, "no C compiler (set CC, or install cc, gcc or clang)")
+    buf = io.StringIO()
+    result = choice.mixed_curve(repeats=1, threads=1, out=buf)
+    section, rows = _curve_rows(buf.getvalue())
+    assert "floor unavailable: no C compiler" in section
+    assert all(r[-3] == "-" and r[-2] == "-" for r in rows)
+    assert [r["floor"] for r in result] == [None] * 3
+    # A compiler that fails is no compiler either.
+    monkeypatch.setattr(measure, "_compilers", lambda: [["false"]])
+    peak, why = measure.peak_fma_rates(1, 10)
+    assert peak is None and why.startswith("peak_fma.c did not compile or run (false")

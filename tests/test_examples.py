@@ -55,6 +55,13 @@ def test_mixed_logit_example():
     assert -4000 < ll < -3880
     assert out.count("Converged") == 2 and "NO (" not in out
     assert "conditional mean price coefficient: mean -" in elec
+    # The published fit beside ours: xlogit's README, every parameter and the
+    # log-likelihood.
+    table = elec.split("Against xlogit README")[1].split("Each person's")[0]
+    assert [ln.split()[0] for ln in table.splitlines()[2:] if ln.strip()] == [
+        "pf", "cl", "loc", "wk", "tod", "seas", "sd.pf", "sd.cl", "sd.loc", "sd.wk", "sd.tod",
+        "sd.seas", "log-lik."]
+    assert "-3888.413" in table and "-0.9996" in table
     assert "sd.catch" in fishing
 
 

@@ -11,14 +11,15 @@ points p R to p R + R - 1).  One evaluation of the value and gradient at R = 500
 gradient, two sweeps a panel, draws inner, scalar exp) in the same run;
 medians of the repeats.  The multiply-add floor: rows x R x k multiply-adds
 for the utilities and as many for the gradient, at the peak rate measured by
-tools/peak_fma.c (fused, and as a separate multiplication and addition).
+benchmarks/harness/peak_fma.c (fused, and as a separate multiplication and
+addition), both from the harness (``python -m fastscore bench --choice``
+prints the same floor for its draws and panels curve).
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,15 +28,16 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import qmc
 
+from fastscore.__main__ import load_harness
 from fastscore._mixedlogit import simulated_loglik
 
-COLS = ["pf", "cl", "loc", "wk", "tod", "seas"]
-HERE = os.path.dirname(os.path.abspath(__file__))
+load_harness(Path(__file__).resolve().parent.parent)  # this checkout's benchmarks/
+from benchmarks.harness.choice import ELECTRICITY, ELECTRICITY_X as COLS, madds  # noqa: E402
+from benchmarks.harness.measure import peak_fma_rates  # noqa: E402
 
 
 def electricity():
-    default = Path(__file__).resolve().parent.parent / "examples" / "data" / "electricity_long.csv"
-    path = os.environ.get("ELECTRICITY_CSV", str(default))
+    path = os.environ.get("ELECTRICITY_CSV", str(ELECTRICITY))
     df = pd.read_csv(path).sort_values(["id", "chid", "alt"], kind="stable")
     X = df[COLS].to_numpy(np.float64)
     chid = df["chid"].to_numpy()
@@ -121,16 +123,6 @@ def numba_loglik():
     return ll_grad
 
 
-def peak_rates():
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = os.path.join(tmp, "peak_fma")
-        subprocess.run(["gcc", "-O2", "-mavx512f", "-mfma", os.path.join(HERE, "peak_fma.c"),
-                        "-o", exe], check=True)
-        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-    rates = dict(line.split() for line in out.splitlines())
-    return float(rates["fma"]), float(rates["mul_add"])
-
-
 def cpu_name():
     for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
         if line.startswith("Model name"):
@@ -147,9 +139,12 @@ def bench(repeats=9):
     rng = np.random.default_rng(1)
     params = np.r_[rng.normal(0, 1, k), np.abs(rng.normal(0, 1, k))]
     ll_grad = numba_loglik()
-    fma, mul_add = peak_rates()
+    peak, why = peak_fma_rates()
+    if peak is None:
+        sys.exit(f"no multiply-add peak, so no floor: {why}")
+    fma = peak.fma
     print(f"CPU: {cpu_name()}; peak per core: {fma / 1e9:.2f} G FMA/s, "
-          f"{mul_add / 1e9:.2f} G mul+add/s (tools/peak_fma.c); "
+          f"{peak.mul_add / 1e9:.2f} G mul+add/s ({peak.isa}, benchmarks/harness/peak_fma.c); "
           f"load average {os.getloadavg()[0]:.2f}")
     print("| R | threads | fastscore (ms) | Numba (ms) | Numba / fastscore | floor (ms, FMA) "
           "| fastscore / floor | G madd/s |")
@@ -161,7 +156,7 @@ def bench(repeats=9):
         v_nb, g_nb = ll_grad(X, offsets, chosen, poff, draws, params)
         assert abs(v_fs - v_nb) <= 1e-9 * abs(v_nb), (v_fs, v_nb)
         assert np.abs(g_fs - g_nb).max() <= 1e-7 * np.abs(g_nb).max()
-        madds = 2.0 * X.shape[0] * R * k
+        work = madds(X.shape[0], R, k)
         for nt in (1, 2):
             numba.set_num_threads(nt)
             t_fs, t_nb = [], []
@@ -174,9 +169,9 @@ def bench(repeats=9):
                 ll_grad(X, offsets, chosen, poff, draws, params)
                 t_nb.append(time.perf_counter() - t0)
             fs, nb = np.median(t_fs), np.median(t_nb)
-            floor = madds / (fma * nt)
+            floor = work / (fma * nt)
             print(f"| {R} | {nt} | {fs * 1e3:.1f} | {nb * 1e3:.1f} | {nb / fs:.1f} | "
-                  f"{floor * 1e3:.2f} | {fs / floor:.1f} | {madds / fs / 1e9:.1f} |")
+                  f"{floor * 1e3:.2f} | {fs / floor:.1f} | {work / fs / 1e9:.1f} |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

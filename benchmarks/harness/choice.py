@@ -9,15 +9,22 @@ needs pandas < 3, so it often lives in an environment of its own); a tool
 runs under the first interpreter that has it, fastscore under this one.  Times are the best of a few
 fits with standard errors, imports and data loading excluded; ``vs
 fastscore`` is the peer's time over ours.
+
+Then the mixed logit's kernel curve (``mixed_curve``): one evaluation of the
+simulated log-likelihood and its gradient on the electricity panel at several
+numbers of draws and of panels, against its multiply-add floor.
 """
 from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from . import measure
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PEERS = ROOT / "benchmarks" / "choice_peers.py"
@@ -124,6 +131,131 @@ def front_end(n_obs, n_alt, k, repeats):
     return best["estimator"], best["loop"]
 
 
+# The mixed logit's kernel curve: Train's electricity panel, six normal
+# coefficients, a panel per person; the draws at all panels, then the first
+# panels (their rows) at CURVE_SHARE_DRAWS draws.
+ELECTRICITY = ROOT / "examples" / "data" / "electricity_long.csv"
+ELECTRICITY_X = ["pf", "cl", "loc", "wk", "tod", "seas"]
+CURVE_DRAWS = (125, 250, 500, 1000)
+CURVE_SHARES = (0.25, 0.5, 1.0)
+CURVE_SHARE_DRAWS = 500
+# (runs, iterations a run) of benchmarks/harness/peak_fma.c: the best run counts.
+PEAK_RUNS = (25, 4_000_000)
+
+
+def madds(rows, n_draws, k):
+    """Multiply-adds of one evaluation's floor: rows x draws x coefficients
+    for the utilities, as many again for the gradient."""
+    return 2.0 * rows * n_draws * k
+
+
+def electricity_mixed(n_draws, data=None):
+    """The electricity panel's mixed logit, every coefficient normal, Halton
+    draws (seed 0)."""
+    import pandas as pd
+
+    import fastscore.choice as fc
+
+    df = pd.read_csv(ELECTRICITY) if data is None else data
+    return fc.MixedLogit(df, choice="choice", obs="chid", alt="alt", x=ELECTRICITY_X,
+                         random={c: "normal" for c in ELECTRICITY_X}, panel="id",
+                         n_draws=n_draws, draws="halton", seed=0)
+
+
+def curve_problems(draws, shares, share_draws):
+    """[(R, panels, arrays)]: ``arrays`` the kernel's (X, offsets, chosen,
+    panel_offsets, draws, kinds) from a MixedLogit with R draws, for every R
+    of ``draws`` at all panels, then for the first share of the panels (and
+    their rows) at ``share_draws``; and the parameters, the model's start."""
+    import pandas as pd
+
+    df = pd.read_csv(ELECTRICITY)
+    models = {R: electricity_mixed(R, df) for R in sorted({*draws, share_draws})}
+    params = models[share_draws].start_values()
+    problems = []
+
+    def add(R, n_panels):
+        m = models[R]
+        s = int(m.panel_offsets[n_panels])
+        rows = int(m.offsets[s])
+        # Slices of the first axes keep each array's layout (the draws stay
+        # the transposed view of a (P, q, R) array the kernel reads directly).
+        arrays = (m.X[:rows], m.offsets[:s + 1], m.chosen[:s], m.panel_offsets[:n_panels + 1],
+                  m.xi[:n_panels], m.kinds)
+        if all((R, n_panels) != (r, p) for r, p, _ in problems):
+            problems.append((R, n_panels, arrays))
+
+    n_all = models[share_draws].n_panels
+    for R in draws:
+        add(R, n_all)
+    for share in shares:
+        add(share_draws, max(1, round(share * n_all)))
+    return problems, params
+
+
+def mixed_curve(repeats=9, threads=None, draws=None, shares=None, share_draws=None, out=None):
+    """Print the curve: for each (draws, panels) one evaluation of the value
+    and the gradient (``fastscore._mixedlogit``, its data prepared once, as
+    ``MixedLogit`` evaluates; the median of ``repeats``, the problems
+    interleaved), the multiply-add floor at the measured FMA peak of one core
+    times the threads, the ratio and the time per (row x draw).  Without a C
+    compiler (or AVX2) the floor is said to be unavailable.  ``draws``,
+    ``shares`` and ``share_draws`` default to ``CURVE_DRAWS``,
+    ``CURVE_SHARES`` and ``CURVE_SHARE_DRAWS``, the peak's runs to
+    ``PEAK_RUNS`` (read at the call).  Returns the rows as dicts."""
+    from fastscore._mixedlogit import prepare
+
+    out = sys.stdout if out is None else out
+    threads = measure.default_threads() if threads is None else threads
+    problems, params = curve_problems(CURVE_DRAWS if draws is None else draws,
+                                      CURVE_SHARES if shares is None else shares,
+                                      CURVE_SHARE_DRAWS if share_draws is None else share_draws)
+    peak, why = measure.peak_fma_rates(*PEAK_RUNS)
+    calls = []
+    for R, n_panels, arrays in problems:
+        f = prepare(*arrays)
+        calls.append(lambda f=f: f(params, grad=True, n_threads=threads))
+    for call in calls:  # a warm-up each
+        call()
+    times = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - t0)
+    n_all = problems[0][2][3].size - 1 if problems else 0
+    print(f"\nmixed logit, one evaluation of the value and gradient: electricity panel "
+          f"({ELECTRICITY.name}), {len(ELECTRICITY_X)} normal coefficients, panel 'id', "
+          f"Halton draws; {threads} thread{'s' if threads != 1 else ''}, median of {repeats}",
+          file=out)
+    if peak is None:
+        print(f"floor unavailable: {why}", file=out)
+    else:
+        print(f"peak of one core: {peak.fma / 1e9:.2f} G FMA/s, {peak.mul_add / 1e9:.2f} G "
+              f"separate mul+add/s ({peak.isa}, benchmarks/harness/peak_fma.c); floor: rows x "
+              f"draws x {len(ELECTRICITY_X)} multiply-adds, twice (utilities and gradient), at "
+              f"the FMA peak x {threads}", file=out)
+    header = (f"{'draws':>6}{'panels':>8}{'rows':>8}{'madds':>10}{'time':>11}{'floor':>11}"
+              f"{'time/floor':>12}{'ns/(row x draw)':>17}")
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    rows_out = []
+    for (R, n_panels, arrays), t in zip(problems, times):
+        rows, k = arrays[0].shape
+        work = madds(rows, R, k)
+        median = statistics.median(t)
+        floor = None if peak is None else work / (peak.fma * threads)
+        ratio = "-" if floor is None else f"{median / floor:.2f}"
+        per = median / (rows * R) * 1e9
+        panels = f"{n_panels}" if n_panels == n_all else f"{n_panels}/{n_all}"
+        print(f"{R:>6}{panels:>8}{rows:>8}{work / 1e6:>9.1f}M{measure.format_time(median):>11}"
+              f"{'-' if floor is None else measure.format_time(floor):>11}{ratio:>12}"
+              f"{per:>17.3f}", file=out, flush=True)
+        rows_out.append(dict(draws=R, panels=n_panels, rows=rows, madds=work, seconds=median,
+                             floor=floor, ns_per_row_draw=per))
+    return rows_out
+
+
 def fmt_s(s):
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
@@ -164,6 +296,8 @@ def main(args):
             ratio = f"{res['best'] / ours['best']:.1f}x" if ours else "-"
             print(f"{model:<18}{data:<19}{draws or '':>6}  {tool:<10}{fmt_s(res['best']):>10}"
                   f"{ratio:>14}{res['ll']:>16.3f}{res['niter']:>6}", flush=True)
+    print("mixed-logit kernel curve...", file=sys.stderr, flush=True)
+    mixed_curve(repeats=5 if args.quick else 9, threads=args.threads)
     n = 100_000 if args.quick else 1_000_000
     est, loop = front_end(n, 10, 20, 2 if args.quick else 3)
     print(f"\nfront end: {n} observations x 10 alternatives x 20 variables from a DataFrame, "

@@ -12,6 +12,10 @@ import dataclasses
 import gc
 import os
 import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -173,3 +177,63 @@ def format_time(seconds: float) -> str:
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds / 1e-9:.3g} ns"
 
+
+
+# ---------------------------------------------------------------------------
+# The multiply-add peak.
+
+#: The C program that measures it, next to this file.
+PEAK_FMA_C = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peak_fma.c")
+
+#: Flags to try in turn: the machine's own instruction set, then AVX-512 and
+#: AVX2 spelled out (for a compiler without -march=native).
+_PEAK_FLAGS = (["-march=native"], ["-mavx512f", "-mfma"], ["-mavx2", "-mfma"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Peak:
+    """Multiply-adds per second of one core (``peak_fma.c``): fused (FMA) and
+    as a separate multiplication and addition; ``isa`` the vectors it used."""
+
+    fma: float
+    mul_add: float
+    isa: str
+
+
+def _compilers() -> list[list[str]]:
+    """$CC, then cc, gcc and clang, those on the path."""
+    found = []
+    if os.environ.get("CC"):
+        found.append(shlex.split(os.environ["CC"]))
+    found += [[name] for name in ("cc", "gcc", "clang") if shutil.which(name)]
+    return found
+
+
+def peak_fma_rates(reps: int = 25, iters: int = 4_000_000) -> tuple[Optional[Peak], str]:
+    """(the peak of one core, ""), or (None, why not): ``peak_fma.c``
+    compiled with the first C compiler and flags that work and run here,
+    the best of ``reps`` runs of ``iters`` iterations each.  No compiler, no
+    AVX2 or a failing run give None and the reason, never an exception."""
+    compilers = _compilers()
+    if not compilers:
+        return None, "no C compiler (set CC, or install cc, gcc or clang)"
+    why = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "peak_fma")
+        for cc in compilers:
+            for flags in _PEAK_FLAGS:
+                cmd = [*cc, "-O2", *flags, "-ffp-contract=off", PEAK_FMA_C, "-o", exe]
+                try:
+                    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+                    out = subprocess.run([exe, str(reps), str(iters)], check=True,
+                                         capture_output=True, text=True, timeout=600).stdout
+                    rates = dict(line.split(None, 1) for line in out.splitlines() if line)
+                    return Peak(float(rates["fma"]), float(rates["mul_add"]),
+                                rates["isa"].strip()), ""
+                except (OSError, subprocess.SubprocessError, KeyError, ValueError) as exc:
+                    detail = getattr(exc, "stderr", None) or b""
+                    if isinstance(detail, bytes):
+                        detail = detail.decode(errors="replace")
+                    last = (detail.strip().splitlines() or [str(exc)])[-1]
+                    why = f"{shlex.join([*cc, *flags])}: {last[:120]}"
+    return None, f"peak_fma.c did not compile or run ({why})"

@@ -154,7 +154,7 @@ class MixedLogit(LongFormatModel):
         if not np.all((u > 0) & (u < 1)):
             bad = np.argwhere(~((u > 0) & (u < 1)))[0]
             raise ValueError(f"draws must be uniforms in (0, 1); draws[{', '.join(map(str, bad))}]"
-                             f" = {u[tuple(bad)]!r}")
+                             f" = {float(u[tuple(bad)])!r}")
         # a copy the model owns, in the kernel's layout (standard_draws
         # transforms it in place)
         own = np.empty((n_panels, q, self.n_draws)).transpose(0, 2, 1)
