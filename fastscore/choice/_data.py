@@ -452,7 +452,10 @@ class LongFormatModel:
     chosen rows found, the observations with one available alternative left
     out, the design matrix built and the weights checked."""
 
-    def __init__(self, data, choice, obs, alt, x, asc, x_by_alt, avail, weights, panel=None):
+    def __init__(self, data, choice, obs, alt, x, asc, x_by_alt, avail, weights, panel=None,
+                 alt_labels=None):
+        # alt_labels: the alternatives, when the frame is one part of a data
+        # set (fastscore.dask), so that the parameters are the whole set's.
         frame = as_frame(data)
         x_cols = [x] if isinstance(x, str) else list(x)
         used = [choice, obs, alt, *x_cols, *(x_by_alt or {})]
@@ -460,7 +463,8 @@ class LongFormatModel:
         check_columns(frame, used)
         self.choice, self.obs, self.alt, self.avail = choice, obs, alt, avail
         self.weights_col, self.panel = weights, panel
-        self._layout = layout = Layout(frame, obs, alt, avail=avail, panel=panel)
+        self._layout = layout = Layout(frame, obs, alt, avail=avail, panel=panel,
+                                       alt_labels=alt_labels)
         self._spec = spec = Spec(x_cols, asc, x_by_alt, layout.alt_labels)
         chosen = chosen_index(frame, choice, layout)
         self.chosen = chosen[layout.drop_single()]
@@ -520,6 +524,15 @@ class LongFormatModel:
     def _cluster_codes(self, cluster, per):
         """Cluster codes per observation (per="obs") or per panel, from a column
         constant within each; and the number of clusters."""
+        groups, _ = self._cluster_labels(cluster, per)
+        used, groups = np.unique(groups, return_inverse=True)
+        if used.size < 2:
+            raise ValueError(f"cov='cluster' needs two or more clusters in {cluster!r}")
+        return groups, used.size
+
+    def _cluster_labels(self, cluster, per):
+        """(codes into labels, labels) of the cluster column per observation or
+        per panel, checked constant within each."""
         check_columns(self._layout.frame, [cluster])
         groups, labels = self._layout.per_obs_labels(cluster, "cluster")
         if per == "panel":
@@ -532,7 +545,4 @@ class LongFormatModel:
                     f"cluster column {cluster!r} varies within panel "
                     f"{label(self._layout.panel_labels[self._layout.obs_panel[i]])!r}")
             groups = groups[starts]
-        used, groups = np.unique(groups, return_inverse=True)
-        if used.size < 2:
-            raise ValueError(f"cov='cluster' needs two or more clusters in {cluster!r}")
-        return groups, used.size
+        return groups, labels

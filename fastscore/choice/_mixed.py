@@ -340,21 +340,11 @@ class MixedLogit(LongFormatModel):
         if cluster is not None:
             groups, n_clusters = self._cluster_codes(cluster, "panel")
         theta = self.start_values(n_threads) if start is None else self._params(start)
-        ll0, g0, scores = self._kernel(theta, grad=True, panel_scores=True, n_threads=n_threads)
-        bhhh = _weighted_outer(scores, self.w_panel)
-        hess_inv = np.linalg.inv(information(-bhhh, self._names))
-        with np.errstate(over="ignore", invalid="ignore"):
-            # A trial step may overflow a lognormal coefficient; its value is
-            # then -inf or NaN, and the step is halved.
-            theta, _, _, niter, evaluations, converged = bfgs(
-                lambda t: self._kernel(t, grad=True, n_threads=n_threads), theta, hess_inv,
-                int(maxiter), float(tol), first=(ll0, g0))
-        ll, g, scores, H = self._kernel(theta, grad=True, panel_scores=True, hessian=True,
-                                        n_threads=n_threads)
-        cov_matrix = np.linalg.inv(information(H, self._names))
-        if cov != "hessian":
-            s = scores if self.w_panel is None else scores * self.w_panel[:, None]
-            cov_matrix = sandwich(cov_matrix, s, groups if cluster is not None else None)
+        theta, cov_matrix, ll, H, niter, evaluations, converged = fit_steps(
+            lambda t, scores=False, hessian=False: self._kernel(
+                t, grad=True, panel_scores=scores, hessian=hessian, n_threads=n_threads),
+            theta, self._names, self.w_panel, cov, groups if cluster is not None else None,
+            maxiter, tol)
         return MixedLogitResults(self, theta, cov_matrix, ll, null_loglik(self.offsets, self.w),
                                  niter, converged, cov, cluster,
                                  n_clusters if cluster is not None else None, method="BFGS",
@@ -408,6 +398,35 @@ class MixedLogit(LongFormatModel):
 def _weighted_outer(scores, w):
     """sum_p w_p s_p s_p'."""
     return scores.T @ (scores if w is None else scores * w[:, None])
+
+
+# The steps of a fit on evaluation callables, shared by MixedLogit.fit and
+# fastscore.dask.MixedLogit.fit (which evaluates partition by partition).
+
+def fit_steps(evaluate, theta, names, w_panel, cov, groups, maxiter, tol):
+    """BFGS from ``theta``, its first inverse curvature the inverse BHHH
+    matrix there, then the exact Hessian and the covariance.
+
+    ``evaluate(theta, scores=False, hessian=False)`` returns (value,
+    gradient), then the panel scores (P, n_params) with ``scores`` and the
+    Hessian with ``hessian``.  Returns (theta, cov, value, Hessian,
+    iterations, evaluations, converged).
+    """
+    ll0, g0, scores = evaluate(theta, scores=True)
+    bhhh = _weighted_outer(scores, w_panel)
+    hess_inv = np.linalg.inv(information(-bhhh, names))
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A trial step may overflow a lognormal coefficient; its value is
+        # then -inf or NaN, and the step is halved.
+        theta, _, _, niter, evaluations, converged = bfgs(
+            lambda t: evaluate(t), theta, hess_inv, int(maxiter), float(tol),
+            first=(ll0, g0), stacklevel=4)
+    ll, g, scores, H = evaluate(theta, scores=True, hessian=True)
+    cov_matrix = np.linalg.inv(information(H, names))
+    if cov != "hessian":
+        s = scores if w_panel is None else scores * w_panel[:, None]
+        cov_matrix = sandwich(cov_matrix, s, groups)
+    return theta, cov_matrix, ll, H, niter, evaluations, converged
 
 
 def uniform_draws(method, n_panels, n_draws, q, seed):

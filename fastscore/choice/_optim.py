@@ -32,7 +32,7 @@ def information(H, names):
     return info
 
 
-def newton(f_all, f_value, beta, names, maxiter, tol, separating=None):
+def newton(f_all, f_value, beta, names, maxiter, tol, separating=None, stacklevel=3):
     """Newton's method with step halving on a concave log-likelihood.
 
     ``f_all(b)`` returns (value, gradient, Hessian), ``f_value(b)`` the value.
@@ -41,6 +41,8 @@ def newton(f_all, f_value, beta, names, maxiter, tol, separating=None):
     ``separating()``, when given, is called once separation is detected and
     returns what ``separating_columns`` does, for the error's message.
     Returns (beta, value, gradient, Hessian, iterations, converged).
+    ``stacklevel`` of the warnings: 3 points at the caller of the function
+    that calls this one.
     """
     ll, g, H = f_all(beta)
     information(H, names)
@@ -77,7 +79,7 @@ def newton(f_all, f_value, beta, names, maxiter, tol, separating=None):
                 warnings.warn(
                     f"the line search found no increase after {it} iterations (scaled gradient "
                     f"{scaled:.3g}); the estimates may not be the maximum",
-                    ConvergenceWarning, stacklevel=3)
+                    ConvergenceWarning, stacklevel=stacklevel)
                 return beta, ll, g, H, it, False
             trial = beta + t * step
             ll_t = f_value(trial)
@@ -88,7 +90,7 @@ def newton(f_all, f_value, beta, names, maxiter, tol, separating=None):
     warnings.warn(
         f"Newton's method did not converge in {maxiter} iterations (scaled gradient "
         f"{float(g @ np.linalg.solve(-H, g)):.3g}); raise maxiter or give start=",
-        ConvergenceWarning, stacklevel=3)
+        ConvergenceWarning, stacklevel=stacklevel)
     return beta, ll, g, H, maxiter, False
 
 
@@ -202,13 +204,14 @@ def null_loglik(offsets, w):
     return -float(np.log(sizes) @ (np.ones_like(sizes) if w is None else w))
 
 
-def bfgs(f, x, hess_inv, maxiter, tol, first=None):
+def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3):
     """Maximise ``f`` (x -> (value, gradient)) by BFGS from the inverse
     curvature ``hess_inv`` (of minus f), halving steps that do not increase
     the value.  Converged when the predicted gain ``g' hess_inv g`` falls
     below ``tol``.  ``first``: (value, gradient) at x when the caller has
     them (counted as an evaluation).  Returns (x, value, gradient,
-    iterations, evaluations, converged)."""
+    iterations, evaluations, converged).  ``stacklevel`` of the warnings as
+    for ``newton``."""
     ll, g = f(x) if first is None else first
     evaluations = 1
     for it in range(1, maxiter + 1):
@@ -228,7 +231,7 @@ def bfgs(f, x, hess_inv, maxiter, tol, first=None):
                 warnings.warn(
                     f"the line search found no increase after {it} iterations (predicted gain "
                     f"{scaled:.3g}); the estimates may not be the maximum",
-                    ConvergenceWarning, stacklevel=3)
+                    ConvergenceWarning, stacklevel=stacklevel)
                 return x, ll, g, it, evaluations, False
         s, y = trial - x, g - g_t
         sy = float(s @ y)
@@ -241,5 +244,5 @@ def bfgs(f, x, hess_inv, maxiter, tol, first=None):
         x, ll, g = trial, ll_t, g_t
     warnings.warn(f"BFGS did not converge in {maxiter} iterations (predicted gain "
                   f"{float(g @ hess_inv @ g):.3g}); raise maxiter or give start=",
-                  ConvergenceWarning, stacklevel=3)
+                  ConvergenceWarning, stacklevel=stacklevel)
     return x, ll, g, maxiter, evaluations, False
