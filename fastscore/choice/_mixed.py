@@ -227,7 +227,9 @@ class MixedLogit(LongFormatModel):
             The conditional logit's estimates for the means, 0.1 for the
             spreads (the Cholesky diagonal, 0 off it); a lognormal's location
             is the log of its conditional-logit coefficient (of 0.01 when that
-            is not positive).
+            is not positive).  The conditional logit's sums are taken panel by
+            panel (``cl_panel_parts``), so the same panels held in parts give
+            the same bits.
 
         Raises
         ------
@@ -245,22 +247,11 @@ class MixedLogit(LongFormatModel):
         >>> dict(zip(model.param_names, model.start_values().round(4).tolist()))
         {'price': -0.0205, 'catch': 0.9531, 'sd.catch': 0.1}
         """
-        beta = np.zeros(self.X.shape[1])
-        beta, *_ = newton(
-            lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
-                                   grad=True, hess=True, n_threads=n_threads),
-            lambda b: _core.loglik(self.X, b, self.chosen, offsets=self.offsets, weights=self.w,
-                                   n_threads=n_threads),
-            beta, self._spec.names, 100, 1e-10,
+        return start_newton(
+            lambda b, hess: cl_panel_parts(self.X, self.offsets, self.chosen, self.panel_offsets,
+                                           b, hess, n_threads),
+            self.w_panel, self.kinds, len(self.random), self.correlated, self._spec.names,
             separating=lambda: separating_columns(self.X, self.chosen, self.offsets, self.w))
-        lognormal = self.kinds == DISTRIBUTIONS["lognormal"]
-        beta[lognormal] = np.log(np.maximum(beta[lognormal], 1e-2))
-        q = len(self.random)
-        if self.correlated:
-            spread = np.concatenate([np.r_[np.zeros(a), 0.1] for a in range(q)])
-        else:
-            spread = np.full(q, 0.1)
-        return np.concatenate([beta, spread])
 
     def fit(self, start=None, method="bfgs", cov="hessian", cluster=None, maxiter=500,
             tol=1e-6, n_threads=None):
@@ -427,6 +418,65 @@ def fit_steps(evaluate, theta, names, w_panel, cov, groups, maxiter, tol):
         s = scores if w_panel is None else scores * w_panel[:, None]
         cov_matrix = sandwich(cov_matrix, s, groups)
     return theta, cov_matrix, ll, H, niter, evaluations, converged
+
+
+def start_newton(parts, w_panel, kinds, q, correlated, names, separating=None):
+    """The default start: the conditional logit by Newton's method, its
+    value, gradient and Hessian the panel-order sums (``panel_sum``) of
+    ``parts(beta, hess)``, each panel's (values (P,), gradients (P, k)[,
+    Hessians (P, k, k)]); then the lognormal locations and the spreads.
+    ``separating`` as for ``newton``."""
+    from .._mixedlogit import panel_sum
+
+    def totals(beta, hess):
+        out = parts(beta, hess)
+        ll = panel_sum(out[0], w_panel)
+        if not hess:
+            return ll
+        k = beta.size
+        H = panel_sum(out[2].reshape(out[2].shape[0], k * k), w_panel).reshape(k, k)
+        return ll, panel_sum(out[1], w_panel), (H + H.T) / 2
+
+    beta, *_ = newton(lambda b: totals(b, True), lambda b: totals(b, False),
+                      np.zeros(kinds.size), names, 100, 1e-10, separating=separating,
+                      stacklevel=4)
+    lognormal = kinds == DISTRIBUTIONS["lognormal"]
+    beta[lognormal] = np.log(np.maximum(beta[lognormal], 1e-2))
+    if correlated:
+        spread = np.concatenate([np.r_[np.zeros(a), 0.1] for a in range(q)])
+    else:
+        spread = np.full(q, 0.1)
+    return np.concatenate([beta, spread])
+
+
+def cl_panel_parts(X, offsets, chosen, panel_offsets, beta, hess=True, n_threads=None):
+    """Each panel's conditional-logit log-likelihood (P,) and gradient (P, k)
+    and, with ``hess``, Hessian (P, k, k), unweighted: the situations' from
+    the per-state kernels (``log_prob``, ``score``, ``probs``), summed within
+    the panel.  A panel's parts depend on its own rows alone."""
+    starts = panel_offsets[:-1]
+    values = np.add.reduceat(_core.log_prob(X, beta, chosen, offsets=offsets,
+                                            n_threads=n_threads), starts)
+    if not hess:
+        return (values,)
+    grads = np.add.reduceat(_core.score(X, beta, chosen, offsets=offsets, n_threads=n_threads),
+                            starts, axis=0)
+    p = _core.probs(X, beta, offsets=offsets, n_threads=n_threads)
+    P, k = starts.size, X.shape[1]
+    H = np.empty((P, k, k))
+    panel_rows = offsets[panel_offsets]
+    step = max(1, _PREDICT_CHUNK // max(1, X.shape[0] // max(P, 1) * k * k))
+    for p0 in range(0, P, step):
+        # -sum_j p_j (x_j - xbar)(x_j - xbar)' over each situation's rows.
+        p1 = min(P, p0 + step)
+        r0, r1 = panel_rows[p0], panel_rows[p1]
+        s0, s1 = panel_offsets[p0], panel_offsets[p1]
+        Xb, pb = X[r0:r1], p[r0:r1, None]
+        xbar = np.add.reduceat(pb * Xb, offsets[s0:s1] - r0, axis=0)
+        D = Xb - np.repeat(xbar, np.diff(offsets[s0:s1 + 1]), axis=0)
+        outer = (pb * D)[:, :, None] * D[:, None, :]
+        H[p0:p1] = -np.add.reduceat(outer, panel_rows[p0:p1] - r0, axis=0)
+    return values, grads, H
 
 
 def uniform_draws(method, n_panels, n_draws, q, seed):
