@@ -312,6 +312,18 @@ def test_draws_layout_is_what_the_kernel_reads():
     assert got[0] == again[0] and got[1].tobytes() == again[1].tobytes()
 
 @pytest.mark.parametrize("method", ["halton", "sobol", "mlhs", "random"])
+def test_draws_rows_are_the_whole_arrays_rows(method):
+    """uniform_draws_rows (fastscore.dask's draws for a partition's panels)
+    gives the rows of uniform_draws bit for bit, runs of panels and gaps."""
+    from fastscore.choice._mixed import uniform_draws, uniform_draws_rows
+
+    u = uniform_draws(method, 37, 20, 3, seed=4)
+    for panels in ([0], [36], np.arange(5, 17), [1, 2, 3, 9, 10, 30], np.arange(37)):
+        rows = uniform_draws_rows(method, panels, 37, 20, 3, seed=4)
+        assert rows.tobytes() == u[np.asarray(panels)].tobytes()
+
+
+@pytest.mark.parametrize("method", ["halton", "sobol", "mlhs", "random"])
 def test_every_panels_draws_cover_the_interval(method):
     """Each panel's draws spread over (0, 1) in every dimension, also when the
     number of panels shares factors with the Halton bases (4000 = 2^5 5^3):

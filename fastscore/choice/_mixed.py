@@ -102,6 +102,9 @@ class MixedLogit(LongFormatModel):
     True
     """
 
+    # The alternatives, for a model of one part of a data set (fastscore.dask).
+    _fixed_alt_labels = None
+
     def __init__(self, data, choice, obs, alt, x, random, panel=None, n_draws=1000,
                  draws="halton", seed=0, correlated=False, asc=None, x_by_alt=None, avail=None,
                  weights=None):
@@ -119,7 +122,7 @@ class MixedLogit(LongFormatModel):
         if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
             raise ValueError(f"n_draws must be an integer >= 1, got {n_draws!r}")
         super().__init__(data, choice, obs, alt, x_cols, asc, x_by_alt, avail, weights,
-                         panel=panel)
+                         panel=panel, alt_labels=self._fixed_alt_labels)
         self.random = {c: random[c] for c in x_cols if c in random}
         self.correlated = bool(correlated)
         self.n_draws = int(n_draws)
@@ -553,6 +556,32 @@ def halton_uniforms(n_panels, n_draws, q, seed, lo, hi, n_threads=None):
     kernel.halton_into(out, tables, np.array(counts, dtype=np.intp),
                        np.array(bases, dtype=np.int_), lo, hi, n_threads)
     return out.transpose(0, 2, 1)
+
+
+def uniform_draws_rows(method, panels, n_panels, n_draws, q, seed):
+    """Rows ``panels`` (increasing panel indices) of ``uniform_draws(method,
+    n_panels, n_draws, q, seed)``, the same bits: for "halton" and "sobol"
+    from the sequence itself (``fast_forward`` to each run of consecutive
+    panels), without the other panels' points; for "mlhs" and "random" by
+    drawing the whole array.  Keep in step with ``uniform_draws``."""
+    panels = np.asarray(panels, dtype=np.intp)
+    if method not in ("halton", "sobol"):
+        return np.ascontiguousarray(uniform_draws(method, n_panels, n_draws, q, seed)[panels])
+    from scipy.stats import qmc
+
+    u = np.empty((panels.size, n_draws, q))
+    cuts = np.flatnonzero(np.diff(panels) != 1) + 1
+    for run in np.split(np.arange(panels.size), cuts):
+        if run.size == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            engine = (qmc.Halton if method == "halton" else qmc.Sobol)(d=q, scramble=True,
+                                                                       seed=seed)
+            if panels[run[0]]:  # (Sobol's fast_forward(0) raises)
+                engine.fast_forward(int(panels[run[0]]) * n_draws)
+            u[run] = engine.random(run.size * n_draws).reshape(run.size, n_draws, q)
+    return np.ascontiguousarray(np.clip(u, 2.0 ** -53, 1.0 - 2.0 ** -53))
 
 
 def standard_draws(u, dists):
