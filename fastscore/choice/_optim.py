@@ -154,22 +154,49 @@ def separating_columns(X, chosen, offsets, w=None):
     [(column, sign, observations where the chosen value is strictly the
     largest (smallest), observations)].  Only called on the error path: one
     column at a time, no (rows, k) temporary."""
+    return separating_from_counts(separating_counts(X, chosen, offsets, w))
+
+
+def separating_counts(X, chosen, offsets, w=None):
+    """For each design column, over the observations of positive weight:
+    whether some ``x_nj - x_n,chosen`` is not 0, whether all are <= 0,
+    whether all are >= 0, the observations where every other alternative's
+    is not 0, and the observations; (k, 5) int64.  The counts of parts of a
+    data set combine (``combine_separating_counts``) into the whole's."""
     sizes = np.diff(offsets)
     first = offsets[:-1]
     keep = np.ones(sizes.size, bool) if w is None else w > 0
     rows = np.repeat(keep, sizes)
-    found = []
+    out = np.zeros((X.shape[1], 5), dtype=np.int64)
     for j in range(X.shape[1]):
         col = X[:, j]
         d = col - np.repeat(col[first + chosen], sizes)
         used = d[rows]
-        if not np.any(used != 0):
+        out[j, :3] = np.any(used != 0), np.all(used <= 0), np.all(used >= 0)
+        if out[j, 1] or out[j, 2]:
+            # Strictly: every other alternative of the observation off zero.
+            strict = np.add.reduceat((d != 0).astype(np.intp), first) == sizes - 1
+            out[j, 3] = strict[keep].sum()
+        out[j, 4] = keep.sum()
+    return out
+
+
+def combine_separating_counts(parts):
+    """The ``separating_counts`` of a data set from those of its parts."""
+    parts = np.stack(parts)
+    return np.concatenate([parts[:, :, :1].max(axis=0), parts[:, :, 1:3].min(axis=0),
+                           parts[:, :, 3:].sum(axis=0)], axis=1)
+
+
+def separating_from_counts(counts):
+    """``separating_columns``' list from ``separating_counts``."""
+    found = []
+    for j, (nonzero, le, ge, strict, n_obs) in enumerate(counts):
+        if not nonzero:
             continue
-        for sign, side in ((1, used <= 0), (-1, used >= 0)):
-            if side.all():
-                # Strictly: every other alternative of the observation off zero.
-                strict = np.add.reduceat((d != 0).astype(np.intp), first) == sizes - 1
-                found.append((j, sign, int(strict[keep].sum()), int(keep.sum())))
+        for sign, side in ((1, le), (-1, ge)):
+            if side:
+                found.append((j, sign, int(strict), int(n_obs)))
                 break
     return found
 
