@@ -28,6 +28,14 @@ function on a single zero state, which checks ``theta``, ``temperature`` and
 the other scalar arguments at once and gives the result dtypes.  Per-chunk
 errors (an action out of range, NaN in ``phi``) surface at compute time with
 the chunk's global state range appended to the in-memory message.
+
+:class:`MixedLogit` is ``fastscore.choice.MixedLogit`` on a Dask DataFrame
+whose partitions hold whole panels, on a ``dask.distributed`` cluster: each
+partition's model and draws are built and kept on a worker, each evaluation
+is one task per partition returning its panels' values and scores, and the
+client sums them in panel order as the kernel does and runs the in-memory
+fit's steps, so the fit is the in-memory fit bit for bit.  It imports
+``dask.dataframe`` and ``distributed`` when a model is made.
 """
 from __future__ import annotations
 
@@ -40,6 +48,7 @@ from dask.base import tokenize as _tokenize
 from dask.highlevelgraph import HighLevelGraph as _HighLevelGraph
 
 import fastscore as _fs
+from fastscore.choice import _mixed
 
 __all__ = [
     "score",
@@ -51,6 +60,7 @@ __all__ = [
     "rechunk_to_states",
     "state_chunks",
     "tree_sum",
+    "MixedLogit",
 ]
 
 
@@ -934,3 +944,625 @@ def _need(name):
             f"fastscore.dask.{name} wraps it"
         )
     return func
+
+
+# --------------------------------------------------------------------------
+# The mixed logit on a Dask DataFrame partitioned by panel
+# --------------------------------------------------------------------------
+
+class MixedLogit:
+    """:class:`fastscore.choice.MixedLogit` fitted on a Dask DataFrame whose
+    partitions hold whole panels, on a ``dask.distributed`` cluster: the same
+    estimates, standard errors and log-likelihood, bit for bit.
+
+    Each partition becomes, on a worker, the in-memory model of its rows
+    (with the whole data set's alternatives, so the parameters are the
+    same) and its panels' draws; it stays there, in the workers' memory,
+    while this object lives.  No worker holds more than its partitions.
+    Every evaluation of the simulated log-likelihood is one task per
+    partition, which returns each of its panels' log simulated likelihood
+    and score; the client adds them in panel order with
+    ``fastscore._mixedlogit.panel_sum``, the compensated sum the in-memory
+    kernel uses, so the value and gradient are those of one in-memory call.
+    The client runs the in-memory fit's own steps (the conditional logit's
+    Newton for the start, BFGS from the BHHH matrix, the exact Hessian, the
+    sandwich) on those evaluations.
+
+    Parameters
+    ----------
+    data : dask.dataframe.DataFrame, or str or os.PathLike
+        Long-format data, as for the in-memory model, every panel's rows in
+        one partition (without ``panel``, every observation's); a path is
+        read with ``dask.dataframe.read_parquet``.  Partitions may come in
+        any order and hold any set of whole panels (one Parquet file per
+        range of panels is the usual layout); empty partitions are left out.
+    choice, obs, alt, x, random, panel, n_draws, draws, seed, correlated, asc, x_by_alt, avail, weights
+        As for :class:`fastscore.choice.MixedLogit`.  Panels are numbered
+        in the order of their sorted labels over the whole data set, and
+        panel p takes the rows ``p`` of the in-memory draws: with
+        ``"halton"`` and ``"sobol"`` each partition's worker makes its own
+        panels' points (the sequence fast-forwarded to point
+        ``p * n_draws``); with ``"mlhs"``, ``"random"`` or an array of
+        uniforms (panels, n_draws, random columns) the client holds the
+        whole array once and sends each partition its rows.
+    client : distributed.Client, optional
+        The cluster; default: the current client (``distributed.get_client()``).
+
+    Attributes
+    ----------
+    param_names : list of str
+        As for the in-memory model.
+    n_partitions : int
+        The partitions with rows (one task each per evaluation).
+    n_panels, nobs, n_single : int
+        Panels, observations in the likelihood and observations left out
+        (one available alternative), over all partitions.
+
+    Raises
+    ------
+    ValueError
+        A panel (without ``panel``, an observation) with rows in two
+        partitions, naming it and the partitions; no client.
+    TypeError
+        ``data`` not a Dask DataFrame or a path.
+    ChoiceDataError, KeyError, ValueError
+        The in-memory model's errors for a partition's data and for the
+        arguments, raised on the worker, with ``(fastscore.dask: in
+        partition k)`` appended; an observation in two panels
+        (``ChoiceDataError``), as in memory.
+
+    Notes
+    -----
+    Each evaluation moves ``8 (1 + n_params)`` bytes per panel from the
+    workers to the client (the panels' values and scores; the
+    conditional-logit start's Newton steps ``8 (1 + k + k^2)``, the final
+    Hessian ``8 (1 + n_params + n_params^2)``), and the
+    client holds per-panel and per-observation vectors (labels, weights,
+    sizes): this is for data sets whose rows, times the draws, outgrow one
+    machine, not for billions of panels.  Bitwise equality with the
+    in-memory fit holds for the same build of fastscore on the client and
+    the workers (the kernel's instruction-set copies give the same bits).
+
+    Examples
+    --------
+    >>> import pandas as pd, dask.dataframe as dd, distributed
+    >>> import fastscore.choice as fc, fastscore.dask as fd
+    >>> df = pd.read_csv("examples/data/fishing_long.csv")
+    >>> ddf = dd.from_pandas(df.set_index("id"), npartitions=3).reset_index()  # whole observations
+    >>> client = distributed.Client(processes=False, n_workers=1, dashboard_address=None)
+    >>> kw = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"],
+    ...           random={"catch": "normal"}, asc="beach", n_draws=50)
+    >>> res = fd.MixedLogit(ddf, client=client, **kw).fit()
+    >>> mem = fc.MixedLogit(df, **kw).fit()
+    >>> res.params.equals(mem.params), res.bse.equals(mem.bse), res.llf == mem.llf
+    (True, True, True)
+    >>> client.close()
+    """
+
+    def __init__(self, data, choice, obs, alt, x, random, panel=None, n_draws=1000,
+                 draws="halton", seed=0, correlated=False, asc=None, x_by_alt=None, avail=None,
+                 weights=None, *, client=None):
+        from .choice._data import label_codes
+
+        self._client = client = _distributed_client(client)
+        frames = client.compute(_as_ddf(data).to_delayed())
+        by = obs if panel is None else panel
+        method = draws if isinstance(draws, str) else "given"
+        if isinstance(draws, str) and draws not in _mixed.DRAWS:
+            _mixed.uniform_draws(draws, 0, 1, 1, seed)  # its error
+        scans = self._gather([
+            client.submit(_on_partition, k, _scan, f, (alt, by, obs), pure=False)
+            for k, f in enumerate(frames)])
+        keep = [k for k, s in enumerate(scans) if s is not None]
+        if not keep:
+            raise ValueError("data has no rows")
+        scans = [scans[k] for k in keep]
+        _one_partition_each([s[1] for s in scans], keep, by, panel is None)
+        if panel is not None:
+            _one_partition_each([s[2] for s in scans], keep, obs, True, panel=panel)
+        alt_values = np.concatenate([s[0] for s in scans])
+        alt_labels = label_codes(_pandas().DataFrame({"alt": alt_values}), "alt")[1]
+
+        kw = dict(choice=choice, obs=obs, alt=alt, x=x, random=random, panel=panel,
+                  n_draws=n_draws, draws=method, seed=seed, correlated=correlated, asc=asc,
+                  x_by_alt=x_by_alt, avail=avail, weights=weights)
+        parts = [client.submit(_on_partition, k, _build, frames[k], alt_labels, kw, pure=False)
+                 for k in keep]
+        del frames
+        facts = self._gather([client.submit(_on_partition, k, _facts, p, pure=False)
+                              for k, p in zip(keep, parts)])
+        first = facts[0]
+        self._names = first["names"]
+        self.kinds = first["kinds"]
+        self._cl_names = self._names[:self.kinds.size]
+        self.random = first["random"]
+        self.correlated = bool(correlated)
+        self.choice, self.obs, self.alt, self.panel = choice, obs, alt, panel
+        self.n_draws, self.seed, self.draws_method = int(n_draws), seed, method
+        self._partition_ids = keep
+        self.n_partitions = len(keep)
+        self.nobs = int(sum(f["nobs"] for f in facts))
+        self.n_single = int(sum(f["n_single"] for f in facts))
+
+        # Panels numbered in the order of their sorted labels, as in memory.
+        counts = [f["panel_labels"].size for f in facts]
+        codes, self.panel_labels = label_codes(
+            _pandas().DataFrame({"panel": np.concatenate([f["panel_labels"] for f in facts])}),
+            "panel")
+        self.n_panels = P = int(codes.size)
+        bounds = np.r_[0, np.cumsum(counts)]
+        self._rows = [codes[bounds[i]:bounds[i + 1]] for i in range(len(facts))]
+        self._in_order = bool(np.array_equal(codes, np.arange(P)))
+        self.w_panel = None if first["w_panel"] is None else self._assemble(
+            [f["w_panel"] for f in facts])
+        situations = self._assemble([f["situations"] for f in facts])
+        sizes = np.concatenate([f["sizes"] for f in facts])
+        if not self._in_order:  # situations in panel order, each panel's in its own
+            owner = np.repeat(np.concatenate(self._rows), np.concatenate(
+                [f["situations"] for f in facts]))
+            sizes = sizes[np.argsort(owner, kind="stable")]
+        w_obs = None if self.w_panel is None else np.repeat(self.w_panel, situations)
+        self._llnull = _mixed.null_loglik(np.r_[0, np.cumsum(sizes)], w_obs)
+        self._panel_name = first["panel_name"]
+
+        # The draws: panel p takes rows p of the in-memory model's.
+        q = len(self.random)
+        if method in ("halton", "sobol"):
+            how = [("rows", method, rows, P, self.n_draws, q, seed) for rows in self._rows]
+        else:
+            u = self._uniforms(draws, P) if method == "given" else _mixed.uniform_draws(
+                method, P, self.n_draws, q, seed)
+            how = [("given", client.scatter(np.ascontiguousarray(u[rows]))) for rows in
+                   self._rows]
+            del u
+        self._parts = [client.submit(_on_partition, k, _with_draws, p, h, pure=False)
+                       for k, p, h in zip(keep, parts, how)]
+        del parts
+        self._gather([client.submit(_on_partition, k, _ok, p, pure=False)
+                      for k, p in zip(keep, self._parts)])
+
+    # Shared with the in-memory model: parameters from an array, dict or
+    # Series, and the check of an array of draws.
+    _params = _mixed.MixedLogit._params
+    _uniforms = _mixed.MixedLogit._uniforms
+
+    @property
+    def param_names(self):
+        """The parameters' names, in the order of ``params`` and every result."""
+        return list(self._names)
+
+    def _gather(self, futures):
+        return self._client.gather(futures)
+
+    def _map(self, func, *args):
+        """func(partition, *args) on every partition's worker, in partition order."""
+        return self._gather([
+            self._client.submit(_on_partition, k, func, p, *args, pure=False)
+            for k, p in zip(self._partition_ids, self._parts)])
+
+    def _assemble(self, pieces):
+        """Per-panel pieces of the partitions as one array in panel order."""
+        if self._in_order:
+            return np.concatenate(pieces)
+        out = np.empty((self.n_panels,) + pieces[0].shape[1:], dtype=pieces[0].dtype)
+        for rows, piece in zip(self._rows, pieces):
+            out[rows] = piece
+        return out
+
+    def _evaluate(self, theta, scores=False, hessian=False, n_threads=None, grad=True):
+        """(value, gradient[, panel scores][, Hessian]) or the value alone,
+        from every partition's panels, summed in panel order."""
+        from ._mixedlogit import panel_sum
+
+        if hessian:
+            out = self._map(_hessian_partition, theta, n_threads)
+        else:
+            out = self._map(_evaluate_partition, theta, grad, n_threads)
+        ll = panel_sum(self._assemble([o[0] for o in out]), self.w_panel)
+        if not grad:
+            return ll
+        S = self._assemble([o[1] for o in out])
+        result = [ll, panel_sum(S, self.w_panel)] + [S] * bool(scores)
+        if hessian:
+            n = len(self._names)
+            Hp = self._assemble([o[2] for o in out])
+            result.append(panel_sum(Hp.reshape(self.n_panels, n * n), self.w_panel).reshape(n, n))
+        return tuple(result)
+
+    def loglik(self, params, grad=False, panel_scores=False, n_threads=None):
+        """The simulated log-likelihood at ``params``, as the in-memory
+        model's ``loglik`` gives it (the same bits).
+
+        Parameters
+        ----------
+        params : array_like, dict or pandas.Series
+            Values in ``param_names`` order, or keyed by name.
+        grad : bool
+            Also return the exact gradient (n_params,).
+        panel_scores : bool
+            Also return each panel's gradient of its log simulated
+            likelihood, unweighted (P, n_params), panels in order.
+        n_threads : int, optional
+            Threads of the kernel in each task.
+
+        Returns
+        -------
+        float, or tuple
+            The value, then the asked outputs in the order grad,
+            panel_scores.
+
+        Examples
+        --------
+        >>> import pandas as pd, dask.dataframe as dd, distributed
+        >>> import fastscore.choice as fc, fastscore.dask as fd
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> kw = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"],
+        ...           random={"catch": "normal"}, n_draws=20)
+        >>> parts = dd.from_pandas(df.set_index("id"), npartitions=2).reset_index()
+        >>> memory = fc.MixedLogit(df, **kw)
+        >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as c:
+        ...     model = fd.MixedLogit(parts, client=c, **kw)
+        ...     value, grad = model.loglik([-0.02, 0.9, 0.3], grad=True)
+        >>> bool(value == memory.loglik([-0.02, 0.9, 0.3]))
+        True
+        """
+        theta = self._params(params)
+        if not (grad or panel_scores):
+            return self._evaluate(theta, n_threads=n_threads, grad=False)
+        ll, g, S = self._evaluate(theta, scores=True, n_threads=n_threads)
+        return tuple([ll] + [v for v, want in ((g, grad), (S, panel_scores)) if want])
+
+    def hessian(self, params, n_threads=None):
+        """The exact Hessian of the simulated log-likelihood, as the
+        in-memory model's ``hessian`` gives it (the same bits).
+
+        Parameters
+        ----------
+        params : array_like, dict or pandas.Series
+            Where to take it.
+        n_threads : int, optional
+            Threads of the kernel in each task.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_params, n_params).
+
+        Examples
+        --------
+        >>> import pandas as pd, dask.dataframe as dd, distributed
+        >>> import fastscore.choice as fc, fastscore.dask as fd
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> kw = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"],
+        ...           random={"catch": "normal"}, n_draws=20)
+        >>> parts = dd.from_pandas(df.set_index("id"), npartitions=2).reset_index()
+        >>> memory = fc.MixedLogit(df, **kw)
+        >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as c:
+        ...     model = fd.MixedLogit(parts, client=c, **kw)
+        ...     H = model.hessian([-0.02, 0.9, 0.3])
+        >>> bool((H == memory.hessian([-0.02, 0.9, 0.3])).all())
+        True
+        """
+        return self._evaluate(self._params(params), hessian=True, n_threads=n_threads)[2]
+
+    def start_values(self, n_threads=None):
+        """The default starting values of ``fit``: those of the in-memory
+        model, bit for bit (its conditional logit by Newton's method, each
+        step's sums from the partitions' panels).
+
+        Parameters
+        ----------
+        n_threads : int, optional
+            Threads of the kernels in each task.
+
+        Returns
+        -------
+        numpy.ndarray
+            The conditional logit's estimates for the means, 0.1 for the
+            spreads, as :meth:`fastscore.choice.MixedLogit.start_values`.
+
+        Examples
+        --------
+        >>> import pandas as pd, dask.dataframe as dd, distributed
+        >>> import fastscore.choice as fc, fastscore.dask as fd
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> kw = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"],
+        ...           random={"catch": "normal"}, n_draws=20)
+        >>> parts = dd.from_pandas(df.set_index("id"), npartitions=2).reset_index()
+        >>> memory = fc.MixedLogit(df, **kw)
+        >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as c:
+        ...     model = fd.MixedLogit(parts, client=c, **kw)
+        ...     start = model.start_values()
+        >>> start.tobytes() == memory.start_values().tobytes()
+        True
+        """
+        def parts(beta, hess):
+            out = self._map(_cl_partition, beta, hess, n_threads)
+            return tuple(self._assemble([o[i] for o in out]) for i in range(len(out[0])))
+
+        def separating():
+            from .choice._optim import combine_separating_counts, separating_from_counts
+
+            return separating_from_counts(combine_separating_counts(
+                self._map(_separating_partition)))
+
+        return _mixed.start_newton(parts, self.w_panel, self.kinds, len(self.random),
+                                   self.correlated, self._cl_names, separating=separating)
+
+    def fit(self, start=None, method="bfgs", cov="hessian", cluster=None, maxiter=500,
+            tol=1e-6, n_threads=None):
+        """Maximise the simulated log-likelihood: the in-memory ``fit``'s
+        steps, each evaluation a task per partition.
+
+        Parameters
+        ----------
+        start, method, cov, cluster, maxiter, tol
+            As for :meth:`fastscore.choice.MixedLogit.fit`.
+        n_threads : int, optional
+            Threads of the kernel in each task (the bits do not depend on
+            it; Dask's worker processes set ``OMP_NUM_THREADS=1``).
+
+        Returns
+        -------
+        fastscore.choice.MixedLogitResults
+            Its params, bse, llf, Hessian and covariance are the in-memory
+            fit's bit for bit; ``individual_coefficients()`` is computed on
+            the workers; ``predict()`` is not available (it needs the rows:
+            predict with an in-memory model of the data wanted).
+
+        Raises
+        ------
+        ValueError
+            As the in-memory ``fit``: a bad ``method``, ``cov`` or ``cluster``,
+            fewer than two clusters.
+        ChoiceDataError
+            A cluster column that varies within a panel, from its partition.
+
+        Examples
+        --------
+        >>> import pandas as pd, dask.dataframe as dd, distributed
+        >>> import fastscore.choice as fc, fastscore.dask as fd
+        >>> df = pd.read_csv("examples/data/fishing_long.csv")
+        >>> kw = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"],
+        ...           random={"catch": "normal"}, n_draws=20)
+        >>> parts = dd.from_pandas(df.set_index("id"), npartitions=2).reset_index()
+        >>> memory = fc.MixedLogit(df, **kw)
+        >>> with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as c:
+        ...     model = fd.MixedLogit(parts, client=c, **kw)
+        ...     res = model.fit(cov="robust")
+        >>> mem = memory.fit(cov="robust")
+        >>> res.params.equals(mem.params), res.bse.equals(mem.bse), res.llf == mem.llf
+        (True, True, True)
+        """
+        from .choice._data import label_codes
+        from .choice._optim import check_cov
+
+        if method != "bfgs":
+            raise ValueError(f"method must be 'bfgs', got {method!r}")
+        check_cov(cov, cluster, maxiter)
+        groups = n_clusters = None
+        if cluster is not None:
+            values = self._assemble(self._map(_cluster_partition, cluster))
+            groups, labels = label_codes(_pandas().DataFrame({"cluster": values}), "cluster")
+            n_clusters = len(labels)
+            if n_clusters < 2:
+                raise ValueError(f"cov='cluster' needs two or more clusters in {cluster!r}")
+        theta = self.start_values(n_threads) if start is None else self._params(start)
+        theta, cov_matrix, ll, H, niter, evaluations, converged = _mixed.fit_steps(
+            lambda t, scores=False, hessian=False: self._evaluate(t, scores, hessian, n_threads),
+            theta, self._names,
+            self.w_panel, cov, groups, maxiter, tol)
+        return _DaskMixedLogitResults(self, theta, cov_matrix, ll, self._llnull, niter,
+                                      converged, cov, cluster, n_clusters, method="BFGS",
+                                      evaluations=evaluations, hessian=H)
+
+
+class _DaskMixedLogitResults(_mixed.MixedLogitResults):
+    """MixedLogitResults of a fastscore.dask.MixedLogit fit."""
+
+    def individual_coefficients(self, n_threads=None):
+        from .choice._data import label
+
+        pd = _pandas()
+        m = self.model
+        post = m._assemble(m._map(_posterior_partition, self.params.to_numpy(), n_threads))
+        rand = np.flatnonzero(m.kinds)
+        index = pd.Index([label(v) for v in m.panel_labels], name=m._panel_name)
+        return pd.DataFrame(post[:, rand], index=index, columns=[m._names[j] for j in rand])
+
+    individual_coefficients.__doc__ = _mixed.MixedLogitResults.individual_coefficients.__doc__
+
+    def predict(self, data=None):
+        """Not available for a fit on partitions: simulate with an in-memory
+        ``fastscore.choice.MixedLogit`` of the data wanted, at ``params``."""
+        raise NotImplementedError(
+            "predict() of a fastscore.dask.MixedLogit fit is not available (it needs the rows "
+            "in memory); make a fastscore.choice.MixedLogit of the data wanted and use "
+            "MixedLogitResults.params")
+
+
+def _pandas():
+    import pandas as pd
+
+    return pd
+
+
+def _distributed_client(client):
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - distributed is in the dask extra's docs
+        raise ImportError(
+            "fastscore.dask.MixedLogit runs on a dask.distributed cluster: pip install "
+            "distributed") from exc
+    if client is None:
+        try:
+            client = distributed.get_client()
+        except ValueError:
+            raise ValueError(
+                "fastscore.dask.MixedLogit needs a dask.distributed Client: pass client=, or "
+                "make one first (distributed.Client(...))") from None
+    return client
+
+
+def _as_ddf(data):
+    import os
+
+    import dask.dataframe as dd
+
+    if isinstance(data, (str, os.PathLike)):
+        data = dd.read_parquet(data)
+    if not isinstance(data, dd.DataFrame):
+        raise TypeError(
+            f"data must be a dask.dataframe.DataFrame whose partitions hold whole panels "
+            f"(e.g. dask.dataframe.read_parquet(path)), or the path of a Parquet data set; "
+            f"got {type(data).__name__}")
+    return data
+
+
+def _one_partition_each(labels, partition_ids, column, is_obs, panel=None):
+    """Every label in one partition only; else the error naming it."""
+    pd = _pandas()
+    from .choice._data import ChoiceDataError, label
+
+    values = pd.Series(np.concatenate(labels))
+    owner = np.repeat(np.asarray(partition_ids), [len(v) for v in labels])
+    known = values.notna().to_numpy()
+    dup = np.zeros(len(values), dtype=bool)
+    dup[known] = values[known].duplicated(keep=False).to_numpy()
+    if not dup.any():
+        return
+    first = values[dup].iloc[0]
+    where = sorted(set(owner[dup & (values == first).to_numpy()]))
+    parts = f"partitions {', '.join(map(str, where[:-1]))} and {where[-1]} of the data"
+    if panel is not None:
+        raise ChoiceDataError(
+            f"panel column {panel!r} varies within observation {label(first)!r} (its rows are "
+            f"in {parts})")
+    what = "observation" if is_obs else "panel"
+    raise ValueError(
+        f"{what} {label(first)!r} (column {column!r}) has rows in {parts}: "
+        f"fastscore.dask.MixedLogit needs each {what}'s rows in one partition "
+        f"(write the data partitioned by {what}, e.g. one Parquet file per range of "
+        f"{column!r})" + ("; without panel= each observation is its own panel" if is_obs else ""))
+
+
+# The tasks, on the workers: each gets its partition's index for its errors.
+
+def _on_partition(k, func, *args):
+    try:
+        return func(*args)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        try:
+            err = type(exc)(f"{msg} (fastscore.dask: in partition {k})")
+        except Exception:  # pragma: no cover - an exception type with another signature
+            raise exc
+        raise err from exc
+
+
+def _scan(frame, columns):
+    """None for an empty partition; else the distinct values of the
+    alternative, panel (or observation) and observation columns."""
+    from .choice._data import as_frame, check_columns
+
+    frame = as_frame(frame)
+    check_columns(frame, list(dict.fromkeys(columns)))
+    if len(frame) == 0:
+        return None
+    return tuple(frame[c].drop_duplicates().to_numpy() for c in columns)
+
+
+class _Partition(_mixed.MixedLogit):
+    """One partition's in-memory model, its alternatives the data set's; its
+    draws set by _with_draws."""
+
+    def __init__(self, frame, alt_labels, kw):
+        self._fixed_alt_labels = alt_labels
+        super().__init__(frame, **kw)
+
+    def _uniforms(self, draws, n_panels):
+        return np.empty((n_panels, 0, len(self.random)))
+
+    def __getstate__(self):
+        # The kernel's prepared problem is made again where the partition
+        # lands (Dask may move it between workers).
+        return dict(self.__dict__, _prepared=None)
+
+
+def _build(frame, alt_labels, kw):
+    return _Partition(frame, alt_labels, kw)
+
+
+def _facts(part):
+    return {
+        "names": part.param_names, "kinds": part.kinds, "random": part.random,
+        "panel_labels": np.asarray(part.panel_labels), "panel_name": part.panel or part.obs,
+        "situations": np.diff(part.panel_offsets), "sizes": np.diff(part.offsets),
+        "w_panel": part.w_panel, "nobs": part.nobs, "n_single": part.n_single,
+    }
+
+
+def _with_draws(part, how):
+    """The partition with its panels' draws, laid out as the in-memory
+    model's (each column's draws contiguous)."""
+    import copy
+
+    u = _mixed.uniform_draws_rows(how[1], how[2], *how[3:]) if how[0] == "rows" else how[1]
+    own = np.empty((u.shape[0], u.shape[2], u.shape[1])).transpose(0, 2, 1)
+    own[...] = u
+    part = copy.copy(part)
+    rand = [n for n in part._spec.x if n in part.random]
+    part.xi = _mixed.standard_draws(own, [part.random[n] for n in rand])
+    part._prepared = None
+    return part
+
+
+def _ok(part):
+    return True
+
+
+def _evaluate_partition(part, theta, grad, n_threads):
+    """The partition's panels' values (and scores)."""
+    out = part._kernel(theta, panel_scores=grad, panel_values=True, n_threads=n_threads)
+    return (out[2], out[1]) if grad else (out[1],)
+
+
+def _hessian_partition(part, theta, n_threads):
+    """The partition's panels' values, scores and Hessians (P, n, n).  The
+    kernel returns the Hessian summed over the panels only, so each panel's
+    comes from a call on that panel alone (a one-panel sum is the panel's
+    Hessian exactly)."""
+    from ._mixedlogit import prepare
+
+    _, scores, values = part._kernel(theta, panel_scores=True, panel_values=True, hessian=True,
+                                     n_threads=n_threads)[:3]
+    n = theta.size
+    H = np.empty((part.n_panels, n, n))
+    po, off = part.panel_offsets, part.offsets
+    for p in range(part.n_panels):
+        s0, s1 = po[p], po[p + 1]
+        r0, r1 = off[s0], off[s1]
+        one = prepare(part.X[r0:r1], off[s0:s1 + 1] - r0, part.chosen[s0:s1],
+                      np.array([0, s1 - s0]), part.xi[p:p + 1], part.kinds, chol=part.correlated)
+        H[p] = one(theta, hessian=True, n_threads=1)[1]
+    return values, scores, H
+
+
+def _cl_partition(part, beta, hess, n_threads):
+    return _mixed.cl_panel_parts(part.X, part.offsets, part.chosen, part.panel_offsets, beta,
+                                 hess, n_threads)
+
+
+def _posterior_partition(part, theta, n_threads):
+    return part._kernel(theta, posterior=True, n_threads=n_threads)[1]
+
+
+def _separating_partition(part):
+    from .choice._optim import separating_counts
+
+    return separating_counts(part.X, part.chosen, part.offsets, part.w)
+
+
+def _cluster_partition(part, cluster):
+    codes, labels = part._cluster_labels(cluster, "panel")
+    return np.asarray(labels)[codes]

@@ -413,3 +413,156 @@ def test_zarr_example_runs_small(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "converged" in proc.stdout
     assert not (tmp_path / "data.zarr").exists()  # the example deletes its data
+
+
+# --------------------------------------------------------------------------
+# The mixed logit on Parquet partitioned by panel
+# --------------------------------------------------------------------------
+
+ELECTRICITY = ROOT / "examples" / "data" / "electricity_long.csv"
+X_ELEC = ["pf", "cl", "loc", "wk", "tod", "seas"]
+
+
+def write_panels(df, path, groups):
+    """One Parquet file per group of panel labels (file i: part.i)."""
+    path.mkdir()
+    for i, ids in enumerate(groups):
+        df[df["id"].isin(ids)].to_parquet(path / f"part.{i}.parquet", index=False)
+    return path
+
+
+def bits(*arrays):
+    return [np.asarray(a, dtype=np.float64).tobytes() for a in arrays]
+
+
+def test_mixed_logit_on_parquet_is_the_in_memory_fit(client, tmp_path):
+    """Electricity in 4 Parquet files of whole panels, 2 worker processes:
+    start, params, bse, llf, Hessian and covariance bit for bit, hessian and
+    robust."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import fastscore.choice as fc
+
+    df = pd.read_csv(ELECTRICITY)
+    path = write_panels(df, tmp_path / "elec", np.array_split(np.sort(df["id"].unique()), 4))
+    kw = dict(choice="choice", obs="chid", alt="alt", x=X_ELEC, panel="id", n_draws=50,
+              random={"pf": "normal", "cl": "normal", "loc": "normal"})
+    model = fd.MixedLogit(str(path), client=client, **kw)
+    memory = fc.MixedLogit(df, **kw)
+    assert model.n_partitions == 4 and model.n_panels == memory.n_panels == 361
+    assert model.param_names == memory.param_names and model.nobs == memory.nobs
+    assert bits(model.start_values()) == bits(memory.start_values())
+    for cov in ("hessian", "robust"):
+        res, mem = model.fit(cov=cov), memory.fit(cov=cov)
+        assert res.converged and res.niter == mem.niter
+        assert bits(res.params, res.bse, res.llf, res.hessian, res.cov_params()) == \
+            bits(mem.params, mem.bse, mem.llf, mem.hessian, mem.cov_params())
+        assert res.llnull == mem.llnull
+    assert res.individual_coefficients().equals(mem.individual_coefficients())
+    with pytest.raises(NotImplementedError, match="not available"):
+        res.predict()
+
+
+@pytest.mark.parametrize("draws", ["mlhs", "array"])
+def test_mixed_logit_partitions_in_any_order(client, tmp_path, draws):
+    """Panels dealt to the files in turn (each file's panels not contiguous),
+    weights, an alternative-specific constant, draws the client sends out
+    (mlhs, an array), one file without alternative 4 and it unavailable in
+    other situations: value, gradient, panel scores, Hessian, start and a
+    clustered fit bit for bit."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import fastscore.choice as fc
+
+    df = pd.read_csv(ELECTRICITY)
+    ids = np.sort(df["id"].unique())
+    df["w"] = df["id"].map(dict(zip(ids, np.linspace(0.5, 2.0, ids.size))))
+    # The panels of the first file lose alternative 4 (and the situations
+    # that chose it); it is unavailable in some other situations.
+    chose4 = df["chid"].isin(df.loc[(df["alt"] == 4) & (df["choice"] == 1), "chid"])
+    lost = df["id"].isin(ids[2::3])
+    df = df[~(lost & (chose4 | (df["alt"] == 4)))].reset_index(drop=True)
+    df["ok"] = (df["alt"] != 4) | (df["chid"] % 5 != 0) | (df["choice"] == 1)
+    path = write_panels(df, tmp_path / "elec", [ids[2::3], ids[0::3], ids[1::3]])
+    u = np.random.default_rng(1).uniform(0.01, 0.99, (ids.size, 20, 2))
+    kw = dict(choice="choice", obs="chid", alt="alt", x=X_ELEC, panel="id", n_draws=20,
+              random={"pf": "normal", "loc": "triangular"}, weights="w", avail="ok", asc=1,
+              draws=u if draws == "array" else draws, seed=3)
+    model = fd.MixedLogit(str(path), client=client, **kw)
+    memory = fc.MixedLogit(df, **kw)
+    assert model.n_partitions == 3 and model.param_names == memory.param_names
+    theta = memory.start_values()
+    assert bits(model.start_values()) == bits(theta)
+    theta = theta + 0.01
+    assert bits(*model.loglik(theta, grad=True, panel_scores=True)) == \
+        bits(*memory.loglik(theta, grad=True, panel_scores=True))
+    assert model.loglik(theta) == memory.loglik(theta)
+    assert bits(model.hessian(theta)) == bits(memory.hessian(theta))
+    with pytest.warns(fc.ConvergenceWarning) as caught:
+        res = model.fit(start=theta, maxiter=3, cov="cluster", cluster="id")
+        mem = memory.fit(start=theta, maxiter=3, cov="cluster", cluster="id")
+    assert [w.filename for w in caught] == [__file__, __file__]  # the fit's callers
+    assert bits(res.params, res.bse, res.llf) == bits(mem.params, mem.bse, mem.llf)
+    assert res.n_clusters == mem.n_clusters == 361
+
+
+def test_mixed_logit_panel_across_partitions_is_an_error(client, tmp_path):
+    """A panel (without panel=, an observation) with rows in two files is a
+    clear error, naming it; an observation label in two panels of two files
+    is the in-memory error."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import fastscore.choice as fc
+
+    df = pd.read_csv(ELECTRICITY)
+    ids = np.sort(df["id"].unique())
+    first = int(np.flatnonzero(df["id"] == ids[100])[0])
+    kw = dict(choice="choice", obs="chid", alt="alt", x=X_ELEC, random={"pf": "normal"},
+              n_draws=5)
+
+    def split(frame, cut, name):
+        path = tmp_path / name
+        path.mkdir()
+        frame.iloc[:cut].to_parquet(path / "part.0.parquet", index=False)
+        frame.iloc[cut:].to_parquet(path / "part.1.parquet", index=False)
+        return str(path)
+
+    # Cut after the panel's first situation (4 rows), then inside it.
+    path = split(df, first + 4, "panel")
+    with pytest.raises(ValueError, match=rf"panel {ids[100]} \(column 'id'\) has rows in "
+                                         r"partitions 0 and 1 of the data: .*one partition"):
+        fd.MixedLogit(path, panel="id", client=client, **kw)
+    path = split(df, first + 2, "obs")
+    chid = df["chid"].iloc[first]
+    with pytest.raises(ValueError, match=rf"observation {chid} \(column 'chid'\) has rows in "
+                                         r"partitions 0 and 1 .* each observation is its own"):
+        fd.MixedLogit(path, client=client, **kw)
+    # The last panel's first situation relabelled as the first one's.
+    other = df.copy()
+    other.loc[other.index[-4:], "chid"] = other["chid"].iloc[0]
+    path = split(other, first, "two_panels")
+    for model in (fc.MixedLogit, lambda data, **k: fd.MixedLogit(path, client=client, **k)):
+        with pytest.raises(fc.ChoiceDataError, match="panel column 'id' varies within "
+                                                     "observation 1"):
+            model(other, panel="id", **kw)
+
+
+def test_mixed_logit_separation_named_as_in_memory(client, tmp_path):
+    """The starting fit's separation error, from the partitions' counts, is
+    the in-memory one."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import fastscore.choice as fc
+
+    df = pd.read_csv(ELECTRICITY)
+    df["perfect"] = df["choice"] * 1.0
+    path = write_panels(df, tmp_path / "elec", np.array_split(np.sort(df["id"].unique()), 3))
+    kw = dict(choice="choice", obs="chid", alt="alt", x=["pf", "cl", "perfect"],
+              random={"pf": "normal"}, panel="id", n_draws=5)
+    errors = []
+    for model in (fc.MixedLogit(df, **kw), fd.MixedLogit(str(path), client=client, **kw)):
+        with pytest.raises(fc.NotIdentifiedError, match=r"separated by 'perfect': the chosen") \
+                as info:
+            model.fit()
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
