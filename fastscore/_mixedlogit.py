@@ -70,7 +70,7 @@ def _offsets(x, name, n_items, what, items):
 
 def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *, weights=None,
                      chol=False, grad=False, panel_scores=False, posterior=False,
-                     panel_values=False, hessian=False, n_threads=None):
+                     panel_values=False, hessian=False, panel_hessians=False, n_threads=None):
     """The simulated log-likelihood of a mixed logit,
     ``sum_p w_p log((1/R) sum_r prod_{s in p} pi_s(chosen_s; beta_pr))``,
     computed in log space.
@@ -97,14 +97,15 @@ def simulated_loglik(X, offsets, chosen, panel_offsets, draws, kinds, params, *,
     (P, n_params): each panel's unweighted gradient of its log simulated
     likelihood, posterior (P, k): each panel's conditional mean coefficients,
     panel_values (P,): each panel's log simulated likelihood, unweighted,
-    hessian (n_params, n_params): the exact Hessian of LL, for those
-    asked).  LL, grad and hessian are the compensated sums of the panels'
+    hessian (n_params, n_params): the exact Hessian of LL, panel_hessians
+    (P, n_params, n_params): each panel's, unweighted, for those asked).  LL, grad and hessian are the compensated sums of the panels'
     values in panel order (``panel_sum``), so a caller holding the panels in
     parts gets the same bits by summing their outputs with it.
     """
     return prepare(X, offsets, chosen, panel_offsets, draws, kinds, weights=weights, chol=chol)(
         params, grad=grad, panel_scores=panel_scores, posterior=posterior,
-        panel_values=panel_values, hessian=hessian, n_threads=n_threads)
+        panel_values=panel_values, hessian=hessian, panel_hessians=panel_hessians,
+        n_threads=n_threads)
 
 
 def prepare(X, offsets, chosen, panel_offsets, draws, kinds, *, weights=None, chol=False):
@@ -174,18 +175,19 @@ class Prepared:
             "Cholesky entries" if chol else "spreads")
 
     def __call__(self, params, *, grad=False, panel_scores=False, posterior=False,
-                 panel_values=False, hessian=False, n_threads=None):
+                 panel_values=False, hessian=False, panel_hessians=False, n_threads=None):
         params = _float_array(params, "params", 1)
         if params.shape[0] != self.n_params:
             raise ValueError(f"params must have shape ({self.n_params},) ({self._what}), "
                              f"got {params.shape}")
         if not np.isfinite(params).all():
             raise ValueError("params must be finite")
-        ll, g, scores, post, values, hess = _mixed.simulated_loglik_arrays(
+        ll, g, scores, post, values, hess, hess_p = _mixed.simulated_loglik_arrays(
             *self._arrays, params, self._weights, self._chol, bool(grad), bool(panel_scores),
-            bool(posterior), n_threads, bool(hessian))
+            bool(posterior), n_threads, bool(hessian or panel_hessians))
         out = [ll] + [x for x, want in ((g, grad), (scores, panel_scores), (post, posterior),
-                                        (values, panel_values), (hess, hessian)) if want]
+                                        (values, panel_values), (hess, hessian),
+                                        (hess_p, panel_hessians)) if want]
         return out[0] if len(out) == 1 else tuple(out)
 
 

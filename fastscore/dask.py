@@ -1528,23 +1528,9 @@ def _evaluate_partition(part, theta, grad, n_threads):
 
 
 def _hessian_partition(part, theta, n_threads):
-    """The partition's panels' values, scores and Hessians (P, n, n).  The
-    kernel returns the Hessian summed over the panels only, so each panel's
-    comes from a call on that panel alone (a one-panel sum is the panel's
-    Hessian exactly)."""
-    from ._mixedlogit import prepare
-
-    _, scores, values = part._kernel(theta, panel_scores=True, panel_values=True, hessian=True,
-                                     n_threads=n_threads)[:3]
-    n = theta.size
-    H = np.empty((part.n_panels, n, n))
-    po, off = part.panel_offsets, part.offsets
-    for p in range(part.n_panels):
-        s0, s1 = po[p], po[p + 1]
-        r0, r1 = off[s0], off[s1]
-        one = prepare(part.X[r0:r1], off[s0:s1 + 1] - r0, part.chosen[s0:s1],
-                      np.array([0, s1 - s0]), part.xi[p:p + 1], part.kinds, chol=part.correlated)
-        H[p] = one(theta, hessian=True, n_threads=1)[1]
+    """The partition's panels' values, scores and Hessians (P, n, n)."""
+    _, scores, values, H = part._kernel(theta, panel_scores=True, panel_values=True,
+                                        panel_hessians=True, n_threads=n_threads)
     return values, scores, H
 
 

@@ -114,8 +114,9 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
                             const double[::1] weights, bint chol, bint want_grad,
                             bint want_scores, bint want_post, object n_threads,
                             bint want_hess=False):
-    """(ll, grad, panel_scores, posterior, panel_values, hessian), each None
-    unless asked (panel_values always), for
+    """(ll, grad, panel_scores, posterior, panel_values, hessian,
+    panel_hessians), each None unless asked (panel_values always, and
+    panel_hessians with the Hessian), for
     arrays already checked by fastscore._mixedlogit (weights may be None).
     Only what memory safety needs is checked again here."""
     cdef fsx_problem pb
@@ -209,7 +210,8 @@ def simulated_loglik_arrays(const double[:, ::1] X, const Py_ssize_t[::1] offset
     if want_hess:
         hess = np.empty((n_params, n_params))
         sum_panels(hv, wv, P, nn, nn, <double *>cnp.PyArray_DATA(hess))
-    return (ll, grad, scores if want_scores else None, post if want_post else None, ll_p, hess)
+    return (ll, grad, scores if want_scores else None, post if want_post else None, ll_p, hess,
+            hess_p if want_hess else None)
 
 
 def panel_sum_arrays(const double[:, ::1] x, const double[::1] w):
@@ -270,18 +272,23 @@ cdef void halton_run(const double *T, Py_ssize_t stride, Py_ssize_t count, long 
                 j += 1
 
 
-def halton_into(double[:, :, ::1] out, const double[:, :, ::1] tables,
-                const Py_ssize_t[::1] counts, const long[::1] bases, double lo, double hi,
-                object n_threads):
-    """Fill out (P, q, R): out[p, d, r] the scrambled Halton coordinate d of
-    point p R + r, from tables[d, j, v] = perm_dj(v) / base_d^(j + 1) (the
-    products SciPy's generator forms), summed digit by digit in its order;
-    panels over the threads (the same points for any number)."""
+def halton_into(double[:, :, ::1] out, const Py_ssize_t[::1] panels,
+                const double[:, :, ::1] tables, const Py_ssize_t[::1] counts,
+                const long[::1] bases, double lo, double hi, object n_threads):
+    """Fill out (P, q, R): out[i, d, r] the scrambled Halton coordinate d of
+    point panels[i] R + r, from tables[d, j, v] = perm_dj(v) / base_d^(j + 1)
+    (the products SciPy's generator forms), summed digit by digit in its
+    order; panels over the threads (the same points for any number)."""
     cdef Py_ssize_t P = out.shape[0], q = out.shape[1], R = out.shape[2], p, d
     cdef Py_ssize_t stride = tables.shape[2]
     cdef int nt = as_thread_count(n_threads)
-    if (tables.shape[0] != q or counts.shape[0] != q or bases.shape[0] != q):
+    if (tables.shape[0] != q or counts.shape[0] != q or bases.shape[0] != q
+            or panels.shape[0] != P):
         raise ValueError(BAD_ARRAYS)
+    for p in range(P):
+        # indices up to 2^62: the digits' tables cover at least 2^53
+        if panels[p] < 0 or panels[p] > (1 << 62) // max(R, 1):
+            raise ValueError(BAD_ARRAYS)
     for d in range(q):
         if (counts[d] < 1 or counts[d] > HALTON_MAX_DIGITS or counts[d] > tables.shape[1]
                 or bases[d] < 2 or bases[d] > stride):
@@ -293,5 +300,5 @@ def halton_into(double[:, :, ::1] out, const double[:, :, ::1] tables,
     with nogil:
         for p in prange(P, schedule='static', num_threads=nt):
             for d in range(q):
-                halton_run(&tables[d, 0, 0], stride, counts[d], bases[d], <long long>p * R, R,
-                           lo, hi, &out[p, d, 0])
+                halton_run(&tables[d, 0, 0], stride, counts[d], bases[d],
+                           <long long>panels[p] * R, R, lo, hi, &out[p, d, 0])

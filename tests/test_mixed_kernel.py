@@ -182,7 +182,10 @@ def test_hessian_against_central_differences(rng, name, panels):
     gradient are those of the call without it."""
     args = make_problem(rng, KIND_SETS[name], 9, (3, 8) if panels else (1, 1), 21)
     weights = rng.uniform(0.2, 2.0, 9)
-    ll, g, H = simulated_loglik(*args, weights=weights, grad=True, hessian=True)
+    ll, g, H, Hp = simulated_loglik(*args, weights=weights, grad=True, hessian=True,
+                                    panel_hessians=True)
+    from fastscore._mixedlogit import panel_sum
+    assert panel_sum(Hp.reshape(9, -1), weights).tobytes() == H.reshape(-1).tobytes()
     assert (ll, g.tobytes()) == (lambda r: (r[0], r[1].tobytes()))(
         simulated_loglik(*args, weights=weights, grad=True))
     assert np.array_equal(H, H.T)

@@ -524,12 +524,13 @@ def _primes(q):
     return primes
 
 
-def halton_uniforms(n_panels, n_draws, q, seed, lo, hi, n_threads=None):
+def halton_uniforms(panels, n_draws, q, seed, lo, hi, n_threads=None):
     """The scrambled Halton points SciPy's ``qmc.Halton(d=q, scramble=True,
     seed=seed).random(n_panels * n_draws)`` gives for an integer seed (the
     same bits: its digit permutations, drawn from ``default_rng(seed)`` in
-    its order, and its sums digit by digit), clipped to [lo, hi]; panel p
-    takes the points p * n_draws to (p + 1) * n_draws - 1.  Consecutive
+    its order, and its sums digit by digit), clipped to [lo, hi], for the
+    panels ``panels`` (indices; an int n: the first n); panel p takes the
+    points p * n_draws to (p + 1) * n_draws - 1.  Consecutive
     points to one panel, as xlogit and Train's textbook assign them:
     spreading consecutive points over the panels instead (point r P + p)
     fixes a panel's leading digits in every base that divides P (with
@@ -552,21 +553,29 @@ def halton_uniforms(n_panels, n_draws, q, seed, lo, hi, n_threads=None):
         for j in range(count):
             tables[d, j, :base] = perms[j] * scale
             scale /= base
-    out = np.empty((n_panels, q, n_draws))
-    kernel.halton_into(out, tables, np.array(counts, dtype=np.intp),
+    panels = np.arange(panels, dtype=np.intp) if np.ndim(panels) == 0 else \
+        np.ascontiguousarray(panels, dtype=np.intp)
+    out = np.empty((panels.size, q, n_draws))
+    kernel.halton_into(out, panels, tables, np.array(counts, dtype=np.intp),
                        np.array(bases, dtype=np.int_), lo, hi, n_threads)
     return out.transpose(0, 2, 1)
 
 
 def uniform_draws_rows(method, panels, n_panels, n_draws, q, seed):
     """Rows ``panels`` (increasing panel indices) of ``uniform_draws(method,
-    n_panels, n_draws, q, seed)``, the same bits: for "halton" and "sobol"
-    from the sequence itself (``fast_forward`` to each run of consecutive
-    panels), without the other panels' points; for "mlhs" and "random" by
-    drawing the whole array.  Keep in step with ``uniform_draws``."""
+    n_panels, n_draws, q, seed)``, the same bits and layout: for "halton" and
+    "sobol" from the sequence itself (the panels' own points; Sobol' by
+    ``fast_forward`` to each run of consecutive panels), without the other
+    panels' points; for "mlhs" and "random" by drawing the whole array.
+    Keep in step with ``uniform_draws``."""
     panels = np.asarray(panels, dtype=np.intp)
-    if method not in ("halton", "sobol"):
-        return np.ascontiguousarray(uniform_draws(method, n_panels, n_draws, q, seed)[panels])
+    lo, hi = 2.0 ** -53, 1.0 - 2.0 ** -53
+    out = np.empty((panels.size, q, n_draws)).transpose(0, 2, 1)
+    if method == "halton":
+        return halton_uniforms(panels, n_draws, q, seed, lo, hi)
+    if method != "sobol":
+        out[...] = uniform_draws(method, n_panels, n_draws, q, seed)[panels]
+        return out
     from scipy.stats import qmc
 
     u = np.empty((panels.size, n_draws, q))
@@ -576,12 +585,12 @@ def uniform_draws_rows(method, panels, n_panels, n_draws, q, seed):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            engine = (qmc.Halton if method == "halton" else qmc.Sobol)(d=q, scramble=True,
-                                                                       seed=seed)
-            if panels[run[0]]:  # (Sobol's fast_forward(0) raises)
+            engine = qmc.Sobol(d=q, scramble=True, seed=seed)
+            if panels[run[0]]:  # (fast_forward(0) raises)
                 engine.fast_forward(int(panels[run[0]]) * n_draws)
             u[run] = engine.random(run.size * n_draws).reshape(run.size, n_draws, q)
-    return np.ascontiguousarray(np.clip(u, 2.0 ** -53, 1.0 - 2.0 ** -53))
+    np.clip(u, lo, hi, out=out)
+    return out
 
 
 def standard_draws(u, dists):
