@@ -498,3 +498,27 @@ def test_draws_with_nan_name_draws(rng):
                                          r"draws\[1, 2, 0\] = nan"):
         fc.MixedLogit(df, choice="choice", obs="obs", alt="alt", x=["x0", "x1", "x2"],
                       random={"x0": "normal"}, panel="person", n_draws=5, draws=bad)
+
+
+def test_conditional_logit_parts_per_panel():
+    """The start's per-panel conditional-logit parts add up to the phi-form
+    kernel's totals (value, gradient, Hessian), and each panel's are its own
+    call's."""
+    import fastscore
+    from fastscore.choice._mixed import cl_panel_parts
+
+    df = pd.read_csv(DATA / "electricity_long.csv")
+    m = fc.MixedLogit(df, choice="choice", obs="chid", alt="alt", x=["pf", "cl", "loc"],
+                      random={"pf": "normal"}, panel="id", n_draws=3)
+    beta = np.array([-0.5, -0.1, 1.2])
+    values, grads, H = cl_panel_parts(m.X, m.offsets, m.chosen, m.panel_offsets, beta)
+    ll, g, Hs = fastscore.loglik(m.X, beta, m.chosen, offsets=m.offsets, grad=True, hess=True)
+    assert abs(values.sum() - ll) <= 1e-12 * abs(ll)
+    np.testing.assert_allclose(grads.sum(axis=0), g, rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(H.sum(axis=0), Hs, rtol=1e-11, atol=1e-8)
+    p = 7
+    s0, s1 = m.panel_offsets[p], m.panel_offsets[p + 1]
+    r0, r1 = m.offsets[s0], m.offsets[s1]
+    one = cl_panel_parts(m.X[r0:r1], m.offsets[s0:s1 + 1] - r0, m.chosen[s0:s1],
+                         np.array([0, s1 - s0]), beta)
+    assert one[0][0] == values[p] and one[2][0].tobytes() == H[p].tobytes()

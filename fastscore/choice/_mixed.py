@@ -454,32 +454,20 @@ def start_newton(parts, w_panel, kinds, q, correlated, names, separating=None):
 
 def cl_panel_parts(X, offsets, chosen, panel_offsets, beta, hess=True, n_threads=None):
     """Each panel's conditional-logit log-likelihood (P,) and gradient (P, k)
-    and, with ``hess``, Hessian (P, k, k), unweighted: the situations' from
-    the per-state kernels (``log_prob``, ``score``, ``probs``), summed within
-    the panel.  A panel's parts depend on its own rows alone."""
-    starts = panel_offsets[:-1]
-    values = np.add.reduceat(_core.log_prob(X, beta, chosen, offsets=offsets,
-                                            n_threads=n_threads), starts)
+    and, with ``hess``, Hessian (P, k, k), unweighted: the mixed-logit kernel
+    with every column fixed and one draw (its simulated likelihood is then
+    the conditional logit's), panel by panel.  A panel's parts depend on its
+    own rows alone."""
+    from .._mixedlogit import prepare
+
+    P, k = len(panel_offsets) - 1, X.shape[1]
+    problem = prepare(X, offsets, chosen, panel_offsets, np.zeros((P, 1, 0)),
+                      np.zeros(k, dtype=np.intc))
     if not hess:
-        return (values,)
-    grads = np.add.reduceat(_core.score(X, beta, chosen, offsets=offsets, n_threads=n_threads),
-                            starts, axis=0)
-    p = _core.probs(X, beta, offsets=offsets, n_threads=n_threads)
-    P, k = starts.size, X.shape[1]
-    H = np.empty((P, k, k))
-    panel_rows = offsets[panel_offsets]
-    step = max(1, _PREDICT_CHUNK // max(1, X.shape[0] // max(P, 1) * k * k))
-    for p0 in range(0, P, step):
-        # -sum_j p_j (x_j - xbar)(x_j - xbar)' over each situation's rows.
-        p1 = min(P, p0 + step)
-        r0, r1 = panel_rows[p0], panel_rows[p1]
-        s0, s1 = panel_offsets[p0], panel_offsets[p1]
-        Xb, pb = X[r0:r1], p[r0:r1, None]
-        xbar = np.add.reduceat(pb * Xb, offsets[s0:s1] - r0, axis=0)
-        D = Xb - np.repeat(xbar, np.diff(offsets[s0:s1 + 1]), axis=0)
-        outer = (pb * D)[:, :, None] * D[:, None, :]
-        H[p0:p1] = -np.add.reduceat(outer, panel_rows[p0:p1] - r0, axis=0)
-    return values, grads, H
+        return (problem(beta, panel_values=True, n_threads=n_threads)[1],)
+    _, scores, values, H = problem(beta, panel_scores=True, panel_values=True,
+                                   panel_hessians=True, n_threads=n_threads)
+    return values, scores, H
 
 
 def uniform_draws(method, n_panels, n_draws, q, seed):
