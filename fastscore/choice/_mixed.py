@@ -412,10 +412,10 @@ def fit_steps(evaluate, theta, names, w_panel, cov, groups, maxiter, tol):
     with np.errstate(over="ignore", invalid="ignore"):
         # A trial step may overflow a lognormal coefficient; its value is
         # then -inf or NaN, and the step is halved.
-        theta, _, _, niter, evaluations, converged = bfgs(
-            lambda t: evaluate(t), theta, hess_inv, int(maxiter), float(tol),
-            first=(ll0, g0), stacklevel=4)
-    ll, g, scores, H = evaluate(theta, scores=True, hessian=True)
+        theta, _, _, niter, evaluations, converged, last = bfgs(
+            evaluate, theta, hess_inv, int(maxiter), float(tol), first=(ll0, g0), stacklevel=4,
+            newton=lambda t: evaluate(t, scores=True, hessian=True))
+    ll, g, scores, H = last if last is not None else evaluate(theta, scores=True, hessian=True)
     cov_matrix = np.linalg.inv(information(H, names))
     if cov != "hessian":
         s = scores if w_panel is None else scores * w_panel[:, None]

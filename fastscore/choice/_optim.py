@@ -231,21 +231,66 @@ def null_loglik(offsets, w):
     return -float(np.log(sizes) @ (np.ones_like(sizes) if w is None else w))
 
 
-def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3):
+def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3, newton=None,
+         newton_below=1.0):
     """Maximise ``f`` (x -> (value, gradient)) by BFGS from the inverse
     curvature ``hess_inv`` (of minus f), halving steps that do not increase
     the value.  Converged when the predicted gain ``g' hess_inv g`` falls
     below ``tol``.  ``first``: (value, gradient) at x when the caller has
-    them (counted as an evaluation).  Returns (x, value, gradient,
-    iterations, evaluations, converged).  ``stacklevel`` of the warnings as
-    for ``newton``."""
+    them (counted as an evaluation).
+
+    ``newton`` (x -> (value, gradient, ..., Hessian)), when given, finishes:
+    once the predicted gain falls below ``newton_below``, Newton steps on the
+    exact Hessian (with step halving), converged when ``g' (-H)^-1 g`` falls
+    below ``tol``.  Where BFGS creeps to the optimum of a simulated
+    likelihood (electricity: 30 of its 39 iterations within 1 of the
+    maximum), Newton's quadratic convergence takes a few.  Where minus the
+    Hessian is not positive definite, BFGS goes on from there.
+
+    Returns (x, value, gradient, iterations, evaluations, converged, last):
+    ``last`` the output of ``newton`` at x when the run ended on a Newton
+    evaluation, else None.  ``stacklevel`` of the warnings as for
+    ``newton``."""
     ll, g = f(x) if first is None else first
     evaluations = 1
+    last = None
     for it in range(1, maxiter + 1):
+        if last is not None:
+            try:
+                L = np.linalg.cholesky(-last[-1])
+                d = np.linalg.solve(L.T, np.linalg.solve(L, g))
+            except np.linalg.LinAlgError:
+                d = None
+            if d is None or not np.isfinite(d).all():
+                last, newton = None, None  # not concave here: BFGS from x on
+            else:
+                scaled = float(g @ d)
+                if scaled < tol:
+                    return x, ll, g, it - 1, evaluations, True, last
+                t = 1.0
+                while True:
+                    trial = x + t * d
+                    out = newton(trial)
+                    evaluations += 1
+                    if out[0] >= ll:
+                        break
+                    t /= 2
+                    if t < 1e-10:
+                        warnings.warn(
+                            f"the line search found no increase after {it} iterations "
+                            f"(predicted gain {scaled:.3g}); the estimates may not be the "
+                            "maximum", ConvergenceWarning, stacklevel=stacklevel)
+                        return x, ll, g, it, evaluations, False, last
+                x, ll, g, last = trial, out[0], out[1], out
+                continue
         d = hess_inv @ g
         scaled = float(g @ d)
         if scaled < tol:
-            return x, ll, g, it - 1, evaluations, True
+            return x, ll, g, it - 1, evaluations, True, None
+        if newton is not None and scaled < newton_below:
+            last = newton(x)
+            evaluations += 1
+            continue
         t = 1.0
         while True:
             trial = x + t * d
@@ -259,7 +304,7 @@ def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3):
                     f"the line search found no increase after {it} iterations (predicted gain "
                     f"{scaled:.3g}); the estimates may not be the maximum",
                     ConvergenceWarning, stacklevel=stacklevel)
-                return x, ll, g, it, evaluations, False
+                return x, ll, g, it, evaluations, False, None
         s, y = trial - x, g - g_t
         sy = float(s @ y)
         if sy > 0:
@@ -272,4 +317,4 @@ def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3):
     warnings.warn(f"BFGS did not converge in {maxiter} iterations (predicted gain "
                   f"{float(g @ hess_inv @ g):.3g}); raise maxiter or give start=",
                   ConvergenceWarning, stacklevel=stacklevel)
-    return x, ll, g, maxiter, evaluations, False
+    return x, ll, g, maxiter, evaluations, False, last
