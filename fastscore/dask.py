@@ -1507,9 +1507,12 @@ def _with_draws(part, how):
     model's (each column's draws contiguous)."""
     import copy
 
-    u = _mixed.uniform_draws_rows(how[1], how[2], *how[3:]) if how[0] == "rows" else how[1]
-    own = np.empty((u.shape[0], u.shape[2], u.shape[1])).transpose(0, 2, 1)
-    own[...] = u
+    if how[0] == "rows":
+        own = _mixed.uniform_draws_rows(how[1], how[2], *how[3:])  # a fresh array, laid out
+    else:
+        u = how[1]  # the client's slice: copied, as standard_draws overwrites it
+        own = np.empty((u.shape[0], u.shape[2], u.shape[1])).transpose(0, 2, 1)
+        own[...] = u
     part = copy.copy(part)
     rand = [n for n in part._spec.x if n in part.random]
     part.xi = _mixed.standard_draws(own, [part.random[n] for n in rand])
