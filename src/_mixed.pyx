@@ -12,6 +12,8 @@ in panel order by one thread, so the bits do not depend on the thread count.
 """
 
 from cython.parallel cimport parallel, prange
+from libc.math cimport floor
+from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 
 cimport numpy as cnp
@@ -228,48 +230,104 @@ def panel_sum_arrays(const double[:, ::1] x, const double[::1] w):
     return out
 
 
-# Lanes of the Halton generator: points of one panel taken from eight
-# stretches of its indices at once, so that eight sums run side by side (each
-# point's sum is a chain of up to 53 dependent additions).
+# The Halton generator.  A point's coordinate is SciPy's sum
+# sum_j T[j][digit_j] taken in the order j = 0, 1, ... (least significant
+# digit first, up to 53 terms in base 2).  The low HALTON_TABLE digits' part
+# of that sum is a table lookup (its entries summed in the same order).  The
+# higher digits are the same for a block of base^m consecutive indices; their
+# terms, added one by one to a partial sum x that stays in one binade
+# [2^e, 2^(e+1)), each add their value rounded to that binade's spacing (x is
+# a multiple of it), so their whole effect is one exact addition per binade,
+# computed once a block.  Points where that does not hold (the sum would
+# leave its binade, a rounding tie, a tiny x) take the sum term by term.
 cdef enum:
-    HALTON_LANES = 8
     HALTON_MAX_DIGITS = 64
+    HALTON_TABLE = 2048  # entries of a column's low-digit table (16 KiB; base^1 if larger)
+    HALTON_BINADES = 8  # x >= 2^-8 takes the fast path
+
+
+cdef double halton_sum(const double *T, Py_ssize_t stride, Py_ssize_t count, long base,
+                       long long idx) noexcept nogil:
+    """The radical inverse of idx term by term, in SciPy's order."""
+    cdef double acc = 0.0
+    cdef Py_ssize_t j
+    for j in range(count):
+        acc += T[j * stride + <int>(idx % base)]
+        idx = idx // base
+    return acc
+
+
+cdef void halton_block(const double *T, Py_ssize_t stride, Py_ssize_t count, long base,
+                       Py_ssize_t m, long long block, double *tail) noexcept nogil:
+    """tail[i] for x in binade [2^(-1-i), 2^-i): what the terms of digits m
+    and above of the block's indices add to x, exactly (the sum of the terms
+    rounded to that binade's spacing 2^(-53-i)), or -1 where that shortcut
+    does not hold for the binade (a tie, or a sum that leaves it)."""
+    cdef double c[HALTON_MAX_DIGITS]
+    cdef Py_ssize_t j, i, nc = count - m
+    cdef double scale = 9007199254740992.0  # 2^53: 1 / spacing, binade 0
+    cdef double k, f, fr
+    cdef long long D
+    for j in range(nc):
+        c[j] = T[(m + j) * stride + <int>(block % base)]
+        block = block // base
+    for i in range(HALTON_BINADES):
+        D = 0
+        for j in range(nc):
+            k = c[j] * scale  # exact: a power of two
+            f = floor(k)
+            fr = k - f
+            if fr == 0.5:
+                D = -1
+                break
+            D += <long long>f + (fr > 0.5)
+            if D >= (<long long>1 << 52):
+                D = -1
+                break
+        tail[i] = -1.0 if D < 0 else <double>D / scale
+        scale *= 2.0
+
+
+cdef inline int exponent_field(double x) noexcept nogil:
+    cdef unsigned long long bits
+    memcpy(&bits, &x, 8)
+    return <int>(bits >> 52)
 
 
 cdef void halton_run(const double *T, Py_ssize_t stride, Py_ssize_t count, long base,
+                     const double *low, Py_ssize_t m, Py_ssize_t bm,
                      long long first, Py_ssize_t n, double lo, double hi,
-                     double *out) noexcept nogil:
+                     double *tail, long long *tail_block, double *out) noexcept nogil:
     """out[r] for r < n: the scrambled radical inverse of index first + r,
-    sum_j T[j stride + digit_j] in the order j = 0, 1, ... (digit_j the
-    base-`base` digits of the index, least significant first), clipped to
-    [lo, hi]."""
-    cdef int dig[HALTON_MAX_DIGITS][HALTON_LANES]
-    cdef double acc[HALTON_LANES]
-    cdef Py_ssize_t seg = (n + HALTON_LANES - 1) // HALTON_LANES, l, j, t, r
-    cdef long long idx
-    for l in range(HALTON_LANES):
-        idx = first + l * seg
-        for j in range(count):
-            dig[j][l] = <int>(idx % base)
-            idx = idx // base
-    for t in range(seg):
-        for l in range(HALTON_LANES):
-            acc[l] = 0.0
-        for j in range(count):
-            for l in range(HALTON_LANES):
-                acc[l] += T[j * stride + dig[j][l]]
-        for l in range(HALTON_LANES):
-            r = l * seg + t
-            if r < n:
-                out[r] = min(max(acc[l], lo), hi)
-            # the next index's digits
-            j = 0
-            while j < count:
-                dig[j][l] += 1
-                if dig[j][l] < base:
-                    break
-                dig[j][l] = 0
-                j += 1
+    clipped to [lo, hi]; low[L] the sum of the terms of the m low digits of
+    L < bm = base^m; tail the halton_block of block *tail_block (updated
+    here: consecutive panels mostly share a block)."""
+    cdef long long block = first // bm
+    cdef Py_ssize_t L = <Py_ssize_t>(first % bm), r
+    cdef int e, i
+    cdef double x, y
+    if block != tail_block[0]:
+        halton_block(T, stride, count, base, m, block, tail)
+        tail_block[0] = block
+    for r in range(n):
+        x = low[L]
+        # x in binade i = 1022 - e, [2^(-1-i), 2^-i); 0 has field 0
+        e = exponent_field(x)
+        i = 1022 - e
+        y = -1.0
+        if 0 <= i < HALTON_BINADES and tail[i] >= 0.0:
+            y = x + tail[i]  # exact while in x's binade
+            if exponent_field(y) != e:
+                y = -1.0
+        if y < 0.0:
+            y = halton_sum(T, stride, count, base, first + r)
+        out[r] = min(max(y, lo), hi)
+        L += 1
+        if L == bm:
+            L = 0
+            block += 1
+            halton_block(T, stride, count, base, m, block, tail)
+            tail_block[0] = block
 
 
 def halton_into(double[:, :, ::1] out, const Py_ssize_t[::1] panels,
@@ -297,8 +355,41 @@ def halton_into(double[:, :, ::1] out, const Py_ssize_t[::1] panels,
         return
     if not (FS_OPENMP and nt > 1 and P > 1 and P * R * q >= PARALLEL_MIN_WORK):
         nt = 1
-    with nogil:
-        for p in prange(P, schedule='static', num_threads=nt):
-            for d in range(q):
-                halton_run(&tables[d, 0, 0], stride, counts[d], bases[d],
-                           <long long>panels[p] * R, R, lo, hi, &out[p, d, 0])
+    # Each column's low-digit table: its m lowest digits' terms summed in
+    # SciPy's order, for every value of those digits.
+    ms = np.ones(q, dtype=np.intp)
+    for d in range(q):
+        while ms[d] < counts[d] and bases[d] ** (ms[d] + 1) <= HALTON_TABLE:
+            ms[d] += 1
+    bms = np.array([bases[d] ** ms[d] for d in range(q)], dtype=np.intp)
+    lows = np.empty((q, bms.max()))
+    cdef Py_ssize_t[::1] m_v = ms, bm_v = bms
+    cdef double[:, ::1] low_v = lows
+    cdef Py_ssize_t L
+    for d in range(q):
+        for L in range(bm_v[d]):
+            low_v[d, L] = halton_sum(&tables[d, 0, 0], stride, m_v[d], bases[d], L)
+    cdef double *tails
+    cdef long long *blocks
+    cdef int no_memory[1]
+    cdef Py_ssize_t dd
+    no_memory[0] = 0
+    with nogil, parallel(num_threads=nt):
+        # each thread's blocks of tails, one per column
+        tails = <double *>malloc(q * HALTON_BINADES * sizeof(double))
+        blocks = <long long *>malloc(q * sizeof(long long))
+        if tails != NULL and blocks != NULL:
+            for dd in range(q):
+                blocks[dd] = -1
+        for p in prange(P, schedule='static'):
+            if tails == NULL or blocks == NULL:
+                no_memory[0] = 1
+            else:
+                for d in range(q):
+                    halton_run(&tables[d, 0, 0], stride, counts[d], bases[d], &low_v[d, 0],
+                               m_v[d], bm_v[d], <long long>panels[p] * R, R, lo, hi,
+                               &tails[d * HALTON_BINADES], &blocks[d], &out[p, d, 0])
+        free(tails)
+        free(blocks)
+    if no_memory[0]:
+        raise MemoryError("no memory for the Halton generator's per-thread tables")

@@ -295,6 +295,31 @@ def test_halton_points_are_scipys_bit_for_bit(P, R, q, seed):
         assert halton_uniforms(P, R, q, seed, lo, hi, n_threads).tobytes() == u.tobytes()
 
 
+@pytest.mark.parametrize("q", [1, 3, 9])
+def test_halton_points_far_along_the_sequence_are_scipys(q):
+    """Panels whose indices are far along the sequence (the higher digits'
+    terms, which the generator adds per block of indices in one exact step,
+    are then large and varied; blocks of base^m indices cross inside a
+    panel): the same bits as SciPy's points from fast_forward."""
+    from scipy.stats import qmc
+    from scipy.stats._qmc import van_der_corput  # SciPy's generator at any index
+
+    from fastscore.choice._mixed import halton_uniforms
+
+    lo, hi = 2.0 ** -53, 1.0 - 2.0 ** -53
+    R = 1500
+    panels = np.array([0, 1, 2, 977, 123457, 2 ** 20 + 3, 3 ** 17, 10 ** 9 + 7])
+    u = halton_uniforms(panels, R, q, 11, lo, hi)
+    # SciPy's own sequence at those indices (its fast_forward would
+    # generate every point before them)
+    engine = qmc.Halton(d=q, scramble=True, seed=11)
+    for i, p in enumerate(panels):
+        expect = np.stack([van_der_corput(R, base, start_index=int(p) * R, scramble=True,
+                                              permutations=engine._permutations[d])
+                           for d, base in enumerate(engine.base)], axis=1)
+        assert u[i].tobytes() == np.clip(expect, lo, hi).tobytes(), p
+
+
 def test_draws_layout_is_what_the_kernel_reads():
     """The model's standard draws are a (P, R, q) view with each column's
     draws contiguous, which the kernel reads without gathering; a C-order
