@@ -267,7 +267,8 @@ class MixedLogit(LongFormatModel):
         method : {"bfgs"}
             BFGS on the exact gradient, its first inverse Hessian the inverse
             of the BHHH matrix (the outer products of the panels' scores) at
-            the start, with step halving.
+            the start, steps shortened where they do not increase the value;
+            near the maximum, Newton steps on the exact Hessian.
         cov : {"hessian", "robust", "cluster"}
             ``"hessian"``: the inverse of minus the exact Hessian of the
             simulated log-likelihood (computed by the kernel in one pass).
@@ -411,7 +412,7 @@ def fit_steps(evaluate, theta, names, w_panel, cov, groups, maxiter, tol):
     hess_inv = np.linalg.inv(information(-bhhh, names))
     with np.errstate(over="ignore", invalid="ignore"):
         # A trial step may overflow a lognormal coefficient; its value is
-        # then -inf or NaN, and the step is halved.
+        # then -inf or NaN, and the step is shortened.
         theta, _, _, niter, evaluations, converged, last = bfgs(
             evaluate, theta, hess_inv, int(maxiter), float(tol), first=(ll0, g0), stacklevel=4,
             newton=lambda t: evaluate(t, scores=True, hessian=True))
