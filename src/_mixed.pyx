@@ -48,6 +48,10 @@ cdef extern from "fastscore_mixed.h" nogil:
     fsx_panel_fn fsx_isa_panel(int isa)
 
 
+cdef extern from "fastscore_ndtri.h" nogil:
+    void fs_ndtri_block(double *x, Py_ssize_t n)
+
+
 # Below this many multiply-adds (rows x draws x columns) a call runs on one
 # thread: a fork/join would cost more than it saves.
 cdef enum:
@@ -393,3 +397,22 @@ def halton_into(double[:, :, ::1] out, const Py_ssize_t[::1] panels,
         free(blocks)
     if no_memory[0]:
         raise MemoryError("no memory for the Halton generator's per-thread tables")
+
+
+def ndtri_columns(double[:, :, ::1] a, const Py_ssize_t[::1] cols, object n_threads):
+    """a[p, j, :] = scipy.special.ndtri(a[p, j, :]) in place (the same bits)
+    for a (P, q, R) and the columns j in cols; panels over the threads."""
+    cdef Py_ssize_t P = a.shape[0], q = a.shape[1], R = a.shape[2], p, i
+    cdef Py_ssize_t nc = cols.shape[0]
+    cdef int nt = as_thread_count(n_threads)
+    for i in range(nc):
+        if cols[i] < 0 or cols[i] >= q:
+            raise ValueError(BAD_ARRAYS)
+    if P == 0 or R == 0 or nc == 0:
+        return
+    if not (FS_OPENMP and nt > 1 and P > 1 and P * R * nc >= PARALLEL_MIN_WORK):
+        nt = 1
+    with nogil:
+        for p in prange(P, schedule='static', num_threads=nt):
+            for i in range(nc):
+                fs_ndtri_block(&a[p, cols[i], 0], R)

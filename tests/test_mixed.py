@@ -320,6 +320,40 @@ def test_halton_points_far_along_the_sequence_are_scipys(q):
         assert u[i].tobytes() == np.clip(expect, lo, hi).tobytes(), p
 
 
+def test_normal_draws_are_scipys_ndtri_bit_for_bit():
+    """The compiled inverse normal CDF of the draws is SciPy's ndtri, bit for
+    bit: uniform points, both tails down to the smallest doubles, the
+    branches' edges, 0, 1 and what is not a probability; and the same for
+    any thread count."""
+    from scipy.special import ndtri
+
+    from fastscore import _mixed as kernel
+
+    rng = np.random.default_rng(3)
+    e2 = 1.3533528323661269189e-1  # the tails' threshold, exp(-2)
+    edges = [e2, 1 - e2, 0.5, 2.0 ** -53, 1 - 2.0 ** -53, 5e-324, np.exp(-32.0)]
+    edges += [np.nextafter(v, d) for v in edges for d in (0.0, 1.0)]
+    p = np.concatenate([rng.random(300_000), 10.0 ** rng.uniform(-320, -1, 50_000),
+                        1 - 10.0 ** rng.uniform(-16, -1, 50_000), edges,
+                        [0.0, 1.0, np.nan, -0.5, 1.5, np.inf, -np.inf]])
+    a = p.copy().reshape(1, 1, -1)
+    kernel.ndtri_columns(a, np.array([0]), 1)
+    expect = ndtri(p)
+    nan = np.isnan(expect)
+    assert np.array_equal(np.isnan(a[0, 0]), nan)
+    assert a[0, 0][~nan].tobytes() == expect[~nan].tobytes()
+
+    u = rng.random((400, 4, 301))  # enough work for the threads
+    once = u.copy()
+    kernel.ndtri_columns(once, np.array([0, 2]), 1)
+    assert once[:, [0, 2]].tobytes() == ndtri(u[:, [0, 2]]).tobytes()
+    assert once[:, [1, 3]].tobytes() == u[:, [1, 3]].tobytes()  # other columns untouched
+    for n_threads in (2, 3):
+        again = u.copy()
+        kernel.ndtri_columns(again, np.array([0, 2]), n_threads)
+        assert again.tobytes() == once.tobytes()
+
+
 def test_draws_layout_is_what_the_kernel_reads():
     """The model's standard draws are a (P, R, q) view with each column's
     draws contiguous, which the kernel reads without gathering; a C-order
