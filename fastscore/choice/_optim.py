@@ -243,7 +243,7 @@ def _shorter(t, value, slope, value_t):
 
 
 def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3, newton=None,
-         newton_below=1.0):
+         newton_below=3.0):
     """Maximise ``f`` (x -> (value, gradient)) by BFGS from the inverse
     curvature ``hess_inv`` (of minus f), shortening steps that do not increase
     the value.  Converged when the predicted gain ``g' hess_inv g`` falls
@@ -257,7 +257,10 @@ def bfgs(f, x, hess_inv, maxiter, tol, first=None, stacklevel=3, newton=None,
     Where BFGS creeps to the optimum of a simulated likelihood (electricity:
     30 of its 39 iterations within 1 of the maximum), Newton's quadratic
     convergence takes a few.  Where minus the Hessian is not positive
-    definite, BFGS goes on from there.
+    definite, BFGS goes on from there.  The default 3 (measured on the
+    electricity panel at 1000 draws: 18 iterations with 1, 15 with 3, 40
+    with 10, whose Newton steps start where the Hessian is not yet negative
+    definite).
 
     A step that does not increase the value is shortened to the maximum of
     the quadratic through the value and slope at x and the value at the
