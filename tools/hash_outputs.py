@@ -1,7 +1,7 @@
-"""SHA-256 of the outputs of every public function of fastscore and
-fastscore.matrix over a fixed set of inputs, one hash per function (and per
-module's error messages) plus a total: two builds that print the same lines
-return the same bits.
+"""SHA-256 of the outputs of every public function of fastscore,
+fastscore.matrix and the mixed logit's kernel over a fixed set of inputs,
+one hash per function (and per module's error messages) plus a total: two
+builds that print the same lines return the same bits.
 
 The inputs cover one state and batches (padded, ragged, the fused kernel's
 tiny states, wide states split over threads), float32, float64 and mixed
@@ -10,7 +10,9 @@ sample with int and Generator seeds and state_offset, the state-input form's
 bias, its BLAS blocks and its refined (compensated) logits; every call runs
 with n_threads 1 and 2; and the policy-gradient objectives (kl, the
 entropy's gradient, loglik's entropy term, sample's score and trace) in both
-forms.  Error messages of bad calls are hashed separately.
+forms; the mixed logit's kernel (every distribution, Cholesky, weights, every
+output), its Halton and normal draws, and a conditional and a mixed logit fit
+of fastscore.choice.  Error messages of bad calls are hashed separately.
 
 Compare builds from outside their trees (else the cwd's fastscore wins):
 
@@ -410,6 +412,68 @@ def hash_objectives(H, rng):
                     H.feed("matrix.sample_trace", trace)
 
 
+# ---------------------------------------------------------------------------
+# the mixed logit's kernel, its draws, and fastscore.choice's fits
+
+def hash_mixed(H, rng):
+    """The kernel on each distribution, Cholesky, weights and every output;
+    the Halton and normal draws; a conditional and a mixed logit fit on the
+    fishing data (skipped without pandas)."""
+    from fastscore import _mixed
+    from fastscore._mixedlogit import panel_sum, simulated_loglik
+    from fastscore.choice._mixed import halton_uniforms, standard_draws, uniform_draws
+
+    sizes = rng.integers(2, 5, 60)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    chosen = np.array([rng.integers(0, n) for n in sizes])
+    panel_offsets = np.arange(0, 61, 3)
+    X = rng.standard_normal((offsets[-1], 5))
+    weights = rng.uniform(0.5, 2.0, 20)
+    for kinds, chol in [([0, 1, 1, 0, 1], False), ([1, 2, 3, 4, 0], False),
+                        ([1, 1, 1, 0, 0], True)]:
+        kinds = np.array(kinds)
+        q = int((kinds > 0).sum())
+        draws = rng.standard_normal((20, 37, q))
+        n_params = 5 + (q * (q + 1) // 2 if chol else q)
+        params = 0.3 * rng.standard_normal(n_params)
+        for w in (None, weights):
+            for nt in THREADS:
+                H.call("mixed.kernel", simulated_loglik, X, offsets, chosen, panel_offsets,
+                       draws, kinds, params, weights=w, chol=chol, grad=True,
+                       panel_scores=True, posterior=True, panel_values=True, hessian=True,
+                       panel_hessians=True, n_threads=nt)
+    H.call("mixed.panel_sum", panel_sum, rng.standard_normal((50, 4)), rng.uniform(size=50))
+    lo, hi = 2.0 ** -53, 1.0 - 2.0 ** -53
+    for nt in THREADS:
+        H.call("mixed.halton", halton_uniforms, np.array([0, 5, 977, 10 ** 9]), 300, 6, 3,
+               lo, hi, nt)
+        u = np.concatenate([rng.random(5000), 10.0 ** rng.uniform(-300, -1, 500)])
+        a = u.copy().reshape(1, 1, -1)
+        _mixed.ndtri_columns(a, np.array([0]), nt)
+        H.feed("mixed.ndtri", a)
+    for method in ("halton", "sobol", "mlhs", "random"):
+        u = uniform_draws(method, 30, 64, 3, 4)
+        H.feed("mixed.draws", standard_draws(u, ["normal", "triangular", "uniform"]))
+    try:
+        import pandas as pd
+    except ImportError:
+        return
+    import warnings
+    from pathlib import Path
+
+    import fastscore.choice as fc
+
+    df = pd.read_csv(Path(__file__).resolve().parent.parent / "examples" / "data"
+                     / "fishing_long.csv")
+    common = dict(choice="choice", obs="id", alt="alt", x=["price", "catch"])
+    res = fc.ConditionalLogit(df, asc="beach", **common).fit()
+    H.feed("choice.conditional", (res.params.to_numpy(), res.bse.to_numpy(), res.llf))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fc.MixedLogit(df, random={"catch": "normal"}, n_draws=50, **common).fit()
+    H.feed("choice.mixed", (res.params.to_numpy(), res.bse.to_numpy(), res.llf, res.hessian))
+
+
 def main(argv):
     per_state = "--per-state" in argv
     if per_state:
@@ -421,6 +485,7 @@ def main(argv):
     hash_matrix(H, rng)
     matrix_errors(H)
     hash_objectives(H, np.random.default_rng(24))
+    hash_mixed(H, np.random.default_rng(23))
     print(f"# {fastscore.__file__}; {_core.build_info()['float64_logits']}"
           + ("; per-state path" if per_state else ""))
     total = hashlib.sha256()
