@@ -6,7 +6,7 @@
  * bits as scipy.special.ndtri (tested on millions of points).  SciPy's ufunc
  * takes 14 ns a point here; this block form evaluates the centre's rational
  * function (73 % of uniform points) for a whole chunk in vector lanes and
- * only the tails' points one by one.
+ * the tails' points in stages (6.4 ns a uniform point).
  *
  * Only additions, multiplications, divisions and the C library's sqrt and
  * log, no FMA (-ffp-contract=off): every instruction set's clone gives the
@@ -70,8 +70,8 @@ static inline int fs_ndtri_central(double y) {
 }
 
 /* x[i] = ndtri(x[i]) for i < n.  A chunk at a time: the centre's formula for
- * every lane (kept where it applies), then the tails' points gathered and
- * taken in stages (log, sqrt, log, the rational functions), each a loop
+ * every lane (overwritten where it does not apply), then the tails' points
+ * gathered and taken in stages (log, sqrt, log, the rational functions), each a loop
  * over independent points: one point's chain of dependent operations is
  * about 150 cycles long.  The logs are the C library's, one by one. */
 static FS_CLONES void fs_ndtri_block(double *x, ptrdiff_t n) {
@@ -107,8 +107,8 @@ static FS_CLONES void fs_ndtri_block(double *x, ptrdiff_t n) {
         }
         for (ptrdiff_t j = 0; j < nt; j++) {
             const double yj = xo[at[j]];
-            /* the lower tail's sign (-(x0 - x1) is x1 - x0 exactly); 0, 1
-             * and what is not a probability as SciPy gives them */
+            /* the lower tail's result negated, as Cephes does; 0, 1 and what
+             * is not a probability as SciPy gives them */
             c[at[j]] = yj > 0.0 && yj < 1.0 ? (yj > 1.0 - FS_NDTRI_EXPM2 ? r[j] : -r[j])
                        : yj == 0.0 ? -INFINITY : yj == 1.0 ? INFINITY : NAN;
         }

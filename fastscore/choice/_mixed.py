@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 
-from .. import _core
 from ._data import (Layout, LongFormatModel, as_frame,
                     check_columns, label, pandas_module)
 from ._optim import (bfgs, check_cov, information, newton, null_loglik, sandwich,
